@@ -1,0 +1,443 @@
+//! The command line (DESIGN.md §3): parse, dispatch, map errors to exit codes.
+//!
+//! Every flag can also come from `SECRETDROP_<FLAG>` (e.g. `SECRETDROP_TOKEN_PATH`); a flag on
+//! the command line wins over the environment.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::config::{self, Auth, Output, Spec, VaultEnv};
+use crate::error::{Error, ExitCode};
+use crate::fetch::Fetcher;
+use crate::render;
+use crate::volume::{Commit, Volume};
+
+pub const DEFAULT_DIR: &str = "/mnt/secrets";
+pub const DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Flag {
+    name: &'static str,
+    value: Option<&'static str>,
+    help: &'static str,
+}
+
+const fn flag(name: &'static str, value: Option<&'static str>, help: &'static str) -> Flag {
+    Flag { name, value, help }
+}
+
+const CONFIG: Flag = flag(
+    "config",
+    Some("FILE"),
+    "SecretProviderClass or secretdrop Config file",
+);
+const DIR: Flag = flag(
+    "dir",
+    Some("DIR"),
+    "output directory, a memory-backed emptyDir [default: /mnt/secrets]",
+);
+const TOKEN_PATH: Flag = flag(
+    "token-path",
+    Some("FILE"),
+    "service-account token [default: /var/run/secrets/kubernetes.io/serviceaccount/token]",
+);
+const TIMEOUT: Flag = flag(
+    "timeout",
+    Some("DUR"),
+    "give up after this long, e.g. 30s, 2m [default: 2m]",
+);
+const ALLOW_DISK: Flag = flag(
+    "allow-disk",
+    None,
+    "allow an output directory that is not tmpfs/ramfs",
+);
+const LOG_LEVEL: Flag = flag(
+    "log-level",
+    Some("LEVEL"),
+    "error, warn, info, debug [default: info]",
+);
+
+struct CommandDef {
+    name: &'static str,
+    about: &'static str,
+    flags: &'static [Flag],
+}
+
+const COMMANDS: &[CommandDef] = &[
+    CommandDef {
+        name: "init",
+        about: "log in, render every object into --dir atomically, exit",
+        flags: &[CONFIG, DIR, TOKEN_PATH, TIMEOUT, ALLOW_DISK, LOG_LEVEL],
+    },
+    CommandDef {
+        name: "check",
+        about: "validate the config offline and print the plan (no secret values)",
+        flags: &[CONFIG, LOG_LEVEL],
+    },
+    CommandDef {
+        name: "version",
+        about: "print the version",
+        flags: &[],
+    },
+];
+
+/// Parsed flags of one command: values by flag name, `"true"` for switches.
+struct Args {
+    command: &'static CommandDef,
+    values: BTreeMap<&'static str, String>,
+}
+
+impl Args {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    fn switch(&self, name: &str) -> Result<bool, Error> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(v) => config::env::parse_bool(v).ok_or_else(|| {
+                Error::Usage(format!("--{name}: {v:?} is not a boolean (true or false)"))
+            }),
+        }
+    }
+
+    fn path(&self, name: &str, default: Option<&str>) -> Result<PathBuf, Error> {
+        match self.get(name).or(default) {
+            Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+            _ => Err(Error::Usage(format!(
+                "--{name} is required for `secretdrop {}` (or set {})",
+                self.command.name,
+                env_name(name)
+            ))),
+        }
+    }
+
+    fn duration(&self, name: &str, default: Duration) -> Result<Duration, Error> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v).map_err(|e| {
+                Error::Usage(format!(
+                    "--{name}: {v:?} is not a duration ({e}); e.g. 30s, 2m, 1h30m"
+                ))
+            }),
+        }
+    }
+}
+
+fn env_name(flag: &str) -> String {
+    format!("SECRETDROP_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
+pub fn main() -> i32 {
+    let argv: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect()
+    {
+        Ok(v) => v,
+        Err(_) => return report(Error::Usage("arguments must be valid UTF-8".into())),
+    };
+    match run(&argv) {
+        Ok(()) => ExitCode::Success as i32,
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: Error) -> i32 {
+    let code = e.exit_code();
+    eprintln!("secretdrop: error: {e}");
+    if code == ExitCode::Usage && matches!(e, Error::Usage(_)) {
+        eprintln!("Run `secretdrop help` for usage.");
+    }
+    code as i32
+}
+
+fn run(argv: &[String]) -> Result<(), Error> {
+    let Some(name) = argv.first() else {
+        print!("{}", usage());
+        return Err(Error::Usage("no command given".into()));
+    };
+    if matches!(name.as_str(), "help" | "--help" | "-h") {
+        print!("{}", usage());
+        return Ok(());
+    }
+    if name == "--version" {
+        return version();
+    }
+    let command = COMMANDS.iter().find(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+        Error::Usage(format!(
+            "unknown command {name:?}: allowed are {}",
+            names.join(", ")
+        ))
+    })?;
+    let Some(args) = parse(command, &argv[1..])? else {
+        print!("{}", command_usage(command));
+        return Ok(());
+    };
+    if let Some(level) = args.get("log-level") {
+        let level = crate::logging::parse_level(level).ok_or_else(|| {
+            Error::Usage(format!(
+                "--log-level: {level:?} is not one of error, warn, info, debug, trace"
+            ))
+        })?;
+        crate::logging::init(level);
+    } else {
+        crate::logging::init(tracing::Level::INFO);
+    }
+    match command.name {
+        "init" => init(&args),
+        "check" => check(&args),
+        _ => version(),
+    }
+}
+
+/// Parses flags; `None` means help was asked for.
+fn parse(command: &'static CommandDef, rest: &[String]) -> Result<Option<Args>, Error> {
+    let mut values = BTreeMap::new();
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(None);
+        }
+        let Some(body) = arg.strip_prefix("--") else {
+            return Err(Error::Usage(format!(
+                "unexpected argument {arg:?} for `secretdrop {}`",
+                command.name
+            )));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let def = command
+            .flags
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| {
+                let allowed: Vec<String> = command
+                    .flags
+                    .iter()
+                    .map(|f| format!("--{}", f.name))
+                    .collect();
+                Error::Usage(format!(
+                    "unknown flag --{name} for `secretdrop {}`; allowed are {}",
+                    command.name,
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ))
+            })?;
+        let value = match (def.value, inline) {
+            (None, None) => "true".to_string(),
+            (None, Some(v)) => v,
+            (Some(_), Some(v)) => v,
+            (Some(meta), None) => it
+                .next()
+                .cloned()
+                .ok_or_else(|| Error::Usage(format!("--{name} needs a value ({meta})")))?,
+        };
+        if values.insert(def.name, value).is_some() {
+            return Err(Error::Usage(format!("--{name} given twice")));
+        }
+    }
+    for def in command.flags {
+        if !values.contains_key(def.name) {
+            if let Ok(v) = std::env::var(env_name(def.name)) {
+                values.insert(def.name, v);
+            }
+        }
+    }
+    Ok(Some(Args { command, values }))
+}
+
+fn usage() -> String {
+    let mut s = String::from(
+        "secretdrop: Vault / OpenBao secrets as files in a pod's memory-backed volume\n\nUsage: secretdrop <command> [flags]\n\nCommands:\n",
+    );
+    for c in COMMANDS {
+        s.push_str(&format!("  {:<9}{}\n", c.name, c.about));
+    }
+    s.push_str("\nEvery flag can also be set as SECRETDROP_<FLAG>. VAULT_ADDR, VAULT_CACERT, VAULT_NAMESPACE,\nVAULT_SKIP_VERIFY and VAULT_TLS_SERVER_NAME (or BAO_*) are defaults below the config file.\nExit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.\n");
+    s
+}
+
+fn command_usage(c: &CommandDef) -> String {
+    let mut s = format!("secretdrop {}: {}\n\nFlags:\n", c.name, c.about);
+    for f in c.flags {
+        let left = match f.value {
+            Some(v) => format!("--{} {v}", f.name),
+            None => format!("--{}", f.name),
+        };
+        s.push_str(&format!(
+            "  {left:<20}{} (env {})\n",
+            f.help,
+            env_name(f.name)
+        ));
+    }
+    s
+}
+
+fn version() -> Result<(), Error> {
+    println!("secretdrop {}", env!("CARGO_PKG_VERSION"));
+    Ok(())
+}
+
+fn load_spec(args: &Args) -> Result<Spec, Error> {
+    let path = args.path("config", None)?;
+    Ok(config::load(&path, &VaultEnv::from_process())?)
+}
+
+/// `secretdrop init`: one complete render, or nothing changed and exit code != 0.
+fn init(args: &Args) -> Result<(), Error> {
+    let started = Instant::now();
+    let spec = load_spec(args)?;
+    let volume = Volume::new(
+        args.path("dir", Some(DEFAULT_DIR))?,
+        args.switch("allow-disk")?,
+    );
+    let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
+    let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
+    volume.check_filesystem()?;
+    let fetcher = Fetcher::new(&spec, &token_path)?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    let deadline = started + timeout;
+    let snapshot = runtime.block_on(fetcher.fetch(&spec.reads, deadline))?;
+    let payload = render::render(&spec, &snapshot)?;
+    let outcome = volume.commit(&payload)?;
+    let (what, version) = match &outcome {
+        Commit::Written { version } => ("rendered", version),
+        Commit::Unchanged { version } => ("unchanged", version),
+    };
+    tracing::info!(
+        dir = %volume.dir().display(),
+        version = %version,
+        files = payload.files.len(),
+        reads = spec.reads.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "{what}"
+    );
+    Ok(())
+}
+
+/// `secretdrop check`: the plan, without contacting Vault or printing secret values.
+fn check(args: &Args) -> Result<(), Error> {
+    let spec = load_spec(args)?;
+    print!("{}", plan(&spec));
+    Ok(())
+}
+
+/// A human-readable plan of a spec.
+pub fn plan(spec: &Spec) -> String {
+    let mut s = format!("config: {} (valid)\n", spec.source.display());
+    let tls = &spec.vault.tls;
+    let mut tls_desc = vec![];
+    if let Some(p) = &tls.ca_cert {
+        tls_desc.push(format!("CA file {}", p.display()));
+    }
+    if let Some(p) = &tls.ca_directory {
+        tls_desc.push(format!("CA directory {}", p.display()));
+    }
+    if let Some(n) = &tls.server_name {
+        tls_desc.push(format!("server name {n}"));
+    }
+    if tls.client_cert.is_some() {
+        tls_desc.push("client certificate".into());
+    }
+    if tls.skip_verify {
+        tls_desc.push("VERIFICATION DISABLED".into());
+    }
+    s.push_str(&format!("vault: {}", spec.vault.address));
+    if let Some(ns) = &spec.vault.namespace {
+        s.push_str(&format!(" namespace {ns}"));
+    }
+    if spec.vault.address.starts_with("https://") {
+        s.push_str(&format!(
+            " (TLS: {})",
+            if tls_desc.is_empty() {
+                "system roots".into()
+            } else {
+                tls_desc.join(", ")
+            }
+        ));
+    }
+    s.push('\n');
+    let auth = match &spec.auth {
+        Auth::Kubernetes(l) | Auth::Jwt(l) => format!(
+            "{} login at auth/{}/login as role {:?}, token from {}{}",
+            spec.auth.method_name(),
+            l.mount,
+            l.role,
+            l.token_path
+                .as_ref()
+                .map_or("--token-path".into(), |p| p.display().to_string()),
+            l.audience
+                .as_ref()
+                .map_or(String::new(), |a| format!(", audience {a}"))
+        ),
+        Auth::AppRole {
+            mount,
+            role_id_file,
+            secret_id_file,
+        } => format!(
+            "approle login at auth/{mount}/login, role_id from {}, secret_id from {}",
+            role_id_file.display(),
+            secret_id_file.display()
+        ),
+        Auth::Token { token_file } => format!("token from {}", token_file.display()),
+    };
+    s.push_str(&format!("auth: {auth}\n"));
+    s.push_str(&format!("reads ({}):\n", spec.reads.len()));
+    for r in &spec.reads {
+        s.push_str(&format!("  {} {}", r.method, r.path));
+        if let Some(body) = &r.body {
+            let keys: Vec<String> =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(body)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+            s.push_str(&format!(" with secretArgs keys [{}]", keys.join(", ")));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!("files ({}):\n", spec.objects.len()));
+    for o in &spec.objects {
+        let what = match &o.output {
+            Output::WholeResponse => "whole response as JSON".to_string(),
+            Output::Key { key, encoding } => format!(
+                "key {key:?}{}",
+                match encoding {
+                    config::Encoding::Utf8 => "",
+                    config::Encoding::Base64 => ", base64-decoded",
+                    config::Encoding::Hex => ", hex-decoded",
+                }
+            ),
+            Output::Format { format, keys } => format!(
+                "{} of {}",
+                format.name(),
+                keys.as_ref()
+                    .map_or("all keys".into(), |k| format!("keys [{}]", k.join(", ")))
+            ),
+            Output::Template(t) => format!("template ({} lines)", t.lines().count().max(1)),
+        };
+        let owner = match (o.owner, o.group) {
+            (None, None) => String::new(),
+            (u, g) => format!(
+                " owner {}:{}",
+                u.map_or("-".into(), |u| u.to_string()),
+                g.map_or("-".into(), |g| g.to_string())
+            ),
+        };
+        s.push_str(&format!(
+            "  {} {:04o}{owner} <- {} {}\n",
+            o.name, o.mode, spec.reads[o.read].path, what
+        ));
+    }
+    s
+}

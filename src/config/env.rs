@@ -1,0 +1,76 @@
+//! Vault CLI environment variables, honoured as defaults below the config file (DESIGN.md §3).
+//!
+//! Captured once into a plain struct so config parsing stays a pure function of (text, env).
+//! `VAULT_*` wins over its `BAO_*` twin when both are set.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VaultEnv {
+    pub addr: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub ca_path: Option<PathBuf>,
+    pub namespace: Option<String>,
+    pub skip_verify: Option<String>,
+    pub tls_server_name: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl VaultEnv {
+    pub fn from_process() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| {
+            get(&format!("VAULT_{name}"))
+                .or_else(|| get(&format!("BAO_{name}")))
+                .filter(|v| !v.is_empty())
+        };
+        VaultEnv {
+            addr: var("ADDR"),
+            ca_cert: var("CACERT").map(PathBuf::from),
+            ca_path: var("CAPATH").map(PathBuf::from),
+            namespace: var("NAMESPACE"),
+            skip_verify: var("SKIP_VERIFY"),
+            tls_server_name: var("TLS_SERVER_NAME"),
+            client_cert: var("CLIENT_CERT").map(PathBuf::from),
+            client_key: var("CLIENT_KEY").map(PathBuf::from),
+        }
+    }
+}
+
+/// Parses a boolean the way Go's `strconv.ParseBool` does (the CSI provider's parser).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_names_win_over_bao_twins() {
+        let env = VaultEnv::from_lookup(|k| match k {
+            "VAULT_ADDR" => Some("http://a:1".into()),
+            "BAO_ADDR" => Some("http://b:2".into()),
+            "BAO_NAMESPACE" => Some("team".into()),
+            _ => None,
+        });
+        assert_eq!(env.addr.as_deref(), Some("http://a:1"));
+        assert_eq!(env.namespace.as_deref(), Some("team"));
+        assert_eq!(env.ca_cert, None);
+    }
+
+    #[test]
+    fn go_style_booleans() {
+        assert_eq!(parse_bool("True"), Some(true));
+        assert_eq!(parse_bool("0"), Some(false));
+        assert_eq!(parse_bool("yes"), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! The native config file (`apiVersion: secretdrop.dev/v1alpha1`, `kind: Config`): a superset of
+//! the SecretProviderClass with a choice of auth method, file owner/group/mode defaults, and
+//! output formats and templates per object.
+//!
+//! ```yaml
+//! apiVersion: secretdrop.dev/v1alpha1
+//! kind: Config
+//! vault:
+//!   address: https://vault.vault:8200
+//!   caCert: /etc/vault-ca/ca.crt
+//! auth:
+//!   method: kubernetes        # kubernetes | jwt | approle | token
+//!   role: app
+//! files:
+//!   mode: "0440"
+//!   group: 2000
+//! objects:
+//!   - objectName: app.env
+//!     secretPath: secret/data/app
+//!     format: dotenv
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::env::VaultEnv;
+use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
+use super::spc::env_skip_verify;
+use super::{
+    check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
+};
+
+pub const API_VERSION: &str = "secretdrop.dev/v1alpha1";
+
+/// Native default mode: owner and group may read, nobody else (the CSI driver's 0644 is
+/// world-readable, a complaint DESIGN.md §1 records).
+pub const NATIVE_DEFAULT_MODE: u32 = 0o440;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConfigFile {
+    #[serde(rename = "apiVersion")]
+    _api_version: String,
+    #[serde(rename = "kind")]
+    _kind: String,
+    #[serde(default, rename = "metadata")]
+    _metadata: Option<serde_yaml::Value>,
+    #[serde(default)]
+    vault: VaultSection,
+    auth: Option<AuthSection>,
+    #[serde(default)]
+    files: FilesSection,
+    #[serde(default)]
+    objects: Vec<ObjectEntry>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VaultSection {
+    address: Option<String>,
+    namespace: Option<String>,
+    ca_cert: Option<PathBuf>,
+    ca_directory: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(rename = "skipTLSVerify")]
+    skip_tls_verify: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AuthSection {
+    method: String,
+    mount_path: Option<String>,
+    role: Option<String>,
+    audience: Option<String>,
+    token_path: Option<PathBuf>,
+    role_id_file: Option<PathBuf>,
+    secret_id_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FilesSection {
+    mode: Option<serde_yaml::Value>,
+    owner: Option<u32>,
+    group: Option<u32>,
+}
+
+pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
+    let cfg: ConfigFile = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+
+    let address =
+        match (&cfg.vault.address, &env.addr) {
+            (Some(a), _) => check_address(file, "vault.address", a)?,
+            (None, Some(a)) => check_address(file, "VAULT_ADDR", a)?,
+            (None, None) => return Err(ConfigError::field(
+                file,
+                "vault.address",
+                "missing, and VAULT_ADDR is not set: where is Vault? e.g. https://vault.vault:8200",
+            )),
+        };
+    let v = cfg.vault;
+    let tls = TlsSettings {
+        ca_cert: v.ca_cert.or_else(|| env.ca_cert.clone()),
+        ca_directory: v.ca_directory.or_else(|| env.ca_path.clone()),
+        server_name: v.tls_server_name.or_else(|| env.tls_server_name.clone()),
+        client_cert: v.client_cert.or_else(|| env.client_cert.clone()),
+        client_key: v.client_key.or_else(|| env.client_key.clone()),
+        skip_verify: match v.skip_tls_verify {
+            Some(b) => b,
+            None => env_skip_verify(file, env)?,
+        },
+    };
+    if tls.client_cert.is_some() != tls.client_key.is_some() {
+        return Err(ConfigError::field(
+            file,
+            "vault.clientCert",
+            "clientCert and clientKey must be set together",
+        ));
+    }
+    let vault = VaultSettings {
+        address,
+        namespace: v.namespace.or_else(|| env.namespace.clone()),
+        tls,
+    };
+
+    let auth = cfg.auth.ok_or_else(|| {
+        ConfigError::field(
+            file,
+            "auth",
+            "missing: e.g. {method: kubernetes, role: my-role}",
+        )
+    })?;
+    let auth = compile_auth(file, auth)?;
+
+    let mode = match &cfg.files.mode {
+        None => NATIVE_DEFAULT_MODE,
+        Some(m) => {
+            objects::parse_mode(m).map_err(|msg| ConfigError::field(file, "files.mode", msg))?
+        }
+    };
+    let defaults = FileDefaults {
+        mode,
+        owner: cfg.files.owner,
+        group: cfg.files.group,
+    };
+    let (reads, objects) =
+        objects::compile(file, "objects", &cfg.objects, defaults, Dialect::Native)?;
+    Ok(Spec {
+        source: file.to_path_buf(),
+        vault,
+        auth,
+        reads,
+        objects,
+    })
+}
+
+fn compile_auth(file: &Path, a: AuthSection) -> Result<Auth, ConfigError> {
+    let used: Vec<&str> = [
+        ("role", a.role.is_some()),
+        ("audience", a.audience.is_some()),
+        ("tokenPath", a.token_path.is_some()),
+        ("roleIdFile", a.role_id_file.is_some()),
+        ("secretIdFile", a.secret_id_file.is_some()),
+        ("tokenFile", a.token_file.is_some()),
+        ("mountPath", a.mount_path.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(n, _)| *n)
+    .collect();
+    let allow = |allowed: &[&str]| -> Result<(), ConfigError> {
+        match used.iter().find(|f| !allowed.contains(f)) {
+            Some(f) => Err(ConfigError::field(
+                file,
+                format!("auth.{f}"),
+                format!(
+                    "does not apply to method {}: allowed are method, {}",
+                    a.method,
+                    allowed.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
+    let required = |v: &Option<PathBuf>, f: &str| {
+        v.clone().ok_or_else(|| {
+            ConfigError::field(
+                file,
+                format!("auth.{f}"),
+                format!("missing: required by method {}", a.method),
+            )
+        })
+    };
+    let mount = |default: &str| match &a.mount_path {
+        Some(m) => check_mount(file, "auth.mountPath", m),
+        None => Ok(default.to_string()),
+    };
+    match a.method.as_str() {
+        "kubernetes" | "jwt" => {
+            allow(&["role", "audience", "tokenPath", "mountPath"])?;
+            let role = a.role.clone().filter(|r| !r.is_empty()).ok_or_else(|| {
+                ConfigError::field(
+                    file,
+                    "auth.role",
+                    format!("missing: required by method {}", a.method),
+                )
+            })?;
+            let login = JwtLogin {
+                mount: mount(&a.method)?,
+                role,
+                audience: a.audience.clone().filter(|s| !s.is_empty()),
+                token_path: a.token_path.clone(),
+            };
+            Ok(if a.method == "jwt" {
+                Auth::Jwt(login)
+            } else {
+                Auth::Kubernetes(login)
+            })
+        }
+        "approle" => {
+            allow(&["roleIdFile", "secretIdFile", "mountPath"])?;
+            Ok(Auth::AppRole {
+                mount: mount("approle")?,
+                role_id_file: required(&a.role_id_file, "roleIdFile")?,
+                secret_id_file: required(&a.secret_id_file, "secretIdFile")?,
+            })
+        }
+        "token" => {
+            allow(&["tokenFile"])?;
+            Ok(Auth::Token {
+                token_file: required(&a.token_file, "tokenFile")?,
+            })
+        }
+        other => Err(ConfigError::field(
+            file,
+            "auth.method",
+            format!("unknown method {other:?}: allowed are kubernetes, jwt, approle, token"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Format, Output};
+
+    fn parse_str(text: &str) -> Result<Spec, ConfigError> {
+        parse(Path::new("cfg.yaml"), text, &VaultEnv::default())
+    }
+
+    const BASE: &str = "apiVersion: secretdrop.dev/v1alpha1
+kind: Config
+vault:
+  address: http://127.0.0.1:8200
+auth:
+  method: approle
+  roleIdFile: /r
+  secretIdFile: /s
+files:
+  mode: 0640
+  group: 2000
+objects:
+  - objectName: app.env
+    secretPath: secret/data/app
+    format: dotenv
+    keys: [username]
+  - objectName: cert
+    secretPath: pki/issue/web
+    method: post
+    secretArgs: {common_name: a.example.com}
+    template: \"{{ data.certificate }}\"
+    filePermission: 0600
+    owner: 1000
+";
+
+    #[test]
+    fn native_config_compiles() {
+        let spec = parse_str(BASE).unwrap();
+        assert!(matches!(spec.auth, Auth::AppRole { ref mount, .. } if mount == "approle"));
+        assert_eq!(spec.objects[0].mode, 0o640);
+        assert_eq!(spec.objects[0].group, Some(2000));
+        assert_eq!(
+            spec.objects[0].output,
+            Output::Format {
+                format: Format::Dotenv,
+                keys: Some(vec!["username".into()])
+            }
+        );
+        assert_eq!(spec.objects[1].mode, 0o600);
+        assert_eq!(spec.objects[1].owner, Some(1000));
+        assert_eq!(spec.reads[1].method, "POST");
+        assert_eq!(
+            spec.reads[1].body.as_deref(),
+            Some(r#"{"common_name":"a.example.com"}"#)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_line() {
+        let e = parse_str(&BASE.replace("  group: 2000", "  gruop: 2000")).unwrap_err();
+        assert_eq!(e.line, Some(11), "{e}");
+        assert!(e.to_string().contains("unknown field `gruop`"), "{e}");
+    }
+
+    #[test]
+    fn auth_fields_must_fit_the_method() {
+        let e = parse_str(&BASE.replace("  roleIdFile: /r", "  role: x\n  roleIdFile: /r"))
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("auth.role"), "{e}");
+        let e = parse_str(&BASE.replace("method: approle", "method: ldap")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("allowed are kubernetes, jwt, approle, token"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_is_a_config_error() {
+        let e =
+            parse_str(&BASE.replace("{{ data.certificate }}", "{{ data.certificate ")).unwrap_err();
+        assert!(
+            e.field.as_deref().unwrap_or("").ends_with(".template"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! The top-level error of a command and its exit code (DESIGN.md §3).
+//!
+//! Each layer has its own typed error carrying context (file and field for config, path and role
+//! for Vault, directory for the volume); this type only gathers them and decides the exit code:
+//! 2 for bad usage or configuration the user must fix, 1 for failures at run time.
+
+use std::fmt;
+
+use crate::config::ConfigError;
+use crate::fetch::FetchError;
+use crate::render::RenderError;
+use crate::volume::VolumeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad command line: unknown flag, missing value, malformed duration.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(Box<ConfigError>),
+    #[error(transparent)]
+    Fetch(Box<FetchError>),
+    #[error(transparent)]
+    Render(Box<RenderError>),
+    #[error(transparent)]
+    Volume(Box<VolumeError>),
+}
+
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+boxed_from!(Config(ConfigError), Fetch(FetchError), Render(RenderError), Volume(VolumeError));
+
+/// Process exit codes, the stable contract of DESIGN.md §3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    Runtime = 1,
+    Usage = 2,
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) | Error::Config(_) => ExitCode::Usage,
+            Error::Fetch(e) if e.is_config() => ExitCode::Usage,
+            Error::Volume(e) if e.is_config() => ExitCode::Usage,
+            Error::Fetch(_) | Error::Render(_) | Error::Volume(_) => ExitCode::Runtime,
+        }
+    }
+}
+
+impl fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", *self as i32)
+    }
+}

@@ -1,0 +1,18 @@
+//! secretdrop: renders Vault / OpenBao secrets into a pod's memory-backed volume.
+//!
+//! The data flow (DESIGN.md §2) is one module per box:
+//! [`config`] (a source → validated [`config::Spec`]) → [`fetch`] (login, deduplicated reads →
+//! [`fetch::Snapshot`]) → [`render`] (pure: Snapshot → [`render::Payload`]) → [`volume`] (the
+//! atomic writer). [`vault`] is the HTTP client the fetch step drives; [`cli`] parses arguments
+//! and runs the commands.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod logging;
+pub mod render;
+pub mod retry;
+pub mod secret;
+pub mod vault;
+pub mod volume;

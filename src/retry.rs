@@ -1,0 +1,108 @@
+//! Capped, jittered exponential backoff bounded by a deadline.
+//!
+//! Invariant: [`Backoff::delay_before`] never returns a delay that would end past the deadline;
+//! when the next attempt cannot start in time, the caller gets `None` and gives up with the last
+//! cause. That is what makes `init` unable to hang.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+/// A random number in `[0, 1)`, from the std hasher's per-instance random keys (no RNG crate).
+pub fn random_unit() -> f64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `d` scaled by a random factor in `[1 - spread, 1 + spread]`.
+pub fn jitter(d: Duration, spread: f64) -> Duration {
+    d.mul_f64(1.0 - spread + 2.0 * spread * random_unit())
+}
+
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(Duration::from_millis(200), Duration::from_secs(10))
+    }
+}
+
+impl Backoff {
+    pub fn new(first: Duration, cap: Duration) -> Self {
+        Backoff { next: first, cap }
+    }
+
+    /// The wait before the next attempt: "equal jitter" (half fixed, half random) so waits never
+    /// collapse to zero, doubled each time up to the cap. A server's `Retry-After` is honoured
+    /// when longer. `None` when the wait would end after `deadline`.
+    pub fn delay_before(
+        &mut self,
+        deadline: Instant,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        let mut delay = base / 2 + base.mul_f64(0.5 * random_unit());
+        if let Some(ra) = retry_after {
+            delay = delay.max(ra.min(self.cap * 6));
+        }
+        let remaining = deadline.checked_duration_since(Instant::now())?;
+        // Leave room for the attempt itself; a wait that eats the whole remaining time is useless.
+        if delay + Duration::from_millis(50) >= remaining {
+            return None;
+        }
+        Some(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_stay_capped() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let far = Instant::now() + Duration::from_secs(3600);
+        let delays: Vec<Duration> = (0..8).map(|_| b.delay_before(far, None).unwrap()).collect();
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
+        assert!(delays[3] >= Duration::from_millis(400));
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)));
+    }
+
+    #[test]
+    fn no_delay_past_the_deadline() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        assert_eq!(
+            b.delay_before(Instant::now() + Duration::from_millis(300), None),
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_secs(10));
+        let d = b
+            .delay_before(
+                Instant::now() + Duration::from_secs(60),
+                Some(Duration::from_secs(2)),
+            )
+            .unwrap();
+        assert!(d >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn jitter_spreads_values() {
+        let vals: Vec<Duration> = (0..50)
+            .map(|_| jitter(Duration::from_secs(10), 0.1))
+            .collect();
+        assert!(vals
+            .iter()
+            .all(|d| *d >= Duration::from_secs(9) && *d <= Duration::from_secs(11)));
+        assert!(vals.iter().any(|d| *d != vals[0]));
+    }
+}
