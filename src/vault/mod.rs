@@ -76,6 +76,8 @@ impl fmt::Display for CallError {
 
 impl Client {
     pub fn new(settings: &VaultSettings) -> Result<Client, TlsSetupError> {
+        // reqwest builds a TLS context even for http:// clients; it needs a process-wide provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))

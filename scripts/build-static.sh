@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the release binary the distroless image ships: static (musl, no dynamic loader),
+# stripped, size-checked. The tests run this script and distroless.Dockerfile runs it too, so
+# what is tested is what is shipped.
+#
+# Output: target/static/secretdrop. Fails if the binary is dynamic or larger than MAX_BYTES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MAX_BYTES=${MAX_BYTES:-$((4 * 1024 * 1024))}
+arch=$(uname -m)
+target="${arch}-unknown-linux-musl"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    echo "build-static: adding Rust target $target" >&2
+    rustup target add "$target" >&2
+fi
+if ! command -v musl-gcc >/dev/null 2>&1; then
+    # ring's C and assembly parts need a musl C compiler.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "build-static: installing musl-tools" >&2
+        apt-get install -y -qq musl-tools >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq musl-tools >/dev/null; }
+    else
+        echo "build-static: musl-gcc not found; install your distribution's musl-tools" >&2
+        exit 1
+    fi
+fi
+
+cc_var="CC_${target//-/_}"
+export "$cc_var=musl-gcc"
+cargo build --release --locked --target "$target" >&2
+
+mkdir -p target/static
+cp "target/$target/release/secretdrop" target/static/secretdrop
+bin=target/static/secretdrop
+
+if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
+    echo "build-static: $bin is dynamically linked" >&2
+    exit 1
+fi
+if readelf -S "$bin" | grep -q '\.symtab'; then
+    echo "build-static: $bin is not stripped" >&2
+    exit 1
+fi
+size=$(stat -c %s "$bin")
+echo "build-static: $bin $size bytes ($(awk "BEGIN{printf \"%.2f\", $size/1048576}") MiB, limit $(awk "BEGIN{printf \"%.2f\", $MAX_BYTES/1048576}") MiB)" >&2
+if [ "$size" -gt "$MAX_BYTES" ]; then
+    echo "build-static: binary is larger than the limit" >&2
+    exit 1
+fi
+echo "$bin"

@@ -1,0 +1,89 @@
+//! A pod in a test: a service account allowed by a Vault role, its projected token in a file,
+//! and a directory for config and output. Each pod gets unique names, so tests run in parallel
+//! against one shared OpenBao.
+
+use std::path::{Path, PathBuf};
+
+use super::cli::{secretdrop, write, Run};
+use super::{enable_kubernetes_auth, unique, Bao, SaClaims, TestDir, TokenReviewer};
+
+/// The kubernetes auth mount the shared pods log in through.
+pub const AUTH_MOUNT: &str = "kubernetes";
+
+pub struct Pod {
+    pub dir: TestDir,
+    pub role: String,
+    pub service_account: String,
+    pub token: String,
+    pub token_path: PathBuf,
+}
+
+impl Pod {
+    /// A pod whose service account may log in as a fresh role holding `policy_hcl`.
+    pub fn with_policy(bao: &Bao, policy_hcl: &str) -> Pod {
+        enable_kubernetes_auth(bao, AUTH_MOUNT);
+        let role = unique("role");
+        let service_account = unique("sa");
+        let policy = unique("policy");
+        bao.cli_stdin(&["policy", "write", &policy, "-"], policy_hcl);
+        bao.cli(&[
+            "write",
+            &format!("auth/{AUTH_MOUNT}/role/{role}"),
+            &format!("bound_service_account_names={service_account}"),
+            "bound_service_account_namespaces=default",
+            &format!("policies={policy}"),
+            "ttl=20m",
+        ]);
+        let dir = TestDir::new();
+        let token = TokenReviewer::shared().mint(&SaClaims::new("default", &service_account));
+        let token_path = write(dir.path(), "token", &token);
+        Pod { dir, role, service_account, token, token_path }
+    }
+
+    /// The output directory used by [`Pod::init`].
+    pub fn out(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    /// Writes `config` and runs `secretdrop init` into [`Pod::out`] with extra flags.
+    pub fn init(&self, config: &str, extra: &[&str]) -> Run {
+        let cfg = write(self.dir.path(), &format!("{}.yaml", unique("config")), config);
+        self.init_file(&cfg, &self.out(), extra)
+    }
+
+    pub fn init_file(&self, config: &Path, out: &Path, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "init",
+            "--config",
+            config.to_str().unwrap(),
+            "--dir",
+            out.to_str().unwrap(),
+            "--token-path",
+            self.token_path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        secretdrop(&args, &[])
+    }
+
+    /// A SecretProviderClass for this pod's role with the given `objects` YAML lines.
+    pub fn spc(&self, bao: &Bao, objects: &str) -> String {
+        spc_text(&bao.addr(), &self.role, objects)
+    }
+
+    /// A native config header (vault address, kubernetes auth as this pod's role).
+    pub fn native(&self, bao: &Bao, rest: &str) -> String {
+        format!(
+            "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault:\n  address: {}\nauth:\n  method: kubernetes\n  role: {}\n{rest}",
+            bao.addr(),
+            self.role
+        )
+    }
+}
+
+/// A SecretProviderClass with `objects` given as YAML list lines (indented by the caller or not).
+pub fn spc_text(addr: &str, role: &str, objects: &str) -> String {
+    let indented: String = objects.lines().map(|l| format!("      {l}\n")).collect();
+    format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: test\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {addr}\n    objects: |\n{indented}"
+    )
+}
