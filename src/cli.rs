@@ -294,13 +294,14 @@ fn load_spec(args: &Args) -> Result<Spec, Error> {
 /// `secretdrop init`: one complete render, or nothing changed and exit code != 0.
 fn init(args: &Args) -> Result<(), Error> {
     let started = Instant::now();
-    let spec = load_spec(args)?;
+    // Flags first: a usage error is reported before the config file is even read.
     let volume = Volume::new(
         args.path("dir", Some(DEFAULT_DIR))?,
         args.switch("allow-disk")?,
     );
     let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
     let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
+    let spec = load_spec(args)?;
     volume.check_filesystem()?;
     let fetcher = Fetcher::new(&spec, &token_path)?;
 

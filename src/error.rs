@@ -35,7 +35,12 @@ macro_rules! boxed_from {
         }
     )*};
 }
-boxed_from!(Config(ConfigError), Fetch(FetchError), Render(RenderError), Volume(VolumeError));
+boxed_from!(
+    Config(ConfigError),
+    Fetch(FetchError),
+    Render(RenderError),
+    Volume(VolumeError)
+);
 
 /// Process exit codes, the stable contract of DESIGN.md §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

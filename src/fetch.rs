@@ -87,7 +87,7 @@ fn hint(c: &CallError, op: Op) -> &'static str {
             " (Vault rejected the credential: check the role's bound service account names and \
              namespaces, the token's audience and issuer, and that the auth mount is the right one)"
         }
-        (Some(403), _) => " (the role's policies do not allow this path and method)",
+        (Some(403), _) => " (the policies of this login do not allow this path and method)",
         (Some(404), _) => " (nothing at this path: check the mount, the KV version (data/ for KV v2) and the secret name)",
         (None, _) => " (the server certificate did not verify: set the CA certificate for Vault, or the TLS server name)",
         _ => "",

@@ -20,6 +20,9 @@ pub fn jitter(d: Duration, spread: f64) -> Duration {
     d.mul_f64(1.0 - spread + 2.0 * spread * random_unit())
 }
 
+/// Time kept for the final attempt before a deadline.
+const LAST_ATTEMPT_ROOM: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
@@ -39,7 +42,8 @@ impl Backoff {
 
     /// The wait before the next attempt: "equal jitter" (half fixed, half random) so waits never
     /// collapse to zero, doubled each time up to the cap. A server's `Retry-After` is honoured
-    /// when longer. `None` when the wait would end after `deadline`.
+    /// when longer. The wait is shortened to leave room for one last attempt before `deadline`;
+    /// `None` when no room is left.
     pub fn delay_before(
         &mut self,
         deadline: Instant,
@@ -51,11 +55,13 @@ impl Backoff {
         if let Some(ra) = retry_after {
             delay = delay.max(ra.min(self.cap * 6));
         }
+        // The last attempt happens just before the deadline, so "gave up after" means the
+        // whole timeout was used; when too little time is left for an attempt, stop.
         let remaining = deadline.checked_duration_since(Instant::now())?;
-        // Leave room for the attempt itself; a wait that eats the whole remaining time is useless.
-        if delay + Duration::from_millis(50) >= remaining {
+        if remaining <= LAST_ATTEMPT_ROOM * 2 {
             return None;
         }
+        let delay = delay.min(remaining - LAST_ATTEMPT_ROOM);
         Some(delay)
     }
 }
@@ -77,8 +83,12 @@ mod tests {
     #[test]
     fn no_delay_past_the_deadline() {
         let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        let d = b
+            .delay_before(Instant::now() + Duration::from_millis(300), None)
+            .unwrap();
+        assert!(d <= Duration::from_millis(200), "{d:?}");
         assert_eq!(
-            b.delay_before(Instant::now() + Duration::from_millis(300), None),
+            b.delay_before(Instant::now() + Duration::from_millis(150), None),
             None
         );
     }

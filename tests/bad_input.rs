@@ -23,23 +23,47 @@ impl Rendered {
     fn new() -> Rendered {
         let bao = Bao::shared();
         let path = unique("app");
-        bao.cli(&["kv", "put", &format!("secret/{path}"), &format!("password={SECRET}"), "username=admin"]);
-        let pod = Pod::with_policy(bao, &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"));
+        bao.cli(&[
+            "kv",
+            "put",
+            &format!("secret/{path}"),
+            &format!("password={SECRET}"),
+            "username=admin",
+        ]);
+        let pod = Pod::with_policy(
+            bao,
+            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+        );
         let good_objects = format!(
             "- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n- {{objectName: username, secretPath: secret/data/{path}, secretKey: username}}"
         );
         pod.init(&pod.spc(bao, &good_objects), &[]).expect_code(0);
         assert_eq!(read(pod.out().join("password")), SECRET);
-        Rendered { bao, pod, path, good_objects }
+        Rendered {
+            bao,
+            pod,
+            path,
+            good_objects,
+        }
     }
 
     /// Runs init with `config`, asserts code and message fragments, and that nothing changed.
     fn expect_failure(&self, config: &str, extra: &[&str], code: i32, fragments: &[&str]) -> Run {
         let before = tree(&self.pod.out());
         let run = self.pod.init(config, extra);
-        run.expect_code(code).expect_stderr(fragments).expect_no_leak(&[SECRET, &self.pod.token]);
-        assert_eq!(tree(&self.pod.out()), before, "the output directory changed");
-        assert!(run.stderr.lines().count() < 20, "error storm:\n{}", run.stderr);
+        run.expect_code(code)
+            .expect_stderr(fragments)
+            .expect_no_leak(&[SECRET, &self.pod.token]);
+        assert_eq!(
+            tree(&self.pod.out()),
+            before,
+            "the output directory changed"
+        );
+        assert!(
+            run.stderr.lines().count() < 20,
+            "error storm:\n{}",
+            run.stderr
+        );
         run
     }
 
@@ -51,7 +75,10 @@ impl Rendered {
 #[test]
 fn malformed_yaml_names_file_line_and_column() {
     let r = Rendered::new();
-    let broken = r.spc(&r.good_objects).replace("  provider: vault", "  provider: vault\n   parameters: [oops");
+    let broken = r.spc(&r.good_objects).replace(
+        "  provider: vault",
+        "  provider: vault\n   parameters: [oops",
+    );
     let run = r.expect_failure(&broken, &[], 2, &[".yaml:7:"]);
     assert!(run.stderr.contains("secretdrop: error: "), "{}", run.stderr);
 }
@@ -59,19 +86,58 @@ fn malformed_yaml_names_file_line_and_column() {
 #[test]
 fn unknown_fields_are_rejected_with_their_location() {
     let r = Rendered::new();
-    let typo = r.spc(&r.good_objects.replacen("secretKey: password", "secretkey: password", 1));
-    r.expect_failure(&typo, &[], 2, &["unknown field `secretkey`", "expected one of", "spec.parameters.objects", ":11:"]);
-    let param = r.spc(&r.good_objects).replace("    roleName:", "    vaultAdress: http://x\n    roleName:");
-    r.expect_failure(&param, &[], 2, &["spec.parameters.vaultAdress", "unknown parameter", "vaultAddress"]);
+    let typo = r.spc(
+        &r.good_objects
+            .replacen("secretKey: password", "secretkey: password", 1),
+    );
+    r.expect_failure(
+        &typo,
+        &[],
+        2,
+        &[
+            "unknown field `secretkey`",
+            "expected one of",
+            "spec.parameters.objects",
+            ":11:",
+        ],
+    );
+    let param = r
+        .spc(&r.good_objects)
+        .replace("    roleName:", "    vaultAdress: http://x\n    roleName:");
+    r.expect_failure(
+        &param,
+        &[],
+        2,
+        &[
+            "spec.parameters.vaultAdress",
+            "unknown parameter",
+            "vaultAddress",
+        ],
+    );
 }
 
 #[test]
 fn duplicate_and_traversing_object_names() {
     let r = Rendered::new();
-    let dup = format!("{}\n- {{objectName: password, secretPath: secret/data/{}, secretKey: username}}", r.good_objects, r.path);
-    r.expect_failure(&r.spc(&dup), &[], 2, &["objects[2]", "\"password\" is used twice"]);
-    for (name, why) in [("../../etc/passwd", "traverses"), ("/etc/passwd", "absolute"), ("..data", "reserved")] {
-        let bad = format!("- {{objectName: \"{name}\", secretPath: secret/data/{}, secretKey: username}}", r.path);
+    let dup = format!(
+        "{}\n- {{objectName: password, secretPath: secret/data/{}, secretKey: username}}",
+        r.good_objects, r.path
+    );
+    r.expect_failure(
+        &r.spc(&dup),
+        &[],
+        2,
+        &["objects[2]", "\"password\" is used twice"],
+    );
+    for (name, why) in [
+        ("../../etc/passwd", "traverses"),
+        ("/etc/passwd", "absolute"),
+        ("..data", "reserved"),
+    ] {
+        let bad = format!(
+            "- {{objectName: \"{name}\", secretPath: secret/data/{}, secretKey: username}}",
+            r.path
+        );
         r.expect_failure(&r.spc(&bad), &[], 2, &["objectName", why]);
     }
 }
@@ -79,8 +145,16 @@ fn duplicate_and_traversing_object_names() {
 #[test]
 fn a_missing_key_fails_and_names_the_keys_that_exist() {
     let r = Rendered::new();
-    let bad = format!("{}\n- {{objectName: api, secretPath: secret/data/{}, secretKey: api_key}}", r.good_objects, r.path);
-    r.expect_failure(&r.spc(&bad), &[], 1, &["\"api\"", "no key \"api_key\"", "password, username"]);
+    let bad = format!(
+        "{}\n- {{objectName: api, secretPath: secret/data/{}, secretKey: api_key}}",
+        r.good_objects, r.path
+    );
+    r.expect_failure(
+        &r.spc(&bad),
+        &[],
+        1,
+        &["\"api\"", "no key \"api_key\"", "password, username"],
+    );
 }
 
 #[test]
@@ -88,9 +162,26 @@ fn a_denied_path_names_path_role_and_vaults_answer() {
     let r = Rendered::new();
     let other = unique("forbidden");
     r.bao.cli(&["kv", "put", &format!("secret/{other}"), "x=1"]);
-    let bad = format!("{}\n- {{objectName: x, secretPath: secret/data/{other}, secretKey: x}}", r.good_objects);
-    let run = r.expect_failure(&r.spc(&bad), &[], 1, &[&format!("secret/data/{other}"), "403", "permission denied", &r.pod.role]);
-    assert!(run.elapsed < Duration::from_secs(10), "a refusal is not retried: {:?}", run.elapsed);
+    let bad = format!(
+        "{}\n- {{objectName: x, secretPath: secret/data/{other}, secretKey: x}}",
+        r.good_objects
+    );
+    let run = r.expect_failure(
+        &r.spc(&bad),
+        &[],
+        1,
+        &[
+            &format!("secret/data/{other}"),
+            "403",
+            "permission denied",
+            &r.pod.role,
+        ],
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "a refusal is not retried: {:?}",
+        run.elapsed
+    );
 }
 
 #[test]
@@ -105,8 +196,17 @@ fn unreachable_vault_gives_up_at_the_timeout() {
     let r = Rendered::new();
     let addr = format!("http://127.0.0.1:{}", free_port());
     let text = spc_text(&addr, &r.pod.role, &r.good_objects);
-    let run = r.expect_failure(&text, &["--timeout", "2s"], 1, &["gave up after", &addr, "onnection refused"]);
-    assert!(run.elapsed >= Duration::from_millis(1500) && run.elapsed < Duration::from_secs(6), "{:?}", run.elapsed);
+    let run = r.expect_failure(
+        &text,
+        &["--timeout", "2s"],
+        1,
+        &["gave up after", &addr, "onnection refused"],
+    );
+    assert!(
+        run.elapsed >= Duration::from_millis(1500) && run.elapsed < Duration::from_secs(6),
+        "{:?}",
+        run.elapsed
+    );
 }
 
 #[test]
@@ -114,13 +214,23 @@ fn expired_unreadable_and_foreign_tokens() {
     let r = Rendered::new();
     let text = r.spc(&r.good_objects);
     let reviewer = TokenReviewer::shared();
-    let expired = reviewer.mint(&SaClaims::new("default", &r.pod.service_account).with_expires_in(-600));
+    let expired =
+        reviewer.mint(&SaClaims::new("default", &r.pod.service_account).with_expires_in(-600));
     write(r.pod.dir.path(), "token", &expired);
     let run = r.expect_failure(&text, &[], 1, &["token", "expired at", "ago"]);
     run.expect_no_leak(&[&expired]);
 
     std::fs::remove_file(&r.pod.token_path).unwrap();
-    r.expect_failure(&text, &[], 1, &["service-account token file", &r.pod.token_path.display().to_string(), "cannot read"]);
+    r.expect_failure(
+        &text,
+        &[],
+        1,
+        &[
+            "service-account token file",
+            &r.pod.token_path.display().to_string(),
+            "cannot read",
+        ],
+    );
 
     let foreign = reviewer.mint_with_foreign_key(&SaClaims::new("default", &r.pod.service_account));
     write(r.pod.dir.path(), "token", &foreign);
@@ -135,18 +245,29 @@ fn a_directory_on_disk_is_refused_unless_allowed() {
     let out = disk.join("secrets");
     let cfg = write(r.pod.dir.path(), "good.yaml", &r.spc(&r.good_objects));
     let run = r.pod.init_file(&cfg, &out, &[]);
-    run.expect_code(2).expect_stderr(&["not on tmpfs", "--allow-disk", &out.display().to_string()]);
+    run.expect_code(2)
+        .expect_stderr(&["not on tmpfs", "--allow-disk", &out.display().to_string()]);
     assert!(!out.exists(), "nothing may be created on disk");
-    r.pod.init_file(&cfg, &out, &["--allow-disk"]).expect_code(0);
+    r.pod
+        .init_file(&cfg, &out, &["--allow-disk"])
+        .expect_code(0);
     assert_eq!(read(out.join("password")), SECRET);
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    secretdrop(&["init", "--config"], &[]).expect_code(2).expect_stderr(&["--config needs a value"]);
-    secretdrop(&["init", "--bogus"], &[]).expect_code(2).expect_stderr(&["unknown flag --bogus", "--config"]);
-    secretdrop(&["init", "--config", "x", "--timeout", "soon"], &[]).expect_code(2).expect_stderr(&["--timeout", "not a duration"]);
-    secretdrop(&["frobnicate"], &[]).expect_code(2).expect_stderr(&["unknown command"]);
+    secretdrop(&["init", "--config"], &[])
+        .expect_code(2)
+        .expect_stderr(&["--config needs a value"]);
+    secretdrop(&["init", "--bogus"], &[])
+        .expect_code(2)
+        .expect_stderr(&["unknown flag --bogus", "--config"]);
+    secretdrop(&["init", "--config", "x", "--timeout", "soon"], &[])
+        .expect_code(2)
+        .expect_stderr(&["--timeout", "not a duration"]);
+    secretdrop(&["frobnicate"], &[])
+        .expect_code(2)
+        .expect_stderr(&["unknown command"]);
     secretdrop(&["init", "--config", "/nonexistent/spc.yaml"], &[])
         .expect_code(2)
         .expect_stderr(&["/nonexistent/spc.yaml", "cannot read"]);
@@ -159,13 +280,32 @@ fn usage_errors_exit_2() {
 fn check_prints_the_plan_without_secrets_or_contacting_vault() {
     let dir = TestDir::new();
     let objects = "- {objectName: a, secretPath: secret/data/x, secretKey: password, filePermission: 0600}\n- {objectName: b, secretPath: secret/data/x}";
-    let cfg = write(dir.path(), "spc.yaml", &spc_text("http://127.0.0.1:1", "r", objects));
+    let cfg = write(
+        dir.path(),
+        "spc.yaml",
+        &spc_text("http://127.0.0.1:1", "r", objects),
+    );
     let run = secretdrop(&["check", "--config", cfg.to_str().unwrap()], &[]);
     run.expect_code(0);
-    for want in ["reads (1):", "GET secret/data/x", "a 0600", "key \"password\"", "b 0644", "whole response"] {
-        assert!(run.stdout.contains(want), "plan lacks {want:?}:\n{}", run.stdout);
+    for want in [
+        "reads (1):",
+        "GET secret/data/x",
+        "a 0600",
+        "key \"password\"",
+        "b 0644",
+        "whole response",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            run.stdout
+        );
     }
-    let bad = write(dir.path(), "bad.yaml", &spc_text("http://127.0.0.1:1", "r", "- {objectName: a}"));
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        &spc_text("http://127.0.0.1:1", "r", "- {objectName: a}"),
+    );
     secretdrop(&["check", "--config", bad.to_str().unwrap()], &[])
         .expect_code(2)
         .expect_stderr(&["objects[0]", "secretPath", "missing"]);

@@ -9,7 +9,13 @@ use common::{enable_jwt_auth, enable_kubernetes_auth, Bao, SaClaims, TestDir, To
 
 /// The blog post's Vault setup, with `vault` spelled `bao`.
 fn blog_post_vault_setup(bao: &Bao, auth_mount: &str) {
-    bao.cli(&["kv", "put", "secret/app", "username=admin", "password=p4ssw0rd"]);
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/app",
+        "username=admin",
+        "password=p4ssw0rd",
+    ]);
     bao.cli_stdin(
         &["policy", "write", "mycsipolicy", "-"],
         "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
@@ -33,7 +39,9 @@ fn blog_post_vault_setup(bao: &Bao, auth_mount: &str) {
             "ttl=20m".into(),
         ];
     }
-    let args: Vec<&str> = std::iter::once("write").chain(role.iter().map(String::as_str)).collect();
+    let args: Vec<&str> = std::iter::once("write")
+        .chain(role.iter().map(String::as_str))
+        .collect();
     bao.cli(&args);
 }
 
@@ -76,7 +84,15 @@ fn blog_post_with_kubernetes_auth() {
     let mnt = pod.join("mnt/csi");
 
     let run = secretdrop(
-        &["init", "--config", spc.to_str().unwrap(), "--dir", mnt.to_str().unwrap(), "--token-path", token_path.to_str().unwrap()],
+        &[
+            "init",
+            "--config",
+            spc.to_str().unwrap(),
+            "--dir",
+            mnt.to_str().unwrap(),
+            "--token-path",
+            token_path.to_str().unwrap(),
+        ],
         &[],
     );
     run.expect_code(0).expect_no_leak(&["p4ssw0rd", &token]);
@@ -86,7 +102,10 @@ fn blog_post_with_kubernetes_auth() {
     assert_eq!(read(mnt.join("myUsername")), "admin");
     // The CSI driver's fixed default mode.
     assert_eq!(mode_of(mnt.join("myPassword")), 0o644);
-    assert!(reviewer.reviews() > reviews_before, "OpenBao never asked the TokenReview stand-in");
+    assert!(
+        reviewer.reviews() > reviews_before,
+        "OpenBao never asked the TokenReview stand-in"
+    );
 }
 
 #[test]
@@ -100,11 +119,23 @@ fn blog_post_with_jwt_auth_validated_by_openbao() {
         .with_audiences(&["https://kubernetes.default.svc.cluster.local"]);
     let token = TokenReviewer::shared().mint(&claims);
     let token_path = write(pod.path(), "token", &token);
-    let spc = write(pod.path(), "spc.yaml", &blog_post_spc(bao, "\n    vaultAuthMountPath: jwt"));
+    let spc = write(
+        pod.path(),
+        "spc.yaml",
+        &blog_post_spc(bao, "\n    vaultAuthMountPath: jwt"),
+    );
     let mnt = pod.join("csi");
 
     secretdrop(
-        &["init", "--config", spc.to_str().unwrap(), "--dir", mnt.to_str().unwrap(), "--token-path", token_path.to_str().unwrap()],
+        &[
+            "init",
+            "--config",
+            spc.to_str().unwrap(),
+            "--dir",
+            mnt.to_str().unwrap(),
+            "--token-path",
+            token_path.to_str().unwrap(),
+        ],
         &[],
     )
     .expect_code(0)
@@ -117,7 +148,17 @@ fn blog_post_with_jwt_auth_validated_by_openbao() {
     let forged = TokenReviewer::shared().mint_with_foreign_key(&claims);
     write(pod.path(), "token", &forged);
     secretdrop(
-        &["init", "--config", spc.to_str().unwrap(), "--dir", mnt.to_str().unwrap(), "--token-path", token_path.to_str().unwrap(), "--timeout", "5s"],
+        &[
+            "init",
+            "--config",
+            spc.to_str().unwrap(),
+            "--dir",
+            mnt.to_str().unwrap(),
+            "--token-path",
+            token_path.to_str().unwrap(),
+            "--timeout",
+            "5s",
+        ],
         &[],
     )
     .expect_code(1)

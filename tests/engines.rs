@@ -31,7 +31,9 @@ fn kv_v1_and_v2_with_pinned_versions() {
 - {{objectName: first, secretPath: "secret/data/{app}?version=1", secretKey: token}}
 - {{objectName: whole.json, secretPath: "secret/data/{app}"}}"#
     );
-    pod.init(&pod.spc(bao, &objects), &[]).expect_code(0).expect_no_leak(&["second", "first", &pod.token]);
+    pod.init(&pod.spc(bao, &objects), &[])
+        .expect_code(0)
+        .expect_no_leak(&["second", "first", &pod.token]);
     let out = pod.out();
     assert_layout(&out, &["first", "latest", "port", "user", "whole.json"]);
     assert_eq!(read(out.join("user")), "v1user");
@@ -50,9 +52,23 @@ fn pki_certificate_and_key_come_from_one_issuance() {
     let pki = unique("pki");
     bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
     bao.cli(&["secrets", "tune", "-max-lease-ttl=8760h", &pki]);
-    bao.cli(&["write", &format!("{pki}/root/generate/internal"), "common_name=example.com", "ttl=8760h"]);
-    bao.cli(&["write", &format!("{pki}/roles/web"), "allowed_domains=example.com", "allow_subdomains=true", "max_ttl=72h"]);
-    let pod = Pod::with_policy(bao, &format!("path \"{pki}/issue/web\" {{ capabilities = [\"create\", \"update\"] }}\n"));
+    bao.cli(&[
+        "write",
+        &format!("{pki}/root/generate/internal"),
+        "common_name=example.com",
+        "ttl=8760h",
+    ]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/roles/web"),
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "max_ttl=72h",
+    ]);
+    let pod = Pod::with_policy(
+        bao,
+        &format!("path \"{pki}/issue/web\" {{ capabilities = [\"create\", \"update\"] }}\n"),
+    );
     let objects = format!(
         r#"- {{objectName: tls.crt, secretPath: "{pki}/issue/web", method: POST, secretArgs: {{common_name: app.example.com}}, secretKey: certificate}}
 - {{objectName: tls.key, secretPath: "{pki}/issue/web", method: POST, secretArgs: {{common_name: app.example.com}}, secretKey: private_key, filePermission: 0600}}
@@ -74,7 +90,14 @@ fn pki_certificate_and_key_come_from_one_issuance() {
         pubkey_of(&["pkey", "-pubout", "-in", key.to_str().unwrap()]),
         "certificate and key are from different issuances"
     );
-    let subject = String::from_utf8(pubkey_of(&["x509", "-noout", "-subject", "-in", crt.to_str().unwrap()])).unwrap();
+    let subject = String::from_utf8(pubkey_of(&[
+        "x509",
+        "-noout",
+        "-subject",
+        "-in",
+        crt.to_str().unwrap(),
+    ]))
+    .unwrap();
     assert!(subject.contains("app.example.com"), "{subject}");
     assert!(read(out.join("ca.crt")).starts_with("-----BEGIN CERTIFICATE-----"));
 }
@@ -86,8 +109,18 @@ fn encodings_write_the_decoded_bytes() {
     let raw: Vec<u8> = (0u8..=255).rev().collect();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    bao.cli(&["kv", "put", &format!("secret/{path}"), &format!("keystore={b64}"), &format!("hexkey={hex}"), "n=42"]);
-    let pod = Pod::with_policy(bao, &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"));
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        &format!("keystore={b64}"),
+        &format!("hexkey={hex}"),
+        "n=42",
+    ]);
+    let pod = Pod::with_policy(
+        bao,
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
     let objects = format!(
         r#"- {{objectName: keystore.p12, secretPath: "secret/data/{path}", secretKey: keystore, encoding: BASE64}}
 - {{objectName: key.bin, secretPath: "secret/data/{path}", secretKey: hexkey, encoding: hex}}
@@ -103,8 +136,18 @@ fn encodings_write_the_decoded_bytes() {
 fn native_formats_templates_modes_and_owner() {
     let bao = Bao::shared();
     let path = unique("db");
-    bao.cli(&["kv", "put", &format!("secret/{path}"), "username=app", "password=s3 cr'et$", "port=5432"]);
-    let pod = Pod::with_policy(bao, &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"));
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=app",
+        "password=s3 cr'et$",
+        "port=5432",
+    ]);
+    let pod = Pod::with_policy(
+        bao,
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
     let rest = format!(
         r#"files:
   mode: "0640"
@@ -133,16 +176,30 @@ objects:
     owner: 999
 "#
     );
-    pod.init(&pod.native(bao, &rest), &[]).expect_code(0).expect_no_leak(&["s3 cr'et$"]);
+    pod.init(&pod.native(bao, &rest), &[])
+        .expect_code(0)
+        .expect_no_leak(&["s3 cr'et$"]);
     let out = pod.out();
-    assert_layout(&out, &["conf", "db.env", "db.json", "db.properties", "db.yaml"]);
+    assert_layout(
+        &out,
+        &["conf", "db.env", "db.json", "db.properties", "db.yaml"],
+    );
     let json: serde_json::Value = serde_json::from_str(&read(out.join("db.json"))).unwrap();
-    assert_eq!(json, serde_json::json!({"username": "app", "password": "s3 cr'et$"}));
-    assert_eq!(read(out.join("db.env")), "password=\"s3 cr'et\\$\"\nport=5432\nusername=app\n");
+    assert_eq!(
+        json,
+        serde_json::json!({"username": "app", "password": "s3 cr'et$"})
+    );
+    assert_eq!(
+        read(out.join("db.env")),
+        "password=\"s3 cr'et\\$\"\nport=5432\nusername=app\n"
+    );
     // What a shell makes of the dotenv file is the secret itself.
     let sourced = Command::new("sh")
         .arg("-c")
-        .arg(format!(". {} && printf %s \"$password\"", out.join("db.env").display()))
+        .arg(format!(
+            ". {} && printf %s \"$password\"",
+            out.join("db.env").display()
+        ))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&sourced.stdout), "s3 cr'et$");
@@ -175,32 +232,69 @@ fn approle_and_token_auth() {
     let path = unique("ar");
     bao.cli(&["kv", "put", &format!("secret/{path}"), "k=approle-value"]);
     let policy = unique("policy");
-    bao.cli_stdin(&["policy", "write", &policy, "-"], &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"));
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
     let mount = unique("approle");
     bao.cli(&["auth", "enable", &format!("-path={mount}"), "approle"]);
-    bao.cli(&["write", &format!("auth/{mount}/role/app"), &format!("token_policies={policy}")]);
-    let role_id = bao.cli(&["read", "-field=role_id", &format!("auth/{mount}/role/app/role-id")]);
-    let secret_id = bao.cli(&["write", "-f", "-field=secret_id", &format!("auth/{mount}/role/app/secret-id")]);
-    let token = bao.cli(&["token", "create", "-field=token", &format!("-policy={policy}")]);
+    bao.cli(&[
+        "write",
+        &format!("auth/{mount}/role/app"),
+        &format!("token_policies={policy}"),
+    ]);
+    let role_id = bao.cli(&[
+        "read",
+        "-field=role_id",
+        &format!("auth/{mount}/role/app/role-id"),
+    ]);
+    let secret_id = bao.cli(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        &format!("auth/{mount}/role/app/secret-id"),
+    ]);
+    let token = bao.cli(&[
+        "token",
+        "create",
+        "-field=token",
+        &format!("-policy={policy}"),
+    ]);
 
     let dir = common::TestDir::new();
     let role_id_file = write(dir.path(), "role_id", role_id.trim());
     let secret_id_file = write(dir.path(), "secret_id", &format!("{}\n", secret_id.trim()));
     let token_file = write(dir.path(), "vault-token", token.trim());
-    let objects = format!("objects:\n  - {{objectName: k, secretPath: secret/data/{path}, secretKey: k}}\n");
-    let header = format!("apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault:\n  address: {}\n", bao.addr());
+    let objects =
+        format!("objects:\n  - {{objectName: k, secretPath: secret/data/{path}, secretKey: k}}\n");
+    let header = format!(
+        "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault:\n  address: {}\n",
+        bao.addr()
+    );
     let approle = format!(
         "{header}auth:\n  method: approle\n  mountPath: {mount}\n  roleIdFile: {}\n  secretIdFile: {}\n{objects}",
         role_id_file.display(),
         secret_id_file.display()
     );
-    let with_token = format!("{header}auth:\n  method: token\n  tokenFile: {}\n{objects}", token_file.display());
+    let with_token = format!(
+        "{header}auth:\n  method: token\n  tokenFile: {}\n{objects}",
+        token_file.display()
+    );
     for (name, config) in [("approle", approle), ("token", with_token)] {
         let cfg = write(dir.path(), &format!("{name}.yaml"), &config);
         let out = dir.join(name);
-        secretdrop(&["init", "--config", cfg.to_str().unwrap(), "--dir", out.to_str().unwrap()], &[])
-            .expect_code(0)
-            .expect_no_leak(&["approle-value", secret_id.trim(), token.trim()]);
+        secretdrop(
+            &[
+                "init",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--dir",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .expect_code(0)
+        .expect_no_leak(&["approle-value", secret_id.trim(), token.trim()]);
         assert_eq!(read(out.join("k")), "approle-value", "{name}");
     }
 }
@@ -216,25 +310,39 @@ fn five_hundred_objects_over_fifty_paths_cost_one_read_per_path() {
         args.extend(kvs);
         bao.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
         for k in 0..10 {
-            objects.push_str(&format!("- {{objectName: p{p}-k{k}, secretPath: secret/data/many/p{p}, secretKey: k{k}}}\n"));
+            objects.push_str(&format!(
+                "- {{objectName: p{p}-k{k}, secretPath: secret/data/many/p{p}, secretKey: k{k}}}\n"
+            ));
         }
     }
-    let pod = Pod::with_policy(&bao, "path \"secret/data/many/*\" { capabilities = [\"read\"] }\n");
+    let pod = Pod::with_policy(
+        &bao,
+        "path \"secret/data/many/*\" { capabilities = [\"read\"] }\n",
+    );
     let before = request_count(&bao);
     pod.init(&pod.spc(&bao, &objects), &[]).expect_code(0);
     let after = request_count(&bao);
     assert_eq!(read(pod.out().join("p49-k9")), "v49-9");
-    assert_eq!(std::fs::read_dir(pod.out().join("..data")).unwrap().count(), 500);
+    assert_eq!(
+        std::fs::read_dir(pod.out().join("..data")).unwrap().count(),
+        500
+    );
     // One login and fifty reads; the metrics read itself may count once.
     let requests = after - before;
-    assert!((51..=52).contains(&requests), "{requests} requests for 500 objects over 50 paths");
+    assert!(
+        (51..=52).contains(&requests),
+        "{requests} requests for 500 objects over 50 paths"
+    );
 }
 
 /// OpenBao's cumulative request counter.
 fn request_count(bao: &Bao) -> u64 {
     let text = bao.cli(&["read", "-format=raw", "sys/metrics", "format=prometheus"]);
     text.lines()
-        .filter(|l| l.starts_with("vault_core_handle_request_count") || l.starts_with("vault_core_handle_login_request_count"))
+        .filter(|l| {
+            l.starts_with("vault_core_handle_request_count")
+                || l.starts_with("vault_core_handle_login_request_count")
+        })
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()

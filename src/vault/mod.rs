@@ -180,11 +180,7 @@ fn error_message(body: &[u8]) -> String {
         .as_ref()
         .and_then(|v| v.get("errors"))
         .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|e| e.as_str()).flat_map(tidy).collect())
         .unwrap_or_default();
     if errors.is_empty() {
         "no error message".to_string()
@@ -193,10 +189,22 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
+/// Vault wraps messages as "1 error occurred:\n\t* permission denied\n\n"; keep the items.
+fn tidy(message: &str) -> Vec<String> {
+    message
+        .lines()
+        .map(|l| l.trim().trim_start_matches("* ").trim())
+        .filter(|l| !l.is_empty() && !(l.ends_with("occurred:") && l.contains("error")))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Connection-level failures are transient, except certificate verification failures.
 fn classify_send_error(err: reqwest::Error) -> CallError {
     let mut cause = String::new();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    // The top error only says "error sending request for url (...)": callers name the URL.
+    let top: &(dyn std::error::Error + 'static) = &err;
+    let mut source = top.source().or(Some(top));
     let mut tls = false;
     while let Some(e) = source {
         if let Some(r) = e.downcast_ref::<rustls::Error>() {
@@ -208,6 +216,11 @@ fn classify_send_error(err: reqwest::Error) -> CallError {
             }
         }
         let text = e.to_string();
+        // rustls errors can sit inside io::Error layers that hide them from `source()`; their
+        // text is stable (`invalid peer certificate: ...`).
+        tls = tls
+            || text.contains("invalid peer certificate")
+            || text.contains("peer sent no certificates");
         if !cause.contains(&text) {
             if !cause.is_empty() {
                 cause.push_str(": ");
@@ -234,4 +247,17 @@ fn is_cert_error(e: &rustls::Error) -> bool {
         e,
         rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_error_lists_are_flattened() {
+        let body = br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#;
+        assert_eq!(error_message(body), "permission denied");
+        assert_eq!(error_message(br#"{"errors":["a","b"]}"#), "a; b");
+        assert_eq!(error_message(b"<html>"), "no error message");
+    }
 }

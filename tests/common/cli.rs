@@ -18,14 +18,22 @@ pub struct Run {
 impl Run {
     /// Asserts the exit code, showing the output when it differs.
     pub fn expect_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, code, "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Asserts that stderr mentions every fragment.
     pub fn expect_stderr(&self, fragments: &[&str]) -> &Run {
         for f in fragments {
-            assert!(self.stderr.contains(f), "stderr lacks {f:?}:\n{}", self.stderr);
+            assert!(
+                self.stderr.contains(f),
+                "stderr lacks {f:?}:\n{}",
+                self.stderr
+            );
         }
         self
     }
@@ -34,8 +42,18 @@ impl Run {
     pub fn expect_no_leak(&self, secrets: &[&str]) -> &Run {
         for s in secrets {
             assert!(!s.is_empty());
-            assert!(!self.stdout.contains(s), "stdout leaks a secret ({} bytes):\n{}", s.len(), self.stdout);
-            assert!(!self.stderr.contains(s), "stderr leaks a secret ({} bytes):\n{}", s.len(), self.stderr);
+            assert!(
+                !self.stdout.contains(s),
+                "stdout leaks a secret ({} bytes):\n{}",
+                s.len(),
+                self.stdout
+            );
+            assert!(
+                !self.stderr.contains(s),
+                "stderr leaks a secret ({} bytes):\n{}",
+                s.len(),
+                self.stderr
+            );
         }
         self
     }
@@ -78,8 +96,15 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Link(String),
-    Dir { mode: u32 },
-    File { mode: u32, uid: u32, gid: u32, content: Vec<u8> },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        content: Vec<u8>,
+    },
 }
 
 /// Every entry under `dir` (not following symlinks), by relative path. Two equal trees mean
@@ -97,10 +122,17 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Entry> {
             let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
             let meta = std::fs::symlink_metadata(&p).unwrap();
             let entry = if meta.file_type().is_symlink() {
-                Entry::Link(std::fs::read_link(&p).unwrap().to_string_lossy().into_owned())
+                Entry::Link(
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                )
             } else if meta.is_dir() {
                 stack.push(p.clone());
-                Entry::Dir { mode: meta.permissions().mode() & 0o7777 }
+                Entry::Dir {
+                    mode: meta.permissions().mode() & 0o7777,
+                }
             } else {
                 Entry::File {
                     mode: meta.permissions().mode() & 0o7777,
@@ -139,12 +171,17 @@ pub fn assert_layout(dir: &Path, names: &[&str]) {
             19 => c == '.',
             _ => c.is_ascii_digit(),
         });
-    assert!(shape_ok, "..data -> {version} is not ..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN");
+    assert!(
+        shape_ok,
+        "..data -> {version} is not ..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN"
+    );
     let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     expected.extend(["..data".to_string(), version.clone()]);
     expected.sort();
-    let mut actual: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut actual: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     actual.sort();
     assert_eq!(actual, expected, "{}", ls(dir));
     for n in names {

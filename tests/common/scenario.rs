@@ -37,7 +37,13 @@ impl Pod {
         let dir = TestDir::new();
         let token = TokenReviewer::shared().mint(&SaClaims::new("default", &service_account));
         let token_path = write(dir.path(), "token", &token);
-        Pod { dir, role, service_account, token, token_path }
+        Pod {
+            dir,
+            role,
+            service_account,
+            token,
+            token_path,
+        }
     }
 
     /// The output directory used by [`Pod::init`].
@@ -47,7 +53,11 @@ impl Pod {
 
     /// Writes `config` and runs `secretdrop init` into [`Pod::out`] with extra flags.
     pub fn init(&self, config: &str, extra: &[&str]) -> Run {
-        let cfg = write(self.dir.path(), &format!("{}.yaml", unique("config")), config);
+        let cfg = write(
+            self.dir.path(),
+            &format!("{}.yaml", unique("config")),
+            config,
+        );
         self.init_file(&cfg, &self.out(), extra)
     }
 

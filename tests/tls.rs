@@ -1,0 +1,139 @@
+//! TLS to Vault: the right CA file or directory verifies, a wrong CA fails at once (no retry
+//! storm) with an error that says what to fix, the TLS server name replaces the address host
+//! for verification, and skip-verify is an explicit opt-in.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cli::{read, tree};
+use common::scenario::Pod;
+use common::{Bao, TestDir};
+
+struct Tls {
+    bao: Bao,
+    pod: Pod,
+    objects: String,
+}
+
+fn setup() -> Tls {
+    let bao = Bao::start_tls();
+    bao.cli(&["kv", "put", "secret/app", "password=tls-secret-value"]);
+    let pod = Pod::with_policy(
+        &bao,
+        "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
+    );
+    let objects =
+        "- {objectName: password, secretPath: secret/data/app, secretKey: password}".to_string();
+    Tls { bao, pod, objects }
+}
+
+impl Tls {
+    fn spc(&self, address: &str, params: &str) -> String {
+        common::scenario::spc_text(address, &self.pod.role, &self.objects)
+            .replace("    objects: |", &format!("{params}    objects: |"))
+    }
+}
+
+#[test]
+fn tls_ca_file_directory_server_name_and_skip_verify() {
+    let t = setup();
+    let ca = t.bao.ca_cert_path();
+    let addr = t.bao.addr();
+    let ca_dir = TestDir::new();
+    std::fs::copy(&ca, ca_dir.join("vault-ca.pem")).unwrap();
+
+    let cases = [
+        (
+            "ca file",
+            addr.clone(),
+            format!("    vaultCACertPath: {}\n", ca.display()),
+        ),
+        (
+            "ca directory",
+            addr.clone(),
+            format!("    vaultCADirectory: {}\n", ca_dir.path().display()),
+        ),
+        (
+            "server name",
+            addr.clone(),
+            format!(
+                "    vaultCACertPath: {}\n    vaultTLSServerName: localhost\n",
+                ca.display()
+            ),
+        ),
+        (
+            "skip verify",
+            addr.clone(),
+            "    vaultSkipTLSVerify: \"true\"\n".to_string(),
+        ),
+    ];
+    for (name, address, params) in cases {
+        let out = t.pod.dir.join(name.replace(' ', "-"));
+        let cfg = common::cli::write(
+            t.pod.dir.path(),
+            &format!("{}.yaml", name.replace(' ', "-")),
+            &t.spc(&address, &params),
+        );
+        t.pod.init_file(&cfg, &out, &[]).expect_code(0);
+        assert_eq!(read(out.join("password")), "tls-secret-value", "{name}");
+    }
+}
+
+#[test]
+fn a_wrong_ca_or_server_name_fails_at_once_and_changes_nothing() {
+    let t = setup();
+    let good = t.spc(
+        &t.bao.addr(),
+        &format!("    vaultCACertPath: {}\n", t.bao.ca_cert_path().display()),
+    );
+    t.pod.init(&good, &[]).expect_code(0);
+    let before = tree(&t.pod.out());
+
+    // Another server's CA: a well-formed certificate that did not sign this server.
+    let other = Bao::start_tls();
+    let wrong_ca = t.spc(
+        &t.bao.addr(),
+        &format!("    vaultCACertPath: {}\n", other.ca_cert_path().display()),
+    );
+    let run = t.pod.init(&wrong_ca, &["--timeout", "20s"]);
+    run.expect_code(1)
+        .expect_stderr(&["certificate", "login to", "CA certificate"]);
+    assert!(
+        run.elapsed < Duration::from_secs(5),
+        "a certificate error must not be retried: {:?}",
+        run.elapsed
+    );
+
+    let wrong_name = t.spc(
+        &t.bao.addr(),
+        &format!(
+            "    vaultCACertPath: {}\n    vaultTLSServerName: vault.example.com\n",
+            t.bao.ca_cert_path().display()
+        ),
+    );
+    t.pod
+        .init(&wrong_name, &["--timeout", "20s"])
+        .expect_code(1)
+        .expect_stderr(&["certificate"]);
+
+    // No CA configured: the system roots do not know a dev CA either.
+    let no_ca = t.spc(&t.bao.addr(), "");
+    t.pod
+        .init(&no_ca, &["--timeout", "20s"])
+        .expect_code(1)
+        .expect_stderr(&["certificate"]);
+
+    // A CA file that is not PEM is a configuration error.
+    let junk = common::cli::write(t.pod.dir.path(), "junk.pem", "not a certificate");
+    let bad_file = t.spc(
+        &t.bao.addr(),
+        &format!("    vaultCACertPath: {}\n", junk.display()),
+    );
+    t.pod
+        .init(&bad_file, &[])
+        .expect_code(2)
+        .expect_stderr(&["junk.pem", "no PEM certificate"]);
+
+    assert_eq!(tree(&t.pod.out()), before);
+}
