@@ -194,7 +194,7 @@ fn tidy(message: &str) -> Vec<String> {
     message
         .lines()
         .map(|l| l.trim().trim_start_matches("* ").trim())
-        .filter(|l| !l.is_empty() && !(l.ends_with("occurred:") && l.contains("error")))
+        .filter(|l| !(l.is_empty() || l.ends_with("occurred:") && l.contains("error")))
         .map(str::to_string)
         .collect()
 }
