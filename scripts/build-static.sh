@@ -26,6 +26,10 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
     fi
 fi
 
+# Run from `cargo test`, the environment carries the outer crate's CARGO_MANIFEST_DIR,
+# CARGO_PKG_*...; ring's build script would see them change and force a full rebuild.
+while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^CARGO_(MANIFEST_|PKG_|CRATE_|BIN_|PRIMARY_|TARGET_TMPDIR)' || true)
+
 cc_var="CC_${target//-/_}"
 export "$cc_var=musl-gcc"
 cargo build --release --locked --target "$target" >&2

@@ -59,8 +59,21 @@ impl Run {
     }
 }
 
+/// The binary under test: cargo's for integration tests; `$SECRETDROP_BIN`, or the
+/// `secretdrop` beside the running example's directory (target/<profile>/) for examples.
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_secretdrop"))
+    if let Some(p) = option_env!("CARGO_BIN_EXE_secretdrop") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("SECRETDROP_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/examples");
+    profile_dir.join("secretdrop")
 }
 
 /// Runs secretdrop with `args`, with no inherited VAULT_*/BAO_*/SECRETDROP_* variables, plus `env`.

