@@ -24,6 +24,8 @@ struct Sample {
 fn measure(mut cmd: Command) -> Sample {
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let started = Instant::now();
+    // Reaped by wait4 below, which also reports the peak RSS that `Child::wait` does not.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("spawn");
     let pid = child.id() as i32;
     let mut status = 0;
@@ -41,7 +43,10 @@ fn measure(mut cmd: Command) -> Sample {
         }
         panic!("{cmd:?} failed (status {status}):\n{err}");
     }
-    Sample { wall, max_rss_kib: usage.ru_maxrss }
+    Sample {
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -68,7 +73,9 @@ fn spc(addr: &str, objects: &[(String, String, String)]) -> String {
         "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: bench\nspec:\n  provider: vault\n  parameters:\n    roleName: bench\n    vaultAddress: {addr}\n    objects: |\n"
     );
     for (name, path, key) in objects {
-        s.push_str(&format!("      - {{objectName: \"{name}\", secretPath: \"{path}\", secretKey: \"{key}\"}}\n"));
+        s.push_str(&format!(
+            "      - {{objectName: \"{name}\", secretPath: \"{path}\", secretKey: \"{key}\"}}\n"
+        ));
     }
     s
 }
@@ -90,7 +97,13 @@ fn agent_hcl(addr: &str, token: &Path, out: &Path, objects: &[(String, String, S
 fn main() {
     let bao = Bao::start_new();
     enable_kubernetes_auth(&bao, "kubernetes");
-    bao.cli(&["kv", "put", "secret/app", "username=admin", "password=p4ssw0rd"]);
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/app",
+        "username=admin",
+        "password=p4ssw0rd",
+    ]);
     for p in 0..50 {
         let mut args: Vec<String> = vec!["kv".into(), "put".into(), format!("secret/many/p{p}")];
         args.extend((0..10).map(|k| format!("k{k}=value-{p}-{k}")));
@@ -113,23 +126,58 @@ fn main() {
     let token_path = write(work.path(), "token", &token);
 
     let blog = vec![
-        ("myUsername".to_string(), "secret/data/app".to_string(), "username".to_string()),
-        ("myPassword".to_string(), "secret/data/app".to_string(), "password".to_string()),
+        (
+            "myUsername".to_string(),
+            "secret/data/app".to_string(),
+            "username".to_string(),
+        ),
+        (
+            "myPassword".to_string(),
+            "secret/data/app".to_string(),
+            "password".to_string(),
+        ),
     ];
     let many: Vec<_> = (0..50)
-        .flat_map(|p| (0..10).map(move |k| (format!("p{p}-k{k}"), format!("secret/data/many/p{p}"), format!("k{k}"))))
+        .flat_map(|p| {
+            (0..10).map(move |k| {
+                (
+                    format!("p{p}-k{k}"),
+                    format!("secret/data/many/p{p}"),
+                    format!("k{k}"),
+                )
+            })
+        })
         .collect();
     let cases = [
-        Case { name: "blog post: 2 objects, 1 path", objects: blog, runs: 21 },
-        Case { name: "500 objects, 50 paths", objects: many, runs: 7 },
+        Case {
+            name: "blog post: 2 objects, 1 path",
+            objects: blog,
+            runs: 21,
+        },
+        Case {
+            name: "500 objects, 50 paths",
+            objects: many,
+            runs: 7,
+        },
     ];
 
     let sd = bin();
     let sd_size = std::fs::metadata(&sd).map(|m| m.len()).unwrap_or(0);
     let bao_size = std::fs::metadata(bao_bin()).map(|m| m.len()).unwrap_or(0);
-    println!("secretdrop: {} ({:.2} MiB)", sd.display(), sd_size as f64 / 1048576.0);
-    println!("bao:        {} ({:.1} MiB)", bao_bin().display(), bao_size as f64 / 1048576.0);
-    println!("OpenBao dev server {} on this machine; medians over the runs shown\n", bao.addr());
+    println!(
+        "secretdrop: {} ({:.2} MiB)",
+        sd.display(),
+        sd_size as f64 / 1048576.0
+    );
+    println!(
+        "bao:        {} ({:.1} MiB)",
+        bao_bin().display(),
+        bao_size as f64 / 1048576.0
+    );
+    println!(
+        "OpenBao dev server {} on this machine; medians over the runs shown\n",
+        bao.addr()
+    );
 
     let mut results = Vec::new();
     for (ci, case) in cases.iter().enumerate() {
@@ -140,37 +188,82 @@ fn main() {
             // Alternate the tools so both see the same server state and machine load.
             let out: PathBuf = work.join(format!("sd-{ci}-{i}"));
             let mut cmd = Command::new(&sd);
-            cmd.args(["init", "--config", cfg.to_str().unwrap(), "--dir", out.to_str().unwrap()])
-                .args(["--token-path", token_path.to_str().unwrap(), "--log-level", "warn"]);
+            cmd.args([
+                "init",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--dir",
+                out.to_str().unwrap(),
+            ])
+            .args([
+                "--token-path",
+                token_path.to_str().unwrap(),
+                "--log-level",
+                "warn",
+            ]);
             sd_samples.push(measure(cmd));
-            assert_eq!(std::fs::read_dir(out.join("..data")).unwrap().count(), case.objects.len());
+            assert_eq!(
+                std::fs::read_dir(out.join("..data")).unwrap().count(),
+                case.objects.len()
+            );
 
             let out = work.join(format!("agent-{ci}-{i}"));
             std::fs::create_dir_all(&out).unwrap();
-            let hcl = write(work.path(), "agent.hcl", &agent_hcl(&bao.addr(), &token_path, &out, &case.objects));
+            let hcl = write(
+                work.path(),
+                "agent.hcl",
+                &agent_hcl(&bao.addr(), &token_path, &out, &case.objects),
+            );
             let mut cmd = Command::new(bao_bin());
-            cmd.args(["agent", "-log-level=warn", &format!("-config={}", hcl.display())]);
+            cmd.args([
+                "agent",
+                "-log-level=warn",
+                &format!("-config={}", hcl.display()),
+            ]);
             for (k, _) in std::env::vars() {
                 if k.starts_with("VAULT_") || k.starts_with("BAO_") {
                     cmd.env_remove(k);
                 }
             }
             agent_samples.push(measure(cmd));
-            assert_eq!(std::fs::read_dir(&out).unwrap().count(), case.objects.len(), "bao agent wrote every file");
+            assert_eq!(
+                std::fs::read_dir(&out).unwrap().count(),
+                case.objects.len(),
+                "bao agent wrote every file"
+            );
         }
-        for (tool, samples) in [("secretdrop init", sd_samples), ("bao agent", agent_samples)] {
+        for (tool, samples) in [
+            ("secretdrop init", sd_samples),
+            ("bao agent", agent_samples),
+        ] {
             results.push(Result {
                 case: case.name,
                 tool,
-                wall_ms: median(samples.iter().map(|s| s.wall.as_secs_f64() * 1000.0).collect()),
-                rss_mib: median(samples.iter().map(|s| s.max_rss_kib as f64 / 1024.0).collect()),
+                wall_ms: median(
+                    samples
+                        .iter()
+                        .map(|s| s.wall.as_secs_f64() * 1000.0)
+                        .collect(),
+                ),
+                rss_mib: median(
+                    samples
+                        .iter()
+                        .map(|s| s.max_rss_kib as f64 / 1024.0)
+                        .collect(),
+                ),
             });
         }
     }
 
-    println!("{:<32} {:<16} {:>12} {:>14}", "case", "tool", "wall (ms)", "peak RSS (MiB)");
+    println!(
+        "{:<32} {:<16} {:>12} {:>14}",
+        "case", "tool", "wall (ms)", "peak RSS (MiB)"
+    );
     for r in &results {
-        println!("{:<32} {:<16} {:>12.1} {:>14.1}", r.case, r.tool, r.wall_ms, r.rss_mib);
+        println!(
+            "{:<32} {:<16} {:>12.1} {:>14.1}",
+            r.case, r.tool, r.wall_ms, r.rss_mib
+        );
     }
     println!();
     let mut json_cases = Vec::new();
@@ -178,7 +271,10 @@ fn main() {
         let (sd, agent) = (&pair[0], &pair[1]);
         let speed = agent.wall_ms / sd.wall_ms;
         let mem = agent.rss_mib / sd.rss_mib;
-        println!("{:<32} secretdrop is {speed:.1}x faster and uses {mem:.1}x less peak memory", sd.case);
+        println!(
+            "{:<32} secretdrop is {speed:.1}x faster and uses {mem:.1}x less peak memory",
+            sd.case
+        );
         json_cases.push(serde_json::json!({
             "case": sd.case,
             "secretdrop": {"wall_ms": sd.wall_ms, "peak_rss_mib": sd.rss_mib},
@@ -186,7 +282,12 @@ fn main() {
             "speedup": speed, "memory_ratio": mem,
         }));
     }
-    println!("binary size: secretdrop {:.2} MiB, bao {:.1} MiB ({:.0}x)", sd_size as f64 / 1048576.0, bao_size as f64 / 1048576.0, bao_size as f64 / sd_size.max(1) as f64);
+    println!(
+        "binary size: secretdrop {:.2} MiB, bao {:.1} MiB ({:.0}x)",
+        sd_size as f64 / 1048576.0,
+        bao_size as f64 / 1048576.0,
+        bao_size as f64 / sd_size.max(1) as f64
+    );
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let report = serde_json::json!({
@@ -194,7 +295,11 @@ fn main() {
         "binary_bytes": {"secretdrop": sd_size, "bao": bao_size},
     });
     std::fs::create_dir_all(root.join("target/bench")).unwrap();
-    std::fs::write(root.join("target/bench/init.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    std::fs::write(
+        root.join("target/bench/init.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
     std::fs::write(root.join("images/bench-init.svg"), svg(&results)).unwrap();
     println!("\nwrote target/bench/init.json and images/bench-init.svg");
 }
@@ -204,16 +309,25 @@ fn svg(results: &[Result]) -> String {
     let mut s = String::from(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"330\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"760\" height=\"330\" fill=\"white\"/>\n<text x=\"380\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">secretdrop init vs bao agent (exit_after_auth), same OpenBao, same run</text>\n",
     );
-    let panels: [(&str, fn(&Result) -> f64, &str); 2] =
-        [("time to files (ms, median)", |r| r.wall_ms, "ms"), ("peak RSS (MiB, median)", |r| r.rss_mib, "MiB")];
+    type Panel = (&'static str, fn(&Result) -> f64, &'static str);
+    let panels: [Panel; 2] = [
+        ("time to files (ms, median)", |r| r.wall_ms, "ms"),
+        ("peak RSS (MiB, median)", |r| r.rss_mib, "MiB"),
+    ];
     for (pi, (title, value, unit)) in panels.iter().enumerate() {
         let y0 = 50.0 + pi as f64 * 140.0;
-        s.push_str(&format!("<text x=\"10\" y=\"{y0}\" font-weight=\"bold\">{title}</text>\n"));
-        let max = results.iter().map(|r| value(r)).fold(0.0, f64::max).max(1e-9);
+        s.push_str(&format!(
+            "<text x=\"10\" y=\"{y0}\" font-weight=\"bold\">{title}</text>\n"
+        ));
+        let max = results.iter().map(value).fold(0.0, f64::max).max(1e-9);
         for (i, r) in results.iter().enumerate() {
             let y = y0 + 10.0 + i as f64 * 26.0;
             let w = 380.0 * value(r) / max;
-            let color = if r.tool.starts_with("secretdrop") { "#2b8a3e" } else { "#868e96" };
+            let color = if r.tool.starts_with("secretdrop") {
+                "#2b8a3e"
+            } else {
+                "#868e96"
+            };
             s.push_str(&format!(
                 "<text x=\"10\" y=\"{:.0}\">{} — {}</text>\n<rect x=\"300\" y=\"{:.0}\" width=\"{w:.1}\" height=\"18\" fill=\"{color}\"/>\n<text x=\"{:.1}\" y=\"{:.0}\">{:.1} {unit}</text>\n",
                 y + 13.0, r.case, r.tool, y, 300.0 + w + 5.0, y + 13.0, value(r)
