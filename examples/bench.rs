@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{bin, write};
+use common::cli::{bin, init_args, write};
 use common::{bao_bin, enable_kubernetes_auth, Bao, SaClaims, TestDir, TokenReviewer};
 
 /// One measured process: wall time from spawn to exit, and peak RSS from wait4.
@@ -188,19 +188,8 @@ fn main() {
             // Alternate the tools so both see the same server state and machine load.
             let out: PathBuf = work.join(format!("sd-{ci}-{i}"));
             let mut cmd = Command::new(&sd);
-            cmd.args([
-                "init",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--dir",
-                out.to_str().unwrap(),
-            ])
-            .args([
-                "--token-path",
-                token_path.to_str().unwrap(),
-                "--log-level",
-                "warn",
-            ]);
+            cmd.args(init_args(&cfg, &out, Some(&token_path)))
+                .args(["--log-level", "warn"]);
             sd_samples.push(measure(cmd));
             assert_eq!(
                 std::fs::read_dir(out.join("..data")).unwrap().count(),

@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::cli::{ls, read, secretdrop, write};
-use common::{enable_kubernetes_auth, Bao, SaClaims, TokenReviewer};
+use common::cli::{init, init_args, ls, read, write};
+use common::{blog, enable_kubernetes_auth, Bao, SaClaims, TokenReviewer};
 
 fn say(cmd: &str) {
     println!("\n$ {cmd}");
@@ -36,48 +36,14 @@ fn main() {
     );
 
     say("bao kv put secret/app username=\"admin\" password=\"p4ssw0rd\"");
-    bao.cli(&[
-        "kv",
-        "put",
-        "secret/app",
-        "username=admin",
-        "password=p4ssw0rd",
-    ]);
-    let policy = "path \"secret/data/app\" { capabilities = [\"read\"] }\n";
     say(&format!(
-        "bao policy write mycsipolicy - <<EOF\n{policy}EOF"
+        "bao policy write mycsipolicy - <<EOF\n{}EOF",
+        blog::POLICY
     ));
-    bao.cli_stdin(&["policy", "write", "mycsipolicy", "-"], policy);
     say("bao write auth/kubernetes/role/mycsirole bound_service_account_names=mycsiserviceaccount \\\n    bound_service_account_namespaces=default policies=mycsipolicy ttl=20m");
-    bao.cli(&[
-        "write",
-        "auth/kubernetes/role/mycsirole",
-        "bound_service_account_names=mycsiserviceaccount",
-        "bound_service_account_namespaces=default",
-        "policies=mycsipolicy",
-        "ttl=20m",
-    ]);
+    blog::vault_setup(&bao, "kubernetes");
 
-    let spc = format!(
-        r#"apiVersion: secrets-store.csi.x-k8s.io/v1
-kind: SecretProviderClass
-metadata:
-  name: mycsispc
-spec:
-  provider: vault
-  parameters:
-    roleName: mycsirole
-    vaultAddress: {}
-    objects: |
-      - objectName: "myUsername"
-        secretPath: "secret/data/app"
-        secretKey: "username"
-      - objectName: "myPassword"
-        secretPath: "secret/data/app"
-        secretKey: "password"
-"#,
-        bao.addr()
-    );
+    let spc = blog::spc(&bao, "");
     let spc_path = write(base, "spc.yaml", &spc);
     say(&format!("cat {}", spc_path.display()));
     print!("{spc}");
@@ -90,17 +56,9 @@ spec:
     );
 
     let mnt = base.join("mnt/csi");
-    let args = [
-        "init",
-        "--config",
-        spc_path.to_str().unwrap(),
-        "--dir",
-        mnt.to_str().unwrap(),
-        "--token-path",
-        token_path.to_str().unwrap(),
-    ];
+    let args = init_args(&spc_path, &mnt, Some(&token_path));
     say(&format!("secretdrop {}", args.join(" ")));
-    let run = secretdrop(&args, &[]);
+    let run = init(&spc_path, &mnt, Some(&token_path), &[]);
     eprint!("{}", run.stderr);
     println!("exit code {} in {} ms", run.code, run.elapsed.as_millis());
     if run.code != 0 {

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use base64::Engine;
-use common::cli::{assert_layout, mode_of, read, secretdrop, write};
+use common::cli::{assert_layout, init, mode_of, read, write};
 use common::scenario::Pod;
 use common::{unique, Bao};
 
@@ -283,18 +283,11 @@ fn approle_and_token_auth() {
     for (name, config) in [("approle", approle), ("token", with_token)] {
         let cfg = write(dir.path(), &format!("{name}.yaml"), &config);
         let out = dir.join(name);
-        secretdrop(
-            &[
-                "init",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--dir",
-                out.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .expect_code(0)
-        .expect_no_leak(&["approle-value", secret_id.trim(), token.trim()]);
+        init(&cfg, &out, None, &[]).expect_code(0).expect_no_leak(&[
+            "approle-value",
+            secret_id.trim(),
+            token.trim(),
+        ]);
         assert_eq!(read(out.join("k")), "approle-value", "{name}");
     }
 }

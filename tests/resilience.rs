@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::cli::{read, secretdrop, tree, write};
+use common::cli::{init, init_args, read, tree, write};
 use common::scenario::Pod;
 use common::{unique, Bao, TestDir};
 
@@ -37,21 +37,10 @@ fn init_waits_for_a_sealed_vault_and_renders_once_it_is_unsealed() {
     let out = pod.out();
     let child = {
         let mut cmd = Command::new(common::cli::bin());
-        cmd.args([
-            "init",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--dir",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--token-path",
-            pod.token_path.to_str().unwrap(),
-            "--timeout",
-            "60s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        cmd.args(init_args(&cfg, &out, Some(&pod.token_path)))
+            .args(["--timeout", "60s"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         cmd.spawn().unwrap()
     };
     std::thread::sleep(Duration::from_millis(1500));
@@ -186,32 +175,15 @@ fn namespaces_are_sent_and_a_missing_path_is_a_clear_404() {
     };
     let out = dir.join("out");
     let cfg = write(dir.path(), "ns.yaml", &config("secret/data/app"));
-    secretdrop(
-        &[
-            "init",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--dir",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .expect_code(0);
+    init(&cfg, &out, None, &[]).expect_code(0);
     assert_eq!(read(out.join("password")), "inside-the-namespace");
 
     let cfg = write(dir.path(), "missing.yaml", &config("secret/data/nope"));
-    secretdrop(
-        &[
-            "init",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--dir",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .expect_code(1)
-    .expect_stderr(&["secret/data/nope", "404", "nothing at this path"]);
+    init(&cfg, &out, None, &[]).expect_code(1).expect_stderr(&[
+        "secret/data/nope",
+        "404",
+        "nothing at this path",
+    ]);
 }
 
 #[test]

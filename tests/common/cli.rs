@@ -81,6 +81,27 @@ pub fn secretdrop(args: &[&str], env: &[(&str, &str)]) -> Run {
     run_command(Command::new(bin()), args, env)
 }
 
+/// `init --config CONFIG --dir DIR [--token-path TOKEN]`, as arguments.
+pub fn init_args(config: &Path, dir: &Path, token: Option<&Path>) -> Vec<String> {
+    let mut args = vec![
+        "init".to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    args.extend(["--dir".to_string(), dir.display().to_string()]);
+    if let Some(t) = token {
+        args.extend(["--token-path".to_string(), t.display().to_string()]);
+    }
+    args
+}
+
+/// Runs `secretdrop init` with [`init_args`] and `extra` flags.
+pub fn init(config: &Path, dir: &Path, token: Option<&Path>, extra: &[&str]) -> Run {
+    let mut args = init_args(config, dir, token);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    secretdrop(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+}
+
 pub fn run_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, _) in std::env::vars() {
         if k.starts_with("VAULT_") || k.starts_with("BAO_") || k.starts_with("SECRETDROP_") {

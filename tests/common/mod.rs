@@ -12,6 +12,7 @@
 //!   dirs of dead processes are swept by the next run (statics are never dropped).
 #![allow(dead_code)]
 
+pub mod blog;
 pub mod cli;
 pub mod scenario;
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cli::{secretdrop, write, Run};
+use super::cli::{init, write, Run};
 use super::{enable_kubernetes_auth, unique, Bao, SaClaims, TestDir, TokenReviewer};
 
 /// The kubernetes auth mount the shared pods log in through.
@@ -62,17 +62,7 @@ impl Pod {
     }
 
     pub fn init_file(&self, config: &Path, out: &Path, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "init",
-            "--config",
-            config.to_str().unwrap(),
-            "--dir",
-            out.to_str().unwrap(),
-            "--token-path",
-            self.token_path.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        secretdrop(&args, &[])
+        init(config, out, Some(&self.token_path), extra)
     }
 
     /// A SecretProviderClass for this pod's role with the given `objects` YAML lines.

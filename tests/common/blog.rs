@@ -1,0 +1,60 @@
+//! The blog post's Vault commands and SecretProviderClass, shared by its test and the demo.
+
+use super::Bao;
+
+/// The post's setup, with `vault` spelled `bao`: the secret, the policy, and the role at
+/// `auth_mount` (a `jwt` mount binds the same identity through the token's claims).
+pub fn vault_setup(bao: &Bao, auth_mount: &str) {
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/app",
+        "username=admin",
+        "password=p4ssw0rd",
+    ]);
+    bao.cli_stdin(&["policy", "write", "mycsipolicy", "-"], POLICY);
+    let role = format!("auth/{auth_mount}/role/mycsirole");
+    let mut args = vec!["write", role.as_str()];
+    if auth_mount == "jwt" {
+        args.extend([
+            "role_type=jwt",
+            "user_claim=sub",
+            "bound_audiences=https://kubernetes.default.svc.cluster.local",
+            "bound_subject=system:serviceaccount:default:mycsiserviceaccount",
+        ]);
+    } else {
+        args.extend([
+            "bound_service_account_names=mycsiserviceaccount",
+            "bound_service_account_namespaces=default",
+        ]);
+    }
+    args.extend(["policies=mycsipolicy", "ttl=20m"]);
+    bao.cli(&args);
+}
+
+pub const POLICY: &str = "path \"secret/data/app\" { capabilities = [\"read\"] }\n";
+
+/// The post's SecretProviderClass; only the port of `vaultAddress` differs, and
+/// `extra_parameters` (e.g. `"\n    vaultAuthMountPath: jwt"`) follow it.
+pub fn spc(bao: &Bao, extra_parameters: &str) -> String {
+    format!(
+        r#"apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata:
+  name: mycsispc
+spec:
+  provider: vault
+  parameters:
+    roleName: mycsirole
+    vaultAddress: {addr}{extra_parameters}
+    objects: |
+      - objectName: "myUsername"
+        secretPath: "secret/data/app"
+        secretKey: "username"
+      - objectName: "myPassword"
+        secretPath: "secret/data/app"
+        secretKey: "password"
+"#,
+        addr = bao.addr()
+    )
+}
