@@ -89,7 +89,7 @@ fn hint(c: &CallError, op: Op) -> &'static str {
         }
         (Some(403), _) => " (the policies of this login do not allow this path and method)",
         (Some(404), _) => " (nothing at this path: check the mount, the KV version (data/ for KV v2) and the secret name)",
-        (None, _) => " (the server certificate did not verify: set the CA certificate for Vault, or the TLS server name)",
+        (None, _) => " (the TLS handshake failed: check the CA certificate for Vault, the TLS server name, and the client certificate if Vault requires one)",
         _ => "",
     }
 }

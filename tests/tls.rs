@@ -137,3 +137,148 @@ fn a_wrong_ca_or_server_name_fails_at_once_and_changes_nothing() {
 
     assert_eq!(tree(&t.pod.out()), before);
 }
+
+/// Runs openssl, panicking with its stderr on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_configured() {
+    // A CA, a server certificate for 127.0.0.1 and a client certificate, and a listener that
+    // requires client certificates signed by that CA.
+    let pki = TestDir::new();
+    let d = pki.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    );
+    for name in ["server", "client"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+    }
+    std::fs::write(
+        d.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    // Extensions make the client certificate X.509 v3; rustls refuses v1 certificates.
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    let port = common::free_port();
+    let hcl = format!(
+        "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{0}/server.pem\"\n  tls_key_file = \"{0}/server.key\"\n  tls_require_and_verify_client_cert = true\n  tls_client_ca_file = \"{0}/ca.pem\"\n}}\n",
+        d.display()
+    );
+    let config = common::cli::write(d, "mtls.hcl", &hcl);
+    let bao = Bao::start_with_config(&config);
+    bao.cli(&["kv", "put", "secret/app", "password=mutual-tls"]);
+    let pod = Pod::with_policy(
+        &bao,
+        "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
+    );
+    let objects = "- {objectName: password, secretPath: secret/data/app, secretKey: password}";
+    let addr = format!("https://127.0.0.1:{port}");
+    let ca = format!("    vaultCACertPath: {}/ca.pem\n", d.display());
+    let with_cert = format!(
+        "{ca}    vaultTLSClientCertPath: {0}/client.pem\n    vaultTLSClientKeyPath: {0}/client.key\n",
+        d.display()
+    );
+    let spc = |params: &str| {
+        common::scenario::spc_text(&addr, &pod.role, objects)
+            .replace("    objects: |", &format!("{params}    objects: |"))
+    };
+    pod.init(&spc(&with_cert), &[]).expect_code(0);
+    assert_eq!(read(pod.out().join("password")), "mutual-tls");
+
+    // Without the certificate the server ends the handshake: reported at once, not retried.
+    let run = pod.init(&spc(&ca), &["--timeout", "20s"]);
+    run.expect_code(1)
+        .expect_stderr(&["alert", "client certificate"]);
+    assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
+    assert_eq!(read(pod.out().join("password")), "mutual-tls");
+
+    // Only one half of the pair is a configuration error.
+    let half = format!(
+        "{ca}    vaultTLSClientCertPath: {}/client.pem\n",
+        d.display()
+    );
+    pod.init(&spc(&half), &[])
+        .expect_code(2)
+        .expect_stderr(&["must be set together"]);
+}

@@ -218,9 +218,16 @@ fn classify_send_error(err: reqwest::Error) -> CallError {
         let text = e.to_string();
         // rustls errors can sit inside io::Error layers that hide them from `source()`; their
         // text is stable (`invalid peer certificate: ...`).
+        // A fatal alert during the handshake (e.g. the server wants a client certificate) is
+        // no more transient than a certificate that does not verify.
         tls = tls
-            || text.contains("invalid peer certificate")
-            || text.contains("peer sent no certificates");
+            || [
+                "invalid peer certificate",
+                "peer sent no certificates",
+                "received fatal alert",
+            ]
+            .iter()
+            .any(|m| text.contains(m));
         if !cause.contains(&text) {
             if !cause.is_empty() {
                 cause.push_str(": ");

@@ -210,16 +210,21 @@ impl Bao {
 
     /// A private server, for tests that must restart, seal or reconfigure it; killed on drop.
     pub fn start_new() -> Bao {
-        Bao::start(false)
+        Bao::start(false, None)
+    }
+
+    /// A private dev server that also loads `config` (e.g. an extra `listener` block).
+    pub fn start_with_config(config: &Path) -> Bao {
+        Bao::start(false, Some(config))
     }
 
     /// A private `-dev-tls` server: HTTPS with a generated CA ([`Bao::ca_cert_path`]) and a
     /// certificate for localhost and 127.0.0.1.
     pub fn start_tls() -> Bao {
-        Bao::start(true)
+        Bao::start(true, None)
     }
 
-    fn start(tls: bool) -> Bao {
+    fn start(tls: bool, config: Option<&Path>) -> Bao {
         let mut failures = Vec::new();
         for _ in 0..3 {
             let port = free_port();
@@ -231,6 +236,7 @@ impl Bao {
             cmd.args(["server", "-dev", "-dev-no-store-token"])
                 .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
                 .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+                .args(config.map(|c| format!("-config={}", c.display())))
                 .args(tls_dir.iter().flat_map(|dir| {
                     std::fs::create_dir_all(dir).expect("create tls dir");
                     [
