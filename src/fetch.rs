@@ -31,7 +31,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Login,
-    Read,
+    Request,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +44,17 @@ pub enum FetchError {
     Login {
         address: String,
         who: String,
+        status: Option<u16>,
         error: String,
         hint: &'static str,
     },
-    #[error("reading {method} {path} from {address} (logged in as {who}) failed: {error}{hint}")]
-    Read {
+    #[error("{method} {path} on {address} (logged in as {who}) failed: {error}{hint}")]
+    Request {
         address: String,
         method: String,
         path: String,
         who: String,
+        status: Option<u16>,
         error: String,
         hint: &'static str,
     },
@@ -62,6 +64,7 @@ pub enum FetchError {
         what: String,
         after: Duration,
         cause: String,
+        retry_after: Option<Duration>,
     },
 }
 
@@ -69,6 +72,40 @@ impl FetchError {
     /// Errors the user fixes in the configuration (exit code 2).
     pub fn is_config(&self) -> bool {
         matches!(self, FetchError::Setup(_))
+    }
+
+    /// Vault's HTTP status when it refused.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Login { status, .. } | FetchError::Request { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// A server's `Retry-After` from the last transient failure.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::GaveUp { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short, stable label for metrics and logs.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            FetchError::Setup(_) => "tls_setup",
+            FetchError::Credential(_) => "credential",
+            FetchError::GaveUp { .. } => "unavailable",
+            FetchError::Login { status: None, .. } | FetchError::Request { status: None, .. } => {
+                "tls"
+            }
+            _ => match self.status() {
+                Some(403) => "denied",
+                Some(404) => "not_found",
+                Some(s) if (400..500).contains(&s) => "rejected",
+                _ => "invalid_answer",
+            },
+        }
     }
 }
 
@@ -92,6 +129,21 @@ fn hint(c: &CallError, op: Op) -> &'static str {
         (None, _) => " (the TLS handshake failed: check the CA certificate for Vault, the TLS server name, and the client certificate if Vault requires one)",
         _ => "",
     }
+}
+
+fn status_of(c: &CallError) -> Option<u16> {
+    match c {
+        CallError::Refused { status, .. } => Some(*status),
+        CallError::Tls { .. } => None,
+        _ => Some(200),
+    }
+}
+
+/// What Vault said when a lease or token was renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    pub duration: Duration,
+    pub renewable: bool,
 }
 
 /// Logs in and performs every read of `spec`, retrying transient failures until `deadline`.
@@ -136,6 +188,7 @@ impl Fetcher {
         auth::token_from_login(&resp).ok_or_else(|| FetchError::Login {
             address: self.client.address().to_string(),
             who: self.who(),
+            status: Some(200),
             error: "the answer holds no auth.client_token".into(),
             hint: "",
         })
@@ -147,6 +200,7 @@ impl Fetcher {
             Failure::Call(c) => FetchError::Login {
                 address: self.client.address().to_string(),
                 who: self.who(),
+                status: status_of(&c),
                 hint: hint(&c, Op::Login),
                 error: c.to_string(),
             },
@@ -168,56 +222,196 @@ impl Fetcher {
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, read) in reads.iter().enumerate() {
-            let (client, token, read, limit) = (
-                self.client.clone(),
-                token.clone(),
-                read.clone(),
-                limit.clone(),
-            );
+            let (api, token, read, limit) =
+                (self.api(), token.clone(), read.clone(), limit.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let what = format!("reading {} {}", read.method, read.path);
-                let result = retrying(&client, &what, deadline, |timeout| {
-                    client.call(
-                        &read.method,
-                        &read.path,
-                        Some(&token),
-                        read.body.as_deref(),
-                        timeout,
-                    )
-                })
-                .await;
-                (i, read, result)
+                (i, api.read(&read, &token, deadline).await)
             });
         }
         let mut responses: Vec<Option<Response>> = vec![None; reads.len()];
         while let Some(joined) = tasks.join_next().await {
-            let (i, read, result) = joined.map_err(|e| FetchError::GaveUp {
+            let (i, result) = joined.map_err(|e| FetchError::GaveUp {
                 address: self.client.address().to_string(),
                 what: "a read task".into(),
                 after: Duration::ZERO,
                 cause: e.to_string(),
+                retry_after: None,
             })?;
-            match result {
-                Ok(r) => responses[i] = Some(r),
-                Err(Failure::GaveUp(g)) => return Err(g),
-                Err(Failure::Call(c)) => {
-                    return Err(FetchError::Read {
-                        address: self.client.address().to_string(),
-                        method: read.method,
-                        path: read.path,
-                        who: self.who(),
-                        hint: hint(&c, Op::Read),
-                        error: c.to_string(),
-                    })
-                }
-            }
+            responses[i] = Some(result?);
         }
         Ok(Snapshot {
             responses: responses
                 .into_iter()
                 .map(|r| r.unwrap_or(Response(serde_json::Value::Null)))
                 .collect(),
+        })
+    }
+
+    /// One read, retried until `deadline`.
+    pub async fn read(
+        &self,
+        read: &Read,
+        token: &SecretString,
+        deadline: Instant,
+    ) -> Result<Response, FetchError> {
+        self.api().read(read, token, deadline).await
+    }
+
+    /// `auth/token/lookup-self`: what Vault knows of a token it did not hand us at login.
+    pub async fn lookup_token(
+        &self,
+        token: &SecretString,
+        deadline: Instant,
+    ) -> Result<Renewal, FetchError> {
+        let r = self
+            .api()
+            .request("GET", "auth/token/lookup-self", token, None, deadline)
+            .await?;
+        let data = r.0.get("data");
+        Ok(Renewal {
+            duration: secs(data.and_then(|d| d.get("ttl"))),
+            renewable: data
+                .and_then(|d| d.get("renewable"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        })
+    }
+
+    /// `auth/token/renew-self` asking for `increment` more.
+    pub async fn renew_token(
+        &self,
+        token: &SecretString,
+        increment: Duration,
+        deadline: Instant,
+    ) -> Result<Renewal, FetchError> {
+        let body = format!("{{\"increment\":\"{}s\"}}", increment.as_secs());
+        let r = self
+            .api()
+            .request(
+                "POST",
+                "auth/token/renew-self",
+                token,
+                Some(&body),
+                deadline,
+            )
+            .await?;
+        let auth = r.0.get("auth");
+        Ok(Renewal {
+            duration: secs(auth.and_then(|a| a.get("lease_duration"))),
+            renewable: auth
+                .and_then(|a| a.get("renewable"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        })
+    }
+
+    /// `sys/leases/renew` asking for `increment` more.
+    pub async fn renew_lease(
+        &self,
+        token: &SecretString,
+        lease_id: &str,
+        increment: Duration,
+        deadline: Instant,
+    ) -> Result<Renewal, FetchError> {
+        let body =
+            serde_json::json!({"lease_id": lease_id, "increment": increment.as_secs()}).to_string();
+        let r = self
+            .api()
+            .request("PUT", "sys/leases/renew", token, Some(&body), deadline)
+            .await?;
+        Ok(Renewal {
+            duration: secs(r.0.get("lease_duration")),
+            renewable: r
+                .0
+                .get("renewable")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        })
+    }
+
+    /// `sys/leases/revoke`.
+    pub async fn revoke_lease(
+        &self,
+        token: &SecretString,
+        lease_id: &str,
+        deadline: Instant,
+    ) -> Result<(), FetchError> {
+        let body = serde_json::json!({ "lease_id": lease_id }).to_string();
+        self.api()
+            .request("PUT", "sys/leases/revoke", token, Some(&body), deadline)
+            .await
+            .map(drop)
+    }
+
+    /// `auth/token/revoke-self`: also revokes every lease the token created.
+    pub async fn revoke_token(
+        &self,
+        token: &SecretString,
+        deadline: Instant,
+    ) -> Result<(), FetchError> {
+        self.api()
+            .request("POST", "auth/token/revoke-self", token, None, deadline)
+            .await
+            .map(drop)
+    }
+
+    fn api(&self) -> Api {
+        Api {
+            client: self.client.clone(),
+            who: Arc::from(self.who()),
+        }
+    }
+}
+
+fn secs(v: Option<&serde_json::Value>) -> Duration {
+    Duration::from_secs(v.and_then(|v| v.as_u64()).unwrap_or(0))
+}
+
+/// The client plus who we are logged in as, cheap to clone into concurrent tasks.
+#[derive(Clone)]
+struct Api {
+    client: Client,
+    who: Arc<str>,
+}
+
+impl Api {
+    async fn read(
+        &self,
+        read: &Read,
+        token: &SecretString,
+        deadline: Instant,
+    ) -> Result<Response, FetchError> {
+        let body = read.body.as_deref();
+        self.request(&read.method, &read.path, token, body, deadline)
+            .await
+    }
+
+    /// One authenticated request, retried until `deadline`, errors named by method and path.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: &SecretString,
+        body: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Response, FetchError> {
+        let what = format!("{method} {path}");
+        retrying(&self.client, &what, deadline, |timeout| {
+            self.client.call(method, path, Some(token), body, timeout)
+        })
+        .await
+        .map_err(|e| match e {
+            Failure::GaveUp(g) => g,
+            Failure::Call(c) => FetchError::Request {
+                address: self.client.address().to_string(),
+                method: method.to_string(),
+                path: path.to_string(),
+                who: self.who.to_string(),
+                status: status_of(&c),
+                hint: hint(&c, Op::Request),
+                error: c.to_string(),
+            },
         })
     }
 }
@@ -275,6 +469,7 @@ where
                     what: what.to_string(),
                     after: round_ms(started.elapsed()),
                     cause: cause.0,
+                    retry_after: cause.1,
                 }))
             }
         }
