@@ -64,16 +64,79 @@ struct CommandDef {
     flags: &'static [Flag],
 }
 
+const LOG_FORMAT: Flag = flag("log-format", Some("FORMAT"), "text or json [default: text]");
+const POLL_INTERVAL: Flag = flag(
+    "poll-interval",
+    Some("DUR"),
+    "re-read secrets without a lease this often, ±10% [default: 5m]",
+);
+const LISTEN: Flag = flag(
+    "listen",
+    Some("ADDR"),
+    "serve /healthz, /readyz, /metrics on HOST:PORT or :PORT",
+);
+const REVOKE_ON_EXIT: Flag = flag(
+    "revoke-on-exit",
+    None,
+    "revoke the token (and so its leases) on SIGTERM/SIGINT",
+);
+const NOTIFY_SIGNAL: Flag = flag(
+    "notify-signal",
+    Some("SIG"),
+    "signal the app after a new version, e.g. SIGHUP",
+);
+const NOTIFY_PROCESS: Flag = flag(
+    "notify-process",
+    Some("NAME"),
+    "... to processes with this name (shareProcessNamespace)",
+);
+const NOTIFY_PIDFILE: Flag = flag(
+    "notify-pidfile",
+    Some("FILE"),
+    "... or to the pid in this file",
+);
+const NOTIFY_URL: Flag = flag(
+    "notify-url",
+    Some("URL"),
+    "POST to this local URL after a new version",
+);
+
 const COMMANDS: &[CommandDef] = &[
     CommandDef {
         name: "init",
         about: "log in, render every object into --dir atomically, exit",
-        flags: &[CONFIG, DIR, TOKEN_PATH, TIMEOUT, ALLOW_DISK, LOG_LEVEL],
+        flags: &[
+            CONFIG, DIR, TOKEN_PATH, TIMEOUT, ALLOW_DISK, LOG_LEVEL, LOG_FORMAT,
+        ],
+    },
+    CommandDef {
+        name: "sidecar",
+        about: "render like init, then stay: renew, rotate, poll, notify the app, reload",
+        flags: &[
+            CONFIG,
+            DIR,
+            TOKEN_PATH,
+            POLL_INTERVAL,
+            LISTEN,
+            REVOKE_ON_EXIT,
+            NOTIFY_SIGNAL,
+            NOTIFY_PROCESS,
+            NOTIFY_PIDFILE,
+            NOTIFY_URL,
+            ALLOW_DISK,
+            LOG_LEVEL,
+            LOG_FORMAT,
+        ],
     },
     CommandDef {
         name: "check",
         about: "validate the config offline and print the plan (no secret values)",
-        flags: &[CONFIG, LOG_LEVEL],
+        flags: &[CONFIG, LOG_LEVEL, LOG_FORMAT],
+    },
+    CommandDef {
+        name: "probe",
+        about: "exit 0 once a complete render exists in --dir (a startupProbe)",
+        flags: &[DIR],
     },
     CommandDef {
         name: "version",
@@ -176,18 +239,28 @@ fn run(argv: &[String]) -> Result<(), Error> {
         print!("{}", command_usage(command));
         return Ok(());
     };
-    if let Some(level) = args.get("log-level") {
-        let level = crate::logging::parse_level(level).ok_or_else(|| {
+    let level = match args.get("log-level") {
+        None => tracing::Level::INFO,
+        Some(l) => crate::logging::parse_level(l).ok_or_else(|| {
             Error::Usage(format!(
-                "--log-level: {level:?} is not one of error, warn, info, debug, trace"
+                "--log-level: {l:?} is not one of error, warn, info, debug, trace"
             ))
-        })?;
-        crate::logging::init(level);
-    } else {
-        crate::logging::init(tracing::Level::INFO);
-    }
+        })?,
+    };
+    let json = match args.get("log-format") {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "--log-format: {other:?} is not one of text, json"
+            )))
+        }
+    };
+    crate::logging::init(level, json);
     match command.name {
         "init" => init(&args),
+        "sidecar" => sidecar(&args),
+        "probe" => probe(&args),
         "check" => check(&args),
         _ => version(),
     }
@@ -326,6 +399,63 @@ fn init(args: &Args) -> Result<(), Error> {
         "{what}"
     );
     Ok(())
+}
+
+/// `secretdrop sidecar`: see [`crate::sidecar`].
+fn sidecar(args: &Args) -> Result<(), Error> {
+    let poll_interval = match args.get("poll-interval") {
+        None => None,
+        Some(v) => Some(
+            config::native::parse_poll_interval(v)
+                .map_err(|m| Error::Usage(format!("--poll-interval: {m}")))?,
+        ),
+    };
+    let listen = match args.get("listen") {
+        None => None,
+        Some(v) => Some(
+            crate::observe::parse_listen(v).map_err(|m| Error::Usage(format!("--listen: {m}")))?,
+        ),
+    };
+    let notify = config::NotifySettings {
+        signal: match args.get("notify-signal") {
+            None => None,
+            Some(v) => Some(
+                config::parse_signal(v)
+                    .map_err(|m| Error::Usage(format!("--notify-signal: {m}")))?,
+            ),
+        },
+        process: args.get("notify-process").map(str::to_string),
+        pid_file: args.get("notify-pidfile").map(PathBuf::from),
+        url: args.get("notify-url").map(str::to_string),
+    };
+    config::check_notify(&notify)
+        .map_err(|(field, m)| Error::Usage(format!("--notify-{field}: {m}")))?;
+    let opts = crate::sidecar::Options {
+        config: args.path("config", None)?,
+        dir: args.path("dir", Some(DEFAULT_DIR))?,
+        allow_disk: args.switch("allow-disk")?,
+        token_path: args.path("token-path", Some(DEFAULT_TOKEN_PATH))?,
+        poll_interval,
+        notify,
+        listen,
+        revoke_on_exit: args.switch("revoke-on-exit")?,
+    };
+    crate::sidecar::run(opts)
+}
+
+/// `secretdrop probe`: 0 when `..data` points at a complete version, 1 otherwise.
+fn probe(args: &Args) -> Result<(), Error> {
+    let dir = args.path("dir", Some(DEFAULT_DIR))?;
+    match Volume::new(&dir, true).current_version() {
+        Some(version) => {
+            println!("{}: {version}", dir.display());
+            Ok(())
+        }
+        None => Err(Error::NotReady(format!(
+            "{}: no complete render yet (no ..data version)",
+            dir.display()
+        ))),
+    }
 }
 
 /// `secretdrop check`: the plan, without contacting Vault or printing secret values.

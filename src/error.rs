@@ -16,6 +16,9 @@ pub enum Error {
     /// A bad command line: unknown flag, missing value, malformed duration.
     #[error("{0}")]
     Usage(String),
+    /// `probe`: nothing complete yet (exit 1, a normal answer rather than a fault).
+    #[error("{0}")]
+    NotReady(String),
     #[error(transparent)]
     Config(Box<ConfigError>),
     #[error(transparent)]
@@ -56,7 +59,9 @@ impl Error {
             Error::Usage(_) | Error::Config(_) => ExitCode::Usage,
             Error::Fetch(e) if e.is_config() => ExitCode::Usage,
             Error::Volume(e) if e.is_config() => ExitCode::Usage,
-            Error::Fetch(_) | Error::Render(_) | Error::Volume(_) => ExitCode::Runtime,
+            Error::Fetch(_) | Error::Render(_) | Error::Volume(_) | Error::NotReady(_) => {
+                ExitCode::Runtime
+            }
         }
     }
 }

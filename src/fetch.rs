@@ -219,6 +219,22 @@ impl Fetcher {
         token: &SecretString,
         deadline: Instant,
     ) -> Result<Snapshot, FetchError> {
+        let responses = self
+            .read_each(reads, token, deadline)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot { responses })
+    }
+
+    /// Every read concurrently (at most [`MAX_CONCURRENT`] at a time), each result on its own,
+    /// in the order of `reads`.
+    pub async fn read_each(
+        &self,
+        reads: &[Read],
+        token: &SecretString,
+        deadline: Instant,
+    ) -> Vec<Result<Response, FetchError>> {
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, read) in reads.iter().enumerate() {
@@ -229,23 +245,32 @@ impl Fetcher {
                 (i, api.read(&read, &token, deadline).await)
             });
         }
-        let mut responses: Vec<Option<Response>> = vec![None; reads.len()];
+        let mut results: Vec<Option<Result<Response, FetchError>>> =
+            (0..reads.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
-            let (i, result) = joined.map_err(|e| FetchError::GaveUp {
-                address: self.client.address().to_string(),
-                what: "a read task".into(),
-                after: Duration::ZERO,
-                cause: e.to_string(),
-                retry_after: None,
-            })?;
-            responses[i] = Some(result?);
+            match joined {
+                Ok((i, r)) => results[i] = Some(r),
+                Err(e) => tracing::error!(error = %e, "a read task failed"),
+            }
         }
-        Ok(Snapshot {
-            responses: responses
-                .into_iter()
-                .map(|r| r.unwrap_or(Response(serde_json::Value::Null)))
-                .collect(),
-        })
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(FetchError::GaveUp {
+                        address: self.client.address().to_string(),
+                        what: "a read task".into(),
+                        after: Duration::ZERO,
+                        cause: "the task did not finish".into(),
+                        retry_after: None,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// One read, retried until `deadline`.

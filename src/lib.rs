@@ -6,13 +6,18 @@
 //! atomic writer). [`vault`] is the HTTP client the fetch step drives; [`cli`] parses arguments
 //! and runs the commands.
 
+pub mod app_notify;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod logging;
+pub mod observe;
 pub mod render;
 pub mod retry;
+pub mod schedule;
 pub mod secret;
+pub mod sidecar;
 pub mod vault;
 pub mod volume;
+pub mod watch;

@@ -15,11 +15,16 @@ pub fn parse_level(s: &str) -> Option<Level> {
     }
 }
 
-pub fn init(level: Level) {
-    let _ = tracing_subscriber::fmt()
+/// Installs the subscriber: text lines, or one JSON object per line (`--log-format json`).
+pub fn init(level: Level, json: bool) {
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)
-        .with_max_level(level)
-        .try_init();
+        .with_max_level(level);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }

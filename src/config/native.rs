@@ -28,7 +28,8 @@ use super::env::VaultEnv;
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
 use super::spc::env_skip_verify;
 use super::{
-    check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
+    check_address, check_mount, check_notify, parse_signal, Auth, ConfigError, JwtLogin,
+    NotifySettings, SidecarSettings, Spec, TlsSettings, VaultSettings,
 };
 
 pub const API_VERSION: &str = "secretdrop.dev/v1alpha1";
@@ -53,6 +54,25 @@ struct ConfigFile {
     files: FilesSection,
     #[serde(default)]
     objects: Vec<ObjectEntry>,
+    #[serde(default)]
+    sidecar: SidecarSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SidecarSection {
+    poll_interval: Option<String>,
+    #[serde(default)]
+    notify: NotifySection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NotifySection {
+    signal: Option<String>,
+    process: Option<String>,
+    pid_file: Option<PathBuf>,
+    url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -150,13 +170,53 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
     };
     let (reads, objects) =
         objects::compile(file, "objects", &cfg.objects, defaults, Dialect::Native)?;
+    let sidecar = compile_sidecar(file, cfg.sidecar)?;
     Ok(Spec {
         source: file.to_path_buf(),
         vault,
         auth,
         reads,
         objects,
+        sidecar,
     })
+}
+
+fn compile_sidecar(file: &Path, s: SidecarSection) -> Result<SidecarSettings, ConfigError> {
+    let poll_interval = match &s.poll_interval {
+        None => None,
+        Some(text) => Some(
+            parse_poll_interval(text)
+                .map_err(|m| ConfigError::field(file, "sidecar.pollInterval", m))?,
+        ),
+    };
+    let signal = match &s.notify.signal {
+        None => None,
+        Some(sig) => Some(
+            parse_signal(sig).map_err(|m| ConfigError::field(file, "sidecar.notify.signal", m))?,
+        ),
+    };
+    let notify = NotifySettings {
+        signal,
+        process: s.notify.process,
+        pid_file: s.notify.pid_file,
+        url: s.notify.url,
+    };
+    check_notify(&notify)
+        .map_err(|(f, m)| ConfigError::field(file, format!("sidecar.notify.{f}"), m))?;
+    Ok(SidecarSettings {
+        poll_interval,
+        notify,
+    })
+}
+
+/// A poll interval: a humantime duration of at least one second.
+pub fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); e.g. 30s, 5m"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{text:?} is shorter than the minimum of 1s"));
+    }
+    Ok(d)
 }
 
 fn compile_auth(file: &Path, a: AuthSection) -> Result<Auth, ConfigError> {

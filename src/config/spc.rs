@@ -193,6 +193,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         }),
         reads,
         objects,
+        sidecar: Default::default(),
     })
 }
 

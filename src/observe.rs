@@ -1,0 +1,247 @@
+//! What the sidecar tells the outside: counters and gauges in Prometheus text format, and a
+//! small HTTP server for `/healthz`, `/readyz` and `/metrics` (`--listen`).
+//!
+//! The event loop owns the state and publishes a [`Status`] after each step; the server only
+//! reads it, so scrapes never wait for Vault.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+
+/// Counters, by name; gauges come from [`Status`].
+#[derive(Default)]
+pub struct Metrics {
+    pub renders_written: AtomicU64,
+    pub renders_unchanged: AtomicU64,
+    pub logins: AtomicU64,
+    pub token_renewals: AtomicU64,
+    pub lease_renewals: AtomicU64,
+    pub rotations: AtomicU64,
+    pub notifications_failed: AtomicU64,
+    failures: Mutex<BTreeMap<&'static str, u64>>,
+    status: Mutex<Status>,
+}
+
+/// The loop's view of freshness, published after each step.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// A complete render exists and nothing in it is known to have expired.
+    pub ready: bool,
+    pub last_success: Option<SystemTime>,
+    pub token_expires: Option<SystemTime>,
+    /// (secret path, lease or certificate expiry)
+    pub expiries: Vec<(String, SystemTime)>,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failure(&self, cause: &'static str) {
+        if let Ok(mut f) = self.failures.lock() {
+            *f.entry(cause).or_default() += 1;
+        }
+    }
+
+    pub fn publish(&self, status: Status) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = status;
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn prometheus(&self, now: SystemTime) -> String {
+        let mut out = String::new();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "secretdrop_logins_total",
+                "Logins to Vault.",
+                get(&self.logins),
+            ),
+            (
+                "secretdrop_token_renewals_total",
+                "Successful token renewals.",
+                get(&self.token_renewals),
+            ),
+            (
+                "secretdrop_lease_renewals_total",
+                "Successful lease renewals.",
+                get(&self.lease_renewals),
+            ),
+            (
+                "secretdrop_rotations_total",
+                "Leased secrets re-fetched because their lease could not be extended.",
+                get(&self.rotations),
+            ),
+            (
+                "secretdrop_notifications_failed_total",
+                "App notifications that failed.",
+                get(&self.notifications_failed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(out, "# HELP secretdrop_renders_total Renders by result.\n# TYPE secretdrop_renders_total counter");
+        let _ = writeln!(
+            out,
+            "secretdrop_renders_total{{result=\"written\"}} {}",
+            get(&self.renders_written)
+        );
+        let _ = writeln!(
+            out,
+            "secretdrop_renders_total{{result=\"unchanged\"}} {}",
+            get(&self.renders_unchanged)
+        );
+        let _ = writeln!(out, "# HELP secretdrop_failures_total Failed steps by cause.\n# TYPE secretdrop_failures_total counter");
+        if let Ok(f) = self.failures.lock() {
+            for (cause, n) in f.iter() {
+                let _ = writeln!(out, "secretdrop_failures_total{{cause=\"{cause}\"}} {n}");
+            }
+        }
+        let status = self.status();
+        let secs_until = |t: SystemTime| match t.duration_since(now) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        let _ = writeln!(out, "# HELP secretdrop_ready 1 when a complete, current render exists.\n# TYPE secretdrop_ready gauge\nsecretdrop_ready {}", u8::from(status.ready));
+        if let Some(t) = status.token_expires {
+            let _ = writeln!(out, "# HELP secretdrop_token_expiry_seconds Seconds until the Vault token expires.\n# TYPE secretdrop_token_expiry_seconds gauge\nsecretdrop_token_expiry_seconds {:.3}", secs_until(t));
+        }
+        if !status.expiries.is_empty() {
+            let _ = writeln!(out, "# HELP secretdrop_secret_expiry_seconds Seconds until a leased secret or certificate expires.\n# TYPE secretdrop_secret_expiry_seconds gauge");
+            for (path, t) in &status.expiries {
+                let _ = writeln!(
+                    out,
+                    "secretdrop_secret_expiry_seconds{{path=\"{}\"}} {:.3}",
+                    escape_label(path),
+                    secs_until(*t)
+                );
+            }
+        }
+        if let Some(t) = status.last_success {
+            let unix = t
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let _ = writeln!(out, "# HELP secretdrop_last_success_timestamp_seconds When the files were last known current.\n# TYPE secretdrop_last_success_timestamp_seconds gauge\nsecretdrop_last_success_timestamp_seconds {unix:.3}");
+        }
+        out
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on an already bound listener, forever.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&req, &metrics)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+fn route(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, body) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, "ok\n".to_string()),
+        "/readyz" if metrics.status().ready => (StatusCode::OK, "ready\n".to_string()),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
+        "/metrics" => (StatusCode::OK, metrics.prometheus(SystemTime::now())),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz, /metrics\n".to_string(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+/// Parses `--listen`: `HOST:PORT` or `:PORT` (all interfaces).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not an address to listen on: expected HOST:PORT or :PORT, e.g. 127.0.0.1:9090"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn exposition_has_counters_and_gauges() {
+        let m = Metrics::default();
+        Metrics::inc(&m.logins);
+        m.failure("unavailable");
+        m.failure("unavailable");
+        let now = SystemTime::now();
+        m.publish(Status {
+            ready: true,
+            last_success: Some(now),
+            token_expires: Some(now + Duration::from_secs(60)),
+            expiries: vec![("database/creds/app".into(), now + Duration::from_secs(10))],
+        });
+        let text = m.prometheus(now);
+        assert!(text.contains("secretdrop_logins_total 1"), "{text}");
+        assert!(
+            text.contains("secretdrop_failures_total{cause=\"unavailable\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("secretdrop_token_expiry_seconds 60.000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("secretdrop_secret_expiry_seconds{path=\"database/creds/app\"} 10.000"),
+            "{text}"
+        );
+        assert!(text.contains("secretdrop_ready 1"));
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen(":9090").unwrap().port(), 9090);
+        assert!(parse_listen("127.0.0.1:0").is_ok());
+        assert!(parse_listen("localhost").is_err());
+    }
+}

@@ -1,0 +1,854 @@
+//! `secretdrop sidecar`: one resident process that keeps the pod's files valid and fresh.
+//!
+//! One event loop owns all state. Each turn it sleeps until the earliest deadline (token
+//! renewal, a lease renewal, a re-fetch, a poll), runs the due network step, applies the result,
+//! and re-renders and commits when a secret changed. Signals and config changes interrupt the
+//! sleep or the network step, never a commit: commits happen while applying, outside `select!`.
+//!
+//! Invariants:
+//! - one login per token lifetime; the token is renewed at about two thirds of its TTL and
+//!   replaced (re-login, reading the token file afresh) when Vault stops extending it, when it
+//!   is not renewable, or when Vault says 403;
+//! - leases created under a token die with it, so after a re-login every leased secret is
+//!   re-fetched under the new token while the old one is still valid;
+//! - a renewable lease is renewed, never re-minted, until Vault stops extending it;
+//! - a failure never removes or blanks a file: the last good version stays while the step is
+//!   retried with capped, jittered backoff (honouring `Retry-After`);
+//! - nothing wakes up between deadlines.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::app_notify::Notifier;
+use crate::config::{self, Auth, NotifySettings, Read, Spec, VaultEnv};
+use crate::error::Error;
+use crate::fetch::{FetchError, Fetcher, Renewal, Snapshot};
+use crate::observe::{Metrics, Status};
+use crate::render;
+use crate::retry::random_unit;
+use crate::schedule::{self, Lifetime, Next};
+use crate::secret::SecretString;
+use crate::vault::auth::VaultToken;
+use crate::vault::Response;
+use crate::volume::{Commit, Volume};
+
+pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
+/// How long one network step may retry transient failures before the step is rescheduled.
+const STEP_BUDGET: Duration = Duration::from_secs(10);
+/// Steps due this close together run as one batch (one render, one commit).
+const BATCH_WINDOW: Duration = Duration::from_secs(1);
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Time allowed for `--revoke-on-exit` so that shutdown stays under a second.
+const REVOKE_BUDGET: Duration = Duration::from_millis(700);
+
+/// Command-line settings; notification flags override the config file's.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub dir: PathBuf,
+    pub allow_disk: bool,
+    pub token_path: PathBuf,
+    pub poll_interval: Option<Duration>,
+    pub notify: NotifySettings,
+    pub listen: Option<std::net::SocketAddr>,
+    pub revoke_on_exit: bool,
+}
+
+/// Starts the sidecar and runs until SIGTERM or SIGINT.
+pub fn run(opts: Options) -> Result<(), Error> {
+    let spec = config::load(&opts.config, &VaultEnv::from_process())?;
+    let text = std::fs::read_to_string(&opts.config).unwrap_or_default();
+    let volume = Volume::new(&opts.dir, opts.allow_disk);
+    volume.check_filesystem()?;
+    let fetcher = Fetcher::new(&spec, &opts.token_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = match opts.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::Usage(format!("--listen {addr}: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut sidecar = Sidecar::new(opts, spec, text, fetcher, volume);
+        if let Some(l) = listener {
+            tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz, /metrics");
+            tokio::spawn(crate::observe::serve(l, sidecar.metrics.clone()));
+        }
+        sidecar.run().await
+    })
+}
+
+/// When a step runs next, and how often it has failed in a row.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    at: Instant,
+    kind: StepKind,
+    failures: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepKind {
+    Login,
+    RenewToken,
+    Refetch,
+    RenewLease,
+    Idle,
+}
+
+impl Step {
+    fn now(kind: StepKind) -> Step {
+        Step {
+            at: Instant::now(),
+            kind,
+            failures: 0,
+        }
+    }
+    fn after(d: Duration, kind: StepKind) -> Step {
+        Step {
+            at: Instant::now() + d,
+            kind,
+            failures: 0,
+        }
+    }
+    fn idle() -> Step {
+        // Far enough never to fire; tokio's timer handles it without waking.
+        Step::after(Duration::from_secs(10 * 365 * 86400), StepKind::Idle)
+    }
+    /// The same step again after a failure, later by capped, jittered exponential backoff.
+    fn retry(self, retry_after: Option<Duration>) -> Step {
+        let failures = self.failures + 1;
+        let base = BACKOFF_FIRST
+            .saturating_mul(1u32 << (failures - 1).min(16))
+            .min(BACKOFF_CAP);
+        let mut delay = base / 2 + base.mul_f64(0.5 * random_unit());
+        if let Some(ra) = retry_after {
+            delay = delay.max(ra.min(BACKOFF_CAP * 5));
+        }
+        Step {
+            at: Instant::now() + delay,
+            kind: self.kind,
+            failures,
+        }
+    }
+}
+
+struct Token {
+    secret: SecretString,
+    /// What to ask for at renewal: the TTL Vault first granted.
+    increment: Duration,
+    expires: Option<(Instant, SystemTime)>,
+    obtained: Instant,
+}
+
+/// A read's latest answer and what it means for freshness.
+struct Fetched {
+    response: Response,
+    lifetime: Lifetime,
+    /// The token generation it was fetched under (its lease dies with that token).
+    generation: u64,
+    /// What to ask for at renewal: the lease duration Vault first granted.
+    increment: Duration,
+    expires: Option<(Instant, SystemTime)>,
+}
+
+struct Slot {
+    read: Read,
+    fetched: Option<Fetched>,
+    step: Step,
+}
+
+/// One network step, with owned inputs so it can run while signals are watched.
+enum Job {
+    Login,
+    RenewToken(SecretString, Duration),
+    Reads {
+        token: SecretString,
+        refetch: Vec<(usize, Read)>,
+        renew: Vec<(usize, String, Duration)>,
+    },
+}
+
+enum Outcome {
+    Login(Result<VaultToken, FetchError>),
+    RenewToken(Result<Renewal, FetchError>),
+    Reads {
+        fetched: Vec<(usize, Result<Response, FetchError>)>,
+        renewed: Vec<(usize, Result<Renewal, FetchError>)>,
+    },
+}
+
+/// What ended a turn of the loop.
+enum Wake {
+    Done(Outcome),
+    Commit,
+    Reload(&'static str),
+    Stop(&'static str),
+}
+
+struct Sidecar {
+    opts: Options,
+    spec: Spec,
+    config_text: String,
+    fetcher: Arc<Fetcher>,
+    volume: Volume,
+    notifier: Notifier,
+    poll: Duration,
+    metrics: Arc<Metrics>,
+    token: Option<Token>,
+    token_step: Step,
+    slots: Vec<Slot>,
+    /// A render+commit that is due (after a change, or retried after a failure).
+    commit_step: Option<Step>,
+    committed_once: bool,
+    generation: u64,
+    last_success: Option<SystemTime>,
+}
+
+impl Sidecar {
+    fn new(
+        opts: Options,
+        spec: Spec,
+        config_text: String,
+        fetcher: Fetcher,
+        volume: Volume,
+    ) -> Sidecar {
+        let slots = spec
+            .reads
+            .iter()
+            .map(|r| Slot {
+                read: r.clone(),
+                fetched: None,
+                step: Step::now(StepKind::Refetch),
+            })
+            .collect();
+        let (poll, notifier) = settings(&opts, &spec);
+        Sidecar {
+            opts,
+            spec,
+            config_text,
+            fetcher: Arc::new(fetcher),
+            volume,
+            notifier,
+            poll,
+            metrics: Arc::new(Metrics::default()),
+            token: None,
+            token_step: Step::now(StepKind::Login),
+            slots,
+            commit_step: None,
+            committed_once: false,
+            generation: 0,
+            last_success: None,
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), Error> {
+        let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut watch = match crate::watch::watch(&self.opts.config) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(config = %self.opts.config.display(), error = %e, "cannot watch the config file; reload with SIGHUP");
+                None
+            }
+        };
+        tracing::info!(
+            config = %self.opts.config.display(),
+            dir = %self.volume.dir().display(),
+            reads = self.slots.len(),
+            files = self.spec.objects.len(),
+            poll = %humantime::format_duration(self.poll),
+            "sidecar starting"
+        );
+        // The pending step survives wake-ups that change nothing (an unrelated file event), so
+        // a request in flight is not cancelled and restarted.
+        let mut pending: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Wake>>>> = None;
+        loop {
+            let work = pending.get_or_insert_with(|| {
+                let (at, job) = self.next_job();
+                let fetcher = self.fetcher.clone();
+                Box::pin(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    match job {
+                        Some(job) => Wake::Done(perform(&fetcher, job).await),
+                        None => Wake::Commit,
+                    }
+                })
+            });
+            let wake = tokio::select! {
+                _ = term.recv() => Wake::Stop("SIGTERM"),
+                _ = int.recv() => Wake::Stop("SIGINT"),
+                _ = hup.recv() => Wake::Reload("SIGHUP"),
+                Some(()) = async { match watch.as_mut() { Some(w) => w.changes.recv().await, None => std::future::pending().await } } => Wake::Reload("file change"),
+                w = work => {
+                    pending = None;
+                    w
+                }
+            };
+            match wake {
+                Wake::Done(outcome) => self.apply(outcome),
+                Wake::Commit => {}
+                Wake::Reload(why) => {
+                    if self.reload(why) {
+                        pending = None;
+                    }
+                }
+                Wake::Stop(why) => return self.shutdown(why).await,
+            }
+            if self.commit_step.is_some_and(|s| s.at <= Instant::now()) {
+                self.commit().await;
+                pending = None;
+            }
+            self.publish();
+        }
+    }
+
+    /// The earliest deadline and the job due then; `None` job means only a commit is due.
+    fn next_job(&self) -> (Instant, Option<Job>) {
+        let now = Instant::now();
+        let token_due = self.token.is_none() || self.token_step.at <= now;
+        if token_due && self.token_step.kind != StepKind::Idle {
+            let at = self.token_step.at;
+            return match (&self.token, self.token_step.kind) {
+                (Some(t), StepKind::RenewToken) => {
+                    (at, Some(Job::RenewToken(t.secret.clone(), t.increment)))
+                }
+                _ => (at, Some(Job::Login)),
+            };
+        }
+        let earliest_read = self.slots.iter().map(|s| s.step.at).min();
+        let mut at = self.token_step.at;
+        if let Some(r) = earliest_read {
+            at = at.min(r);
+        }
+        if let Some(c) = self.commit_step {
+            if c.at <= at {
+                return (c.at, None);
+            }
+        }
+        if at == self.token_step.at && earliest_read.is_none_or(|r| r > at) {
+            return (at, None);
+        }
+        let Some(token) = &self.token else {
+            return (at, None);
+        };
+        let horizon = at.max(now) + BATCH_WINDOW;
+        let mut refetch = Vec::new();
+        let mut renew = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.step.at > horizon {
+                continue;
+            }
+            match (
+                slot.step.kind,
+                slot.fetched
+                    .as_ref()
+                    .and_then(|f| f.lifetime.lease_id().map(|l| (l, f.increment))),
+            ) {
+                (StepKind::RenewLease, Some((lease, inc))) => {
+                    renew.push((i, lease.to_string(), inc))
+                }
+                _ => refetch.push((i, slot.read.clone())),
+            }
+        }
+        (
+            at,
+            Some(Job::Reads {
+                token: token.secret.clone(),
+                refetch,
+                renew,
+            }),
+        )
+    }
+
+    fn apply(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Login(r) => self.apply_login(r),
+            Outcome::RenewToken(r) => self.apply_token_renewal(r),
+            Outcome::Reads { fetched, renewed } => {
+                let mut changed = false;
+                for (i, r) in fetched {
+                    changed |= self.apply_fetch(i, r);
+                }
+                for (i, r) in renewed {
+                    self.apply_lease_renewal(i, r);
+                }
+                if changed && self.slots.iter().all(|s| s.fetched.is_some()) {
+                    self.commit_step = Some(Step::now(StepKind::Idle));
+                }
+            }
+        }
+    }
+
+    fn apply_login(&mut self, result: Result<VaultToken, FetchError>) {
+        match result {
+            Ok(t) => {
+                Metrics::inc(&self.metrics.logins);
+                self.generation += 1;
+                let now = Instant::now();
+                let expires = (!t.ttl.is_zero()).then(|| (now + t.ttl, SystemTime::now() + t.ttl));
+                self.token_step = if t.ttl.is_zero() {
+                    Step::idle()
+                } else if t.renewable {
+                    Step::after(
+                        schedule::renew_after(t.ttl, random_unit()),
+                        StepKind::RenewToken,
+                    )
+                } else {
+                    Step::after(schedule::renew_after(t.ttl, random_unit()), StepKind::Login)
+                };
+                let relogin = self.token.is_some();
+                tracing::info!(
+                    generation = self.generation,
+                    ttl = %humantime::format_duration(t.ttl),
+                    renewable = t.renewable,
+                    "logged in to Vault"
+                );
+                self.token = Some(Token {
+                    secret: t.token,
+                    increment: t.ttl,
+                    expires,
+                    obtained: now,
+                });
+                if relogin {
+                    // Leases created under the old token die with it: replace them now.
+                    for slot in &mut self.slots {
+                        if slot.fetched.as_ref().is_some_and(|f| {
+                            f.lifetime.lease_id().is_some() && f.generation < self.generation
+                        }) {
+                            slot.step = Step::now(StepKind::Refetch);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.failed("login", &e, self.token_step.failures);
+                self.token_step = Step {
+                    kind: StepKind::Login,
+                    ..self.token_step
+                }
+                .retry(e.retry_after());
+            }
+        }
+    }
+
+    fn apply_token_renewal(&mut self, result: Result<Renewal, FetchError>) {
+        let Some(token) = self.token.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(r) => {
+                Metrics::inc(&self.metrics.token_renewals);
+                token.expires = Some((Instant::now() + r.duration, SystemTime::now() + r.duration));
+                self.token_step = match schedule::after_renewal(
+                    token.increment,
+                    r.duration,
+                    r.renewable,
+                    random_unit(),
+                ) {
+                    Next::Renew(d) | Next::Refetch(d) => Step::after(d, StepKind::RenewToken),
+                    Next::Rotate => {
+                        tracing::info!(left = %humantime::format_duration(r.duration), "the token reached its max TTL; logging in again");
+                        Step::now(StepKind::Login)
+                    }
+                };
+                tracing::debug!(ttl = %humantime::format_duration(r.duration), "renewed the token");
+            }
+            Err(e) => {
+                let expired = token.expires.is_some_and(|(at, _)| at <= Instant::now());
+                self.failed("token renewal", &e, self.token_step.failures);
+                self.token_step = if e.status() == Some(403) || expired {
+                    Step::now(StepKind::Login)
+                } else {
+                    self.token_step.retry(e.retry_after())
+                };
+            }
+        }
+    }
+
+    /// Applies a fetched answer; true when the content may have changed.
+    fn apply_fetch(&mut self, i: usize, result: Result<Response, FetchError>) -> bool {
+        let generation = self.generation;
+        let poll = self.poll;
+        let token_age = self.token.as_ref().map(|t| t.obtained.elapsed());
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        match result {
+            Ok(response) => {
+                let now_unix = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let lifetime = schedule::lifetime_of(&response.0, now_unix);
+                let rotated = match (&slot.fetched, lifetime.lease_id()) {
+                    (Some(old), Some(new)) => old.lifetime.lease_id() != Some(new),
+                    _ => false,
+                };
+                if rotated {
+                    Metrics::inc(&self.metrics.rotations);
+                    tracing::info!(path = %slot.read.path, "new credentials fetched");
+                }
+                if slot.step.failures > 0 {
+                    tracing::info!(path = %slot.read.path, "reading works again");
+                }
+                let valid = lifetime.valid_for();
+                slot.step = match schedule::after_fetch(&lifetime, poll, random_unit()) {
+                    Next::Renew(d) => Step::after(d, StepKind::RenewLease),
+                    Next::Refetch(d) => Step::after(d, StepKind::Refetch),
+                    Next::Rotate => Step::now(StepKind::Refetch),
+                };
+                slot.fetched = Some(Fetched {
+                    response,
+                    increment: valid.unwrap_or_default(),
+                    expires: valid.map(|d| (Instant::now() + d, SystemTime::now() + d)),
+                    lifetime,
+                    generation,
+                });
+                true
+            }
+            Err(e) => {
+                let failures = slot.step.failures;
+                let path = slot.read.path.clone();
+                slot.step = slot.step.retry(e.retry_after());
+                // A 403 for a read that worked before usually means the token is gone.
+                let suspect_token = e.status() == Some(403)
+                    && token_age.is_some_and(|a| a > Duration::from_secs(5));
+                self.failed(&format!("read {path}"), &e, failures);
+                if suspect_token {
+                    self.token_step = Step::now(StepKind::Login);
+                }
+                false
+            }
+        }
+    }
+
+    fn apply_lease_renewal(&mut self, i: usize, result: Result<Renewal, FetchError>) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let Some(fetched) = slot.fetched.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(r) => {
+                Metrics::inc(&self.metrics.lease_renewals);
+                fetched.expires =
+                    Some((Instant::now() + r.duration, SystemTime::now() + r.duration));
+                slot.step = match schedule::after_renewal(
+                    fetched.increment,
+                    r.duration,
+                    r.renewable,
+                    random_unit(),
+                ) {
+                    Next::Renew(d) | Next::Refetch(d) => Step::after(d, StepKind::RenewLease),
+                    Next::Rotate => {
+                        tracing::info!(path = %slot.read.path, left = %humantime::format_duration(r.duration), "lease reached its max TTL; fetching new credentials");
+                        Step::now(StepKind::Refetch)
+                    }
+                };
+                tracing::debug!(path = %slot.read.path, ttl = %humantime::format_duration(r.duration), "renewed lease");
+            }
+            Err(e) => {
+                let failures = slot.step.failures;
+                let path = slot.read.path.clone();
+                // Vault refusing a renewal (lease gone or revoked) means new credentials, now.
+                slot.step = if e
+                    .status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429)
+                {
+                    Step::now(StepKind::Refetch)
+                } else {
+                    slot.step.retry(e.retry_after())
+                };
+                self.failed(&format!("lease renewal for {path}"), &e, failures);
+            }
+        }
+    }
+
+    /// Logs a failure once per state change and counts it.
+    fn failed(&self, what: &str, e: &FetchError, previous_failures: u32) {
+        self.metrics.failure(e.cause());
+        if previous_failures == 0 {
+            tracing::warn!(step = what, cause = e.cause(), error = %e, "step failed; keeping the current files and retrying with backoff");
+        } else {
+            tracing::debug!(step = what, cause = e.cause(), failures = previous_failures + 1, error = %e, "step failed again");
+        }
+    }
+
+    /// Renders every file from the latest answers and commits them; notifies on a new version.
+    async fn commit(&mut self) {
+        let previous = self
+            .commit_step
+            .take()
+            .unwrap_or_else(|| Step::now(StepKind::Idle));
+        let responses: Option<Vec<Response>> = self
+            .slots
+            .iter()
+            .map(|s| s.fetched.as_ref().map(|f| f.response.clone()))
+            .collect();
+        let Some(responses) = responses else { return };
+        let snapshot = Snapshot { responses };
+        let result = render::render(&self.spec, &snapshot)
+            .map_err(|e| ("render", e.to_string()))
+            .and_then(|p| {
+                self.volume
+                    .commit(&p)
+                    .map(|c| (c, p.files.len()))
+                    .map_err(|e| ("volume", e.to_string()))
+            });
+        match result {
+            Ok((Commit::Written { version }, files)) => {
+                Metrics::inc(&self.metrics.renders_written);
+                self.last_success = Some(SystemTime::now());
+                tracing::info!(version = %version, files, dir = %self.volume.dir().display(), "committed a new version");
+                if self.committed_once {
+                    self.notify(&version).await;
+                }
+                self.committed_once = true;
+            }
+            Ok((Commit::Unchanged { .. }, _)) => {
+                Metrics::inc(&self.metrics.renders_unchanged);
+                self.last_success = Some(SystemTime::now());
+                self.committed_once = true;
+                tracing::debug!("render unchanged; nothing written");
+            }
+            Err((cause, message)) => {
+                self.metrics.failure(cause);
+                if previous.failures == 0 {
+                    tracing::error!(cause, error = %message, "cannot commit the new version; the previous one stays");
+                }
+                self.commit_step = Some(previous.retry(None));
+            }
+        }
+    }
+
+    async fn notify(&self, version: &str) {
+        if self.notifier.is_empty() {
+            return;
+        }
+        for d in self.notifier.notify(version).await {
+            if d.ok {
+                tracing::info!(target_app = %d.target, detail = %d.detail, "notified the app");
+            } else {
+                Metrics::inc(&self.metrics.notifications_failed);
+                tracing::warn!(target_app = %d.target, detail = %d.detail, "could not notify the app");
+            }
+        }
+    }
+
+    /// Re-reads the config; an invalid one is reported and the running one kept. True when
+    /// the plan changed.
+    fn reload(&mut self, why: &'static str) -> bool {
+        let text = match std::fs::read_to_string(&self.opts.config) {
+            Ok(t) => t,
+            Err(e) => {
+                self.metrics.failure("config");
+                tracing::error!(config = %self.opts.config.display(), error = %e, "cannot read the config; keeping the running one");
+                return false;
+            }
+        };
+        if text == self.config_text && why != "SIGHUP" {
+            return false;
+        }
+        let spec = match config::parse(&self.opts.config, &text, &VaultEnv::from_process()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.failure("config");
+                tracing::error!(trigger = why, error = %e, "the new config is invalid; keeping the running one");
+                self.config_text = text;
+                return false;
+            }
+        };
+        self.config_text = text;
+        if spec.vault != self.spec.vault || spec.auth != self.spec.auth {
+            match Fetcher::new(&spec, &self.opts.token_path) {
+                Ok(f) => self.fetcher = Arc::new(f),
+                Err(e) => {
+                    self.metrics.failure("config");
+                    tracing::error!(trigger = why, error = %e, "the new config is unusable; keeping the running one");
+                    return false;
+                }
+            }
+            self.token = None;
+            self.token_step = Step::now(StepKind::Login);
+        }
+        let mut old: Vec<Option<Slot>> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let relogin = self.token.is_none();
+        self.slots = spec
+            .reads
+            .iter()
+            .map(|read| {
+                let kept = old
+                    .iter_mut()
+                    .find(|o| o.as_ref().is_some_and(|s| s.read == *read))
+                    .and_then(Option::take);
+                match kept {
+                    Some(slot) if !relogin => slot,
+                    _ => Slot {
+                        read: read.clone(),
+                        fetched: None,
+                        step: Step::now(StepKind::Refetch),
+                    },
+                }
+            })
+            .collect();
+        let dropped = old.iter().flatten().count();
+        self.spec = spec;
+        let (poll, notifier) = settings(&self.opts, &self.spec);
+        self.poll = poll;
+        self.notifier = notifier;
+        if self.slots.iter().all(|s| s.fetched.is_some()) {
+            self.commit_step = Some(Step::now(StepKind::Idle));
+        }
+        tracing::info!(
+            trigger = why,
+            reads = self.slots.len(),
+            dropped_reads = dropped,
+            files = self.spec.objects.len(),
+            "config reloaded"
+        );
+        true
+    }
+
+    async fn shutdown(&mut self, why: &'static str) -> Result<(), Error> {
+        tracing::info!(signal = why, "shutting down; files stay in place");
+        if self.opts.revoke_on_exit {
+            if let Some(token) = &self.token {
+                let deadline = Instant::now() + REVOKE_BUDGET;
+                // Revoking the token revokes every lease it created.
+                match tokio::time::timeout(
+                    REVOKE_BUDGET,
+                    self.fetcher.revoke_token(&token.secret, deadline),
+                )
+                .await
+                {
+                    Ok(Ok(())) => tracing::info!("revoked the token and its leases"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not revoke the token"),
+                    Err(_) => tracing::warn!("revoking the token took too long; exiting anyway"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes freshness for `/readyz` and the gauges.
+    fn publish(&self) {
+        let now = Instant::now();
+        let complete = self.volume.current_version().is_some()
+            && self.slots.iter().all(|s| s.fetched.is_some());
+        let expired = self.slots.iter().any(|s| {
+            s.fetched
+                .as_ref()
+                .and_then(|f| f.expires)
+                .is_some_and(|(at, _)| at <= now)
+        }) || self
+            .token
+            .as_ref()
+            .and_then(|t| t.expires)
+            .is_some_and(|(at, _)| at <= now);
+        let expiries = self
+            .slots
+            .iter()
+            .filter_map(|s| {
+                s.fetched
+                    .as_ref()
+                    .and_then(|f| f.expires)
+                    .map(|(_, wall)| (s.read.path.clone(), wall))
+            })
+            .collect();
+        self.metrics.publish(Status {
+            ready: complete && !expired && self.committed_once,
+            last_success: self.last_success,
+            token_expires: self
+                .token
+                .as_ref()
+                .and_then(|t| t.expires)
+                .map(|(_, wall)| wall),
+            expiries,
+        });
+    }
+}
+
+/// Poll interval and notifier from flags over config.
+fn settings(opts: &Options, spec: &Spec) -> (Duration, Notifier) {
+    let poll = opts
+        .poll_interval
+        .or(spec.sidecar.poll_interval)
+        .unwrap_or(DEFAULT_POLL);
+    let notify = if opts.notify.is_empty()
+        && opts.notify.process.is_none()
+        && opts.notify.pid_file.is_none()
+    {
+        spec.sidecar.notify.clone()
+    } else {
+        opts.notify.clone()
+    };
+    (poll, Notifier::new(notify))
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, Error> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| Error::Usage(format!("cannot install a signal handler: {e}")))
+}
+
+/// Runs one network step.
+async fn perform(fetcher: &Fetcher, job: Job) -> Outcome {
+    let deadline = Instant::now() + STEP_BUDGET;
+    match job {
+        Job::Login => {
+            let result = match fetcher.login(deadline).await {
+                // A ready token (method token): ask Vault what it is worth.
+                Ok(t) if t.ttl.is_zero() && matches!(fetcher.auth(), Auth::Token { .. }) => {
+                    match fetcher.lookup_token(&t.token, deadline).await {
+                        Ok(info) => Ok(VaultToken {
+                            ttl: info.duration,
+                            renewable: info.renewable,
+                            ..t
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
+            Outcome::Login(result)
+        }
+        Job::RenewToken(token, increment) => {
+            Outcome::RenewToken(fetcher.renew_token(&token, increment, deadline).await)
+        }
+        Job::Reads {
+            token,
+            refetch,
+            renew,
+        } => {
+            let reads: Vec<Read> = refetch.iter().map(|(_, r)| r.clone()).collect();
+            let fetched = if reads.is_empty() {
+                vec![]
+            } else {
+                // One request per read, concurrently; each result kept on its own.
+                let results = fetcher.read_each(&reads, &token, deadline).await;
+                refetch.iter().map(|(i, _)| *i).zip(results).collect()
+            };
+            let mut renewed = Vec::new();
+            for (i, lease, increment) in renew {
+                renewed.push((
+                    i,
+                    fetcher
+                        .renew_lease(&token, &lease, increment, deadline)
+                        .await,
+                ));
+            }
+            Outcome::Reads { fetched, renewed }
+        }
+    }
+}
