@@ -40,6 +40,8 @@ const STEP_BUDGET: Duration = Duration::from_secs(10);
 const BATCH_WINDOW: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// How long a replaced version stays readable for readers that resolved `..data` before a swap.
+const RETIRE_AFTER: Duration = Duration::from_secs(2);
 /// Time allowed for `--revoke-on-exit` so that shutdown stays under a second.
 const REVOKE_BUDGET: Duration = Duration::from_millis(700);
 
@@ -60,7 +62,7 @@ pub struct Options {
 pub fn run(opts: Options) -> Result<(), Error> {
     let spec = config::load(&opts.config, &VaultEnv::from_process())?;
     let text = std::fs::read_to_string(&opts.config).unwrap_or_default();
-    let volume = Volume::new(&opts.dir, opts.allow_disk);
+    let volume = Volume::new(&opts.dir, opts.allow_disk).keeping_previous();
     volume.check_filesystem()?;
     let fetcher = Fetcher::new(&spec, &opts.token_path)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -206,6 +208,8 @@ struct Sidecar {
     slots: Vec<Slot>,
     /// A render+commit that is due (after a change, or retried after a failure).
     commit_step: Option<Step>,
+    /// A replaced version to remove once readers are done with it.
+    retire: Option<(String, Instant)>,
     committed_once: bool,
     generation: u64,
     last_success: Option<SystemTime>,
@@ -242,6 +246,7 @@ impl Sidecar {
             token_step: Step::now(StepKind::Login),
             slots,
             commit_step: None,
+            retire: None,
             committed_once: false,
             generation: 0,
             last_success: None,
@@ -306,6 +311,11 @@ impl Sidecar {
                 self.commit().await;
                 pending = None;
             }
+            if let Some((version, _)) = self.retire.take_if(|(_, at)| *at <= Instant::now()) {
+                if let Err(e) = self.volume.retire(&version) {
+                    tracing::warn!(version = %version, error = %e, "cannot remove a replaced version; the next commit will");
+                }
+            }
             self.publish();
         }
     }
@@ -328,9 +338,13 @@ impl Sidecar {
         if let Some(r) = earliest_read {
             at = at.min(r);
         }
-        if let Some(c) = self.commit_step {
-            if c.at <= at {
-                return (c.at, None);
+        let housekeeping = [
+            self.commit_step.map(|c| c.at),
+            self.retire.as_ref().map(|r| r.1),
+        ];
+        if let Some(h) = housekeeping.into_iter().flatten().min() {
+            if h <= at {
+                return (h, None);
             }
         }
         if at == self.token_step.at && earliest_read.is_none_or(|r| r > at) {
@@ -596,6 +610,7 @@ impl Sidecar {
             .collect();
         let Some(responses) = responses else { return };
         let snapshot = Snapshot { responses };
+        let before = self.volume.current_version();
         let result = render::render(&self.spec, &snapshot)
             .map_err(|e| ("render", e.to_string()))
             .and_then(|p| {
@@ -609,14 +624,22 @@ impl Sidecar {
                 Metrics::inc(&self.metrics.renders_written);
                 self.last_success = Some(SystemTime::now());
                 tracing::info!(version = %version, files, dir = %self.volume.dir().display(), "committed a new version");
+                if let Some(old) = before {
+                    self.retire = Some((old, Instant::now() + RETIRE_AFTER));
+                }
                 if self.committed_once {
                     self.notify(&version).await;
+                } else {
+                    tracing::info!("ready: every file is rendered");
                 }
                 self.committed_once = true;
             }
-            Ok((Commit::Unchanged { .. }, _)) => {
+            Ok((Commit::Unchanged { version }, _)) => {
                 Metrics::inc(&self.metrics.renders_unchanged);
                 self.last_success = Some(SystemTime::now());
+                if !self.committed_once {
+                    tracing::info!(version = %version, "the files on disk are already current");
+                }
                 self.committed_once = true;
                 tracing::debug!("render unchanged; nothing written");
             }

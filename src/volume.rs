@@ -76,6 +76,7 @@ pub enum Commit {
 pub struct Volume {
     dir: PathBuf,
     allow_disk: bool,
+    keep_previous: bool,
 }
 
 impl Volume {
@@ -83,6 +84,30 @@ impl Volume {
         Volume {
             dir: dir.into(),
             allow_disk,
+            keep_previous: false,
+        }
+    }
+
+    /// Leaves the replaced version in place after a commit, for [`Volume::retire`] to remove
+    /// later: a reader that resolved `..data` just before the swap can still finish reading.
+    /// The next commit removes it in any case.
+    pub fn keeping_previous(mut self) -> Volume {
+        self.keep_previous = true;
+        self
+    }
+
+    /// Removes a version directory that is no longer current.
+    pub fn retire(&self, version: &str) -> Result<(), VolumeError> {
+        if !is_version_name(version) || self.current_version().as_deref() == Some(version) {
+            return Ok(());
+        }
+        let _lock = DirLock::acquire(&self.dir)?;
+        let path = self.dir.join(version);
+        match fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io("remove old version", &path)(e))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -167,7 +192,7 @@ impl Volume {
                 }
             }
         }
-        if let Some(old) = current {
+        if let Some(old) = current.filter(|_| !self.keep_previous) {
             let old_dir = self.dir.join(old);
             fs::remove_dir_all(&old_dir).map_err(io("remove old version", &old_dir))?;
         }

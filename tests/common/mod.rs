@@ -14,6 +14,7 @@
 
 pub mod blog;
 pub mod cli;
+pub mod resident;
 pub mod scenario;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;

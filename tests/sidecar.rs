@@ -1,0 +1,556 @@
+//! `secretdrop sidecar` against a real OpenBao: KV changes arrive within a poll interval and
+//! unchanged polls write nothing; readers never see a mixed pair or a missing file; the token is
+//! renewed and replaced without a gap; certificates are re-issued before they expire; the app
+//! is notified by signal and HTTP; config changes are picked up (ConfigMap-style swap, edits,
+//! SIGHUP) and a bad one is refused; SIGTERM exits 0 within a second; --revoke-on-exit revokes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cli::{current_version, read, write};
+use common::resident::Resident;
+use common::scenario::Pod;
+use common::{free_port, unique, Bao};
+
+/// A pod reading `secret/data/<path>` through a native config with the given objects.
+struct Setup {
+    bao: &'static Bao,
+    pod: Pod,
+    path: String,
+}
+
+impl Setup {
+    fn new(initial: &[&str]) -> Setup {
+        let bao = Bao::shared();
+        let path = unique("sc");
+        let mut args = vec!["kv", "put"];
+        let full = format!("secret/{path}");
+        args.push(&full);
+        args.extend_from_slice(initial);
+        bao.cli(&args);
+        let pod = Pod::with_policy(
+            bao,
+            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+        );
+        Setup { bao, pod, path }
+    }
+
+    fn put(&self, kvs: &[&str]) {
+        let full = format!("secret/{}", self.path);
+        let mut args = vec!["kv", "put", full.as_str()];
+        args.extend_from_slice(kvs);
+        self.bao.cli(&args);
+    }
+
+    /// A native config with `username` and `password` files from the secret, plus `rest`.
+    fn config(&self, rest: &str) -> String {
+        self.pod.native(
+            self.bao,
+            &format!(
+                "files:\n  mode: \"0644\"\nobjects:\n  - {{objectName: username, secretPath: secret/data/{p}, secretKey: username}}\n  - {{objectName: password, secretPath: secret/data/{p}, secretKey: password}}\n{rest}",
+                p = self.path
+            ),
+        )
+    }
+
+    fn start(&self, config: &str, extra: &[&str]) -> Resident {
+        let cfg = write(self.pod.dir.path(), "config.yaml", config);
+        self.start_file(&cfg, extra)
+    }
+
+    fn start_file(&self, cfg: &Path, extra: &[&str]) -> Resident {
+        let mut args = vec!["--token-path", self.pod.token_path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut r = Resident::start(
+            cfg,
+            &self.pod.out(),
+            &self.pod.dir.join("sidecar.log"),
+            &args,
+        );
+        r.wait_ready(Duration::from_secs(20));
+        r
+    }
+}
+
+fn listen_arg() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn kv_changes_arrive_within_a_poll_and_unchanged_polls_write_nothing() {
+    let s = Setup::new(&["username=first", "password=one"]);
+    let listen = listen_arg();
+    let r = s.start(
+        &s.config(""),
+        &["--poll-interval", "1s", "--listen", &listen],
+    );
+    let out = s.pod.out();
+    let v1 = current_version(&out);
+    assert_eq!(read(out.join("password")), "one");
+
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        current_version(&out),
+        v1,
+        "an unchanged secret must not be rewritten"
+    );
+    assert!(
+        r.metric("secretdrop_renders_total{result=\"unchanged\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+
+    s.put(&["username=second", "password=two"]);
+    let changed = Instant::now();
+    assert!(
+        r.eventually(Duration::from_millis(2000), || read(out.join("password"))
+            == "two"),
+        "the change did not arrive:\n{}",
+        r.log_text()
+    );
+    // One poll interval (1s ±10%) plus the read and the commit.
+    assert!(
+        changed.elapsed() < Duration::from_millis(1600),
+        "{:?}",
+        changed.elapsed()
+    );
+    assert_eq!(read(out.join("username")), "second");
+    assert_ne!(current_version(&out), v1);
+    assert_eq!(
+        r.metric("secretdrop_renders_total{result=\"written\"}"),
+        Some(2.0)
+    );
+    assert_eq!(r.get("/readyz").0, 200);
+    assert_eq!(r.get("/healthz").0, 200);
+    assert!(
+        !r.log_text().contains("two"),
+        "a secret value reached the log"
+    );
+}
+
+/// Reads `username` and `password` as one version: `..data` is read before and after, and a
+/// read that straddles a swap is retried (the protocol for any AtomicWriter volume).
+fn read_pair(dir: &Path) -> Result<Option<(String, String)>, String> {
+    let before = std::fs::read_link(dir.join("..data")).map_err(|e| format!("..data: {e}"))?;
+    let u = std::fs::read_to_string(dir.join("username")).map_err(|e| format!("username: {e}"))?;
+    let p = std::fs::read_to_string(dir.join("password")).map_err(|e| format!("password: {e}"))?;
+    let after = std::fs::read_link(dir.join("..data")).map_err(|e| format!("..data: {e}"))?;
+    Ok((before == after).then_some((u, p)))
+}
+
+#[test]
+fn a_reader_never_sees_a_mixed_pair_or_a_missing_file() {
+    let s = Setup::new(&["username=user-0", "password=pass-0"]);
+    let r = s.start(&s.config(""), &["--poll-interval", "1s"]);
+    let out = s.pod.out();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (out, stop) = (out.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut retries, mut versions) =
+                (0usize, 0usize, std::collections::BTreeSet::new());
+            let mut problems = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match read_pair(&out) {
+                    Ok(Some((u, p))) => {
+                        reads += 1;
+                        let (nu, np) =
+                            (u.trim_start_matches("user-"), p.trim_start_matches("pass-"));
+                        if nu != np {
+                            problems.push(format!("mixed pair {u} / {p}"));
+                        }
+                        versions.insert(nu.to_string());
+                    }
+                    Ok(None) => retries += 1,
+                    Err(e) => problems.push(e),
+                }
+            }
+            (reads, retries, versions.len(), problems)
+        })
+    };
+    for n in 1..=8 {
+        s.put(&[&format!("username=user-{n}"), &format!("password=pass-{n}")]);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, retries, versions, problems) = reader.join().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} problems, first: {:?}",
+        problems.len(),
+        problems.first()
+    );
+    assert!(reads > 1000, "only {reads} reads");
+    assert!(
+        versions >= 6,
+        "saw only {versions} versions ({retries} retried reads):\n{}",
+        r.log_text()
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_exit_0_within_a_second_and_files_stay() {
+    let s = Setup::new(&["username=u", "password=p"]);
+    for _ in 0..2 {
+        let mut r = s.start(&s.config(""), &[]);
+        let (code, took) = r.stop();
+        assert_eq!(code, Some(0), "{}", r.log_text());
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert_eq!(read(s.pod.out().join("password")), "p");
+    }
+    let r = s.start(&s.config(""), &[]);
+    r.signal(libc::SIGINT);
+    assert!(r.eventually(Duration::from_secs(1), || r.log_text().contains("SIGINT")));
+    drop(r);
+}
+
+/// A copy of `sh` under a unique name that appends a line to `log` for each signal it gets.
+fn start_app(dir: &Path, name: &str, log: &Path) -> std::process::Child {
+    let exe = dir.join(name);
+    std::fs::copy("/bin/sh", &exe).unwrap();
+    let script = format!(
+        "trap 'echo HUP >> {0}' HUP; trap 'echo USR1 >> {0}' USR1; echo $$ > {1}; while :; do sleep 0.05; done",
+        log.display(),
+        dir.join(format!("{name}.pid")).display()
+    );
+    let child = std::process::Command::new(&exe)
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .unwrap();
+    let pid_file = dir.join(format!("{name}.pid"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pid_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn app_said(log: &Path, what: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|t| t.contains(what))
+}
+
+/// A one-shot local HTTP endpoint that records the bodies POSTed to it.
+fn start_hook() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let mut s = stream;
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, bodies)
+}
+
+#[test]
+fn the_app_is_notified_by_signal_and_http_after_a_new_version_only() {
+    let s = Setup::new(&["username=u", "password=before"]);
+    let app_log = s.pod.dir.join("app.log");
+    let name = format!("sdapp{}", std::process::id() % 100000);
+    let mut app = start_app(s.pod.dir.path(), &name, &app_log);
+    let (port, bodies) = start_hook();
+    let notify = format!(
+        "sidecar:\n  notify:\n    signal: SIGUSR1\n    process: {name}\n    url: http://127.0.0.1:{port}/reload\n"
+    );
+    let r = s.start(&s.config(&notify), &["--poll-interval", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !app_log.exists(),
+        "the first render is not a change to announce"
+    );
+
+    s.put(&["username=u", "password=after"]);
+    assert!(
+        r.eventually(Duration::from_secs(4), || app_said(&app_log, "USR1")
+            && !bodies.lock().unwrap().is_empty()),
+        "not notified:\n{}",
+        r.log_text()
+    );
+    let version = current_version(&s.pod.out());
+    assert_eq!(
+        bodies.lock().unwrap()[0],
+        format!("{{\"version\":\"{version}\"}}")
+    );
+    drop(r);
+
+    // The flags override the file: SIGHUP to the pid in a pid file.
+    let pid_file = s.pod.dir.join(format!("{name}.pid"));
+    let r = s.start(
+        &s.config(&notify),
+        &[
+            "--poll-interval",
+            "1s",
+            "--notify-signal",
+            "HUP",
+            "--notify-pidfile",
+            pid_file.to_str().unwrap(),
+        ],
+    );
+    s.put(&["username=u", "password=again"]);
+    assert!(
+        r.eventually(Duration::from_secs(4), || app_said(&app_log, "HUP")),
+        "no SIGHUP:\n{}",
+        r.log_text()
+    );
+    let _ = app.kill();
+    let _ = app.wait();
+}
+
+/// Lays out `dir` the way kubelet projects a ConfigMap: `config.yaml -> ..data/config.yaml`.
+fn project_config(dir: &Path, generation: u32, text: &str) -> PathBuf {
+    let version = dir.join(format!("..v{generation}"));
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::write(version.join("config.yaml"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("config.yaml");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/config.yaml", &link).unwrap();
+    }
+    link
+}
+
+#[test]
+fn config_changes_are_applied_and_a_bad_config_is_refused() {
+    let s = Setup::new(&["username=u", "password=p", "extra=e"]);
+    let cm = s.pod.dir.join("configmap");
+    std::fs::create_dir_all(&cm).unwrap();
+    let cfg = project_config(&cm, 1, &s.config(""));
+    let listen = listen_arg();
+    let r = s.start_file(&cfg, &["--listen", &listen]);
+    let out = s.pod.out();
+    assert!(!out.join("extra").exists());
+
+    // A ConfigMap update: the new object appears without a restart.
+    let with_extra = s.config(&format!(
+        "  - {{objectName: extra, secretPath: secret/data/{}, secretKey: extra}}\n",
+        s.path
+    ));
+    project_config(&cm, 2, &with_extra);
+    assert!(
+        r.eventually(Duration::from_secs(5), || out.join("extra").exists()),
+        "reload did not happen:\n{}",
+        r.log_text()
+    );
+    assert_eq!(read(out.join("extra")), "e");
+
+    // A broken config is reported and the running one keeps going.
+    let version = current_version(&out);
+    project_config(
+        &cm,
+        3,
+        "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nbogus: true\n",
+    );
+    assert!(r.eventually(Duration::from_secs(5), || r
+        .log_text()
+        .contains("the new config is invalid")));
+    assert!(
+        r.log_text().contains("unknown field `bogus`"),
+        "{}",
+        r.log_text()
+    );
+    assert_eq!(current_version(&out), version);
+    assert_eq!(r.get("/readyz").0, 200);
+    assert!(
+        r.metric("secretdrop_failures_total{cause=\"config\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+
+    // SIGHUP reloads too: back to two objects, `extra` disappears.
+    project_config(&cm, 4, &s.config(""));
+    r.signal(libc::SIGHUP);
+    assert!(
+        r.eventually(Duration::from_secs(5), || !out.join("extra").exists()),
+        "{}",
+        r.log_text()
+    );
+    assert_eq!(read(out.join("password")), "p");
+}
+
+#[test]
+fn a_short_lived_token_is_renewed_then_replaced_without_a_gap() {
+    let bao = Bao::shared();
+    let path = unique("tok");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=u",
+        "password=p",
+    ]);
+    let pod = Pod::with_policy(
+        bao,
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    // The role hands out tokens of 3s, renewable up to 7s.
+    bao.cli(&[
+        "write",
+        &format!("auth/kubernetes/role/{}", pod.role),
+        "token_ttl=3s",
+        "token_max_ttl=7s",
+    ]);
+    let s = Setup { bao, pod, path };
+    let listen = listen_arg();
+    let r = s.start(
+        &s.config(""),
+        &["--poll-interval", "1s", "--listen", &listen],
+    );
+    let out = s.pod.out();
+    let started = Instant::now();
+    let mut gaps = 0;
+    while started.elapsed() < Duration::from_secs(16) {
+        if std::fs::read_to_string(out.join("password"))
+            .ok()
+            .as_deref()
+            != Some("p")
+        {
+            gaps += 1;
+        }
+        if r.get("/readyz").0 != 200 {
+            gaps += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gaps, 0, "{}", r.log_text());
+    let logins = r.metric("secretdrop_logins_total").unwrap();
+    let renewals = r.metric("secretdrop_token_renewals_total").unwrap();
+    assert!(
+        logins >= 2.0,
+        "{logins} logins in 16s with a 7s max TTL:\n{}",
+        r.log_text()
+    );
+    assert!(renewals >= 2.0, "{renewals} renewals:\n{}", r.log_text());
+    // About one login per max TTL, not one per request.
+    assert!(logins <= 4.0, "{logins} logins:\n{}", r.log_text());
+    assert_eq!(
+        r.metric("secretdrop_failures_total{cause=\"denied\"}"),
+        None,
+        "{}",
+        r.log_text()
+    );
+}
+
+#[test]
+fn certificates_are_reissued_before_they_expire() {
+    let bao = Bao::shared();
+    let pki = unique("pki");
+    bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/root/generate/internal"),
+        "common_name=example.com",
+        "ttl=1h",
+    ]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/roles/web"),
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "ttl=6s",
+        "max_ttl=6s",
+    ]);
+    let pod = Pod::with_policy(
+        bao,
+        &format!("path \"{pki}/issue/web\" {{ capabilities = [\"update\"] }}\n"),
+    );
+    let rest = format!(
+        "objects:\n  - {{objectName: tls.crt, secretPath: {pki}/issue/web, method: POST, secretArgs: {{common_name: a.example.com}}, secretKey: certificate, filePermission: \"0644\"}}\n  - {{objectName: tls.key, secretPath: {pki}/issue/web, method: POST, secretArgs: {{common_name: a.example.com}}, secretKey: private_key}}\n"
+    );
+    let cfg = write(pod.dir.path(), "pki.yaml", &pod.native(bao, &rest));
+    let mut args = vec!["--token-path", pod.token_path.to_str().unwrap()];
+    args.extend(["--poll-interval", "1h"]);
+    let mut r = Resident::start(&cfg, &pod.out(), &pod.dir.join("sidecar.log"), &args);
+    r.wait_ready(Duration::from_secs(20));
+    let first = read(pod.out().join("tls.crt"));
+    let issued = Instant::now();
+    assert!(
+        r.eventually(Duration::from_secs(6), || read(pod.out().join("tls.crt"))
+            != first),
+        "not re-issued:\n{}",
+        r.log_text()
+    );
+    // At about two thirds of 6s, well before expiry.
+    let took = issued.elapsed();
+    assert!(
+        took > Duration::from_secs(3) && took < Duration::from_millis(5500),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn revoke_on_exit_revokes_the_token() {
+    let bao = Bao::start_new();
+    bao.cli(&["kv", "put", "secret/app", "username=u", "password=p"]);
+    let pod = Pod::with_policy(
+        &bao,
+        "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
+    );
+    let accessors = || {
+        bao.cli(&["list", "-format=json", "auth/token/accessors"])
+            .matches('"')
+            .count()
+            / 2
+    };
+    let before = accessors();
+    let cfg = write(
+        pod.dir.path(),
+        "c.yaml",
+        &pod.native(&bao, "objects:\n  - {objectName: password, secretPath: secret/data/app, secretKey: password}\n"),
+    );
+    let args = [
+        "--token-path",
+        pod.token_path.to_str().unwrap(),
+        "--revoke-on-exit",
+    ];
+    let mut r = Resident::start(&cfg, &pod.out(), &pod.dir.join("sidecar.log"), &args);
+    r.wait_ready(Duration::from_secs(20));
+    assert_eq!(accessors(), before + 1, "one login");
+    let (code, took) = r.stop();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        accessors(),
+        before,
+        "the token was revoked:\n{}",
+        r.log_text()
+    );
+    assert_eq!(read(pod.out().join("password")), "p", "files stay");
+}
+
+#[test]
+fn probe_fails_until_a_render_exists() {
+    let dir = common::TestDir::new();
+    let out = common::cli::secretdrop(
+        &["probe", "--dir", dir.join("nothing").to_str().unwrap()],
+        &[],
+    );
+    out.expect_code(1).expect_stderr(&["no complete render"]);
+}
