@@ -554,3 +554,66 @@ fn probe_fails_until_a_render_exists() {
     );
     out.expect_code(1).expect_stderr(&["no complete render"]);
 }
+
+#[test]
+fn a_full_volume_keeps_the_previous_version_and_recovers() {
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "mounting a small tmpfs needs root (CI runs as root)"
+    );
+    let s = Setup::new(&["username=u", "password=small"]);
+    let out = s.pod.out();
+    std::fs::create_dir_all(&out).unwrap();
+    // An emptyDir with `sizeLimit`: a 64 KiB tmpfs.
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(out.clone());
+    let listen = listen_arg();
+    let r = s.start(
+        &s.config(""),
+        &["--poll-interval", "1s", "--listen", &listen],
+    );
+    let before = common::cli::tree(&out);
+
+    let big = "x".repeat(80 * 1024);
+    s.put(&["username=u", &format!("password={big}")]);
+    assert!(
+        r.eventually(Duration::from_secs(5), || r
+            .metric("secretdrop_failures_total{cause=\"volume\"}")
+            .is_some()),
+        "{}",
+        r.log_text()
+    );
+    assert_eq!(
+        common::cli::tree(&out),
+        before,
+        "the previous version is intact, nothing half-written"
+    );
+    assert!(
+        r.log_text().contains("No space left on device"),
+        "{}",
+        r.log_text()
+    );
+    assert!(
+        !r.log_text().contains(&big[..64]),
+        "a secret value reached the log"
+    );
+
+    s.put(&["username=u", "password=fits"]);
+    assert!(
+        r.eventually(Duration::from_secs(8), || read(out.join("password"))
+            == "fits"),
+        "did not recover:\n{}",
+        r.log_text()
+    );
+}
