@@ -151,6 +151,8 @@ pub struct Fetcher {
     client: Client,
     auth: Auth,
     token_path: PathBuf,
+    /// Log each retry at debug instead of warn (the sidecar logs state changes itself).
+    quiet: bool,
 }
 
 impl Fetcher {
@@ -159,7 +161,14 @@ impl Fetcher {
             client: Client::new(&spec.vault)?,
             auth: spec.auth.clone(),
             token_path: token_path.to_path_buf(),
+            quiet: false,
         })
+    }
+
+    /// Retries inside a step are logged at debug level only.
+    pub fn quiet(mut self) -> Fetcher {
+        self.quiet = true;
+        self
     }
 
     fn who(&self) -> String {
@@ -179,7 +188,7 @@ impl Fetcher {
             LoginRequest::Post { path, body } => (path, body),
         };
         let what = format!("login at {path}");
-        let resp = retrying(&self.client, &what, deadline, |timeout| {
+        let resp = retrying(&self.client, &what, deadline, self.quiet, |timeout| {
             self.client
                 .call("POST", &path, None, Some(body.expose()), timeout)
         })
@@ -385,6 +394,7 @@ impl Fetcher {
         Api {
             client: self.client.clone(),
             who: Arc::from(self.who()),
+            quiet: self.quiet,
         }
     }
 }
@@ -398,6 +408,7 @@ fn secs(v: Option<&serde_json::Value>) -> Duration {
 struct Api {
     client: Client,
     who: Arc<str>,
+    quiet: bool,
 }
 
 impl Api {
@@ -422,7 +433,7 @@ impl Api {
         deadline: Instant,
     ) -> Result<Response, FetchError> {
         let what = format!("{method} {path}");
-        retrying(&self.client, &what, deadline, |timeout| {
+        retrying(&self.client, &what, deadline, self.quiet, |timeout| {
             self.client.call(method, path, Some(token), body, timeout)
         })
         .await
@@ -461,6 +472,7 @@ async fn retrying<F, Fut>(
     client: &Client,
     what: &str,
     deadline: Instant,
+    quiet: bool,
     mut attempt: F,
 ) -> Result<Response, Failure>
 where
@@ -474,7 +486,7 @@ where
         let remaining = deadline.saturating_duration_since(Instant::now());
         let cause = match attempt(remaining).await {
             Ok(r) => {
-                if failures > 0 {
+                if failures > 0 && !quiet {
                     tracing::info!(what, failures, "Vault answered again");
                 }
                 return Ok(r);
@@ -485,7 +497,12 @@ where
         failures += 1;
         match backoff.delay_before(deadline, cause.1) {
             Some(delay) => {
-                tracing::warn!(what, address = client.address(), cause = %cause.0, retry_in = %humantime::format_duration(round_ms(delay)), "Vault unavailable, retrying");
+                let retry_in = humantime::format_duration(round_ms(delay));
+                if quiet {
+                    tracing::debug!(what, address = client.address(), cause = %cause.0, %retry_in, "Vault unavailable, retrying");
+                } else {
+                    tracing::warn!(what, address = client.address(), cause = %cause.0, %retry_in, "Vault unavailable, retrying");
+                }
                 tokio::time::sleep(delay).await;
             }
             None => {

@@ -34,8 +34,9 @@ use crate::vault::Response;
 use crate::volume::{Commit, Volume};
 
 pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
-/// How long one network step may retry transient failures before the step is rescheduled.
-const STEP_BUDGET: Duration = Duration::from_secs(10);
+/// How long one network step may retry transient failures (a blip) before it counts as failed
+/// and the step's own backoff takes over.
+const STEP_BUDGET: Duration = Duration::from_secs(3);
 /// Steps due this close together run as one batch (one render, one commit).
 const BATCH_WINDOW: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -64,7 +65,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let text = std::fs::read_to_string(&opts.config).unwrap_or_default();
     let volume = Volume::new(&opts.dir, opts.allow_disk).keeping_previous();
     volume.check_filesystem()?;
-    let fetcher = Fetcher::new(&spec, &opts.token_path)?;
+    let fetcher = Fetcher::new(&spec, &opts.token_path)?.quiet();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -693,7 +694,7 @@ impl Sidecar {
         self.config_text = text;
         if spec.vault != self.spec.vault || spec.auth != self.spec.auth {
             match Fetcher::new(&spec, &self.opts.token_path) {
-                Ok(f) => self.fetcher = Arc::new(f),
+                Ok(f) => self.fetcher = Arc::new(f.quiet()),
                 Err(e) => {
                     self.metrics.failure("config");
                     tracing::error!(trigger = why, error = %e, "the new config is unusable; keeping the running one");

