@@ -14,6 +14,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::Server;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,19 +66,6 @@ fn usage(pid: u32) -> Usage {
         rss_kib: field(&status, "VmRSS:"),
         switches,
     }
-}
-
-/// OpenBao's cumulative count of requests it handled, logins included.
-fn requests(bao: &Bao) -> u64 {
-    let text = bao.cli(&["read", "-format=raw", "sys/metrics", "format=prometheus"]);
-    text.lines()
-        .filter(|l| {
-            l.starts_with("vault_core_handle_request_count")
-                || l.starts_with("vault_core_handle_login_request_count")
-        })
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
 }
 
 struct Secrets {
@@ -284,7 +272,7 @@ fn main() {
         } else {
             "busy-agent"
         };
-        let before = requests(&bao);
+        let before = common::request_count(&bao);
         let child = if tool.starts_with("secretdrop") {
             tools.start_sidecar(&bao, name, &full, "5s")
         } else {
@@ -295,7 +283,9 @@ fn main() {
         let u = usage(child.id());
         stop(child);
         // Subtract the metrics reads themselves (one before, one after).
-        let requests = requests(&bao).saturating_sub(before).saturating_sub(2);
+        let requests = common::request_count(&bao)
+            .saturating_sub(before)
+            .saturating_sub(2);
         busy.push(Busy {
             tool,
             requests,

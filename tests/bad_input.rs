@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::Server;
 use std::time::Duration;
 
 use common::cli::{read, secretdrop, tree, write, Run};

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::Server;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
@@ -312,9 +313,9 @@ fn five_hundred_objects_over_fifty_paths_cost_one_read_per_path() {
         &bao,
         "path \"secret/data/many/*\" { capabilities = [\"read\"] }\n",
     );
-    let before = request_count(&bao);
+    let before = common::request_count(&bao);
     pod.init(&pod.spc(&bao, &objects), &[]).expect_code(0);
-    let after = request_count(&bao);
+    let after = common::request_count(&bao);
     assert_eq!(read(pod.out().join("p49-k9")), "v49-9");
     assert_eq!(
         std::fs::read_dir(pod.out().join("..data")).unwrap().count(),
@@ -326,17 +327,4 @@ fn five_hundred_objects_over_fifty_paths_cost_one_read_per_path() {
         (51..=52).contains(&requests),
         "{requests} requests for 500 objects over 50 paths"
     );
-}
-
-/// OpenBao's cumulative request counter.
-fn request_count(bao: &Bao) -> u64 {
-    let text = bao.cli(&["read", "-format=raw", "sys/metrics", "format=prometheus"]);
-    text.lines()
-        .filter(|l| {
-            l.starts_with("vault_core_handle_request_count")
-                || l.starts_with("vault_core_handle_login_request_count")
-        })
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
 }

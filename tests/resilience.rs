@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::Server;
 use std::process::Command;
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::Server;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

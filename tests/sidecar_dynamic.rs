@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::Server;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::Server;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::Server;
 use std::time::Duration;
 
 use common::cli::{read, tree};

@@ -1,6 +1,7 @@
 //! The blog post's Vault commands and SecretProviderClass, shared by its test and the demo.
 
 use super::Bao;
+use super::Server;
 
 /// The post's setup, with `vault` spelled `bao`: the secret, the policy, and the role at
 /// `auth_mount` (a `jwt` mount binds the same identity through the token's claims).

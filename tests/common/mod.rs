@@ -458,26 +458,6 @@ impl Bao {
     pub fn log_path(&self) -> &Path {
         &self.log
     }
-
-    /// Runs `bao ARGS` as root; returns stdout, panics with the command and stderr on failure.
-    pub fn cli(&self, args: &[&str]) -> String {
-        Server::cli(self, args)
-    }
-    /// [`Bao::cli`] with `stdin` piped in: `cli_stdin(&["policy", "write", "p", "-"], hcl)`.
-    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> String {
-        Server::cli_stdin(self, args, stdin)
-    }
-    /// [`Bao::cli`] with another token, e.g. the client token returned by a login.
-    pub fn cli_as(&self, token: &str, args: &[&str]) -> String {
-        Server::cli_as(self, token, args)
-    }
-    /// Runs `bao ARGS` as root and returns the raw result, for asserting on failures.
-    pub fn try_cli(&self, args: &[&str]) -> Output {
-        Server::try_cli(self, args)
-    }
-    pub fn try_cli_as(&self, token: &str, args: &[&str]) -> Output {
-        Server::try_cli_as(self, token, args)
-    }
 }
 
 impl Server for Bao {
@@ -920,6 +900,20 @@ fn verify(token: &str, wanted: &[&str], public_key: &[u8]) -> Result<Value, Stri
     let uid = &k["serviceaccount"]["uid"];
     let user = json!({"username": sub, "uid": uid, "groups": groups, "extra": extra});
     Ok(json!({"authenticated": true, "user": user, "audiences": granted}))
+}
+
+/// OpenBao's cumulative count of the requests it handled, logins included (a private server's
+/// counter sees only the test's own traffic; reading it counts as one request).
+pub fn request_count(bao: &impl Server) -> u64 {
+    let text = bao.cli(&["read", "-format=raw", "sys/metrics", "format=prometheus"]);
+    text.lines()
+        .filter(|l| {
+            l.starts_with("vault_core_handle_request_count")
+                || l.starts_with("vault_core_handle_login_request_count")
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// Enables the kubernetes auth method at `mount`, pointed at [`TokenReviewer::shared`].

@@ -30,7 +30,7 @@ use super::{
 };
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// An initialized, raft-backed OpenBao server on `127.0.0.1:PORT`; killed on drop.
@@ -124,26 +124,6 @@ cluster_addr = "https://127.0.0.1:{cluster_port}"
     /// The directory holding `config.hcl` and the raft storage `data/`.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Runs `bao ARGS` as root; returns stdout, panics with the command and stderr on failure.
-    pub fn cli(&self, args: &[&str]) -> String {
-        Server::cli(self, args)
-    }
-    /// [`PersistentBao::cli`] with `stdin` piped in.
-    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> String {
-        Server::cli_stdin(self, args, stdin)
-    }
-    /// [`PersistentBao::cli`] with another token, e.g. a login's client token.
-    pub fn cli_as(&self, token: &str, args: &[&str]) -> String {
-        Server::cli_as(self, token, args)
-    }
-    /// Runs `bao ARGS` as root and returns the raw result, for asserting on failures.
-    pub fn try_cli(&self, args: &[&str]) -> Output {
-        Server::try_cli(self, args)
-    }
-    pub fn try_cli_as(&self, token: &str, args: &[&str]) -> Output {
-        Server::try_cli_as(self, token, args)
     }
 
     /// The status of `GET /v1/sys/health`: 200 active, 429 standby, 501 not initialized,
