@@ -101,6 +101,47 @@ const NOTIFY_URL: Flag = flag(
     "POST to this local URL after a new version",
 );
 
+const TLS_CERT: Flag = flag(
+    "tls-cert",
+    Some("FILE"),
+    "PEM certificate chain (re-read when it changes)",
+);
+const TLS_KEY: Flag = flag(
+    "tls-key",
+    Some("FILE"),
+    "PEM private key (re-read when it changes)",
+);
+const WEBHOOK_LISTEN: Flag = flag(
+    "listen",
+    Some("ADDR"),
+    "HOST:PORT or :PORT [default: :8443]",
+);
+const IMAGE: Flag = flag(
+    "image",
+    Some("IMAGE"),
+    "image of the injected container [default: secretdrop:dev]",
+);
+const VAULT_ADDRESS: Flag = flag(
+    "vault-address",
+    Some("URL"),
+    "Vault address for pods without a vault-address annotation",
+);
+const ALLOWED_VAULT_ADDRESS: Flag = flag(
+    "allowed-vault-address",
+    Some("URLS"),
+    "comma list; pods may only name these (default: any)",
+);
+const TOKEN_AUDIENCE: Flag = flag(
+    "token-audience",
+    Some("AUD"),
+    "audience of the projected service-account token",
+);
+const SIZE_LIMIT: Flag = flag(
+    "size-limit",
+    Some("QTY"),
+    "sizeLimit of the secrets emptyDir [default: 1Mi]",
+);
+
 const COMMANDS: &[CommandDef] = &[
     CommandDef {
         name: "init",
@@ -124,6 +165,22 @@ const COMMANDS: &[CommandDef] = &[
             NOTIFY_PIDFILE,
             NOTIFY_URL,
             ALLOW_DISK,
+            LOG_LEVEL,
+            LOG_FORMAT,
+        ],
+    },
+    CommandDef {
+        name: "webhook",
+        about: "serve the mutating admission webhook that injects secretdrop into annotated pods",
+        flags: &[
+            TLS_CERT,
+            TLS_KEY,
+            WEBHOOK_LISTEN,
+            IMAGE,
+            VAULT_ADDRESS,
+            ALLOWED_VAULT_ADDRESS,
+            TOKEN_AUDIENCE,
+            SIZE_LIMIT,
             LOG_LEVEL,
             LOG_FORMAT,
         ],
@@ -260,6 +317,7 @@ fn run(argv: &[String]) -> Result<(), Error> {
     match command.name {
         "init" => init(&args),
         "sidecar" => sidecar(&args),
+        "webhook" => webhook(&args),
         "probe" => probe(&args),
         "check" => check(&args),
         _ => version(),
@@ -441,6 +499,38 @@ fn sidecar(args: &Args) -> Result<(), Error> {
         revoke_on_exit: args.switch("revoke-on-exit")?,
     };
     crate::sidecar::run(opts)
+}
+
+/// `secretdrop webhook`: see [`crate::webhook::server`].
+fn webhook(args: &Args) -> Result<(), Error> {
+    let listen = crate::observe::parse_listen(args.get("listen").unwrap_or(":8443"))
+        .map_err(|m| Error::Usage(format!("--listen: {m}")))?;
+    let mut defaults = crate::webhook::mutate::Defaults::default();
+    if let Some(image) = args.get("image") {
+        defaults.image = image.to_string();
+    }
+    if let Some(addr) = args.get("vault-address") {
+        let checked = config::check_address(std::path::Path::new("--vault-address"), "value", addr)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        defaults.vault_address = Some(checked);
+    }
+    if let Some(list) = args.get("allowed-vault-address") {
+        defaults.allowed_vault_addresses = list
+            .split(',')
+            .map(|a| a.trim().trim_end_matches('/').to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+    }
+    defaults.token_audience = args.get("token-audience").map(str::to_string);
+    if let Some(size) = args.get("size-limit") {
+        defaults.size_limit = size.to_string();
+    }
+    crate::webhook::server::run(crate::webhook::server::Options {
+        tls_cert: args.path("tls-cert", None)?,
+        tls_key: args.path("tls-key", None)?,
+        listen,
+        defaults,
+    })
 }
 
 /// `secretdrop probe`: 0 when `..data` points at a complete version, 1 otherwise.

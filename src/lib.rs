@@ -21,3 +21,4 @@ pub mod sidecar;
 pub mod vault;
 pub mod volume;
 pub mod watch;
+pub mod webhook;

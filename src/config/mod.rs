@@ -1,12 +1,13 @@
 //! Configuration sources compiled into one validated, immutable [`Spec`] (DESIGN.md §5).
 //!
-//! Two sources exist today: a SecretProviderClass manifest ([`spc`]) and the native
-//! `kind: Config` file ([`native`]). Both share the `objects` schema ([`objects`]). Invariants of a
+//! Three sources: a SecretProviderClass manifest ([`spc`]), the native `kind: Config` file
+//! ([`native`]), and pod annotations through a downward-API file ([`annotations`]). Both share the `objects` schema ([`objects`]). Invariants of a
 //! `Spec`: object names are valid, clean, relative and collision-free; every object points at
 //! one entry of `reads`, which holds each distinct (path, method, body) once; templates parse;
 //! modes are ≤ 0777. Every error names the file, the field and, where the YAML parser gives one,
 //! the line and column.
 
+pub mod annotations;
 pub mod env;
 pub mod native;
 pub mod objects;
@@ -332,6 +333,9 @@ pub fn load(path: &Path, env: &VaultEnv) -> Result<Spec, ConfigError> {
 
 /// Parses config text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
+    if annotations::looks_like_annotations(text) {
+        return annotations::parse(path, text, env);
+    }
     let meta: TypeMeta = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(path, &e))?;
     match (meta.api_version.as_deref(), meta.kind.as_deref()) {
         (Some(v), Some("SecretProviderClass")) if v.starts_with("secrets-store.csi.x-k8s.io/") => {
@@ -352,7 +356,7 @@ pub fn parse(path: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
 }
 
 /// Normalises a Vault address: must be http(s), no trailing slash.
-pub(crate) fn check_address(file: &Path, field: &str, addr: &str) -> Result<String, ConfigError> {
+pub fn check_address(file: &Path, field: &str, addr: &str) -> Result<String, ConfigError> {
     let trimmed = addr.trim().trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("https://")

@@ -1,0 +1,262 @@
+//! Pod annotations as a config source (DESIGN.md §5.3): the file kubelet writes for a
+//! downward-API volume item with `fieldRef: metadata.annotations`, one `key="value"` line per
+//! annotation, values quoted the way Go's `strconv.Quote` does.
+//!
+//! Only `secretdrop.dev/` annotations are read; others (the pod has many) are ignored. Unknown
+//! `secretdrop.dev/` keys are errors, so a typo in an annotation is reported, not silently lost.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::env::VaultEnv;
+use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
+use super::spc::{env_skip_verify, CSI_DEFAULT_MODE};
+use super::{
+    check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
+};
+
+pub const PREFIX: &str = "secretdrop.dev/";
+
+/// Every annotation the webhook or the sidecar understands, without the prefix.
+pub const KNOWN: &[&str] = &[
+    "inject",
+    "role",
+    "vault-address",
+    "auth-path",
+    "objects",
+    "mount-path",
+    "mode",
+    "containers",
+    "status",
+];
+
+/// True when `text` looks like a downward-API annotations file rather than YAML.
+pub fn looks_like_annotations(text: &str) -> bool {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| {
+            l.split_once("=\"").is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "./-_".contains(c))
+            })
+        })
+}
+
+/// Parses the file into `key → value` for every line; a malformed line is an error with its
+/// line number.
+pub fn parse_file(file: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: &str| ConfigError::new(file, format!("annotations line: {m}")).at(i + 1, 1);
+        let (key, quoted) = line
+            .split_once('=')
+            .ok_or_else(|| bad("expected key=\"value\""))?;
+        let value = go_unquote(quoted).ok_or_else(|| bad("the value is not a Go-quoted string"))?;
+        out.insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// Compiles the `secretdrop.dev/` annotations into a Spec.
+pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
+    let all = parse_file(file, text)?;
+    spec_from(file, &ours(file, &all)?, env)
+}
+
+/// The `secretdrop.dev/` annotations without the prefix; unknown ones are errors.
+pub fn ours(
+    file: &Path,
+    all: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in all {
+        let Some(name) = k.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if !KNOWN.contains(&name) {
+            let allowed: Vec<String> = KNOWN.iter().map(|n| format!("{PREFIX}{n}")).collect();
+            return Err(ConfigError::field(
+                file,
+                k.as_str(),
+                format!("unknown annotation; allowed are {}", allowed.join(", ")),
+            ));
+        }
+        out.insert(name.to_string(), v.clone());
+    }
+    Ok(out)
+}
+
+/// The Spec the annotations describe (also used by the webhook to validate a pod).
+pub fn spec_from(
+    file: &Path,
+    a: &BTreeMap<String, String>,
+    env: &VaultEnv,
+) -> Result<Spec, ConfigError> {
+    let field = |n: &str| format!("{PREFIX}{n}");
+    let role = a
+        .get("role")
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| {
+            ConfigError::field(file, field("role"), "missing: the Vault role to log in as")
+        })?;
+    let address = match (a.get("vault-address"), &env.addr) {
+        (Some(v), _) => check_address(file, &field("vault-address"), v)?,
+        (None, Some(v)) => check_address(file, "VAULT_ADDR", v)?,
+        (None, None) => {
+            return Err(ConfigError::field(
+                file,
+                field("vault-address"),
+                "missing, and VAULT_ADDR is not set: where is Vault?",
+            ))
+        }
+    };
+    let mount = match a.get("auth-path") {
+        Some(m) => check_mount(file, &field("auth-path"), m)?,
+        None => "kubernetes".to_string(),
+    };
+    let objects_text = a.get("objects").ok_or_else(|| {
+        ConfigError::field(
+            file,
+            field("objects"),
+            "missing: a YAML list of objects, as in a SecretProviderClass",
+        )
+    })?;
+    let entries: Vec<ObjectEntry> = serde_yaml::from_str(objects_text).map_err(|e| {
+        let mut err = ConfigError::yaml(file, &e);
+        err.field = Some(field("objects"));
+        if let (Some(l), Some(c)) = (err.line.take(), err.column.take()) {
+            err.message = format!("{} (at line {l} column {c} of the annotation)", err.message);
+        }
+        err
+    })?;
+    let defaults = FileDefaults {
+        mode: CSI_DEFAULT_MODE,
+        owner: None,
+        group: None,
+    };
+    let (reads, objects) = objects::compile(
+        file,
+        &field("objects"),
+        &entries,
+        defaults,
+        Dialect::SecretProviderClass,
+    )?;
+    let tls = TlsSettings {
+        ca_cert: env.ca_cert.clone(),
+        ca_directory: env.ca_path.clone(),
+        server_name: env.tls_server_name.clone(),
+        client_cert: env.client_cert.clone(),
+        client_key: env.client_key.clone(),
+        skip_verify: env_skip_verify(file, env)?,
+    };
+    Ok(Spec {
+        source: file.to_path_buf(),
+        vault: VaultSettings {
+            address,
+            namespace: env.namespace.clone(),
+            tls,
+        },
+        auth: Auth::Kubernetes(JwtLogin {
+            mount,
+            role: role.clone(),
+            audience: None,
+            token_path: None,
+        }),
+        reads,
+        objects,
+        sidecar: Default::default(),
+    })
+}
+
+/// Go's `strconv.Unquote` for double-quoted strings.
+pub fn go_unquote(s: &str) -> Option<String> {
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let hex = |chars: &mut std::str::Chars<'_>, n: usize| -> Option<u32> {
+            let digits: String = chars.by_ref().take(n).collect();
+            (digits.len() == n)
+                .then(|| u32::from_str_radix(&digits, 16).ok())
+                .flatten()
+        };
+        match chars.next()? {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'a' => out.push('\x07'),
+            'b' => out.push('\x08'),
+            'f' => out.push('\x0c'),
+            'v' => out.push('\x0b'),
+            '\\' => out.push('\\'),
+            '"' => out.push('"'),
+            '\'' => out.push('\''),
+            'x' => out.push(char::from_u32(hex(&mut chars, 2)?)?),
+            'u' => out.push(char::from_u32(hex(&mut chars, 4)?)?),
+            'U' => out.push(char::from_u32(hex(&mut chars, 8)?)?),
+            d @ '0'..='7' => {
+                let rest: String = chars.by_ref().take(2).collect();
+                out.push(char::from_u32(
+                    u32::from_str_radix(&format!("{d}{rest}"), 8).ok()?,
+                )?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"kubectl.kubernetes.io/restartedAt="2026-11-27T10:00:00Z"
+secretdrop.dev/inject="true"
+secretdrop.dev/objects="- objectName: \"myPassword\"\n  secretPath: \"secret/data/app\"\n  secretKey: \"password\"\n"
+secretdrop.dev/role="mycsirole"
+secretdrop.dev/vault-address="http://vault.vault:8200"
+"#;
+
+    #[test]
+    fn the_downward_api_file_compiles_to_a_spec() {
+        assert!(looks_like_annotations(FILE));
+        assert!(!looks_like_annotations("apiVersion: v1\nkind: Config\n"));
+        let spec = parse(
+            Path::new("/etc/podinfo/annotations"),
+            FILE,
+            &VaultEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(spec.vault.address, "http://vault.vault:8200");
+        assert_eq!(spec.objects[0].name, "myPassword");
+        assert!(
+            matches!(&spec.auth, Auth::Kubernetes(l) if l.role == "mycsirole" && l.mount == "kubernetes")
+        );
+    }
+
+    #[test]
+    fn unknown_secretdrop_annotations_are_errors_others_are_ignored() {
+        let text = format!("{FILE}secretdrop.dev/rolee=\"x\"\n");
+        let e = parse(Path::new("a"), &text, &VaultEnv::default()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("secretdrop.dev/rolee"));
+    }
+
+    #[test]
+    fn go_quoting_round_trips() {
+        assert_eq!(
+            go_unquote(r#""a\"b\\c\n\t\u00e9\x41""#).as_deref(),
+            Some("a\"b\\c\n\t\u{e9}A")
+        );
+        assert_eq!(go_unquote(r#""\101""#).as_deref(), Some("A"));
+        assert_eq!(go_unquote("no quotes"), None);
+        assert_eq!(go_unquote(r#""\q""#), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! The mutating admission webhook (DESIGN.md §6): [`mutate`] is the pure injection, [`patch`]
+//! turns its result into a JSON Patch, [`review`] answers an AdmissionReview.
+
+pub mod mutate;
+pub mod patch;
+pub mod review;
+pub mod server;

@@ -1,0 +1,451 @@
+//! `secretdrop webhook` over real TLS: AdmissionReviews built from realistic pods get patches
+//! that apply cleanly and are idempotent; invalid annotations are refused with a message; the
+//! certificate is reloaded without a restart; and the injected container, run the way kubelet
+//! would run it (its args, env and the downward-API annotations file), renders from OpenBao.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::cli::{bin, read, secretdrop, write};
+use common::{
+    enable_kubernetes_auth, free_port, unique, Bao, SaClaims, Server, TestDir, TokenReviewer,
+};
+use secretdrop::webhook::patch;
+use serde_json::{json, Value};
+
+/// A self-signed certificate for 127.0.0.1 in `dir` as `NAME.crt` / `NAME.key`.
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (crt, key)
+}
+
+struct Webhook {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Webhook {
+    fn start(dir: &Path, cert: &Path, key: &Path, extra: &[&str]) -> Webhook {
+        let port = free_port();
+        let log = dir.join("webhook.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .args([
+                "webhook",
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let w = Webhook { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !read(&w.log).contains("webhook serving") {
+            assert!(
+                Instant::now() < deadline,
+                "webhook did not start:\n{}",
+                read(&w.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        w
+    }
+
+    /// `curl` over TLS trusting `ca`: (HTTP status, body).
+    fn call(&self, ca: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg(format!("https://127.0.0.1:{}{path}", self.port));
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    fn review(&self, ca: &Path, pod: &Value) -> Value {
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": unique("uid"), "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "operation": "CREATE", "namespace": "default", "object": pod}
+        });
+        let (status, body) = self.call(ca, "POST", "/mutate", Some(&review.to_string()));
+        assert_eq!(status, 200, "{body}\n{}", read(&self.log));
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
+        answer["response"].clone()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Applies the response's patch to `pod`.
+fn patched(pod: &Value, response: &Value) -> Value {
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(response["patchType"], "JSONPatch", "{response}");
+    let ops = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let ops: Vec<Value> = serde_json::from_slice(&ops).unwrap();
+    patch::apply(pod, &ops).unwrap()
+}
+
+fn annotations(extra: Value) -> Value {
+    let mut a = json!({
+        "secretdrop.dev/inject": "true",
+        "secretdrop.dev/role": "mycsirole",
+        "secretdrop.dev/objects": "- objectName: \"myUsername\"\n  secretPath: \"secret/data/app\"\n  secretKey: \"username\"\n- objectName: \"myPassword\"\n  secretPath: \"secret/data/app\"\n  secretKey: \"password\"\n",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        a[k] = v.clone();
+    }
+    a
+}
+
+/// Pods as users write them: the blog post's Deployment template, one with init containers and
+/// volumes of its own, one behind a service mesh, one with strict security contexts.
+fn fixtures() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "blog deployment",
+            json!({
+                "metadata": {"generateName": "webapp-7d4b9c-", "labels": {"app": "webapp"}, "annotations": annotations(json!({}))},
+                "spec": {"serviceAccountName": "mycsiserviceaccount",
+                         "containers": [{"name": "webapp", "image": "jweissig/app:0.0.1", "ports": [{"containerPort": 8080}]}]}
+            }),
+        ),
+        (
+            "init containers and volumes",
+            json!({
+                "metadata": {"name": "api", "annotations": annotations(json!({"secretdrop.dev/mount-path": "/etc/api/secrets"}))},
+                "spec": {"initContainers": [{"name": "migrate", "image": "api", "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}],
+                         "containers": [{"name": "api", "image": "api", "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}],
+                         "volumes": [{"name": "cache", "emptyDir": {}}]}
+            }),
+        ),
+        (
+            "service mesh",
+            json!({
+                "metadata": {"name": "meshed", "annotations": annotations(json!({"secretdrop.dev/containers": "app"}))},
+                "spec": {"initContainers": [{"name": "istio-init", "image": "istio/proxyv2"},
+                                            {"name": "istio-proxy", "image": "istio/proxyv2", "restartPolicy": "Always"}],
+                         "containers": [{"name": "app", "image": "app"}, {"name": "metrics", "image": "exporter"}]}
+            }),
+        ),
+        (
+            "strict security context",
+            json!({
+                "metadata": {"name": "locked", "annotations": annotations(json!({"secretdrop.dev/mode": "init"}))},
+                "spec": {"securityContext": {"runAsNonRoot": true, "fsGroup": 2000, "seccompProfile": {"type": "RuntimeDefault"}},
+                         "automountServiceAccountToken": false,
+                         "containers": [{"name": "job", "image": "job", "securityContext": {"readOnlyRootFilesystem": true}}]}
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn realistic_pods_get_patches_that_apply_and_injecting_twice_changes_nothing() {
+    let dir = TestDir::new();
+    let (crt, key) = certificate(dir.path(), "webhook");
+    let w = Webhook::start(
+        dir.path(),
+        &crt,
+        &key,
+        &["--vault-address", "http://vault.vault:8200"],
+    );
+    for (name, pod) in fixtures() {
+        let injected = patched(&pod, &w.review(&crt, &pod));
+        let inits = injected["spec"]["initContainers"].as_array().unwrap();
+        let ours = inits
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with("secretdrop"))
+            .unwrap();
+        assert_eq!(ours["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(
+            ours["securityContext"]["readOnlyRootFilesystem"], true,
+            "{name}"
+        );
+        let volumes = injected["spec"]["volumes"].as_array().unwrap();
+        let secrets = volumes
+            .iter()
+            .find(|v| v["name"] == "secretdrop-secrets")
+            .unwrap();
+        assert_eq!(secrets["emptyDir"]["medium"], "Memory", "{name}");
+        // The pod's own volumes and containers survive.
+        for c in pod["spec"]["containers"].as_array().unwrap() {
+            assert!(
+                injected["spec"]["containers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["name"] == c["name"]),
+                "{name}"
+            );
+        }
+        let again = w.review(&crt, &injected);
+        assert_eq!(again["allowed"], true, "{name}");
+        assert!(
+            again.get("patch").is_none(),
+            "{name}: injecting twice changed something"
+        );
+    }
+    let (_, metrics) = w.call(&crt, "GET", "/metrics", None);
+    assert!(
+        metrics.contains("secretdrop_webhook_reviews_total{result=\"injected\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("secretdrop_webhook_latency_seconds_count 8"),
+        "{metrics}"
+    );
+    assert_eq!(w.call(&crt, "GET", "/healthz", None).0, 200);
+}
+
+#[test]
+fn invalid_annotations_are_refused_and_other_pods_pass_untouched() {
+    let dir = TestDir::new();
+    let (crt, key) = certificate(dir.path(), "webhook");
+    let w = Webhook::start(
+        dir.path(),
+        &crt,
+        &key,
+        &[
+            "--vault-address",
+            "http://vault.vault:8200",
+            "--allowed-vault-address",
+            "http://vault.vault:8200",
+        ],
+    );
+    let pod = |a: Value| json!({"metadata": {"name": "p", "annotations": a}, "spec": {"containers": [{"name": "app", "image": "x"}]}});
+    for (extra, want) in [
+        (
+            json!({"secretdrop.dev/objects": "- objectName: [oops"}),
+            "secretdrop.dev/objects",
+        ),
+        (
+            json!({"secretdrop.dev/mode": "daemonset"}),
+            "allowed are sidecar, init, init+sidecar",
+        ),
+        (
+            json!({"secretdrop.dev/objects": "- {objectName: ../../etc/shadow, secretPath: a, secretKey: b}"}),
+            "traverses",
+        ),
+        (
+            json!({"secretdrop.dev/vault-address": "https://attacker.example"}),
+            "is not allowed by this webhook",
+        ),
+    ] {
+        let r = w.review(&crt, &pod(annotations(extra)));
+        assert_eq!(r["allowed"], false, "{r}");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "{message}");
+    }
+    let plain = w.review(&crt, &pod(json!({"team": "a"})));
+    assert_eq!(plain["allowed"], true);
+    assert!(plain.get("patch").is_none());
+    let (status, body) = w.call(&crt, "POST", "/mutate", Some("{not json"));
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn a_new_certificate_is_picked_up_without_a_restart() {
+    let dir = TestDir::new();
+    let tls = dir.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let (crt_a, key_a) = certificate(dir.path(), "first");
+    let (crt_b, key_b) = certificate(dir.path(), "second");
+    std::fs::copy(&crt_a, tls.join("tls.crt")).unwrap();
+    std::fs::copy(&key_a, tls.join("tls.key")).unwrap();
+    let w = Webhook::start(dir.path(), &tls.join("tls.crt"), &tls.join("tls.key"), &[]);
+    assert_eq!(w.call(&crt_a, "GET", "/healthz", None).0, 200);
+
+    // A half-written pair (new certificate, old key) is refused and the old pair keeps serving.
+    std::fs::copy(&crt_b, tls.join("tls.crt")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        w.call(&crt_a, "GET", "/healthz", None).0,
+        200,
+        "{}",
+        read(&w.log)
+    );
+    std::fs::copy(&key_b, tls.join("tls.key")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.call(&crt_b, "GET", "/healthz", None).0 != 200 {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", read(&w.log));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_ne!(
+        w.call(&crt_a, "GET", "/healthz", None).0,
+        200,
+        "the old certificate is gone"
+    );
+    assert!(read(&w.log).contains("reloaded the TLS certificate"));
+}
+
+/// Go's strconv.Quote for what annotations hold (JSON escaping agrees for these characters).
+fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+#[test]
+fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
+    let bao = Bao::shared();
+    enable_kubernetes_auth(bao, "kubernetes");
+    let path = unique("injected");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=admin",
+        "password=from-the-webhook",
+    ]);
+    let role = unique("role");
+    let sa = unique("sa");
+    let policy = unique("policy");
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    bao.cli(&[
+        "write",
+        &format!("auth/kubernetes/role/{role}"),
+        &format!("bound_service_account_names={sa}"),
+        "bound_service_account_namespaces=default",
+        &format!("policies={policy}"),
+    ]);
+
+    let dir = TestDir::new();
+    let (crt, key) = certificate(dir.path(), "webhook");
+    let w = Webhook::start(dir.path(), &crt, &key, &["--vault-address", &bao.addr()]);
+    let objects = format!(
+        "- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"
+    );
+    let pod = json!({
+        "metadata": {"name": "job", "annotations": {
+            "secretdrop.dev/inject": "true", "secretdrop.dev/role": role, "secretdrop.dev/mode": "init",
+            "secretdrop.dev/objects": objects}},
+        "spec": {"serviceAccountName": sa, "containers": [{"name": "job", "image": "job"}]}
+    });
+    let injected = patched(&pod, &w.review(&crt, &pod));
+    let init = &injected["spec"]["initContainers"][0];
+
+    // What kubelet would provide: the downward-API file, the projected token, the volumes.
+    let podinfo = dir.join("podinfo");
+    std::fs::create_dir(&podinfo).unwrap();
+    let mut lines: Vec<String> = injected["metadata"]["annotations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", go_quote(v.as_str().unwrap())))
+        .collect();
+    lines.sort();
+    write(&podinfo, "annotations", &lines.join("\n"));
+    let token_dir = dir.join("token");
+    std::fs::create_dir(&token_dir).unwrap();
+    write(
+        &token_dir,
+        "token",
+        &TokenReviewer::shared().mint(&SaClaims::new("default", &sa)),
+    );
+    let volume = dir.join("secrets-volume");
+    let map = |arg: &str| {
+        arg.replace("/etc/secretdrop", podinfo.to_str().unwrap())
+            .replace("/var/run/secrets/secretdrop", token_dir.to_str().unwrap())
+            .replace("/mnt/secretdrop", volume.to_str().unwrap())
+    };
+    let args: Vec<String> = init["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| map(a.as_str().unwrap()))
+        .collect();
+    let env: Vec<(String, String)> = init["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    secretdrop(&args, &env)
+        .expect_code(0)
+        .expect_no_leak(&["from-the-webhook"]);
+
+    // The app container mounts the same volume at its mount path.
+    let app = &injected["spec"]["containers"][0];
+    let mount = app["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "secretdrop-secrets")
+        .unwrap();
+    assert_eq!(mount["mountPath"], "/mnt/secrets");
+    assert_eq!(read(volume.join("password")), "from-the-webhook");
+}
