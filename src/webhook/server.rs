@@ -76,6 +76,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
                 },
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
+                    // Answers are small and latency matters: no Nagle delay.
+                    let _ = stream.set_nodelay(true);
                     let (acceptor, state) = (acceptor.clone(), state.clone());
                     tokio::spawn(async move {
                         let Ok(tls) = acceptor.accept(stream).await else { return };
