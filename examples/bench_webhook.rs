@@ -24,34 +24,7 @@ const CONNECTIONS: usize = 16;
 
 fn main() {
     let dir = TestDir::new();
-    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args([
-            "-days",
-            "1",
-            "-subj",
-            "/CN=bench",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let (crt, key) = common::pki::self_signed(dir.path(), "bench");
     let port = free_port();
     let mut webhook = Command::new(bin())
         .args([

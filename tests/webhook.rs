@@ -17,44 +17,6 @@ use common::{
 use secretdrop::webhook::patch;
 use serde_json::{json, Value};
 
-/// A self-signed certificate for 127.0.0.1 in `dir` as `NAME.crt` / `NAME.key`.
-fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (crt, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args([
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (crt, key)
-}
-
 struct Webhook {
     child: Child,
     port: u16,
@@ -261,7 +223,7 @@ fn fixtures() -> Vec<(&'static str, Value)> {
 #[test]
 fn realistic_pods_get_patches_that_apply_and_injecting_twice_changes_nothing() {
     let dir = TestDir::new();
-    let (crt, key) = certificate(dir.path(), "webhook");
+    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
     let w = Webhook::start(
         dir.path(),
         &crt,
@@ -323,7 +285,7 @@ fn realistic_pods_get_patches_that_apply_and_injecting_twice_changes_nothing() {
 #[test]
 fn invalid_annotations_are_refused_and_other_pods_pass_untouched() {
     let dir = TestDir::new();
-    let (crt, key) = certificate(dir.path(), "webhook");
+    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
     let w = Webhook::start(
         dir.path(),
         &crt,
@@ -371,8 +333,8 @@ fn a_new_certificate_is_picked_up_without_a_restart() {
     let dir = TestDir::new();
     let tls = dir.join("tls");
     std::fs::create_dir(&tls).unwrap();
-    let (crt_a, key_a) = certificate(dir.path(), "first");
-    let (crt_b, key_b) = certificate(dir.path(), "second");
+    let (crt_a, key_a) = common::pki::self_signed(dir.path(), "first");
+    let (crt_b, key_b) = common::pki::self_signed(dir.path(), "second");
     std::fs::copy(&crt_a, tls.join("tls.crt")).unwrap();
     std::fs::copy(&key_a, tls.join("tls.key")).unwrap();
     let w = Webhook::start(dir.path(), &tls.join("tls.crt"), &tls.join("tls.key"), &[]);
@@ -434,7 +396,7 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
     ]);
 
     let dir = TestDir::new();
-    let (crt, key) = certificate(dir.path(), "webhook");
+    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
     let w = Webhook::start(dir.path(), &crt, &key, &["--vault-address", &bao.addr()]);
     let objects = format!(
         "- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"
