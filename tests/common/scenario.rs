@@ -5,8 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use super::cli::{init, write, Run};
-use super::{enable_kubernetes_auth, unique, SaClaims, Server, TestDir, TokenReviewer};
+use super::resident::Resident;
+use super::{enable_kubernetes_auth, free_port, unique, SaClaims, Server, TestDir, TokenReviewer};
 
 /// The kubernetes auth mount the shared pods log in through.
 pub const AUTH_MOUNT: &str = "kubernetes";
@@ -64,6 +67,32 @@ impl Pod {
 
     pub fn init_file(&self, config: &Path, out: &Path, extra: &[&str]) -> Run {
         init(config, out, Some(&self.token_path), extra)
+    }
+
+    /// Writes `config` and starts `secretdrop sidecar` for this pod, waiting for its first render.
+    pub fn sidecar(&self, config: &str, extra: &[&str]) -> Resident {
+        let cfg = write(
+            self.dir.path(),
+            &format!("{}.yaml", unique("sidecar")),
+            config,
+        );
+        self.sidecar_file(&cfg, extra)
+    }
+
+    /// `secretdrop sidecar --config CONFIG` with this pod's token and output directory and
+    /// `--listen` on a free port, logging to `sidecar.log`; waits for the first render.
+    pub fn sidecar_file(&self, config: &Path, extra: &[&str]) -> Resident {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--token-path",
+            self.token_path.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ];
+        args.extend_from_slice(extra);
+        let mut r = Resident::start(config, &self.out(), &self.dir.join("sidecar.log"), &args);
+        r.wait_ready(Duration::from_secs(20));
+        r
     }
 
     /// A SecretProviderClass for this pod's role with the given `objects` YAML lines.
