@@ -468,3 +468,129 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
     assert_eq!(mount["mountPath"], "/mnt/secrets");
     assert_eq!(read(volume.join("password")), "from-the-webhook");
 }
+
+/// Writes the annotations file the way kubelet projects a downward-API volume:
+/// `annotations -> ..data/annotations`, `..data` swapped atomically on change.
+fn project_annotations(dir: &Path, generation: u32, pod: &Value) {
+    let mut lines: Vec<String> = pod["metadata"]["annotations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", go_quote(v.as_str().unwrap())))
+        .collect();
+    lines.sort();
+    let version = dir.join(format!("..v{generation}"));
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    if std::fs::symlink_metadata(dir.join("annotations")).is_err() {
+        std::os::unix::fs::symlink("..data/annotations", dir.join("annotations")).unwrap();
+    }
+}
+
+#[test]
+fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
+    let bao = Bao::shared();
+    enable_kubernetes_auth(bao, "kubernetes");
+    let path = unique("sidecar");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=admin",
+        "password=p",
+    ]);
+    let (role, sa, policy) = (unique("role"), unique("sa"), unique("policy"));
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    bao.cli(&[
+        "write",
+        &format!("auth/kubernetes/role/{role}"),
+        &format!("bound_service_account_names={sa}"),
+        "bound_service_account_namespaces=default",
+        &format!("policies={policy}"),
+    ]);
+    let dir = TestDir::new();
+    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
+    let w = Webhook::start(dir.path(), &crt, &key, &[]);
+    let object = |name: &str, key: &str| {
+        format!("- {{objectName: {name}, secretPath: secret/data/{path}, secretKey: {key}}}\n")
+    };
+    let pod = json!({
+        "metadata": {"name": "web", "annotations": {
+            "secretdrop.dev/inject": "true", "secretdrop.dev/role": role,
+            "secretdrop.dev/vault-address": bao.addr(),
+            "secretdrop.dev/objects": object("password", "password")}},
+        "spec": {"serviceAccountName": sa, "containers": [{"name": "web", "image": "nginx"}]}
+    });
+    let mut injected = patched(&pod, &w.review(&crt, &pod));
+    let sidecar = injected["spec"]["initContainers"][0].clone();
+    assert_eq!(sidecar["restartPolicy"], "Always");
+
+    let podinfo = dir.join("podinfo");
+    let token_dir = dir.join("token");
+    let volume = dir.join("secrets-volume");
+    std::fs::create_dir_all(&token_dir).unwrap();
+    project_annotations(&podinfo, 1, &injected);
+    write(
+        &token_dir,
+        "token",
+        &TokenReviewer::shared().mint(&SaClaims::new("default", &sa)),
+    );
+    let args: Vec<String> = sidecar["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .unwrap()
+                .replace("/etc/secretdrop", podinfo.to_str().unwrap())
+                .replace("/var/run/secrets/secretdrop", token_dir.to_str().unwrap())
+                .replace("/mnt/secretdrop", volume.to_str().unwrap())
+        })
+        .collect();
+    assert_eq!(&args[..2], ["sidecar", "--config"]);
+    assert_eq!(args[3], "--dir");
+    let rest: Vec<&str> = args[5..].iter().map(String::as_str).collect();
+    let mut r = common::resident::Resident::start(
+        Path::new(&args[2]),
+        Path::new(&args[4]),
+        &dir.join("sidecar.log"),
+        &rest,
+    );
+    r.wait_ready(Duration::from_secs(20));
+    assert_eq!(read(volume.join("password")), "p");
+    // The startupProbe the webhook wrote passes now.
+    let probe: Vec<String> = sidecar["startupProbe"]["exec"]["command"]
+        .as_array()
+        .unwrap()[1..]
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .unwrap()
+                .replace("/mnt/secretdrop", volume.to_str().unwrap())
+        })
+        .collect();
+    secretdrop(&probe.iter().map(String::as_str).collect::<Vec<_>>(), &[]).expect_code(0);
+
+    // `kubectl annotate` adds an object; kubelet updates the downward-API file; it appears.
+    injected["metadata"]["annotations"]["secretdrop.dev/objects"] = json!(format!(
+        "{}{}",
+        object("password", "password"),
+        object("username", "username")
+    ));
+    project_annotations(&podinfo, 2, &injected);
+    assert!(
+        r.eventually(Duration::from_secs(5), || volume.join("username").exists()),
+        "the annotation edit did not reach the sidecar:\n{}",
+        r.log_text()
+    );
+    assert_eq!(read(volume.join("username")), "admin");
+    let (code, _) = r.stop();
+    assert_eq!(code, Some(0));
+}
