@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::cli::{bin, read, secretdrop, write};
-use common::{
-    enable_kubernetes_auth, free_port, unique, Bao, SaClaims, Server, TestDir, TokenReviewer,
-};
+use common::resident::Resident;
+use common::scenario::Pod;
+use common::{free_port, unique, Bao, Server, TestDir};
 use secretdrop::webhook::patch;
 use serde_json::{json, Value};
 
@@ -363,15 +363,82 @@ fn a_new_certificate_is_picked_up_without_a_restart() {
     assert!(read(&w.log).contains("reloaded the TLS certificate"));
 }
 
-/// Go's strconv.Quote for what annotations hold (JSON escaping agrees for these characters).
-fn go_quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
+/// What kubelet provides to the injected container, on the test's disk: the downward-API
+/// annotations file (`annotations -> ..data/annotations`, `..data` swapped on change), the
+/// projected token and the secrets volume. `map` turns container paths into these.
+struct Kubelet {
+    podinfo: PathBuf,
+    token_dir: PathBuf,
+    volume: PathBuf,
+}
+
+impl Kubelet {
+    fn new(dir: &Path, token: &str) -> Kubelet {
+        let k = Kubelet {
+            podinfo: dir.join("podinfo"),
+            token_dir: dir.join("projected-token"),
+            volume: dir.join("secrets-volume"),
+        };
+        std::fs::create_dir_all(&k.token_dir).unwrap();
+        write(&k.token_dir, "token", token);
+        k
+    }
+
+    /// Writes the pod's annotations as generation `generation` of the downward-API volume,
+    /// values quoted like Go's strconv.Quote (JSON escaping agrees for these characters).
+    fn project(&self, generation: u32, pod: &Value) {
+        let mut lines: Vec<String> = pod["metadata"]["annotations"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    serde_json::to_string(v.as_str().unwrap()).unwrap()
+                )
+            })
+            .collect();
+        lines.sort();
+        let version = self.podinfo.join(format!("..v{generation}"));
+        std::fs::create_dir_all(&version).unwrap();
+        std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
+        let tmp = self.podinfo.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
+        std::fs::rename(&tmp, self.podinfo.join("..data")).unwrap();
+        let link = self.podinfo.join("annotations");
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("..data/annotations", &link).unwrap();
+        }
+    }
+
+    fn map(&self, arg: &Value) -> String {
+        arg.as_str()
+            .unwrap()
+            .replace("/etc/secretdrop", self.podinfo.to_str().unwrap())
+            .replace(
+                "/var/run/secrets/secretdrop",
+                self.token_dir.to_str().unwrap(),
+            )
+            .replace("/mnt/secretdrop", self.volume.to_str().unwrap())
+    }
+
+    fn args(&self, list: &Value) -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| self.map(a))
+            .collect()
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 #[test]
 fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
     let bao = Bao::shared();
-    enable_kubernetes_auth(bao, "kubernetes");
     let path = unique("injected");
     bao.cli(&[
         "kv",
@@ -380,22 +447,11 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
         "username=admin",
         "password=from-the-webhook",
     ]);
-    let role = unique("role");
-    let sa = unique("sa");
-    let policy = unique("policy");
-    bao.cli_stdin(
-        &["policy", "write", &policy, "-"],
+    let pod_identity = Pod::with_policy(
+        bao,
         &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
     );
-    bao.cli(&[
-        "write",
-        &format!("auth/kubernetes/role/{role}"),
-        &format!("bound_service_account_names={sa}"),
-        "bound_service_account_namespaces=default",
-        &format!("policies={policy}"),
-    ]);
-
-    let dir = TestDir::new();
+    let dir = &pod_identity.dir;
     let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
     let w = Webhook::start(dir.path(), &crt, &key, &["--vault-address", &bao.addr()]);
     let objects = format!(
@@ -403,43 +459,16 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
     );
     let pod = json!({
         "metadata": {"name": "job", "annotations": {
-            "secretdrop.dev/inject": "true", "secretdrop.dev/role": role, "secretdrop.dev/mode": "init",
-            "secretdrop.dev/objects": objects}},
-        "spec": {"serviceAccountName": sa, "containers": [{"name": "job", "image": "job"}]}
+            "secretdrop.dev/inject": "true", "secretdrop.dev/role": pod_identity.role,
+            "secretdrop.dev/mode": "init", "secretdrop.dev/objects": objects}},
+        "spec": {"serviceAccountName": pod_identity.service_account, "containers": [{"name": "job", "image": "job"}]}
     });
     let injected = patched(&pod, &w.review(&crt, &pod));
     let init = &injected["spec"]["initContainers"][0];
 
-    // What kubelet would provide: the downward-API file, the projected token, the volumes.
-    let podinfo = dir.join("podinfo");
-    std::fs::create_dir(&podinfo).unwrap();
-    let mut lines: Vec<String> = injected["metadata"]["annotations"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| format!("{k}={}", go_quote(v.as_str().unwrap())))
-        .collect();
-    lines.sort();
-    write(&podinfo, "annotations", &lines.join("\n"));
-    let token_dir = dir.join("token");
-    std::fs::create_dir(&token_dir).unwrap();
-    write(
-        &token_dir,
-        "token",
-        &TokenReviewer::shared().mint(&SaClaims::new("default", &sa)),
-    );
-    let volume = dir.join("secrets-volume");
-    let map = |arg: &str| {
-        arg.replace("/etc/secretdrop", podinfo.to_str().unwrap())
-            .replace("/var/run/secrets/secretdrop", token_dir.to_str().unwrap())
-            .replace("/mnt/secretdrop", volume.to_str().unwrap())
-    };
-    let args: Vec<String> = init["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| map(a.as_str().unwrap()))
-        .collect();
+    let kubelet = Kubelet::new(dir.path(), &pod_identity.token);
+    kubelet.project(1, &injected);
+    let args = kubelet.args(&init["args"]);
     let env: Vec<(String, String)> = init["env"]
         .as_array()
         .unwrap()
@@ -451,9 +480,8 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
             )
         })
         .collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    secretdrop(&args, &env)
+    secretdrop(&strs(&args), &env)
         .expect_code(0)
         .expect_no_leak(&["from-the-webhook"]);
 
@@ -466,35 +494,12 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
         .find(|m| m["name"] == "secretdrop-secrets")
         .unwrap();
     assert_eq!(mount["mountPath"], "/mnt/secrets");
-    assert_eq!(read(volume.join("password")), "from-the-webhook");
-}
-
-/// Writes the annotations file the way kubelet projects a downward-API volume:
-/// `annotations -> ..data/annotations`, `..data` swapped atomically on change.
-fn project_annotations(dir: &Path, generation: u32, pod: &Value) {
-    let mut lines: Vec<String> = pod["metadata"]["annotations"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| format!("{k}={}", go_quote(v.as_str().unwrap())))
-        .collect();
-    lines.sort();
-    let version = dir.join(format!("..v{generation}"));
-    std::fs::create_dir_all(&version).unwrap();
-    std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    if std::fs::symlink_metadata(dir.join("annotations")).is_err() {
-        std::os::unix::fs::symlink("..data/annotations", dir.join("annotations")).unwrap();
-    }
+    assert_eq!(read(kubelet.volume.join("password")), "from-the-webhook");
 }
 
 #[test]
 fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
     let bao = Bao::shared();
-    enable_kubernetes_auth(bao, "kubernetes");
     let path = unique("sidecar");
     bao.cli(&[
         "kv",
@@ -503,19 +508,11 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
         "username=admin",
         "password=p",
     ]);
-    let (role, sa, policy) = (unique("role"), unique("sa"), unique("policy"));
-    bao.cli_stdin(
-        &["policy", "write", &policy, "-"],
+    let pod_identity = Pod::with_policy(
+        bao,
         &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
     );
-    bao.cli(&[
-        "write",
-        &format!("auth/kubernetes/role/{role}"),
-        &format!("bound_service_account_names={sa}"),
-        "bound_service_account_namespaces=default",
-        &format!("policies={policy}"),
-    ]);
-    let dir = TestDir::new();
+    let dir = &pod_identity.dir;
     let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
     let w = Webhook::start(dir.path(), &crt, &key, &[]);
     let object = |name: &str, key: &str| {
@@ -523,60 +520,31 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
     };
     let pod = json!({
         "metadata": {"name": "web", "annotations": {
-            "secretdrop.dev/inject": "true", "secretdrop.dev/role": role,
+            "secretdrop.dev/inject": "true", "secretdrop.dev/role": pod_identity.role,
             "secretdrop.dev/vault-address": bao.addr(),
             "secretdrop.dev/objects": object("password", "password")}},
-        "spec": {"serviceAccountName": sa, "containers": [{"name": "web", "image": "nginx"}]}
+        "spec": {"serviceAccountName": pod_identity.service_account, "containers": [{"name": "web", "image": "nginx"}]}
     });
     let mut injected = patched(&pod, &w.review(&crt, &pod));
     let sidecar = injected["spec"]["initContainers"][0].clone();
     assert_eq!(sidecar["restartPolicy"], "Always");
 
-    let podinfo = dir.join("podinfo");
-    let token_dir = dir.join("token");
-    let volume = dir.join("secrets-volume");
-    std::fs::create_dir_all(&token_dir).unwrap();
-    project_annotations(&podinfo, 1, &injected);
-    write(
-        &token_dir,
-        "token",
-        &TokenReviewer::shared().mint(&SaClaims::new("default", &sa)),
-    );
-    let args: Vec<String> = sidecar["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            a.as_str()
-                .unwrap()
-                .replace("/etc/secretdrop", podinfo.to_str().unwrap())
-                .replace("/var/run/secrets/secretdrop", token_dir.to_str().unwrap())
-                .replace("/mnt/secretdrop", volume.to_str().unwrap())
-        })
-        .collect();
+    let kubelet = Kubelet::new(dir.path(), &pod_identity.token);
+    kubelet.project(1, &injected);
+    let args = kubelet.args(&sidecar["args"]);
     assert_eq!(&args[..2], ["sidecar", "--config"]);
     assert_eq!(args[3], "--dir");
-    let rest: Vec<&str> = args[5..].iter().map(String::as_str).collect();
-    let mut r = common::resident::Resident::start(
+    let mut r = Resident::start(
         Path::new(&args[2]),
         Path::new(&args[4]),
         &dir.join("sidecar.log"),
-        &rest,
+        &strs(&args[5..]),
     );
     r.wait_ready(Duration::from_secs(20));
-    assert_eq!(read(volume.join("password")), "p");
+    assert_eq!(read(kubelet.volume.join("password")), "p");
     // The startupProbe the webhook wrote passes now.
-    let probe: Vec<String> = sidecar["startupProbe"]["exec"]["command"]
-        .as_array()
-        .unwrap()[1..]
-        .iter()
-        .map(|a| {
-            a.as_str()
-                .unwrap()
-                .replace("/mnt/secretdrop", volume.to_str().unwrap())
-        })
-        .collect();
-    secretdrop(&probe.iter().map(String::as_str).collect::<Vec<_>>(), &[]).expect_code(0);
+    let probe = kubelet.args(&sidecar["startupProbe"]["exec"]["command"]);
+    secretdrop(&strs(&probe[1..]), &[]).expect_code(0);
 
     // `kubectl annotate` adds an object; kubelet updates the downward-API file; it appears.
     injected["metadata"]["annotations"]["secretdrop.dev/objects"] = json!(format!(
@@ -584,13 +552,16 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
         object("password", "password"),
         object("username", "username")
     ));
-    project_annotations(&podinfo, 2, &injected);
+    kubelet.project(2, &injected);
     assert!(
-        r.eventually(Duration::from_secs(5), || volume.join("username").exists()),
+        r.eventually(Duration::from_secs(5), || kubelet
+            .volume
+            .join("username")
+            .exists()),
         "the annotation edit did not reach the sidecar:\n{}",
         r.log_text()
     );
-    assert_eq!(read(volume.join("username")), "admin");
+    assert_eq!(read(kubelet.volume.join("username")), "admin");
     let (code, _) = r.stop();
     assert_eq!(code, Some(0));
 }
