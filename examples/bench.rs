@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{bin, init_args, write};
-use common::{bao_bin, enable_kubernetes_auth, Bao, SaClaims, TestDir, TokenReviewer};
+use common::scenario::Pod;
+use common::{bao_bin, Bao};
 
 /// One measured process: wall time from spawn to exit, and peak RSS from wait4.
 struct Sample {
@@ -69,9 +70,9 @@ struct Result {
     rss_mib: f64,
 }
 
-fn spc(addr: &str, objects: &[(String, String, String)]) -> String {
+fn spc(addr: &str, role: &str, objects: &[(String, String, String)]) -> String {
     let mut s = format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: bench\nspec:\n  provider: vault\n  parameters:\n    roleName: bench\n    vaultAddress: {addr}\n    objects: |\n"
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: bench\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {addr}\n    objects: |\n"
     );
     for (name, path, key) in objects {
         s.push_str(&format!(
@@ -81,9 +82,15 @@ fn spc(addr: &str, objects: &[(String, String, String)]) -> String {
     s
 }
 
-fn agent_hcl(addr: &str, token: &Path, out: &Path, objects: &[(String, String, String)]) -> String {
+fn agent_hcl(
+    addr: &str,
+    role: &str,
+    token: &Path,
+    out: &Path,
+    objects: &[(String, String, String)],
+) -> String {
     let mut s = format!(
-        "exit_after_auth = true\nvault {{\n  address = \"{addr}\"\n}}\nauto_auth {{\n  method \"kubernetes\" {{\n    mount_path = \"auth/kubernetes\"\n    config = {{\n      role = \"bench\"\n      token_path = \"{}\"\n    }}\n  }}\n}}\n",
+        "exit_after_auth = true\nvault {{\n  address = \"{addr}\"\n}}\nauto_auth {{\n  method \"kubernetes\" {{\n    mount_path = \"auth/kubernetes\"\n    config = {{\n      role = \"{role}\"\n      token_path = \"{}\"\n    }}\n  }}\n}}\n",
         token.display()
     );
     for (name, path, key) in objects {
@@ -97,7 +104,6 @@ fn agent_hcl(addr: &str, token: &Path, out: &Path, objects: &[(String, String, S
 
 fn main() {
     let bao = Bao::start_new();
-    enable_kubernetes_auth(&bao, "kubernetes");
     bao.cli(&[
         "kv",
         "put",
@@ -110,21 +116,11 @@ fn main() {
         args.extend((0..10).map(|k| format!("k{k}=value-{p}-{k}")));
         bao.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
-    bao.cli_stdin(
-        &["policy", "write", "bench", "-"],
+    let pod = Pod::with_policy(
+        &bao,
         "path \"secret/data/*\" { capabilities = [\"read\"] }\n",
     );
-    bao.cli(&[
-        "write",
-        "auth/kubernetes/role/bench",
-        "bound_service_account_names=bench",
-        "bound_service_account_namespaces=default",
-        "policies=bench",
-        "ttl=20m",
-    ]);
-    let work = TestDir::new();
-    let token = TokenReviewer::shared().mint(&SaClaims::new("default", "bench"));
-    let token_path = write(work.path(), "token", &token);
+    let (work, token_path) = (&pod.dir, &pod.token_path);
 
     let blog = vec![
         (
@@ -182,14 +178,18 @@ fn main() {
 
     let mut results = Vec::new();
     for (ci, case) in cases.iter().enumerate() {
-        let cfg = write(work.path(), "spc.yaml", &spc(&bao.addr(), &case.objects));
+        let cfg = write(
+            work.path(),
+            "spc.yaml",
+            &spc(&bao.addr(), &pod.role, &case.objects),
+        );
         let mut sd_samples = Vec::new();
         let mut agent_samples = Vec::new();
         for i in 0..case.runs {
             // Alternate the tools so both see the same server state and machine load.
             let out: PathBuf = work.join(format!("sd-{ci}-{i}"));
             let mut cmd = Command::new(&sd);
-            cmd.args(init_args(&cfg, &out, Some(&token_path)))
+            cmd.args(init_args(&cfg, &out, Some(token_path)))
                 .args(["--log-level", "warn"]);
             sd_samples.push(measure(cmd));
             assert_eq!(
@@ -202,7 +202,7 @@ fn main() {
             let hcl = write(
                 work.path(),
                 "agent.hcl",
-                &agent_hcl(&bao.addr(), &token_path, &out, &case.objects),
+                &agent_hcl(&bao.addr(), &pod.role, token_path, &out, &case.objects),
             );
             let mut cmd = Command::new(bao_bin());
             cmd.args([

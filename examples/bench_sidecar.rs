@@ -15,13 +15,14 @@
 mod common;
 
 use common::Server;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{bin, write};
 use common::postgres::{enable_database_engine, unique_role, Postgres};
-use common::{bao_bin, enable_kubernetes_auth, Bao, SaClaims, TestDir, TokenReviewer};
+use common::scenario::Pod;
+use common::{bao_bin, Bao};
 
 const SPEEDUP_WINDOW: Duration = Duration::from_secs(60);
 const IDLE_WINDOW: Duration = Duration::from_secs(60);
@@ -134,18 +135,17 @@ fn scrub(cmd: &mut Command) {
 }
 
 struct Tools {
-    work: TestDir,
-    token_path: PathBuf,
+    pod: Pod,
 }
 
 impl Tools {
     fn start_sidecar(&self, bao: &Bao, name: &str, secrets: &Secrets, poll: &str) -> Child {
         let cfg = write(
-            self.work.path(),
+            self.pod.dir.path(),
             &format!("{name}.yaml"),
-            &sidecar_config(&bao.addr(), "bench", secrets),
+            &sidecar_config(&bao.addr(), &self.pod.role, secrets),
         );
-        let out = self.work.join(name);
+        let out = self.pod.dir.join(name);
         let mut cmd = Command::new(bin());
         scrub(&mut cmd);
         cmd.args([
@@ -157,7 +157,7 @@ impl Tools {
         ])
         .args([
             "--token-path",
-            self.token_path.to_str().unwrap(),
+            self.pod.token_path.to_str().unwrap(),
             "--poll-interval",
             poll,
             "--log-level",
@@ -169,10 +169,17 @@ impl Tools {
     }
 
     fn start_agent(&self, bao: &Bao, name: &str, secrets: &Secrets, poll: &str) -> Child {
-        let out = self.work.join(name);
+        let out = self.pod.dir.join(name);
         std::fs::create_dir_all(&out).unwrap();
-        let hcl = agent_config(&bao.addr(), "bench", &self.token_path, &out, secrets, poll);
-        let cfg = write(self.work.path(), &format!("{name}.hcl"), &hcl);
+        let hcl = agent_config(
+            &bao.addr(),
+            &self.pod.role,
+            &self.pod.token_path,
+            &out,
+            secrets,
+            poll,
+        );
+        let cfg = write(self.pod.dir.path(), &format!("{name}.hcl"), &hcl);
         let mut cmd = Command::new(bao_bin());
         scrub(&mut cmd);
         cmd.args([
@@ -223,7 +230,6 @@ struct Busy {
 fn main() {
     let bao = Bao::start_new();
     let pg = Postgres::shared();
-    enable_kubernetes_auth(&bao, "kubernetes");
     bao.cli(&[
         "kv",
         "put",
@@ -234,23 +240,13 @@ fn main() {
     let db_role = unique_role("bench");
     enable_database_engine(&bao, "database", pg, &db_role, "6s", "18s");
     let creds = format!("database/creds/{db_role}");
-    bao.cli_stdin(
-        &["policy", "write", "bench", "-"],
+    let pod = Pod::with_policy(
+        &bao,
         &format!("path \"secret/data/app\" {{ capabilities = [\"read\"] }}\npath \"{creds}\" {{ capabilities = [\"read\"] }}\n"),
     );
-    bao.cli(&[
-        "write",
-        "auth/kubernetes/role/bench",
-        "bound_service_account_names=bench",
-        "bound_service_account_namespaces=default",
-        "policies=bench",
-        "token_ttl=20s",
-        "token_max_ttl=2m",
-    ]);
-    let work = TestDir::new();
-    let token = TokenReviewer::shared().mint(&SaClaims::new("default", "bench"));
-    let token_path = write(work.path(), "token", &token);
-    let tools = Tools { work, token_path };
+    let role_path = format!("auth/kubernetes/role/{}", pod.role);
+    bao.cli(&["write", &role_path, "token_ttl=20s", "token_max_ttl=2m"]);
+    let tools = Tools { pod };
     println!(
         "secretdrop: {}\nbao:        {}\nOpenBao {} (private), PostgreSQL on port {}\n",
         bin().display(),
@@ -278,7 +274,7 @@ fn main() {
         } else {
             tools.start_agent(&bao, name, &full, "5s")
         };
-        wait_for_files(&tools.work.join(name), 4);
+        wait_for_files(&tools.pod.dir.join(name), 4);
         std::thread::sleep(SPEEDUP_WINDOW);
         let u = usage(child.id());
         stop(child);
@@ -299,17 +295,12 @@ fn main() {
         "idle window ({} s, KV only, default 5 min poll, 20 min token), both tools side by side...",
         IDLE_WINDOW.as_secs()
     );
-    bao.cli(&[
-        "write",
-        "auth/kubernetes/role/bench",
-        "token_ttl=20m",
-        "token_max_ttl=24h",
-    ]);
+    bao.cli(&["write", &role_path, "token_ttl=20m", "token_max_ttl=24h"]);
     let kv = Secrets { kv: true, db: None };
     let sd = tools.start_sidecar(&bao, "idle-sd", &kv, "5m");
     let agent = tools.start_agent(&bao, "idle-agent", &kv, "5m");
-    wait_for_files(&tools.work.join("idle-sd"), 2);
-    wait_for_files(&tools.work.join("idle-agent"), 2);
+    wait_for_files(&tools.pod.dir.join("idle-sd"), 2);
+    wait_for_files(&tools.pod.dir.join("idle-agent"), 2);
     std::thread::sleep(Duration::from_secs(5));
     let (sd0, ag0) = (usage(sd.id()), usage(agent.id()));
     std::thread::sleep(IDLE_WINDOW);
