@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::env::VaultEnv;
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
-use super::spc::{env_skip_verify, CSI_DEFAULT_MODE};
+use super::spc::CSI_DEFAULT_MODE;
 use super::{
     check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
 };
@@ -145,14 +145,7 @@ pub fn spec_from(
         defaults,
         Dialect::SecretProviderClass,
     )?;
-    let tls = TlsSettings {
-        ca_cert: env.ca_cert.clone(),
-        ca_directory: env.ca_path.clone(),
-        server_name: env.tls_server_name.clone(),
-        client_cert: env.client_cert.clone(),
-        client_key: env.client_key.clone(),
-        skip_verify: env_skip_verify(file, env)?,
-    };
+    let tls = env.fill_tls(file, TlsSettings::default(), None)?;
     Ok(Spec {
         source: file.to_path_buf(),
         vault: VaultSettings {

@@ -3,7 +3,9 @@
 //! Captured once into a plain struct so config parsing stays a pure function of (text, env).
 //! `VAULT_*` wins over its `BAO_*` twin when both are set.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use super::{ConfigError, TlsSettings};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VaultEnv {
@@ -41,6 +43,38 @@ impl VaultEnv {
     }
 }
 
+impl VaultEnv {
+    /// The TLS settings a source gave, each unset one filled from its `VAULT_*` variable (the
+    /// Vault CLI's precedence). A `skip_verify` the source set wins without reading
+    /// `VAULT_SKIP_VERIFY`; `tls.skip_verify` itself is ignored.
+    pub fn fill_tls(
+        &self,
+        file: &Path,
+        tls: TlsSettings,
+        skip_verify: Option<bool>,
+    ) -> Result<TlsSettings, ConfigError> {
+        let skip_verify = match (skip_verify, &self.skip_verify) {
+            (Some(b), _) => b,
+            (None, None) => false,
+            (None, Some(s)) => parse_bool(s).ok_or_else(|| {
+                ConfigError::field(
+                    file,
+                    "VAULT_SKIP_VERIFY",
+                    format!("{s:?} is not a boolean: allowed are true, false, 1, 0"),
+                )
+            })?,
+        };
+        Ok(TlsSettings {
+            ca_cert: tls.ca_cert.or_else(|| self.ca_cert.clone()),
+            ca_directory: tls.ca_directory.or_else(|| self.ca_path.clone()),
+            server_name: tls.server_name.or_else(|| self.tls_server_name.clone()),
+            client_cert: tls.client_cert.or_else(|| self.client_cert.clone()),
+            client_key: tls.client_key.or_else(|| self.client_key.clone()),
+            skip_verify,
+        })
+    }
+}
+
 /// Parses a boolean the way Go's `strconv.ParseBool` does (the CSI provider's parser).
 pub fn parse_bool(s: &str) -> Option<bool> {
     match s {
@@ -65,6 +99,32 @@ mod tests {
         assert_eq!(env.addr.as_deref(), Some("http://a:1"));
         assert_eq!(env.namespace.as_deref(), Some("team"));
         assert_eq!(env.ca_cert, None);
+    }
+
+    #[test]
+    fn config_tls_settings_win_and_env_fills_the_rest() {
+        let env = VaultEnv {
+            ca_cert: Some("/env/ca".into()),
+            tls_server_name: Some("env.example".into()),
+            skip_verify: Some("maybe".into()),
+            ..Default::default()
+        };
+        let file = Path::new("c");
+        let given = TlsSettings {
+            ca_cert: Some("/cfg/ca".into()),
+            ..Default::default()
+        };
+        let tls = env.fill_tls(file, given, Some(false)).unwrap();
+        assert_eq!(tls.ca_cert, Some("/cfg/ca".into()));
+        assert_eq!(tls.server_name.as_deref(), Some("env.example"));
+        assert!(
+            !tls.skip_verify,
+            "a source's own skip-verify never reads the bad env value"
+        );
+        let e = env
+            .fill_tls(file, TlsSettings::default(), None)
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("VAULT_SKIP_VERIFY"));
     }
 
     #[test]

@@ -26,7 +26,6 @@ use serde::Deserialize;
 
 use super::env::VaultEnv;
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
-use super::spc::env_skip_verify;
 use super::{
     check_address, check_mount, check_notify, parse_signal, Auth, ConfigError, JwtLogin,
     NotifySettings, SidecarSettings, Spec, TlsSettings, VaultSettings,
@@ -124,17 +123,15 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
             )),
         };
     let v = cfg.vault;
-    let tls = TlsSettings {
-        ca_cert: v.ca_cert.or_else(|| env.ca_cert.clone()),
-        ca_directory: v.ca_directory.or_else(|| env.ca_path.clone()),
-        server_name: v.tls_server_name.or_else(|| env.tls_server_name.clone()),
-        client_cert: v.client_cert.or_else(|| env.client_cert.clone()),
-        client_key: v.client_key.or_else(|| env.client_key.clone()),
-        skip_verify: match v.skip_tls_verify {
-            Some(b) => b,
-            None => env_skip_verify(file, env)?,
-        },
+    let from_file = TlsSettings {
+        ca_cert: v.ca_cert,
+        ca_directory: v.ca_directory,
+        server_name: v.tls_server_name,
+        client_cert: v.client_cert,
+        client_key: v.client_key,
+        skip_verify: false,
     };
+    let tls = env.fill_tls(file, from_file, v.skip_tls_verify)?;
     if tls.client_cert.is_some() != tls.client_key.is_some() {
         return Err(ConfigError::field(
             file,

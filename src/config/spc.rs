@@ -120,37 +120,25 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         (None, None) => "kubernetes".to_string(),
     };
     let skip_verify = match params.get_prefixed("SkipTLSVerify") {
-        Some(s) => parse_bool(&s).ok_or_else(|| {
+        Some(s) => Some(parse_bool(&s).ok_or_else(|| {
             ConfigError::field(
                 file,
                 format!("spec.parameters.{}", params.name("SkipTLSVerify")),
                 format!("{s:?} is not a boolean: allowed are true, false, 1, 0"),
             )
-        })?,
-        None => env_skip_verify(file, env)?,
+        })?),
+        None => None,
     };
-    let tls = TlsSettings {
-        ca_cert: params
-            .get_prefixed("CACertPath")
-            .map(PathBuf::from)
-            .or_else(|| env.ca_cert.clone()),
-        ca_directory: params
-            .get_prefixed("CADirectory")
-            .map(PathBuf::from)
-            .or_else(|| env.ca_path.clone()),
-        server_name: params
-            .get_prefixed("TLSServerName")
-            .or_else(|| env.tls_server_name.clone()),
-        client_cert: params
-            .get_prefixed("TLSClientCertPath")
-            .map(PathBuf::from)
-            .or_else(|| env.client_cert.clone()),
-        client_key: params
-            .get_prefixed("TLSClientKeyPath")
-            .map(PathBuf::from)
-            .or_else(|| env.client_key.clone()),
-        skip_verify,
+    let path = |suffix: &str| params.get_prefixed(suffix).map(PathBuf::from);
+    let from_params = TlsSettings {
+        ca_cert: path("CACertPath"),
+        ca_directory: path("CADirectory"),
+        server_name: params.get_prefixed("TLSServerName"),
+        client_cert: path("TLSClientCertPath"),
+        client_key: path("TLSClientKeyPath"),
+        skip_verify: false,
     };
+    let tls = env.fill_tls(file, from_params, skip_verify)?;
     check_client_pair(file, &tls, &params)?;
     let vault = VaultSettings {
         address,
@@ -195,19 +183,6 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         objects,
         sidecar: Default::default(),
     })
-}
-
-pub(crate) fn env_skip_verify(file: &Path, env: &VaultEnv) -> Result<bool, ConfigError> {
-    match &env.skip_verify {
-        None => Ok(false),
-        Some(s) => parse_bool(s).ok_or_else(|| {
-            ConfigError::field(
-                file,
-                "VAULT_SKIP_VERIFY",
-                format!("{s:?} is not a boolean: allowed are true, false, 1, 0"),
-            )
-        }),
-    }
 }
 
 fn check_client_pair(file: &Path, tls: &TlsSettings, params: &Params) -> Result<(), ConfigError> {
