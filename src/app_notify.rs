@@ -134,12 +134,43 @@ fn signal_name(sig: i32) -> String {
         .map_or(format!("signal {sig}"), |(n, _)| format!("SIG{n}"))
 }
 
+/// The pid in `path`, if it names a process the file's owner could signal itself.
+///
+/// The pid file usually sits where the app writes, so the app chooses the pid: without a check
+/// it could aim our signal at any process we may signal (another container's, or ours). The
+/// target must be neither us nor pid 1, and must run as the uid that owns the file: then the
+/// signal is one the app could have sent itself.
 fn pid_from_file(path: &Path) -> Result<i32, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    match text.trim().parse::<i32>() {
-        Ok(p) if p > 1 => Ok(p),
-        _ => Err(format!("{:?} is not a process id", text.trim())),
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let owner = file
+        .metadata()
+        .map_err(|e| format!("cannot stat: {e}"))?
+        .uid();
+    let mut text = String::new();
+    file.take(64)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let pid = match text.trim().parse::<i32>() {
+        Ok(p) if p > 1 && p != std::process::id() as i32 => p,
+        _ => return Err(format!("{:?} is not the process id of an app", text.trim())),
+    };
+    match process_uid(pid) {
+        Some(uid) if uid == owner => Ok(pid),
+        Some(uid) => Err(format!(
+            "pid {pid} runs as uid {uid} but the pid file belongs to uid {owner}: refusing to \
+             signal a process the file's owner could not signal itself"
+        )),
+        None => Err(format!("no process {pid}")),
     }
+}
+
+/// The real uid of a process, from `/proc/PID/status`.
+fn process_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Processes whose `comm` or argv[0] basename is `name`, other than ourselves.
@@ -193,12 +224,30 @@ mod tests {
     }
 
     #[test]
-    fn pid_files_must_hold_a_pid() {
+    fn pid_files_must_hold_a_pid_of_their_owner() {
         let p = std::env::temp_dir().join(format!("secretdrop-pidfile-{}", std::process::id()));
-        std::fs::write(&p, "1234\n").unwrap();
-        assert_eq!(pid_from_file(&p), Ok(1234));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(&p, format!("{}\n", child.id())).unwrap();
+        assert_eq!(pid_from_file(&p), Ok(child.id() as i32));
         std::fs::write(&p, "nope").unwrap();
         assert!(pid_from_file(&p).is_err());
+        // Not ourselves, not pid 1.
+        std::fs::write(&p, std::process::id().to_string()).unwrap();
+        assert!(pid_from_file(&p).is_err());
+        std::fs::write(&p, "1").unwrap();
+        assert!(pid_from_file(&p).is_err());
+        // A file owned by another uid may not aim at our uid's processes.
+        std::fs::write(&p, child.id().to_string()).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&p, Some(4242), None).unwrap();
+            let e = pid_from_file(&p).unwrap_err();
+            assert!(e.contains("uid 4242"), "{e}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
         let _ = std::fs::remove_file(&p);
     }
 }

@@ -58,6 +58,17 @@ const LOG_LEVEL: Flag = flag(
     "error, warn, info, debug [default: info]",
 );
 
+const PINNED_VAULT_ADDRESS: Flag = flag(
+    "allowed-vault-address",
+    Some("URLS"),
+    "comma list; refuse a config that names another Vault address",
+);
+const MAX_RESPONSE_SIZE: Flag = flag(
+    "max-response-size",
+    Some("BYTES"),
+    "largest Vault answer read, e.g. 512Ki, 4Mi [default: 1Mi]",
+);
+
 struct CommandDef {
     name: &'static str,
     about: &'static str,
@@ -147,7 +158,15 @@ const COMMANDS: &[CommandDef] = &[
         name: "init",
         about: "log in, render every object into --dir atomically, exit",
         flags: &[
-            CONFIG, DIR, TOKEN_PATH, TIMEOUT, ALLOW_DISK, LOG_LEVEL, LOG_FORMAT,
+            CONFIG,
+            DIR,
+            TOKEN_PATH,
+            TIMEOUT,
+            ALLOW_DISK,
+            PINNED_VAULT_ADDRESS,
+            MAX_RESPONSE_SIZE,
+            LOG_LEVEL,
+            LOG_FORMAT,
         ],
     },
     CommandDef {
@@ -165,6 +184,8 @@ const COMMANDS: &[CommandDef] = &[
             NOTIFY_PIDFILE,
             NOTIFY_URL,
             ALLOW_DISK,
+            PINNED_VAULT_ADDRESS,
+            MAX_RESPONSE_SIZE,
             LOG_LEVEL,
             LOG_FORMAT,
         ],
@@ -243,6 +264,57 @@ impl Args {
             }),
         }
     }
+
+    /// `--allowed-vault-address` and `--max-response-size`: what the operator allows the
+    /// Vault client, whatever the config says.
+    fn client_policy(&self) -> Result<crate::vault::ClientPolicy, Error> {
+        let mut policy = crate::vault::ClientPolicy::default();
+        if let Some(list) = self.get("allowed-vault-address") {
+            policy.allowed_addresses = parse_address_list("allowed-vault-address", list)?;
+        }
+        if let Some(v) = self.get("max-response-size") {
+            policy.max_response_bytes = Some(parse_size(v).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--max-response-size: {v:?} is not a size: expected bytes or a number with \
+                     Ki or Mi, from 1Ki to 64Mi, e.g. 512Ki"
+                ))
+            })?);
+        }
+        Ok(policy)
+    }
+}
+
+/// A comma list of Vault addresses, each checked like a config's address.
+fn parse_address_list(flag: &str, list: &str) -> Result<Vec<String>, Error> {
+    let addresses: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            config::check_address(std::path::Path::new(&format!("--{flag}")), "value", a)
+                .map_err(|e| Error::Usage(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    if addresses.is_empty() {
+        return Err(Error::Usage(format!(
+            "--{flag}: empty list; give at least one address, e.g. https://vault.example:8200"
+        )));
+    }
+    Ok(addresses)
+}
+
+/// `1048576`, `512Ki`, `4Mi`: between 1 KiB and 64 MiB.
+fn parse_size(v: &str) -> Option<usize> {
+    let v = v.trim();
+    let (digits, unit) = match v.strip_suffix("Mi") {
+        Some(d) => (d, 1024 * 1024),
+        None => match v.strip_suffix("Ki") {
+            Some(d) => (d, 1024),
+            None => (v, 1),
+        },
+    };
+    let n = digits.parse::<usize>().ok()?.checked_mul(unit)?;
+    (1024..=64 * 1024 * 1024).contains(&n).then_some(n)
 }
 
 fn env_name(flag: &str) -> String {
@@ -432,9 +504,10 @@ fn init(args: &Args) -> Result<(), Error> {
     );
     let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
     let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
+    let policy = args.client_policy()?;
     let spec = load_spec(args)?;
     volume.check_filesystem()?;
-    let fetcher = Fetcher::new(&spec, &token_path)?;
+    let fetcher = Fetcher::new(&spec, &token_path, &policy)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -497,6 +570,7 @@ fn sidecar(args: &Args) -> Result<(), Error> {
         notify,
         listen,
         revoke_on_exit: args.switch("revoke-on-exit")?,
+        policy: args.client_policy()?,
     };
     crate::sidecar::run(opts)
 }
@@ -515,11 +589,7 @@ fn webhook(args: &Args) -> Result<(), Error> {
         defaults.vault_address = Some(checked);
     }
     if let Some(list) = args.get("allowed-vault-address") {
-        defaults.allowed_vault_addresses = list
-            .split(',')
-            .map(|a| a.trim().trim_end_matches('/').to_string())
-            .filter(|a| !a.is_empty())
-            .collect();
+        defaults.allowed_vault_addresses = parse_address_list("allowed-vault-address", list)?;
     }
     defaults.token_audience = args.get("token-audience").map(str::to_string);
     if let Some(size) = args.get("size-limit") {

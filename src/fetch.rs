@@ -17,7 +17,7 @@ use crate::config::{Auth, Read, Spec};
 use crate::retry::Backoff;
 use crate::secret::SecretString;
 use crate::vault::auth::{self, CredentialError, LoginRequest, VaultToken};
-use crate::vault::{CallError, Client, Response, TlsSetupError};
+use crate::vault::{network_secs, CallError, Client, ClientPolicy, Response, TlsSetupError};
 
 /// Bound on concurrent reads: enough to hide latency, small enough not to flood Vault.
 pub const MAX_CONCURRENT: usize = 16;
@@ -38,6 +38,8 @@ enum Op {
 pub enum FetchError {
     #[error("TLS setup for Vault: {0}")]
     Setup(#[from] TlsSetupError),
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("{0}")]
     Credential(#[from] CredentialError),
     #[error("login to {address} as {who} failed: {error}{hint}")]
@@ -71,7 +73,7 @@ pub enum FetchError {
 impl FetchError {
     /// Errors the user fixes in the configuration (exit code 2).
     pub fn is_config(&self) -> bool {
-        matches!(self, FetchError::Setup(_))
+        matches!(self, FetchError::Setup(_) | FetchError::NotAllowed(_))
     }
 
     /// Vault's HTTP status when it refused.
@@ -94,6 +96,7 @@ impl FetchError {
     pub fn cause(&self) -> &'static str {
         match self {
             FetchError::Setup(_) => "tls_setup",
+            FetchError::NotAllowed(_) => "address_not_allowed",
             FetchError::Credential(_) => "credential",
             FetchError::GaveUp { .. } => "unavailable",
             FetchError::Login { status: None, .. } | FetchError::Request { status: None, .. } => {
@@ -156,9 +159,17 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(spec: &Spec, token_path: &Path) -> Result<Fetcher, FetchError> {
+    /// A client for `spec`'s Vault, refused when `policy` does not allow its address.
+    pub fn new(
+        spec: &Spec,
+        token_path: &Path,
+        policy: &ClientPolicy,
+    ) -> Result<Fetcher, FetchError> {
+        policy
+            .check_address(&spec.vault.address)
+            .map_err(FetchError::NotAllowed)?;
         Ok(Fetcher {
-            client: Client::new(&spec.vault)?,
+            client: Client::new(&spec.vault, policy)?,
             auth: spec.auth.clone(),
             token_path: token_path.to_path_buf(),
             quiet: false,
@@ -304,7 +315,7 @@ impl Fetcher {
             .await?;
         let data = r.0.get("data");
         Ok(Renewal {
-            duration: secs(data.and_then(|d| d.get("ttl"))),
+            duration: network_secs(data.and_then(|d| d.get("ttl"))),
             renewable: data
                 .and_then(|d| d.get("renewable"))
                 .and_then(|v| v.as_bool())
@@ -332,7 +343,7 @@ impl Fetcher {
             .await?;
         let auth = r.0.get("auth");
         Ok(Renewal {
-            duration: secs(auth.and_then(|a| a.get("lease_duration"))),
+            duration: network_secs(auth.and_then(|a| a.get("lease_duration"))),
             renewable: auth
                 .and_then(|a| a.get("renewable"))
                 .and_then(|v| v.as_bool())
@@ -355,7 +366,7 @@ impl Fetcher {
             .request("PUT", "sys/leases/renew", token, Some(&body), deadline)
             .await?;
         Ok(Renewal {
-            duration: secs(r.0.get("lease_duration")),
+            duration: network_secs(r.0.get("lease_duration")),
             renewable: r
                 .0
                 .get("renewable")
@@ -397,10 +408,6 @@ impl Fetcher {
             quiet: self.quiet,
         }
     }
-}
-
-fn secs(v: Option<&serde_json::Value>) -> Duration {
-    Duration::from_secs(v.and_then(|v| v.as_u64()).unwrap_or(0))
 }
 
 /// The client plus who we are logged in as, cheap to clone into concurrent tasks.

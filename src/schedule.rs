@@ -9,6 +9,7 @@
 //! - certificates without a lease are re-issued at 62–70% of their validity;
 //! - everything else (KV) is polled every `poll` ±10%.
 
+use crate::vault::{network_secs, MAX_NETWORK_DURATION};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -60,12 +61,7 @@ pub fn lifetime_of(response: &Value, now_unix: u64) -> Lifetime {
         .get("lease_id")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let duration = Duration::from_secs(
-        response
-            .get("lease_duration")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    );
+    let duration = network_secs(response.get("lease_duration"));
     let renewable = response
         .get("renewable")
         .and_then(Value::as_bool)
@@ -84,7 +80,7 @@ pub fn lifetime_of(response: &Value, now_unix: u64) -> Lifetime {
         .and_then(Value::as_u64);
     match expiration {
         Some(exp) if exp > now_unix => Lifetime::Certificate {
-            valid_for: Duration::from_secs(exp - now_unix),
+            valid_for: Duration::from_secs(exp - now_unix).min(MAX_NETWORK_DURATION),
         },
         _ => Lifetime::Static,
     }

@@ -72,6 +72,32 @@ impl Drop for SecretBytes {
     }
 }
 
+/// Zeroes a buffer's contents, e.g. a partly read answer that is being thrown away.
+pub fn wipe(buf: &mut Vec<u8>) {
+    buf.zeroize();
+}
+
+/// Owns a copy of a secret for an HTTP body and zeroes it when the last reference is dropped,
+/// i.e. once the request has been written out.
+struct ZeroizingBody(Vec<u8>);
+
+impl AsRef<[u8]> for ZeroizingBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ZeroizingBody {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// A request body holding a copy of `secret` that is zeroed once the HTTP stack lets go of it.
+pub fn zeroizing_bytes(secret: &[u8]) -> hyper::body::Bytes {
+    hyper::body::Bytes::from_owner(ZeroizingBody(secret.to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

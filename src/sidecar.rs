@@ -57,15 +57,18 @@ pub struct Options {
     pub notify: NotifySettings,
     pub listen: Option<std::net::SocketAddr>,
     pub revoke_on_exit: bool,
+    /// What the operator allows the Vault client (pinned addresses, answer size), applied to
+    /// every config, including one reloaded later.
+    pub policy: crate::vault::ClientPolicy,
 }
 
 /// Starts the sidecar and runs until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> Result<(), Error> {
-    let spec = config::load(&opts.config, &VaultEnv::from_process())?;
-    let text = std::fs::read_to_string(&opts.config).unwrap_or_default();
+    let text = config::read_bounded(&opts.config)?;
+    let spec = config::parse(&opts.config, &text, &VaultEnv::from_process())?;
     let volume = Volume::new(&opts.dir, opts.allow_disk).keeping_previous();
     volume.check_filesystem()?;
-    let fetcher = Fetcher::new(&spec, &opts.token_path)?.quiet();
+    let fetcher = Fetcher::new(&spec, &opts.token_path, &opts.policy)?.quiet();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -671,7 +674,7 @@ impl Sidecar {
     /// Re-reads the config; an invalid one is reported and the running one kept. True when
     /// the plan changed.
     fn reload(&mut self, why: &'static str) -> bool {
-        let text = match std::fs::read_to_string(&self.opts.config) {
+        let text = match config::read_bounded(&self.opts.config) {
             Ok(t) => t,
             Err(e) => {
                 self.metrics.failure("config");
@@ -693,7 +696,7 @@ impl Sidecar {
         };
         self.config_text = text;
         if spec.vault != self.spec.vault || spec.auth != self.spec.auth {
-            match Fetcher::new(&spec, &self.opts.token_path) {
+            match Fetcher::new(&spec, &self.opts.token_path, &self.opts.policy) {
                 Ok(f) => self.fetcher = Arc::new(f.quiet()),
                 Err(e) => {
                     self.metrics.failure("config");

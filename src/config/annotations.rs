@@ -11,6 +11,7 @@ use std::path::Path;
 use super::env::VaultEnv;
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
 use super::spc::CSI_DEFAULT_MODE;
+use super::yaml;
 use super::{
     check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
 };
@@ -56,7 +57,11 @@ pub fn parse_file(file: &Path, text: &str) -> Result<BTreeMap<String, String>, C
             .split_once('=')
             .ok_or_else(|| bad("expected key=\"value\""))?;
         let value = go_unquote(quoted).ok_or_else(|| bad("the value is not a Go-quoted string"))?;
-        out.insert(key.to_string(), value);
+        if out.insert(key.to_string(), value).is_some() {
+            return Err(bad(&format!(
+                "{key:?} appears twice; each annotation may be given once"
+            )));
+        }
     }
     Ok(out)
 }
@@ -125,7 +130,7 @@ pub fn spec_from(
             "missing: a YAML list of objects, as in a SecretProviderClass",
         )
     })?;
-    let entries: Vec<ObjectEntry> = serde_yaml::from_str(objects_text).map_err(|e| {
+    let entries: Vec<ObjectEntry> = yaml::from_str(objects_text).map_err(|e| {
         let mut err = ConfigError::yaml(file, &e);
         err.field = Some(field("objects"));
         if let (Some(l), Some(c)) = (err.line.take(), err.column.take()) {

@@ -12,6 +12,7 @@ pub mod env;
 pub mod native;
 pub mod objects;
 pub mod spc;
+pub mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -326,9 +327,30 @@ struct TypeMeta {
 
 /// Reads and validates a config file of either kind.
 pub fn load(path: &Path, env: &VaultEnv) -> Result<Spec, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(path, format!("cannot read config file: {e}")))?;
+    let text = read_bounded(path)?;
     parse(path, &text, env)
+}
+
+/// Config files (and the downward-API annotations file) larger than this are refused unread:
+/// nothing legitimate comes close, and a huge file must not cost memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads a config file of at most [`MAX_CONFIG_BYTES`] as UTF-8 text.
+pub fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let err = |m: String| ConfigError::new(path, m);
+    let file =
+        std::fs::File::open(path).map_err(|e| err(format!("cannot read config file: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(format!("cannot read config file: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(err(format!(
+            "the file is larger than {MAX_CONFIG_BYTES} bytes; a config file is far smaller"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| err("the config file is not UTF-8 text".into()))
 }
 
 /// Parses config text; `path` is only used in messages.
@@ -336,7 +358,7 @@ pub fn parse(path: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
     if annotations::looks_like_annotations(text) {
         return annotations::parse(path, text, env);
     }
-    let meta: TypeMeta = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(path, &e))?;
+    let meta: TypeMeta = yaml::from_str(text).map_err(|e| ConfigError::yaml(path, &e))?;
     match (meta.api_version.as_deref(), meta.kind.as_deref()) {
         (Some(v), Some("SecretProviderClass")) if v.starts_with("secrets-store.csi.x-k8s.io/") => {
             spc::parse(path, text, env)

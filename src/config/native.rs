@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use super::env::VaultEnv;
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
+use super::yaml;
 use super::{
     check_address, check_mount, check_notify, parse_signal, Auth, ConfigError, JwtLogin,
     NotifySettings, SidecarSettings, Spec, TlsSettings, VaultSettings,
@@ -110,7 +111,7 @@ struct FilesSection {
 }
 
 pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
-    let cfg: ConfigFile = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+    let cfg: ConfigFile = yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
 
     let address =
         match (&cfg.vault.address, &env.addr) {

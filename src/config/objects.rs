@@ -289,10 +289,57 @@ pub fn normalize_secret_path(raw: &str) -> Result<String, String> {
             "{raw:?} contains whitespace, control characters or '#': not a Vault API path"
         ));
     }
-    if route.split('/').any(|seg| seg == "..") {
-        return Err(format!("{raw:?} contains a '..' segment"));
+    // URL parsers treat `%2e%2e` as `..` and `\` as `/`: judge the path the way the server will.
+    if route.contains('\\') {
+        return Err(format!(
+            "{raw:?} contains a backslash: not a Vault API path"
+        ));
+    }
+    let decoded = percent_decode(route)
+        .ok_or_else(|| format!("{raw:?} has a malformed or non-UTF-8 percent escape"))?;
+    if decoded.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "{raw:?} encodes control characters: not a Vault API path"
+        ));
+    }
+    if decoded
+        .split(['/', '\\'])
+        .any(|seg| seg == ".." || seg == ".")
+    {
+        return Err(format!(
+            "{raw:?} contains a '..' or '.' segment (also when percent-encoded): it would leave \
+             the secret's mount"
+        ));
     }
     Ok(p.to_string())
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape or a result that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Characters that make a file name lie about itself in a terminal or a log: bidi controls
+/// (U+202A..U+202E, U+2066..U+2069, marks) and line/paragraph separators.
+fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{2028}' | '\u{2029}'
+    ) || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 /// Parses `filePermission`: a YAML octal string (`0600`, `"0640"`, `0o600`) or a number holding
@@ -335,8 +382,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.starts_with('/') {
         return Err(format!("{name:?} is absolute; {allowed}"));
     }
-    if name.contains('\0') {
-        return Err(format!("{name:?} contains a NUL byte; {allowed}"));
+    if name.chars().any(|c| c.is_control() || is_deceptive(c)) {
+        return Err(format!(
+            "{name:?} contains a control, newline or bidirectional-override character; {allowed}"
+        ));
     }
     for (i, elem) in name.split('/').enumerate() {
         if elem.is_empty() || elem == "." {
@@ -424,6 +473,12 @@ mod tests {
             "a//b",
             "./a",
             "a/",
+            "pass\nword",
+            "a\rb",
+            "evil\u{202E}txt.sh",
+            "x\u{2066}y",
+            "nul\0",
+            "tab\tname",
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -444,6 +499,18 @@ mod tests {
         );
         assert!(normalize_secret_path("").is_err());
         assert!(normalize_secret_path("secret/../sys").is_err());
+        for sneaky in [
+            "secret/%2e%2e/%2e%2e/sys/health",
+            "secret/%2E%2e/sys",
+            "secret/.%2e/sys",
+            "secret/%2e/data",
+            "secret\\..\\sys",
+            "secret/%zz",
+            "secret/%0a",
+        ] {
+            assert!(normalize_secret_path(sneaky).is_err(), "{sneaky}");
+        }
+        assert!(normalize_secret_path("secret/data/a%20b").is_ok());
     }
 
     fn entry(name: &str, path: &str) -> ObjectEntry {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::env::{parse_bool, VaultEnv};
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
+use super::yaml;
 use super::{
     check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
 };
@@ -61,7 +62,7 @@ const UNPREFIXED: &[&str] = &["roleName", "audience", "objects"];
 const LEGACY_IGNORED: &[&str] = &["kubernetesServiceAccountPath", "vaultCAPem"];
 
 pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
-    let manifest: Manifest = serde_yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+    let manifest: Manifest = yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
     let spec = manifest.spec;
     let prefix = match spec.provider.as_str() {
         "vault" => "vault",
@@ -155,7 +156,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
             "missing: the list of objects to write",
         )
     })?;
-    let entries: Vec<ObjectEntry> = serde_yaml::from_str(&objects_text)
+    let entries: Vec<ObjectEntry> = yaml::from_str(&objects_text)
         .map_err(|e| objects_yaml_error(file, text, &objects_text, &e))?;
     let defaults = FileDefaults {
         mode: CSI_DEFAULT_MODE,

@@ -43,10 +43,9 @@ pub fn prepare(auth: &Auth, default_token_path: &Path) -> Result<LoginRequest, C
             let path = l.token_path.as_deref().unwrap_or(default_token_path);
             let jwt = read_secret_file("service-account token file", path)?;
             check_jwt(&jwt, l, path)?;
-            let body = serde_json::json!({ "role": l.role, "jwt": jwt.expose() }).to_string();
             Ok(LoginRequest::Post {
                 path: format!("auth/{}/login", l.mount),
-                body: SecretString::new(body),
+                body: json_body(&[("role", &l.role), ("jwt", jwt.expose())]),
             })
         }
         Auth::AppRole {
@@ -56,18 +55,38 @@ pub fn prepare(auth: &Auth, default_token_path: &Path) -> Result<LoginRequest, C
         } => {
             let role_id = read_secret_file("AppRole role_id file", role_id_file)?;
             let secret_id = read_secret_file("AppRole secret_id file", secret_id_file)?;
-            let body =
-                serde_json::json!({ "role_id": role_id.expose(), "secret_id": secret_id.expose() })
-                    .to_string();
             Ok(LoginRequest::Post {
                 path: format!("auth/{mount}/login"),
-                body: SecretString::new(body),
+                body: json_body(&[
+                    ("role_id", role_id.expose()),
+                    ("secret_id", secret_id.expose()),
+                ]),
             })
         }
         Auth::Token { token_file } => Ok(LoginRequest::Token(read_secret_file(
             "Vault token file",
             token_file,
         )?)),
+    }
+}
+
+/// A JSON object of string fields, serialised straight into one buffer sized for the worst
+/// case of escaping, so no intermediate or reallocated copy of a credential is left unzeroed.
+fn json_body(fields: &[(&str, &str)]) -> SecretString {
+    let worst: usize = fields
+        .iter()
+        .map(|(k, v)| 6 * (k.len() + v.len()) + 6)
+        .sum();
+    let mut buf = Vec::with_capacity(worst + 2);
+    let map: std::collections::BTreeMap<&str, &str> = fields.iter().copied().collect();
+    // Serialising borrowed strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut buf, &map);
+    match String::from_utf8(buf) {
+        Ok(text) => SecretString::new(text),
+        Err(e) => {
+            crate::secret::wipe(&mut e.into_bytes());
+            SecretString::new(String::new())
+        }
     }
 }
 
@@ -178,11 +197,7 @@ pub fn token_from_login(resp: &Response) -> Option<VaultToken> {
     let token = auth.get("client_token")?.as_str()?.to_string();
     Some(VaultToken {
         token: SecretString::new(token),
-        ttl: Duration::from_secs(
-            auth.get("lease_duration")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0),
-        ),
+        ttl: super::network_secs(auth.get("lease_duration")),
         renewable: auth
             .get("renewable")
             .and_then(|v| v.as_bool())
@@ -229,6 +244,23 @@ mod tests {
         assert!(check_jwt(&t, &login(Some("vault")), Path::new("/tok")).is_ok());
         let e = check_jwt(&t, &login(Some("openbao")), Path::new("/tok")).unwrap_err();
         assert!(e.message.contains("\"openbao\""), "{e}");
+    }
+
+    #[test]
+    fn login_bodies_are_json_with_escaping() {
+        let b = json_body(&[("role", "r\"x"), ("jwt", "a.b.c")]);
+        let v: serde_json::Value = serde_json::from_str(b.expose()).unwrap();
+        assert_eq!(v, serde_json::json!({"role": "r\"x", "jwt": "a.b.c"}));
+    }
+
+    #[test]
+    fn absurd_lease_durations_are_clamped() {
+        let r = Response(serde_json::json!({"auth": {"client_token": "t",
+            "lease_duration": u64::MAX, "renewable": true}}));
+        assert_eq!(
+            token_from_login(&r).unwrap().ttl,
+            crate::vault::MAX_NETWORK_DURATION
+        );
     }
 
     #[test]

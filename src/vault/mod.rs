@@ -4,6 +4,12 @@
 //! Invariants: tokens travel only in the `X-Vault-Token` header and never appear in errors;
 //! every request is bounded by a timeout, so nothing here can hang; errors carry the method and
 //! API path, never a request or response body.
+//!
+//! A hostile or misconfigured server is expected (see docs/security-model.md): requests only
+//! ever go to the configured origin (scheme, host, port) under `/v1/`; a redirect is followed at
+//! most once and only within that origin, so a token, a JWT or a secret-bearing body never
+//! reaches another host and https is never downgraded; answers are read in chunks up to a byte
+//! limit; every duration Vault sends is clamped to [`MAX_NETWORK_DURATION`].
 
 pub mod auth;
 pub mod tls;
@@ -19,11 +25,79 @@ pub use tls::TlsSetupError;
 /// The longest a single request may take, whatever the caller's deadline.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Largest answer read by default: a KV entry is at most about 1 MiB in Vault's own storage, and
+/// several reads run at once inside a container limited to a few tens of MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Error answers are only read for their message.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+/// The longest lease, TTL or `Retry-After` believed from the network: a year. Longer values
+/// (up to `u64::MAX` seconds from a hostile server) would overflow clock arithmetic.
+pub const MAX_NETWORK_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration in seconds from a Vault answer: a non-negative integer (or a float, as some
+/// endpoints send), clamped to [`MAX_NETWORK_DURATION`]; anything else is zero.
+pub fn network_secs(v: Option<&serde_json::Value>) -> Duration {
+    let secs = match v {
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .unwrap_or(0),
+        _ => 0,
+    };
+    Duration::from_secs(secs).min(MAX_NETWORK_DURATION)
+}
+
+/// What the operator allows, whatever the config file says (flags of `init` and `sidecar`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientPolicy {
+    /// When non-empty, the only Vault addresses a config may name (`--allowed-vault-address`);
+    /// the webhook pins an injected container to the address it admitted this way.
+    pub allowed_addresses: Vec<String>,
+    /// Largest answer read (`--max-response-size`); `None` is [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: Option<usize>,
+}
+
+impl ClientPolicy {
+    /// `Err` naming the address and the allowed ones when `address` is not on the list.
+    pub fn check_address(&self, address: &str) -> Result<(), String> {
+        if self.allowed_addresses.is_empty() {
+            return Ok(());
+        }
+        let want = origin_of(address);
+        if want.is_some() && self.allowed_addresses.iter().any(|a| origin_of(a) == want) {
+            return Ok(());
+        }
+        Err(format!(
+            "Vault address {address} is not allowed here: the allowed addresses are {} \
+             (--allowed-vault-address, set by the operator or the webhook that admitted this pod)",
+            self.allowed_addresses.join(", ")
+        ))
+    }
+}
+
+/// Scheme, host and port of a URL, with default ports made explicit; `None` if it does not parse.
+pub fn origin_of(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some(origin(&u))
+}
+
+fn origin(u: &reqwest::Url) -> String {
+    format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str().unwrap_or(""),
+        u.port_or_known_default().unwrap_or(0)
+    )
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     address: String,
+    /// `scheme://host:port` of `address`: the only origin requests may reach.
+    origin: String,
     namespace: Option<String>,
+    max_response_bytes: usize,
 }
 
 impl fmt::Debug for Client {
@@ -48,6 +122,9 @@ impl fmt::Debug for Response {
 /// Why one request failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {
+    /// A redirect elsewhere than the configured origin (or a second one): not followed, since
+    /// it would carry the token or credentials there.
+    Redirected { from: String, to: String },
     /// Connection refused/reset, timeout, 5xx, 429, sealed or standby: try again later.
     Transient {
         cause: String,
@@ -69,19 +146,43 @@ impl fmt::Display for CallError {
                 write!(f, "Vault answered {status}: {message}")
             }
             CallError::Tls { cause } => write!(f, "TLS: {cause}"),
+            CallError::Redirected { from, to } => write!(
+                f,
+                "Vault at {from} redirected to {to}, which is not the configured address \
+                 (another scheme, host or port, or a second redirect); secretdrop does not send \
+                 tokens or credentials there. Point the address at the active node or a load \
+                 balancer in front of it, or enable request forwarding on standby nodes"
+            ),
             CallError::Invalid { cause } => write!(f, "unexpected answer: {cause}"),
         }
     }
 }
 
 impl Client {
-    pub fn new(settings: &VaultSettings) -> Result<Client, TlsSetupError> {
+    pub fn new(settings: &VaultSettings, policy: &ClientPolicy) -> Result<Client, TlsSetupError> {
         // reqwest builds a TLS context even for http:// clients; it needs a process-wide provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let home = origin_of(&settings.address).ok_or_else(|| TlsSetupError {
+            what: "Vault address",
+            path: settings.address.clone().into(),
+            message: "is not a URL".into(),
+        })?;
+        let origin_text = home.clone();
+        // One redirect, within the configured origin (a path moved on the same server). Anything
+        // else stops here and comes back as a 3xx that `call` turns into an error.
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > 1 || origin(attempt.url()) != home {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirects)
+            .referer(false)
             .no_proxy();
         if settings.address.starts_with("https://") {
             builder = builder.use_preconfigured_tls(tls::client_config(&settings.tls)?);
@@ -94,8 +195,32 @@ impl Client {
         Ok(Client {
             http,
             address: settings.address.clone(),
+            origin: origin_text,
             namespace: settings.namespace.clone(),
+            max_response_bytes: policy
+                .max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
         })
+    }
+
+    /// `<address>/v1/<path>`, refused unless it stays on our origin and under `/v1/` once the
+    /// URL parser has resolved dot segments and escapes.
+    fn url(&self, path: &str) -> Result<reqwest::Url, CallError> {
+        let text = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let bad = || CallError::Invalid {
+            cause: format!(
+                "the API path {path:?} does not stay under /v1/ on {}",
+                self.address
+            ),
+        };
+        let url = reqwest::Url::parse(&text).map_err(|_| bad())?;
+        let base_path = reqwest::Url::parse(&self.address)
+            .map(|b| b.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        if origin(&url) != self.origin || !url.path().starts_with(&format!("{base_path}/v1/")) {
+            return Err(bad());
+        }
+        Ok(url)
     }
 
     pub fn address(&self) -> &str {
@@ -115,7 +240,7 @@ impl Client {
             reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| CallError::Invalid {
                 cause: format!("bad HTTP method {method:?}"),
             })?;
-        let url = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let url = self.url(path)?;
         let mut req = self
             .http
             .request(method, url)
@@ -136,17 +261,37 @@ impl Client {
         if let Some(b) = body {
             req = req
                 .header("Content-Type", "application/json")
-                .body(b.to_string());
+                // Login bodies hold credentials: the copy handed to the HTTP stack is zeroed
+                // once sent, whatever the body.
+                .body(crate::secret::zeroizing_bytes(b.as_bytes()));
         }
-        let resp = req.send().await.map_err(classify_send_error)?;
+        let mut resp = req.send().await.map_err(classify_send_error)?;
         let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+                .map_or_else(|| "an unreadable Location".to_string(), |u| u.to_string());
+            return Err(CallError::Redirected {
+                from: resp.url().to_string(),
+                to: to.chars().take(256).collect(),
+            });
+        }
         let retry_after = resp
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = resp.bytes().await.map_err(classify_send_error)?;
+            .map(|s| Duration::from_secs(s).min(MAX_NETWORK_DURATION));
+        let limit = if (200..300).contains(&status) {
+            self.max_response_bytes
+        } else {
+            MAX_ERROR_BYTES
+        };
+        // The raw answer holds secret values: zeroed once parsed.
+        let bytes = zeroize::Zeroizing::new(read_bounded(&mut resp, limit).await?);
         if (200..300).contains(&status) {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Response(serde_json::Value::Null));
@@ -171,6 +316,30 @@ impl Client {
         }
         Err(CallError::Refused { status, message })
     }
+}
+
+/// The body, read chunk by chunk, refused as soon as it passes `limit` bytes: a huge answer
+/// costs at most `limit` of memory, never its announced or actual size.
+async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, CallError> {
+    let too_big = || CallError::Invalid {
+        cause: format!(
+            "the answer is larger than {limit} bytes (--max-response-size); nothing was kept"
+        ),
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    // Sized up front where the server says, so growth leaves no stray copies behind.
+    let hint = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
+    let mut body = Vec::with_capacity(hint);
+    while let Some(chunk) = resp.chunk().await.map_err(classify_send_error)? {
+        if body.len() + chunk.len() > limit {
+            crate::secret::wipe(&mut body);
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Vault's `{"errors": [...]}` joined, or a placeholder. Bodies of errors carry no secret values.

@@ -144,12 +144,11 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
     };
     let spec = annotations::spec_from(file, &ours, &env).map_err(|e| strip_file(&e.to_string()))?;
     let address = spec.vault.address;
-    if !defaults.allowed_vault_addresses.is_empty()
-        && !defaults
-            .allowed_vault_addresses
-            .iter()
-            .any(|a| a.trim_end_matches('/') == address)
-    {
+    let allowed = crate::vault::ClientPolicy {
+        allowed_addresses: defaults.allowed_vault_addresses.clone(),
+        ..Default::default()
+    };
+    if allowed.check_address(&address).is_err() {
         return Err(format!(
             "{PREFIX}vault-address: {address} is not allowed by this webhook; allowed are {}",
             defaults.allowed_vault_addresses.join(", ")
@@ -329,7 +328,10 @@ fn sidecar_container(
         "imagePullPolicy": "IfNotPresent",
         "args": [command, "--config", format!("{PODINFO_DIR}/annotations"), "--dir", DIR,
                  "--token-path", format!("{TOKEN_DIR}/token")],
-        "env": [{"name": "VAULT_ADDR", "value": plan.address}],
+        // Pinned: the annotations file is re-read by the running sidecar, and an edited
+        // vault-address must not send the pod's token to an address nobody admitted.
+        "env": [{"name": "VAULT_ADDR", "value": plan.address},
+                {"name": "SECRETDROP_ALLOWED_VAULT_ADDRESS", "value": plan.address}],
         "volumeMounts": [
             {"name": SECRETS_VOLUME, "mountPath": DIR},
             {"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": true},

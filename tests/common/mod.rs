@@ -14,6 +14,7 @@
 
 pub mod blog;
 pub mod cli;
+pub mod hostile;
 pub mod pki;
 pub mod postgres;
 pub mod resident;
