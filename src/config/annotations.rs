@@ -92,8 +92,26 @@ pub fn ours(
         }
         out.insert(name.to_string(), v.clone());
     }
+    // A mutating webhook sees the pod before the API server validates its annotations' size,
+    // so the API server's own limit is applied here, before anything is parsed.
+    let total: usize = out
+        .iter()
+        .map(|(k, v)| PREFIX.len() + k.len() + v.len())
+        .sum();
+    if total > MAX_ANNOTATION_BYTES {
+        return Err(ConfigError::new(
+            file,
+            format!(
+                "the {PREFIX}* annotations hold {total} bytes; Kubernetes allows {MAX_ANNOTATION_BYTES} \
+                 bytes for all annotations of a pod"
+            ),
+        ));
+    }
     Ok(out)
 }
+
+/// The API server's limit on all annotations of an object together (256 KiB).
+pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 
 /// The Spec the annotations describe (also used by the webhook to validate a pod).
 pub fn spec_from(
@@ -245,6 +263,19 @@ secretdrop.dev/vault-address="http://vault.vault:8200"
         let text = format!("{FILE}secretdrop.dev/rolee=\"x\"\n");
         let e = parse(Path::new("a"), &text, &VaultEnv::default()).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("secretdrop.dev/rolee"));
+    }
+
+    #[test]
+    fn oversized_and_duplicated_annotations_are_refused_before_parsing() {
+        let big = format!(
+            "{FILE}secretdrop.dev/containers=\"{}\"\n",
+            "a,".repeat(150_000)
+        );
+        let e = parse(Path::new("a"), &big, &VaultEnv::default()).unwrap_err();
+        assert!(e.message.contains("Kubernetes allows 262144 bytes"), "{e}");
+        let twice = format!("{FILE}secretdrop.dev/role=\"other\"\n");
+        let e = parse(Path::new("a"), &twice, &VaultEnv::default()).unwrap_err();
+        assert!(e.message.contains("appears twice"), "{e}");
     }
 
     #[test]
