@@ -1,4 +1,4 @@
-//! The output directory and its atomic writer (DESIGN.md §4), the only code that touches it.
+//! The output directory and its atomic writer, the only code that touches it.
 //!
 //! Layout, as the kubelet's AtomicWriter leaves it:
 //! ```text
@@ -6,23 +6,40 @@
 //! DIR/..data   -> ..2026_11_27_13_01_02.123456789
 //! DIR/..2026_11_27_13_01_02.123456789/   (the complete current version)
 //! ```
-//! Invariants: a new version is written completely into a fresh directory before the `..data`
-//! symlink is renamed over (the only moment readers can observe); a failure before that moment
-//! removes the new directory and leaves the previous version untouched; an unchanged payload
-//! (content, mode and owner) changes nothing on disk; commits on one directory are serialised
-//! by an exclusive `flock` on the directory itself; secrets go only to tmpfs/ramfs unless
-//! `allow_disk` is set.
+//! Invariants:
+//! * A new version is written completely into a fresh directory before the `..data` symlink is
+//!   renamed over (the only moment readers can observe); a failure before that moment removes
+//!   the new directory and leaves the previous version untouched; an unchanged payload
+//!   (content, mode and owner) changes nothing on disk; commits on one directory are
+//!   serialised by an exclusive `flock` on the directory itself; secrets go only to
+//!   tmpfs/ramfs unless `allow_disk` is set.
+//! * DIR is shared with the app, which may plant anything in it. `..data` is trusted only when
+//!   it is a symlink whose target is a single component of our exact version form
+//!   (`..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN`) naming a real directory, not a symlink, in DIR.
+//!   Anything else is foreign: [`Volume::commit`] refuses the directory before changing
+//!   anything ([`VolumeError::Foreign`], a configuration error) and
+//!   [`Volume::current_version`] reports no version, so probes say "not ready".
+//! * No operation follows a symlink below DIR. DIR is opened once (the path to it may pass
+//!   through symlinks: the operator chose it) and every entry under it is reached through
+//!   directory descriptors, one component at a time, with no-follow flags (the `dir` module).
+//!   Removal walks directories by descriptor and unlinks links instead of following them, so
+//!   nothing outside DIR is ever read, written or deleted.
+//! * Cleanup touches only our own names: `..data_tmp` whatever its type, version-named entries
+//!   other than the current version (a real directory recursively, anything else unlinked),
+//!   and stale visible names only while they are our `..data/name` links.
+
+mod dir;
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::render::{FileContent, Payload};
 use crate::secret::SecretBytes;
+use dir::{statfs_type, Dir, Kind};
 
 pub const DATA_LINK: &str = "..data";
 const DATA_TMP_LINK: &str = "..data_tmp";
@@ -38,6 +55,13 @@ pub enum VolumeError {
     NotTmpfs { dir: PathBuf, fs_type: i64 },
     #[error("{path} exists and is not a link written by secretdrop; refusing to replace it (move it away or choose another --dir)")]
     Occupied { path: PathBuf },
+    #[error(
+        "{path} is {found}, not secretdrop's link to one of its version directories \
+         (..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN in the same directory); refusing to use this directory \
+         and changed nothing. Something other than secretdrop wrote it: remove {path} or choose \
+         another --dir"
+    )]
+    Foreign { path: PathBuf, found: String },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -50,17 +74,20 @@ impl VolumeError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            VolumeError::NotTmpfs { .. } | VolumeError::Occupied { .. }
+            VolumeError::NotTmpfs { .. }
+                | VolumeError::Occupied { .. }
+                | VolumeError::Foreign { .. }
         )
     }
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> VolumeError + 'a {
-    move |source| VolumeError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> VolumeError {
+    let path = path.into();
+    move |source| VolumeError::Io { op, path, source }
+}
+
+fn not_found(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound
 }
 
 /// What a commit did.
@@ -70,6 +97,15 @@ pub enum Commit {
     Unchanged { version: String },
     /// A new version directory was written and swapped in.
     Written { version: String },
+}
+
+/// What `..data` is.
+enum DataLink {
+    Absent,
+    /// Ours: the current version's name.
+    Current(String),
+    /// Not ours; what was found, for the message.
+    Foreign(String),
 }
 
 #[derive(Debug, Clone)]
@@ -96,19 +132,21 @@ impl Volume {
         self
     }
 
-    /// Removes a version directory that is no longer current.
+    /// Removes a version directory that is no longer current (a version-named symlink is only
+    /// unlinked; nothing is followed).
     pub fn retire(&self, version: &str) -> Result<(), VolumeError> {
-        if !is_version_name(version) || self.current_version().as_deref() == Some(version) {
+        if !is_version_name(version) {
             return Ok(());
         }
-        let _lock = DirLock::acquire(&self.dir)?;
-        let path = self.dir.join(version);
-        match fs::remove_dir_all(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(io("remove old version", &path)(e))
-            }
-            _ => Ok(()),
+        let dir = self.open()?;
+        dir.lock().map_err(io("lock", &self.dir))?;
+        // Under the lock, so the current version cannot change while we look. Whatever
+        // `..data` names is kept, even when it is not trusted: readers may be using it.
+        if dir.read_link(DATA_LINK).is_ok_and(|t| t == version) {
+            return Ok(());
         }
+        dir.remove_all(version)
+            .map_err(io("remove old version", dir.join(version)))
     }
 
     pub fn dir(&self) -> &Path {
@@ -129,33 +167,58 @@ impl Volume {
             };
         }
         let fs_type = statfs_type(probe).map_err(io("statfs", probe))?;
-        if fs_type != TMPFS_MAGIC && fs_type != RAMFS_MAGIC {
-            return Err(VolumeError::NotTmpfs {
-                dir: self.dir.clone(),
-                fs_type,
-            });
-        }
-        Ok(())
+        self.require_memory(fs_type)
     }
 
-    /// The current version directory's name, if a complete version exists.
+    fn require_memory(&self, fs_type: i64) -> Result<(), VolumeError> {
+        if self.allow_disk || fs_type == TMPFS_MAGIC || fs_type == RAMFS_MAGIC {
+            return Ok(());
+        }
+        Err(VolumeError::NotTmpfs {
+            dir: self.dir.clone(),
+            fs_type,
+        })
+    }
+
+    /// The current version directory's name, if `..data` is ours and names a complete version;
+    /// None when there is none yet or `..data` is foreign.
     pub fn current_version(&self) -> Option<String> {
-        let target = fs::read_link(self.dir.join(DATA_LINK)).ok()?;
-        let name = target.to_str()?.to_string();
-        self.dir.join(&name).is_dir().then_some(name)
+        let dir = Dir::open(&self.dir).ok()?;
+        match data_link(&dir) {
+            Ok(DataLink::Current(version)) => Some(version),
+            _ => None,
+        }
+    }
+
+    fn open(&self) -> Result<Dir, VolumeError> {
+        Dir::open(&self.dir).map_err(io("open", &self.dir))
     }
 
     /// Makes the directory hold exactly `payload`, atomically.
     pub fn commit(&self, payload: &Payload) -> Result<Commit, VolumeError> {
         self.check_filesystem()?;
         fs::create_dir_all(&self.dir).map_err(io("create directory", &self.dir))?;
-        let _lock = DirLock::acquire(&self.dir)?;
-        self.check_visible_names(payload)?;
-        let current = self.current_version();
-        self.remove_leftovers(current.as_deref())?;
+        let dir = self.open()?;
+        // Again on the directory actually opened, which is where the secrets will go.
+        self.require_memory(dir.fs_type().map_err(io("statfs", &self.dir))?)?;
+        dir.lock().map_err(io("lock", &self.dir))?;
+        // Before anything changes: a foreign `..data` means we do not know what this
+        // directory is, and its "old version" could be anything.
+        let current = match data_link(&dir).map_err(io("read", dir.join(DATA_LINK)))? {
+            DataLink::Absent => None,
+            DataLink::Current(version) => Some(version),
+            DataLink::Foreign(found) => {
+                return Err(VolumeError::Foreign {
+                    path: dir.join(DATA_LINK),
+                    found,
+                })
+            }
+        };
+        check_visible_names(&dir, payload)?;
+        remove_leftovers(&dir, current.as_deref())?;
 
         let old_files = match &current {
-            Some(v) => list_files(&self.dir.join(v))?,
+            Some(v) => list_files(&dir.sub(v).map_err(io("open", dir.join(v)))?)?,
             None => BTreeSet::new(),
         };
         let stale: Vec<String> = old_files
@@ -164,174 +227,221 @@ impl Volume {
             .cloned()
             .collect();
         if let Some(v) = &current {
-            if stale.is_empty() && self.same_as(v, payload)? {
-                self.link_visible(payload)?;
+            if stale.is_empty() && same_as(&dir, v, payload)? {
+                link_visible(&dir, payload)?;
                 return Ok(Commit::Unchanged { version: v.clone() });
             }
         }
 
-        let version = self.write_version(payload)?;
-        let tmp = self.dir.join(DATA_TMP_LINK);
-        let swap = std::os::unix::fs::symlink(&version, &tmp)
-            .map_err(io("create symlink", &tmp))
-            .and_then(|_| fs::rename(&tmp, self.dir.join(DATA_LINK)).map_err(io("rename", &tmp)));
+        let version = write_version(&dir, payload)?;
+        let swap = dir
+            .symlink(&version, DATA_TMP_LINK)
+            .map_err(io("create symlink", dir.join(DATA_TMP_LINK)))
+            .and_then(|_| {
+                dir.rename(DATA_TMP_LINK, DATA_LINK)
+                    .map_err(io("rename", dir.join(DATA_TMP_LINK)))
+            });
         if let Err(e) = swap {
-            let _ = fs::remove_file(&tmp);
-            let _ = fs::remove_dir_all(self.dir.join(&version));
+            let _ = dir.unlink(DATA_TMP_LINK);
+            let _ = dir.remove_all(&version);
             return Err(e);
         }
         // The new version is live. What follows only tidies up; a failure leaves a consistent
         // directory that the next commit finishes cleaning.
-        self.link_visible(payload)?;
+        link_visible(&dir, payload)?;
         let new_top: BTreeSet<&str> = payload.files.keys().map(|k| top_level(k)).collect();
         for name in stale.iter().map(|p| top_level(p)).collect::<BTreeSet<_>>() {
-            if !new_top.contains(name) {
-                let link = self.dir.join(name);
-                if is_symlink(&link) {
-                    fs::remove_file(&link).map_err(io("remove stale link", &link))?;
-                }
+            // A name the app has since taken over is the app's, not a stale link of ours.
+            if !new_top.contains(name) && is_our_link(&dir, name) {
+                dir.unlink(name)
+                    .map_err(io("remove stale link", dir.join(name)))?;
             }
         }
         if let Some(old) = current.filter(|_| !self.keep_previous) {
-            let old_dir = self.dir.join(old);
-            fs::remove_dir_all(&old_dir).map_err(io("remove old version", &old_dir))?;
+            dir.remove_all(&old)
+                .map_err(io("remove old version", dir.join(&old)))?;
         }
         Ok(Commit::Written { version })
     }
+}
 
-    /// Every top-level name must be free or already our `..data/` link.
-    fn check_visible_names(&self, payload: &Payload) -> Result<(), VolumeError> {
-        for name in payload
-            .files
-            .keys()
-            .map(|k| top_level(k))
-            .collect::<BTreeSet<_>>()
+/// Classifies `..data` by reading the link itself and looking its target up as a name in DIR,
+/// following neither.
+fn data_link(dir: &Dir) -> std::io::Result<DataLink> {
+    let kind = match dir.kind(DATA_LINK) {
+        Err(e) if not_found(&e) => return Ok(DataLink::Absent),
+        r => r?,
+    };
+    if kind != Kind::Symlink {
+        return Ok(DataLink::Foreign(kind.describe().to_string()));
+    }
+    let target = dir.read_link(DATA_LINK)?;
+    let Some(name) = target.to_str().filter(|t| is_version_name(t)) else {
+        return Ok(DataLink::Foreign(format!(
+            "a symlink to {}",
+            Path::new(&target).display()
+        )));
+    };
+    Ok(match dir.kind(name) {
+        Ok(Kind::Dir) => DataLink::Current(name.to_string()),
+        Ok(other) => DataLink::Foreign(format!(
+            "a symlink to {name}, which is {} instead of a directory",
+            other.describe()
+        )),
+        Err(e) if not_found(&e) => {
+            DataLink::Foreign(format!("a symlink to {name}, which does not exist"))
+        }
+        Err(e) => return Err(e),
+    })
+}
+
+/// Every top-level name must be free or already our `..data/` link.
+fn check_visible_names(dir: &Dir, payload: &Payload) -> Result<(), VolumeError> {
+    for name in top_levels(payload) {
+        match dir.kind(name) {
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(io("stat", dir.join(name))(e)),
+            Ok(_) if is_our_link(dir, name) => {}
+            Ok(_) => {
+                return Err(VolumeError::Occupied {
+                    path: dir.join(name),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes what an interrupted commit leaves behind, or an app planted under our names:
+/// `..data_tmp` and version-named entries other than the current version, whatever their
+/// type, without following links.
+fn remove_leftovers(dir: &Dir, current: Option<&str>) -> Result<(), VolumeError> {
+    for name in dir.names().map_err(io("list", dir.path()))? {
+        let Some(name) = name.to_str() else { continue };
+        if name == DATA_TMP_LINK || (is_version_name(name) && Some(name) != current) {
+            if name != DATA_TMP_LINK {
+                tracing::info!(leftover = %dir.join(name).display(), "removing a version left by an interrupted write");
+            }
+            dir.remove_all(name)
+                .map_err(io("remove leftover", dir.join(name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// True when the version holds exactly the payload's bytes, modes and owners. Anything that
+/// cannot be opened without following a link counts as different.
+fn same_as(dir: &Dir, version: &str, payload: &Payload) -> Result<bool, VolumeError> {
+    let Ok(base) = dir.sub(version) else {
+        return Ok(false);
+    };
+    for (rel, want) in &payload.files {
+        let path = base.join(rel);
+        let (parents, leaf) = split(rel);
+        let mut parent = None;
+        for part in parents {
+            match parent.as_ref().unwrap_or(&base).sub(part) {
+                Ok(d) => parent = Some(d),
+                Err(_) => return Ok(false),
+            }
+        }
+        let Ok(mut f) = parent.as_ref().unwrap_or(&base).open_file(leaf) else {
+            return Ok(false);
+        };
+        let meta = f.metadata().map_err(io("stat", &path))?;
+        if !meta.is_file()
+            || meta.mode() & 0o7777 != want.mode
+            || want.owner.is_some_and(|u| u != meta.uid())
+            || want.group.is_some_and(|g| g != meta.gid())
+            || meta.len() != want.data.len() as u64
         {
-            let path = self.dir.join(name);
-            match fs::symlink_metadata(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io("stat", &path)(e)),
-                Ok(_) if is_our_link(&path, name) => {}
-                Ok(_) => return Err(VolumeError::Occupied { path }),
-            }
+            return Ok(false);
         }
-        Ok(())
-    }
-
-    /// Removes `..data_tmp` and version directories other than the current one: what an
-    /// interrupted commit leaves behind.
-    fn remove_leftovers(&self, current: Option<&str>) -> Result<(), VolumeError> {
-        let entries = fs::read_dir(&self.dir).map_err(io("list", &self.dir))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = entry.path();
-            if name == DATA_TMP_LINK {
-                fs::remove_file(&path).map_err(io("remove leftover", &path))?;
-            } else if is_version_name(name) && Some(name) != current {
-                tracing::info!(leftover = %path.display(), "removing a version left by an interrupted write");
-                fs::remove_dir_all(&path).map_err(io("remove leftover", &path))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// True when the version holds exactly the payload's bytes, modes and owners.
-    fn same_as(&self, version: &str, payload: &Payload) -> Result<bool, VolumeError> {
-        let base = self.dir.join(version);
-        for (rel, want) in &payload.files {
-            let path = base.join(rel);
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_file() => m,
-                _ => return Ok(false),
-            };
-            if meta.mode() & 0o7777 != want.mode
-                || want.owner.is_some_and(|u| u != meta.uid())
-                || want.group.is_some_and(|g| g != meta.gid())
-                || meta.len() != want.data.len() as u64
-            {
-                return Ok(false);
-            }
-            let have = SecretBytes::new(fs::read(&path).map_err(io("read", &path))?);
-            if have != want.data {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Writes a new version directory; on any failure removes it and returns the error.
-    fn write_version(&self, payload: &Payload) -> Result<String, VolumeError> {
-        let (name, path) = self.create_version_dir()?;
-        let result = payload
-            .files
-            .iter()
-            .try_for_each(|(rel, file)| write_file(&path, rel, file));
-        match result {
-            Ok(()) => Ok(name),
-            Err(e) => {
-                let _ = fs::remove_dir_all(&path);
-                Err(e)
-            }
+        // Exactly sized, so the secret is never copied into a grown buffer.
+        let mut have = Vec::with_capacity(want.data.len());
+        f.read_to_end(&mut have).map_err(io("read", &path))?;
+        if SecretBytes::new(have) != want.data {
+            return Ok(false);
         }
     }
+    Ok(true)
+}
 
-    /// `..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN` in UTC, unique in the directory, mode 0755.
-    fn create_version_dir(&self) -> Result<(String, PathBuf), VolumeError> {
-        for _ in 0..100 {
-            let stamp = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
-            let name = format!(
-                "..{}",
-                stamp.trim_end_matches('Z').replace(['-', 'T', ':'], "_")
-            );
-            let path = self.dir.join(&name);
-            match fs::create_dir(&path) {
-                Ok(()) => {
-                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                        .map_err(io("chmod", &path))?;
-                    return Ok((name, path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io("create version directory", &path)(e)),
-            }
+/// Writes a new version directory; on any failure removes it and returns the error.
+fn write_version(dir: &Dir, payload: &Payload) -> Result<String, VolumeError> {
+    let (name, version) = create_version_dir(dir)?;
+    let result = payload
+        .files
+        .iter()
+        .try_for_each(|(rel, file)| write_file(&version, rel, file));
+    match result {
+        Ok(()) => Ok(name),
+        Err(e) => {
+            drop(version);
+            let _ = dir.remove_all(&name);
+            Err(e)
         }
-        Err(VolumeError::Io {
-            op: "create version directory",
-            path: self.dir.clone(),
-            source: std::io::Error::other("no unique name after 100 attempts"),
-        })
-    }
-
-    /// Creates the missing `name -> ..data/name` links.
-    fn link_visible(&self, payload: &Payload) -> Result<(), VolumeError> {
-        for name in payload
-            .files
-            .keys()
-            .map(|k| top_level(k))
-            .collect::<BTreeSet<_>>()
-        {
-            let link = self.dir.join(name);
-            if fs::symlink_metadata(&link).is_err() {
-                std::os::unix::fs::symlink(Path::new(DATA_LINK).join(name), &link)
-                    .map_err(io("create symlink", &link))?;
-            }
-        }
-        Ok(())
     }
 }
 
-fn write_file(base: &Path, rel: &str, file: &FileContent) -> Result<(), VolumeError> {
-    let path = base.join(rel);
-    if let Some(parent) = path.parent() {
-        if parent != base {
-            create_dirs(base, parent)?;
+/// `..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN` in UTC, unique in the directory, mode 0755.
+fn create_version_dir(dir: &Dir) -> Result<(String, Dir), VolumeError> {
+    for _ in 0..100 {
+        let name = new_version_name(std::time::SystemTime::now());
+        match dir.create_dir(&name, 0o755) {
+            Ok(version) => return Ok((name, version)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io("create version directory", dir.join(&name))(e)),
         }
     }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
+    Err(VolumeError::Io {
+        op: "create version directory",
+        path: dir.path().to_path_buf(),
+        source: std::io::Error::other("no unique name after 100 attempts"),
+    })
+}
+
+fn new_version_name(t: std::time::SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_nanos(t).to_string();
+    format!(
+        "..{}",
+        stamp.trim_end_matches('Z').replace(['-', 'T', ':'], "_")
+    )
+}
+
+/// Creates the missing `name -> ..data/name` links.
+fn link_visible(dir: &Dir, payload: &Payload) -> Result<(), VolumeError> {
+    for name in top_levels(payload) {
+        match dir.kind(name) {
+            Err(e) if not_found(&e) => dir
+                .symlink(format!("{DATA_LINK}/{name}"), name)
+                .map_err(io("create symlink", dir.join(name)))?,
+            Err(e) => return Err(io("stat", dir.join(name))(e)),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes one file of a new version: nested directories (0755 regardless of umask) and the
+/// file are created relative to their parent's descriptor, refusing any existing entry.
+fn write_file(version: &Dir, rel: &str, file: &FileContent) -> Result<(), VolumeError> {
+    let path = version.join(rel);
+    let (parents, leaf) = split(rel);
+    let mut parent: Option<Dir> = None;
+    for part in parents {
+        let at = parent.as_ref().unwrap_or(version);
+        let sub = match at.create_dir(part, 0o755) {
+            // Made for an earlier file of this payload: a real directory, opened no-follow.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => at.sub(part),
+            r => r,
+        };
+        parent = Some(sub.map_err(io("create directory", at.join(part)))?);
+    }
+    let mut f = parent
+        .as_ref()
+        .unwrap_or(version)
+        .create_file(leaf)
         .map_err(io("create", &path))?;
     f.write_all(file.data.expose())
         .map_err(io("write", &path))?;
@@ -344,34 +454,27 @@ fn write_file(base: &Path, rel: &str, file: &FileContent) -> Result<(), VolumeEr
     Ok(())
 }
 
-/// Nested directories inside a version, 0755 regardless of umask.
-fn create_dirs(base: &Path, dir: &Path) -> Result<(), VolumeError> {
-    let mut cur = base.to_path_buf();
-    for part in dir.strip_prefix(base).unwrap_or(dir).components() {
-        cur.push(part);
-        match fs::create_dir(&cur) {
-            Ok(()) => fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
-                .map_err(io("chmod", &cur))?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("create directory", &cur)(e)),
-        }
-    }
-    Ok(())
-}
-
-/// Relative paths of the regular files under `root`.
-fn list_files(root: &Path) -> Result<BTreeSet<String>, VolumeError> {
+/// Relative paths of the entries under `root` that are not directories (symlinks included),
+/// found without following any link.
+fn list_files(root: &Dir) -> Result<BTreeSet<String>, VolumeError> {
     let mut out = BTreeSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).map_err(io("list", &dir))?.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
+    let mut stack: Vec<(Option<Dir>, String)> = vec![(None, String::new())];
+    while let Some((sub, prefix)) = stack.pop() {
+        let dir = sub.as_ref().unwrap_or(root);
+        for name in dir.names().map_err(io("list", dir.path()))? {
+            let Some(name) = name.to_str() else { continue };
+            let rel = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            match dir.kind(name) {
+                Ok(Kind::Dir) => {
+                    let d = dir.sub(name).map_err(io("open", dir.join(name)))?;
+                    stack.push((Some(d), rel));
+                }
                 Ok(_) => {
-                    if let Some(rel) = path.strip_prefix(root).ok().and_then(|r| r.to_str()) {
-                        out.insert(rel.to_string());
-                    }
+                    out.insert(rel);
                 }
                 Err(_) => {}
             }
@@ -380,51 +483,50 @@ fn list_files(root: &Path) -> Result<BTreeSet<String>, VolumeError> {
     Ok(out)
 }
 
+/// `d/e/f` → (`[d, e]`, `f`).
+fn split(rel: &str) -> (impl Iterator<Item = &str>, &str) {
+    let (parents, leaf) = rel.rsplit_once('/').unwrap_or(("", rel));
+    (parents.split('/').filter(|p| !p.is_empty()), leaf)
+}
+
 fn top_level(rel: &str) -> &str {
     rel.split('/').next().unwrap_or(rel)
 }
 
-fn is_symlink(p: &Path) -> bool {
-    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+fn top_levels(payload: &Payload) -> BTreeSet<&str> {
+    payload.files.keys().map(|k| top_level(k)).collect()
 }
 
-fn is_our_link(path: &Path, name: &str) -> bool {
-    fs::read_link(path).is_ok_and(|t| t == Path::new(DATA_LINK).join(name))
+fn is_our_link(dir: &Dir, name: &str) -> bool {
+    dir.read_link(name)
+        .is_ok_and(|t| t.as_bytes() == format!("{DATA_LINK}/{name}").as_bytes())
 }
 
-/// `..` followed by a digit: the version directories we create (not `..data`, not `..data_tmp`).
+/// Exactly `..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN`, the names [`new_version_name`] makes, with
+/// plausible field values. Strict because the name decides what may be deleted: `..data`,
+/// `..data_tmp`, the kubelet's own `..2026_01_01_00_00_00.1234` names or anything an app
+/// invents are not ours.
 fn is_version_name(name: &str) -> bool {
-    name.strip_prefix("..")
-        .and_then(|r| r.chars().next())
-        .is_some_and(|c| c.is_ascii_digit())
-}
-
-fn statfs_type(path: &Path) -> std::io::Result<i64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains NUL"))?;
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated string and `buf` a properly sized out-parameter.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+    let Some(stamp) = name.strip_prefix("..") else {
+        return false;
+    };
+    let b = stamp.as_bytes();
+    let shape = b.len() == "2026_11_27_13_01_02.123456789".len()
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 | 10 | 13 | 16 => c == b'_',
+            19 => c == b'.',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape {
+        return false;
     }
-    #[allow(clippy::unnecessary_cast)]
-    Ok(buf.f_type as i64)
-}
-
-/// An exclusive `flock` on the output directory, released on drop.
-struct DirLock(#[allow(dead_code)] fs::File);
-
-impl DirLock {
-    fn acquire(dir: &Path) -> Result<DirLock, VolumeError> {
-        let f = fs::File::open(dir).map_err(io("open", dir))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io("lock", dir)(std::io::Error::last_os_error()));
-        }
-        Ok(DirLock(f))
-    }
+    // Two ASCII digits at `i`, as a number.
+    let num = |i: usize| u32::from(b[i] - b'0') * 10 + u32::from(b[i + 1] - b'0');
+    (1..=12).contains(&num(5))
+        && (1..=31).contains(&num(8))
+        && num(11) <= 23
+        && num(14) <= 59
+        && num(17) <= 59
 }
 
 #[cfg(test)]
@@ -577,5 +679,254 @@ mod tests {
             assert!(matches!(e, Err(VolumeError::NotTmpfs { .. })), "{e:?}");
         }
         assert!(Volume::new(&dir, true).check_filesystem().is_ok());
+    }
+
+    #[test]
+    fn version_names_are_parsed_strictly() {
+        let now = new_version_name(std::time::SystemTime::now());
+        assert!(is_version_name(&now), "{now}");
+        assert!(is_version_name(&new_version_name(std::time::UNIX_EPOCH)));
+        for good in [
+            "..2026_11_27_13_01_02.123456789",
+            "..2020_01_01_00_00_00.000000000",
+            "..9999_12_31_23_59_59.999999999",
+        ] {
+            assert!(is_version_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "..data",
+            "..data_tmp",
+            "..2",
+            "2026_11_27_13_01_02.123456789",
+            ".2026_11_27_13_01_02.123456789",
+            "...2026_11_27_13_01_02.123456789",
+            "..2026_11_27_13_01_02.12345678",
+            "..2026_11_27_13_01_02.1234567890",
+            "..2026_11_27_13_01_02",
+            "..2026-11-27_13_01_02.123456789",
+            "..2026_11_27T13_01_02.123456789",
+            "..2026_11_27_13:01:02.123456789",
+            "..2026_11_27_13_01_02_123456789",
+            "..2026_11_27_13_01_02.12345678a",
+            "..2026_11_27_13_01_02.123456789/",
+            "../2026_11_27_13_01_02.12345678",
+            "../..2026_11_27_13_01_02.12345",
+            " ..2026_11_27_13_01_02.12345678",
+            "..2026_00_27_13_01_02.123456789",
+            "..2026_13_27_13_01_02.123456789",
+            "..2026_11_00_13_01_02.123456789",
+            "..2026_11_32_13_01_02.123456789",
+            "..2026_11_27_24_01_02.123456789",
+            "..2026_11_27_13_60_02.123456789",
+            "..2026_11_27_13_01_60.123456789",
+            "..2026_11_27_13_01_0٢.123456789",
+            // The kubelet's own names carry a random suffix of another length.
+            "..2026_11_27_13_01_02.1234",
+        ] {
+            assert!(!is_version_name(bad), "{bad:?}");
+        }
+    }
+
+    fn plant_outside(name: &str) -> Tmp {
+        let o = tmp(name);
+        fs::create_dir_all(o.0.join("sub")).unwrap();
+        fs::write(o.0.join("canary"), "c").unwrap();
+        fs::write(o.0.join("sub/canary"), "c").unwrap();
+        o
+    }
+
+    fn assert_intact(o: &Tmp) {
+        assert_eq!(fs::read_to_string(o.0.join("canary")).unwrap(), "c");
+        assert_eq!(fs::read_to_string(o.0.join("sub/canary")).unwrap(), "c");
+    }
+
+    fn listing(dir: &Path) -> BTreeSet<(String, String)> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = fs::read_link(e.path()).map(|t| t.display().to_string());
+                (
+                    e.file_name().into_string().unwrap(),
+                    link.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_foreign_data_link_is_refused_and_is_no_current_version() {
+        use std::os::unix::fs::symlink;
+        let outside = plant_outside("foreign-outside");
+        let version = "..2026_01_01_00_00_00.000000000";
+        type Plant<'a> = Box<dyn Fn(&Path) + 'a>;
+        let cases: Vec<(&str, Plant, &str)> = vec![
+            (
+                "abs",
+                Box::new(|d| symlink(&outside.0, d.join("..data")).unwrap()),
+                "a symlink to /dev/shm/",
+            ),
+            (
+                "rel",
+                Box::new(|d| symlink("../x/..", d.join("..data")).unwrap()),
+                "a symlink to ../x/..",
+            ),
+            (
+                "root",
+                Box::new(|d| symlink("/", d.join("..data")).unwrap()),
+                "a symlink to /,",
+            ),
+            (
+                "self",
+                Box::new(|d| symlink("..data", d.join("..data")).unwrap()),
+                "a symlink to ..data,",
+            ),
+            (
+                "dir",
+                Box::new(|d| fs::create_dir(d.join("..data")).unwrap()),
+                "is a directory,",
+            ),
+            (
+                "file",
+                Box::new(|d| fs::write(d.join("..data"), "x").unwrap()),
+                "is a regular file,",
+            ),
+            (
+                "vlink",
+                Box::new(|d| {
+                    symlink(&outside.0, d.join(version)).unwrap();
+                    symlink(version, d.join("..data")).unwrap();
+                }),
+                "which is a symlink instead of a directory",
+            ),
+            (
+                "vfile",
+                Box::new(|d| {
+                    fs::write(d.join(version), "").unwrap();
+                    symlink(version, d.join("..data")).unwrap();
+                }),
+                "which is a regular file instead of a directory",
+            ),
+            (
+                "vmissing",
+                Box::new(|d| symlink(version, d.join("..data")).unwrap()),
+                "which does not exist",
+            ),
+            (
+                "vslash",
+                Box::new(|d| {
+                    fs::create_dir(d.join(version)).unwrap();
+                    symlink(format!("{version}/"), d.join("..data")).unwrap();
+                }),
+                "a symlink to ..2026_01_01_00_00_00.000000000/,",
+            ),
+        ];
+        for (name, plant, found) in cases {
+            let t = tmp(&format!("foreign-{name}"));
+            fs::create_dir_all(&t.0).unwrap();
+            plant(&t.0);
+            let before = listing(&t.0);
+            let v = Volume::new(&t.0, false);
+            assert_eq!(v.current_version(), None, "{name}");
+            let e = v.commit(&payload(&[("a", "1", 0o600)])).unwrap_err();
+            assert!(matches!(e, VolumeError::Foreign { .. }), "{name}: {e}");
+            assert!(e.is_config(), "{name}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("{}/..data is ", t.0.display())),
+                "{msg}"
+            );
+            assert!(msg.contains(found), "{name}: {msg}");
+            assert_eq!(listing(&t.0), before, "{name}: the directory changed");
+            assert_intact(&outside);
+        }
+    }
+
+    #[test]
+    fn leftovers_of_our_names_go_whatever_they_are_without_following() {
+        use std::os::unix::fs::symlink;
+        let outside = plant_outside("leftover-outside");
+        let t = tmp("leftovers");
+        let v = Volume::new(&t.0, false);
+        let p = payload(&[("a", "1", 0o600)]);
+        v.commit(&p).unwrap();
+        let tmp_dir = t.0.join("..data_tmp");
+        fs::create_dir_all(tmp_dir.join("x/y")).unwrap();
+        symlink(&outside.0, tmp_dir.join("evil")).unwrap();
+        symlink(&outside.0, tmp_dir.join("x/y/evil")).unwrap();
+        let old = t.0.join("..2020_01_01_00_00_00.000000001");
+        fs::create_dir(&old).unwrap();
+        symlink(&outside.0, old.join("evil")).unwrap();
+        symlink(&outside.0, t.0.join("..2020_01_01_00_00_00.000000002")).unwrap();
+        fs::write(t.0.join("..2020_01_01_00_00_00.000000003"), "").unwrap();
+        // Not of our exact form: not ours to delete.
+        fs::create_dir(t.0.join("..2020_01_01_00_00_00.1234")).unwrap();
+        let Commit::Unchanged { version } = v.commit(&p).unwrap() else {
+            panic!("expected unchanged")
+        };
+        assert_eq!(
+            entries(&t.0),
+            ["..data", &version, "a", "..2020_01_01_00_00_00.1234"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        );
+        assert_intact(&outside);
+    }
+
+    #[test]
+    fn retire_unlinks_a_version_named_link_and_keeps_the_current_version() {
+        use std::os::unix::fs::symlink;
+        let outside = plant_outside("retire-outside");
+        let t = tmp("retire");
+        let v = Volume::new(&t.0, false).keeping_previous();
+        let Commit::Written { version } = v.commit(&payload(&[("a", "1", 0o600)])).unwrap() else {
+            panic!()
+        };
+        v.retire(&version).unwrap();
+        assert!(t.0.join(&version).is_dir(), "the current version stays");
+        let planted = "..2020_01_01_00_00_00.000000001";
+        symlink(&outside.0, t.0.join(planted)).unwrap();
+        v.retire(planted).unwrap();
+        assert!(fs::symlink_metadata(t.0.join(planted)).is_err());
+        let old = t.0.join("..2020_01_01_00_00_00.000000002");
+        fs::create_dir(&old).unwrap();
+        symlink(&outside.0, old.join("evil")).unwrap();
+        v.retire("..2020_01_01_00_00_00.000000002").unwrap();
+        assert!(!old.exists());
+        v.retire("..2020_01_01_00_00_00.000000003").unwrap();
+        assert_intact(&outside);
+        assert_eq!(v.current_version(), Some(version));
+    }
+
+    #[test]
+    fn a_link_or_fifo_in_the_current_version_is_a_change_and_never_read_through() {
+        use std::os::unix::fs::symlink;
+        let outside = plant_outside("same-outside");
+        let t = tmp("same-links");
+        let v = Volume::new(&t.0, false);
+        // Same content as the payload would have, were the link followed.
+        let p = payload(&[("sub/canary", "c", 0o644), ("a", "1", 0o600)]);
+        let Commit::Written { version } = v.commit(&p).unwrap() else {
+            panic!()
+        };
+        fs::remove_dir_all(t.0.join(&version).join("sub")).unwrap();
+        symlink(&outside.0, t.0.join(&version).join("sub")).unwrap();
+        let Commit::Written { version: v2 } = v.commit(&p).unwrap() else {
+            panic!("a symlinked directory counted as unchanged")
+        };
+        assert_intact(&outside);
+
+        fs::remove_file(t.0.join(&v2).join("a")).unwrap();
+        let fifo = std::ffi::CString::new(t.0.join(&v2).join("a").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let Commit::Written { .. } = v.commit(&p).unwrap() else {
+            panic!("a FIFO counted as unchanged")
+        };
+        assert_eq!(fs::read_to_string(t.0.join("a")).unwrap(), "1");
+        assert_intact(&outside);
     }
 }
