@@ -485,7 +485,7 @@ fn a_bad_base64_value_is_reported_without_a_byte_of_it() {
     let run = pod.init(&spc, &[]);
     run.expect_code(1)
         .expect_stderr(&["not valid base64"])
-        .expect_no_leak(&[value, "offset", "37"]);
+        .expect_no_leak(&[value, "offset", "symbol"]);
 }
 
 #[test]
