@@ -200,6 +200,7 @@ fn a_huge_answer_is_refused_without_holding_it() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("larger than 1048576 bytes"), "{stderr}");
     let peak = peak.expect("the sampler saw init while it read");
+    eprintln!("peak RSS of init refusing a 256 MiB answer: {peak} KiB");
     assert!(
         peak < 32 * 1024,
         "peak RSS {peak} KiB: the injected container's limit is 32Mi"
