@@ -17,6 +17,7 @@ pub mod render;
 pub mod retry;
 pub mod schedule;
 pub mod secret;
+pub mod serve;
 pub mod sidecar;
 pub mod vault;
 pub mod volume;

@@ -152,24 +152,32 @@ fn escape_label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` on an already bound listener, forever.
+/// Connections the `--listen` server keeps open at most: probes and a scraper need a few,
+/// and every descriptor it does not take stays with the sidecar's real work.
+const MAX_CONNECTIONS: usize = 8;
+/// The cap never leaves fewer descriptors than this to the rest of the sidecar (Vault
+/// connections, the files it writes, its watches).
+const KEEP_FREE_FDS: usize = 48;
+/// A request must arrive, and an idle connection goes, within this.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on an already bound listener, forever, within
+/// the limits of [`crate::serve`].
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    let limits = crate::serve::Limits::new(MAX_CONNECTIONS, KEEP_FREE_FDS, TIMEOUT);
+    crate::serve::serve(listener, limits, move |stream, conn| {
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&req, &metrics)) }
+                let _answering = conn.answering();
+                let resp = route(&req, &metrics);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+            let _ = crate::serve::http1().serve_connection(io, service).await;
+        }
+    })
+    .await
 }
 
 fn route(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {

@@ -76,8 +76,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
     runtime.block_on(async move {
         let listener = match opts.listen {
             Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
+                crate::serve::bind(addr)
                     .map_err(|e| Error::Usage(format!("--listen {addr}: {e}")))?,
             ),
             None => None,

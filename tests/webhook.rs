@@ -6,101 +6,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::cli::{bin, read, secretdrop, write};
+use common::cli::{read, secretdrop, write};
 use common::resident::Resident;
 use common::scenario::Pod;
-use common::{free_port, unique, Bao, Server, TestDir};
+use common::webhook::Webhook;
+use common::{unique, Bao, Server, TestDir};
 use secretdrop::webhook::patch;
 use serde_json::{json, Value};
-
-struct Webhook {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Webhook {
-    fn start(dir: &Path, cert: &Path, key: &Path, extra: &[&str]) -> Webhook {
-        let port = free_port();
-        let log = dir.join("webhook.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin())
-            .args([
-                "webhook",
-                "--tls-cert",
-                cert.to_str().unwrap(),
-                "--tls-key",
-                key.to_str().unwrap(),
-            ])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let w = Webhook { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !read(&w.log).contains("webhook serving") {
-            assert!(
-                Instant::now() < deadline,
-                "webhook did not start:\n{}",
-                read(&w.log)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        w
-    }
-
-    /// `curl` over TLS trusting `ca`: (HTTP status, body).
-    fn call(&self, ca: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "--max-time",
-            "5",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            method,
-            "--cacert",
-        ])
-        .arg(ca)
-        .arg(format!("https://127.0.0.1:{}{path}", self.port));
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-        }
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn review(&self, ca: &Path, pod: &Value) -> Value {
-        let review = json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": unique("uid"), "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                        "operation": "CREATE", "namespace": "default", "object": pod}
-        });
-        let (status, body) = self.call(ca, "POST", "/mutate", Some(&review.to_string()));
-        assert_eq!(status, 200, "{body}\n{}", read(&self.log));
-        let answer: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
-        answer["response"].clone()
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `kubectl patch --local --type=json` with the webhook's patch gives the same pod, and that
 /// pod validates against the Kubernetes schema.

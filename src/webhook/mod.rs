@@ -5,3 +5,4 @@ pub mod mutate;
 pub mod patch;
 pub mod review;
 pub mod server;
+pub mod shape;

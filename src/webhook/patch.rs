@@ -4,31 +4,66 @@
 //! Objects are diffed key by key; arrays that differ are replaced whole (simple, and always
 //! applies cleanly to the document it was computed from).
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One operation, borrowing its value from the new document: serialising the patch of a big
+/// pod does not copy the pod first.
+#[derive(Debug, Serialize)]
+struct Op<'a> {
+    op: &'static str,
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Value>,
+}
 
 /// The operations that turn `old` into `new`.
 pub fn diff(old: &Value, new: &Value) -> Vec<Value> {
+    ops(old, new)
+        .iter()
+        .filter_map(|op| serde_json::to_value(op).ok())
+        .collect()
+}
+
+/// [`diff`] serialised as a JSON array, without copying any value.
+pub fn diff_json(old: &Value, new: &Value) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(&ops(old, new)).map_err(|e| format!("cannot serialise the patch: {e}"))
+}
+
+fn ops<'a>(old: &Value, new: &'a Value) -> Vec<Op<'a>> {
     let mut ops = Vec::new();
     walk("", old, new, &mut ops);
     ops
 }
 
-fn walk(path: &str, old: &Value, new: &Value, ops: &mut Vec<Value>) {
+fn walk<'a>(path: &str, old: &Value, new: &'a Value, ops: &mut Vec<Op<'a>>) {
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
             for key in a.keys().filter(|k| !b.contains_key(*k)) {
-                ops.push(json!({"op": "remove", "path": format!("{path}/{}", escape(key))}));
+                ops.push(Op {
+                    op: "remove",
+                    path: format!("{path}/{}", escape(key)),
+                    value: None,
+                });
             }
             for (key, value) in b {
                 let child = format!("{path}/{}", escape(key));
                 match a.get(key) {
-                    None => ops.push(json!({"op": "add", "path": child, "value": value})),
+                    None => ops.push(Op {
+                        op: "add",
+                        path: child,
+                        value: Some(value),
+                    }),
                     Some(old_value) => walk(&child, old_value, value, ops),
                 }
             }
         }
         (a, b) if a == b => {}
-        (_, b) => ops.push(json!({"op": "replace", "path": path, "value": b})),
+        (_, b) => ops.push(Op {
+            op: "replace",
+            path: path.to_string(),
+            value: Some(b),
+        }),
     }
 }
 
@@ -83,6 +118,7 @@ pub fn apply(doc: &Value, ops: &[Value]) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn diff_then_apply_gives_the_new_document() {
@@ -93,6 +129,14 @@ mod tests {
         });
         let ops = diff(&old, &new);
         assert_eq!(apply(&old, &ops).unwrap(), new);
+        assert_eq!(
+            serde_json::from_slice::<Vec<Value>>(&diff_json(&old, &new).unwrap()).unwrap(),
+            ops
+        );
+        assert_eq!(
+            ops[0],
+            json!({"op": "add", "path": "/metadata/annotations/secretdrop.dev~1status", "value": "injected"})
+        );
         assert!(
             ops.iter()
                 .any(|o| o["path"] == "/metadata/annotations/secretdrop.dev~1status"),

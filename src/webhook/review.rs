@@ -1,12 +1,35 @@
 //! `admission.k8s.io/v1` AdmissionReview in, AdmissionReview out: the pure part of the webhook
 //! server. Anything but a pod CREATE is allowed unchanged; an unparseable review is an error the
 //! server answers with 400.
+//!
+//! Invariant: a review is parsed into a `Value` only when its estimated parsed size
+//! ([`Shape::heap`]) is at most [`MAX_HEAP`]; a larger one is read by a streaming pass that
+//! keeps only the request's kind, operation, uid, names and the opt-in annotation. Such a pod
+//! is allowed unchanged when it is not ours, exactly as the full path would decide, and
+//! rejected with a message when it is, so the memory one review needs stays bounded whatever
+//! its text.
+
+use std::fmt;
+use std::marker::PhantomData;
 
 use base64::Engine;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::mutate::{self, Decision, Defaults};
 use super::patch;
+use super::shape::Shape;
+use crate::config::annotations::PREFIX;
+
+/// The most heap a review may take once parsed. Pods people write are far below (a 70 KB pod
+/// of 300 containers estimates 3 MiB). Injecting copies the pod and adds a volume mount to
+/// each container, so one review needs up to about three times this (8 000 containers of one
+/// name each: 7.6 MiB estimated, 22 MiB at the peak).
+pub const MAX_HEAP: usize = 8 * 1024 * 1024;
+/// Reviews estimated above this are large: the server parses one of them at a time.
+pub const LARGE_HEAP: usize = 1024 * 1024;
 
 /// What happened to one review, for metrics and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +37,66 @@ pub enum Outcome {
     Injected(&'static str),
     Skipped(&'static str),
     Rejected,
+}
+
+/// A review answered, ready to send.
+#[derive(Debug)]
+pub struct Answered {
+    /// The AdmissionReview answer, serialised.
+    pub body: Vec<u8>,
+    pub outcome: Outcome,
+    /// For the log: the pod's namespace and (generate)name, when the review has them.
+    pub namespace: String,
+    pub pod: String,
+}
+
+/// Answers the review `text` whose [`Shape`] was taken while it arrived; `Err` when it is not
+/// an AdmissionReview. An answer longer than `max_answer` bytes becomes a rejection.
+pub fn answer_text(
+    text: &[u8],
+    shape: &Shape,
+    defaults: &Defaults,
+    max_answer: usize,
+) -> Result<Answered, String> {
+    if shape.heap() > MAX_HEAP {
+        return answer_oversized(text, shape.heap());
+    }
+    let review: Value =
+        serde_json::from_slice(text).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let (answer, mut outcome) = answer(&review, defaults)?;
+    let name = |pointer: &str| {
+        let text = review.pointer(pointer).and_then(Value::as_str);
+        text.unwrap_or("").to_string()
+    };
+    let uid = name("/request/uid");
+    let pod = Some(name("/request/object/metadata/generateName"))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| name("/request/object/metadata/name"));
+    let namespace = name("/request/namespace");
+    // The pod is no longer needed: free it before the answer is copied into bytes.
+    drop(review);
+    let mut body = serialise(&answer)?;
+    drop(answer);
+    if body.len() > max_answer {
+        let message = format!(
+            "the patch for this pod would take {} MiB, more than the {} MiB this webhook sends",
+            mib(body.len()),
+            mib(max_answer)
+        );
+        body = serialise(&envelope(rejected(&uid, &message)))?;
+        outcome = Outcome::Rejected;
+    }
+    Ok(Answered {
+        body,
+        outcome,
+        namespace,
+        pod,
+    })
+}
+
+/// Bytes in MiB, rounded up: messages never claim a limit was not exceeded.
+fn mib(bytes: usize) -> usize {
+    bytes.div_ceil(1024 * 1024)
 }
 
 /// Answers a review; `Err` when the body is not an AdmissionReview.
@@ -25,39 +108,253 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
         .get("uid")
         .and_then(Value::as_str)
         .ok_or("no request.uid")?;
-    let is_pod_create = request.pointer("/kind/kind").and_then(Value::as_str) == Some("Pod")
-        && request.get("operation").and_then(Value::as_str) == Some("CREATE");
+    let is_pod_create = is_pod_create(
+        request.pointer("/kind/kind").and_then(Value::as_str),
+        request.get("operation").and_then(Value::as_str),
+    );
     let pod = request.get("object").filter(|_| is_pod_create);
     let (response, outcome) = match pod.map(|p| mutate::mutate(p, defaults)) {
-        None => (
-            json!({"uid": uid, "allowed": true}),
-            Outcome::Skipped("not a pod create"),
-        ),
-        Some(Decision::Skip(why)) => (json!({"uid": uid, "allowed": true}), Outcome::Skipped(why)),
-        Some(Decision::Reject(message)) => (
-            json!({"uid": uid, "allowed": false, "status": {
-                "code": 400, "reason": "BadRequest",
-                "message": format!("secretdrop: {message}")
-            }}),
-            Outcome::Rejected,
-        ),
+        None => (allowed(uid), Outcome::Skipped("not a pod create")),
+        Some(Decision::Skip(why)) => (allowed(uid), Outcome::Skipped(why)),
+        Some(Decision::Reject(message)) => (rejected(uid, &message), Outcome::Rejected),
         Some(Decision::Inject {
             pod: injected,
             mode,
         }) => {
-            let ops = patch::diff(pod.unwrap_or(&Value::Null), &injected);
-            let encoded = base64::engine::general_purpose::STANDARD
-                .encode(serde_json::to_vec(&ops).unwrap_or_default());
-            (
-                json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": encoded}),
-                Outcome::Injected(mode.name()),
-            )
+            let ops = patch::diff_json(pod.unwrap_or(&Value::Null), &injected)?;
+            drop(injected);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&ops);
+            drop(ops);
+            let mut response = json!({"uid": uid, "allowed": true, "patchType": "JSONPatch"});
+            // Moved in, not copied: the patch of a big pod is big.
+            response["patch"] = Value::String(encoded);
+            (response, Outcome::Injected(mode.name()))
         }
     };
-    Ok((
-        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}),
+    Ok((envelope(response), outcome))
+}
+
+fn is_pod_create(kind: Option<&str>, operation: Option<&str>) -> bool {
+    kind == Some("Pod") && operation == Some("CREATE")
+}
+
+fn allowed(uid: &str) -> Value {
+    json!({"uid": uid, "allowed": true})
+}
+
+fn rejected(uid: &str, message: &str) -> Value {
+    json!({"uid": uid, "allowed": false, "status": {
+        "code": 400, "reason": "BadRequest",
+        "message": format!("secretdrop: {message}")
+    }})
+}
+
+fn envelope(response: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+fn serialise(answer: &Value) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(answer).map_err(|e| format!("cannot serialise the answer: {e}"))
+}
+
+/// The streaming path for reviews too large to parse (see the module documentation).
+fn answer_oversized(text: &[u8], heap: usize) -> Result<Answered, String> {
+    let light: Light =
+        serde_json::from_slice(text).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let request = light.request.0.ok_or("no request in the AdmissionReview")?;
+    let uid = request.uid.0.ok_or("no request.uid")?;
+    let kind = request.kind.0.and_then(|k| k.kind.0);
+    let is_pod_create = is_pod_create(kind.as_deref(), request.operation.0.as_deref());
+    let meta = request
+        .object
+        .0
+        .filter(|_| is_pod_create)
+        .map(|o| o.metadata.0);
+    let (response, outcome) = match &meta {
+        None => (allowed(&uid), Outcome::Skipped("not a pod create")),
+        Some(m) if !mutate::opted_in(m.as_ref().and_then(|m| m.annotations.0.as_deref())) => {
+            (allowed(&uid), Outcome::Skipped("not opted in"))
+        }
+        Some(_) => {
+            let message = format!(
+                "the pod is too large to inject: parsing it would take about {} MiB of memory, more than the {} MiB this webhook allows",
+                mib(heap),
+                mib(MAX_HEAP)
+            );
+            (rejected(&uid, &message), Outcome::Rejected)
+        }
+    };
+    let meta = meta.flatten();
+    let pod = meta
+        .as_ref()
+        .and_then(|m| m.generate_name.0.clone().or(m.name.0.clone()))
+        .unwrap_or_default();
+    Ok(Answered {
+        body: serialise(&envelope(response))?,
         outcome,
-    ))
+        namespace: request.namespace.0.unwrap_or_default(),
+        pod,
+    })
+}
+
+/// The parts of a review the streaming path keeps; everything else is skipped unread.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Light {
+    request: Lenient<LightRequest>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LightRequest {
+    uid: Text,
+    kind: Lenient<LightKind>,
+    operation: Text,
+    namespace: Text,
+    object: Lenient<LightObject>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LightKind {
+    kind: Text,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LightObject {
+    metadata: Lenient<LightMeta>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct LightMeta {
+    name: Text,
+    generate_name: Text,
+    annotations: InjectAnnotation,
+}
+
+/// The `visit_*` methods of a visitor that reads every scalar but strings as `$none`.
+macro_rules! scalars_are {
+    ($none:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+    };
+}
+
+/// An object deserialised as `T`; any other JSON value is skipped and read as `None`, as
+/// `Value::get` on a non-object finds nothing.
+#[derive(Default)]
+struct Lenient<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(|t| Lenient(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| Lenient(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            scalars_are!(Lenient(None));
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A JSON string; any other value is skipped and read as `None`, like `Value::as_str`.
+#[derive(Default)]
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Text(Some(s.to_string())))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map).map(|()| Text(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| Text(None))
+            }
+            scalars_are!(Text(None));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Of a pod's annotations, only the value of `secretdrop.dev/inject` (the last one, as a
+/// `Value` map keeps it), when it is a string.
+#[derive(Default)]
+struct InjectAnnotation(Option<String>);
+
+impl<'de> Deserialize<'de> for InjectAnnotation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = InjectAnnotation;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let wanted = format!("{PREFIX}inject");
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == wanted {
+                        found = map.next_value::<Text>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(InjectAnnotation(found))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| InjectAnnotation(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(InjectAnnotation(None))
+            }
+            scalars_are!(InjectAnnotation(None));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
 }
 
 #[cfg(test)]
@@ -118,6 +415,101 @@ mod tests {
         let message = out["response"]["status"]["message"].as_str().unwrap();
         assert!(
             message.starts_with("secretdrop: ") && message.contains("secretdrop.dev/role"),
+            "{message}"
+        );
+    }
+
+    /// A review whose pod carries `filler` one-member objects: tens of MiB once parsed.
+    fn oversized(operation: &str, metadata: Value) -> (Vec<u8>, Shape) {
+        let filler = vec![json!({"a": 0}); 20_000];
+        let r = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "operation": operation, "namespace": "team",
+                        "object": {"metadata": metadata, "spec": {"containers": [{"name": "app", "env": filler}]}}}
+        });
+        let text = serde_json::to_vec(&r).unwrap();
+        let shape = Shape::of(&text);
+        assert!(shape.heap() > MAX_HEAP);
+        (text, shape)
+    }
+
+    fn decided(text: &[u8], shape: &Shape) -> (Value, Outcome) {
+        let a = answer_text(text, shape, &Defaults::default(), usize::MAX).unwrap();
+        (serde_json::from_slice(&a.body).unwrap(), a.outcome)
+    }
+
+    #[test]
+    fn a_review_too_large_to_parse_is_decided_from_its_opt_in_alone() {
+        let ours = json!({"name": "p", "annotations": {"secretdrop.dev/inject": "true", "x": [1, {"y": 2}]}});
+        let (text, shape) = oversized("CREATE", ours.clone());
+        let (out, outcome) = decided(&text, &shape);
+        assert_eq!(outcome, Outcome::Rejected);
+        assert_eq!(out["response"]["uid"], "u-1");
+        assert_eq!(out["response"]["allowed"], false);
+        let message = out["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains("too large to inject"), "{message}");
+        let a = answer_text(&text, &shape, &Defaults::default(), usize::MAX).unwrap();
+        assert_eq!((a.namespace.as_str(), a.pod.as_str()), ("team", "p"));
+
+        // Not ours, or not a create: allowed unchanged, as the full path would.
+        let (text, shape) = oversized("UPDATE", ours);
+        assert_eq!(
+            decided(&text, &shape).1,
+            Outcome::Skipped("not a pod create")
+        );
+        for metadata in [
+            json!({"annotations": {"secretdrop.dev/inject": "false"}}),
+            json!({"annotations": {"secretdrop.dev/inject": {"nested": ["true"]}}}),
+            json!({"annotations": ["secretdrop.dev/inject"]}),
+            json!({"annotations": null}),
+            json!(5),
+        ] {
+            let (text, shape) = oversized("CREATE", metadata.clone());
+            let (out, outcome) = decided(&text, &shape);
+            assert_eq!(outcome, Outcome::Skipped("not opted in"), "{metadata}");
+            assert_eq!(out["response"]["allowed"], true);
+            assert!(out["response"].get("patch").is_none());
+        }
+
+        // Not an AdmissionReview at all.
+        let junk = vec![b'['; MAX_HEAP];
+        assert!(answer_text(&junk, &Shape::of(&junk), &Defaults::default(), usize::MAX).is_err());
+        let no_uid = serde_json::to_vec(
+            &json!({"request": {"kind": {"kind": "Pod"}, "x": vec![json!({"a": 0}); 20_000]}}),
+        )
+        .unwrap();
+        let err = answer_text(
+            &no_uid,
+            &Shape::of(&no_uid),
+            &Defaults::default(),
+            usize::MAX,
+        );
+        assert_eq!(err.unwrap_err(), "no request.uid");
+    }
+
+    #[test]
+    fn an_answer_longer_than_allowed_becomes_a_rejection() {
+        let d = Defaults {
+            vault_address: Some("http://vault:8200".into()),
+            ..Defaults::default()
+        };
+        let annotations = json!({"secretdrop.dev/inject": "true", "secretdrop.dev/role": "r",
+            "secretdrop.dev/objects": "- {objectName: a, secretPath: secret/data/x, secretKey: k}"});
+        let text = serde_json::to_vec(&review("CREATE", annotations)).unwrap();
+        let shape = Shape::of(&text);
+        let full = answer_text(&text, &shape, &d, usize::MAX).unwrap();
+        assert_eq!(full.outcome, Outcome::Injected("sidecar"));
+        let cut = answer_text(&text, &shape, &d, full.body.len() - 1).unwrap();
+        assert_eq!(cut.outcome, Outcome::Rejected);
+        let out: Value = serde_json::from_slice(&cut.body).unwrap();
+        assert_eq!(
+            out["response"]["uid"],
+            "705ab4f5-6393-11e8-b7cc-42010a800002"
+        );
+        let message = out["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("the patch for this pod would take"),
             "{message}"
         );
     }

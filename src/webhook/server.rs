@@ -2,26 +2,81 @@
 //! `/healthz` and Prometheus `/metrics`. The certificate and key are re-read when their files
 //! change (cert-manager rotates them through a `..data` swap); a broken pair is reported and
 //! the previous one kept, so a rotation never takes the webhook down.
+//!
+//! Anyone who can reach the port can send it anything, so what one client can make it hold is
+//! bounded ([`crate::serve`] owns the connection cap and the per-connection clock):
+//! * A body longer than [`MAX_BODY`] (what a kube-apiserver can send) is refused with 413
+//!   before any of it is read. A body is read only once its declared length (or
+//!   [`MAX_BODY`] when it has none) is reserved in a budget: [`SMALL_BODIES`] bytes for
+//!   bodies up to [`SMALL_BODY`], which is every ordinary review, and [`LARGE_BODIES`] for the
+//!   rest, so large bodies that stall cannot starve ordinary ones.
+//! * Parsing, mutating and serialising a review runs on blocking threads, [`REVIEWS_AT_ONCE`]
+//!   at a time and one large one (see [`review::LARGE_HEAP`]) among them, never on the
+//!   runtime thread: `/healthz` and the other connections do not wait for a review.
+//! * An answer holds its bytes in the [`ANSWERS`] budget until hyper has taken the last of
+//!   it, and is longer than [`MAX_ANSWER`] never.
+//!
+//! Together, at most: the binary (5 MiB static, 13 MiB as a debug build) + connections
+//! (64 × ~30 KiB, and their kernel buffers: 64 × 2 × 64 KiB, see [`crate::serve`]) + bodies
+//! (2 + 6.5 MiB) + answers (4 MiB) + one large review (about 3 × [`review::MAX_HEAP`]) + one
+//! other (about 3 × [`review::LARGE_HEAP`]) ≈ 55 MiB static, below the 64 MiB limit the
+//! Deployment sets.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Bytes, Frame, SizeHint};
 use hyper::{Request, Response, StatusCode};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::mutate::Defaults;
 use super::review::{self, Outcome};
+use super::shape::Shape;
 use crate::error::Error;
+use crate::serve::{self, Conn, Limits};
 
-/// AdmissionReviews for big pods stay far below this; anything larger is refused.
-const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The kube-apiserver refuses requests over 3 MiB, so a pod is at most that; the
+/// AdmissionReview around it (uid, kind, userInfo) adds little.
+pub const MAX_BODY: usize = 3 * 1024 * 1024 + 256 * 1024;
+/// Bodies up to this size come out of [`SMALL_BODIES`]; a review of an ordinary pod is 2-20 KiB.
+pub const SMALL_BODY: usize = 64 * 1024;
+pub const SMALL_BODIES: usize = 2 * 1024 * 1024;
+/// Two bodies of the largest size at once.
+pub const LARGE_BODIES: usize = 2 * MAX_BODY;
+/// Answers being written. An answer longer than [`MAX_ANSWER`] becomes a rejection.
+pub const ANSWERS: usize = 4 * 1024 * 1024;
+pub const MAX_ANSWER: usize = 3 * 1024 * 1024;
+/// Reviews computed at once: one slow review (a pathological annotation) leaves the other
+/// slot to everyone else.
+pub const REVIEWS_AT_ONCE: usize = 2;
+/// Every phase of a connection (handshake and request head, body, answer, idle keep-alive)
+/// must end within this. The apiserver sends a review within milliseconds and stops waiting
+/// after the webhook's timeoutSeconds (at most 30, 5 in manifests/).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most, fewer if the fd limit requires (keeping [`KEEP_FREE_FDS`]). An
+/// apiserver keeps a few keep-alive connections to each replica; idle ones make room for new
+/// ones at the cap.
+pub const MAX_CONNECTIONS: usize = 64;
+const KEEP_FREE_FDS: usize = 32;
+/// rustls buffers at most this much of an answer per connection (its default is 64 KiB).
+const TLS_BUFFER: usize = 16 * 1024;
+/// Answers go to hyper in pieces this large, copied, so a piece hyper still queues never
+/// pins a whole answer after its budget is returned.
+const ANSWER_PIECE: usize = 16 * 1024;
+// Each budget holds at least the largest thing drawn from it, so no wait is endless.
+const _: () = assert!(SMALL_BODY <= SMALL_BODIES && MAX_BODY <= LARGE_BODIES);
+const _: () = assert!(MAX_ANSWER <= ANSWERS);
+
 /// Latency histogram buckets, in seconds.
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5];
 
@@ -35,6 +90,7 @@ pub struct Options {
 
 /// Serves until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> Result<(), Error> {
+    one_malloc_arena();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let key = load(&opts.tls_cert, &opts.tls_key).map_err(Error::Usage)?;
     let resolver = Arc::new(Reloading {
@@ -49,9 +105,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(opts.listen)
-            .await
+    let result = runtime.block_on(async move {
+        let listener = serve::bind(opts.listen)
             .map_err(|e| Error::Usage(format!("--listen {}: {e}", opts.listen)))?;
         let mut watch = crate::watch::watch_files(&[&opts.tls_cert, &opts.tls_key])
             .map_err(|e| Error::Usage(format!("cannot watch the TLS files: {e}")))?;
@@ -59,8 +114,26 @@ pub fn run(opts: Options) -> Result<(), Error> {
             .map_err(|e| Error::Usage(format!("signal handler: {e}")))?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|e| Error::Usage(format!("signal handler: {e}")))?;
-        let state = Arc::new(State { defaults: opts.defaults.clone(), metrics: Metrics::default() });
-        tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "webhook serving /mutate, /healthz, /metrics");
+        let state = Arc::new(State::new(opts.defaults.clone()));
+        let limits = Limits::new(MAX_CONNECTIONS, KEEP_FREE_FDS, TIMEOUT);
+        tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), connections = limits.connections, "webhook serving /mutate, /healthz, /metrics");
+        let server = serve::serve(listener, limits, move |stream, conn| {
+            let (acceptor, state) = (acceptor.clone(), state.clone());
+            async move {
+                // Answers are small and latency matters: no Nagle delay.
+                let _ = stream.set_nodelay(true);
+                let tls = acceptor.accept_with(stream, |c| c.set_buffer_limit(Some(TLS_BUFFER)));
+                let Ok(tls) = tls.await else { return };
+                let service = hyper::service::service_fn(move |req| {
+                    let (state, conn) = (state.clone(), conn.clone());
+                    async move { Ok::<_, Infallible>(handle(req, &state, &conn).await) }
+                });
+                let _ = serve::http1()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            }
+        });
+        tokio::pin!(server);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -74,27 +147,29 @@ pub fn run(opts: Options) -> Result<(), Error> {
                     }
                     Err(e) => tracing::warn!(error = %e, "the new TLS certificate is unusable; keeping the current one"),
                 },
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    // Answers are small and latency matters: no Nagle delay.
-                    let _ = stream.set_nodelay(true);
-                    let (acceptor, state) = (acceptor.clone(), state.clone());
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(stream).await else { return };
-                        let service = hyper::service::service_fn(move |req| {
-                            let state = state.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(req, &state).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
+                () = &mut server => break,
             }
         }
         tracing::info!("webhook shutting down");
         Ok(())
-    })
+    });
+    // A review still computing on a blocking thread must not hold up the exit: nobody waits
+    // for its answer any more.
+    runtime.shutdown_background();
+    result
+}
+
+/// glibc's malloc gives each thread an arena of its own, and memory freed in one is not
+/// reused by another: every blocking thread that ever computed a large review would keep that
+/// review's peak resident, and the budgets above would not add up. One arena for the process
+/// (its two review threads rarely allocate at once) keeps freed memory reusable wherever the
+/// next review runs. musl's allocator, which the static build uses, has no per-thread arenas.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before the other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 /// Reads a certificate chain and its key; every problem names the file.
@@ -137,6 +212,32 @@ impl ResolvesServerCert for Reloading {
 struct State {
     defaults: Defaults,
     metrics: Metrics,
+    small_bodies: Arc<Semaphore>,
+    large_bodies: Arc<Semaphore>,
+    answers: Arc<Semaphore>,
+    reviews: Arc<Semaphore>,
+    large_review: Arc<Semaphore>,
+}
+
+impl State {
+    fn new(defaults: Defaults) -> State {
+        let bytes = |n: usize| Arc::new(Semaphore::new(n));
+        State {
+            defaults,
+            metrics: Metrics::default(),
+            small_bodies: bytes(SMALL_BODIES),
+            large_bodies: bytes(LARGE_BODIES),
+            answers: bytes(ANSWERS),
+            reviews: Arc::new(Semaphore::new(REVIEWS_AT_ONCE)),
+            large_review: Arc::new(Semaphore::new(1)),
+        }
+    }
+}
+
+/// `n` bytes of a budget, waiting for them (the connection's clock bounds the wait).
+async fn reserve(budget: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(n.max(1)).ok()?;
+    budget.clone().acquire_many_owned(n).await.ok()
 }
 
 #[derive(Default)]
@@ -207,49 +308,26 @@ impl Metrics {
     }
 }
 
-async fn handle(req: Request<hyper::body::Incoming>, state: &State) -> Response<Full<Bytes>> {
-    let started = Instant::now();
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    state: &Arc<State>,
+    conn: &Conn,
+) -> Response<Answer> {
+    conn.request_started();
     match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        ("GET", "/metrics") => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            state.metrics.prometheus(),
-        ),
-        ("POST", "/mutate") => {
-            state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return bad_request(state, format!("cannot read the body: {e}")),
-            };
-            let review: serde_json::Value = match serde_json::from_slice(&body) {
-                Ok(v) => v,
-                Err(e) => return bad_request(state, format!("the body is not JSON: {e}")),
-            };
-            let (answer, outcome) = match review::answer(&review, &state.defaults) {
-                Ok(a) => a,
-                Err(e) => return bad_request(state, e),
-            };
-            let (counter, level) = match &outcome {
-                Outcome::Injected(_) => (&state.metrics.injected, tracing::Level::INFO),
-                Outcome::Skipped(_) => (&state.metrics.skipped, tracing::Level::DEBUG),
-                Outcome::Rejected => (&state.metrics.rejected, tracing::Level::INFO),
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            let pod = review
-                .pointer("/request/object/metadata/generateName")
-                .or(review.pointer("/request/object/metadata/name"));
-            let ns = review.pointer("/request/namespace");
-            let pod = pod.and_then(|v| v.as_str()).unwrap_or("");
-            let ns = ns.and_then(|v| v.as_str()).unwrap_or("");
-            if level == tracing::Level::INFO {
-                tracing::info!(namespace = ns, pod, outcome = ?outcome, "admission review");
-            } else {
-                tracing::debug!(namespace = ns, pod, outcome = ?outcome, "admission review");
-            }
-            state.metrics.observe(started.elapsed().as_secs_f64());
-            reply(StatusCode::OK, "application/json", answer.to_string())
+        ("GET", "/healthz") => {
+            let _answering = conn.answering();
+            reply(StatusCode::OK, "text/plain", "ok\n".into())
         }
+        ("GET", "/metrics") => {
+            let _answering = conn.answering();
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                state.metrics.prometheus().into(),
+            )
+        }
+        ("POST", "/mutate") => mutate(req, state, conn).await,
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -258,22 +336,180 @@ async fn handle(req: Request<hyper::body::Incoming>, state: &State) -> Response<
     }
 }
 
-fn bad_request(state: &State, message: String) -> Response<Full<Bytes>> {
+async fn mutate(
+    req: Request<hyper::body::Incoming>,
+    state: &Arc<State>,
+    conn: &Conn,
+) -> Response<Answer> {
+    let started = Instant::now();
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let declared = req.body().size_hint().exact();
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large(state);
+    }
+    // Without a Content-Length (chunked), the most it may be.
+    let want = declared.map_or(MAX_BODY, |n| n as usize);
+    let budget = match want <= SMALL_BODY {
+        true => &state.small_bodies,
+        false => &state.large_bodies,
+    };
+    let Some(body_bytes) = reserve(budget, want).await else {
+        return unavailable();
+    };
+    let mut text = Vec::with_capacity(want);
+    let mut shape = Shape::new();
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return bad_request(state, "cannot read the body".into());
+        };
+        if let Ok(data) = frame.into_data() {
+            if text.len() + data.len() > want {
+                return too_large(state);
+            }
+            shape.feed(&data);
+            text.extend_from_slice(&data);
+        }
+    }
+    drop(body);
+
+    // Large reviews queue for their own slot before taking a common one, so waiting for it
+    // never holds a slot small reviews could use.
+    let heap = shape.heap();
+    let large = match heap > review::LARGE_HEAP && heap <= review::MAX_HEAP {
+        true => match state.large_review.clone().acquire_owned().await {
+            Ok(p) => Some(p),
+            Err(_) => return unavailable(),
+        },
+        false => None,
+    };
+    let Ok(slot) = state.reviews.clone().acquire_owned().await else {
+        return unavailable();
+    };
+    let answering = conn.answering();
+    let st = state.clone();
+    // The permits travel with the work: a review whose client left still counts until its
+    // thread is done with it.
+    let work = tokio::task::spawn_blocking(move || {
+        let answered = review::answer_text(&text, &shape, &st.defaults, MAX_ANSWER);
+        drop((text, body_bytes));
+        (answered, large, slot)
+    });
+    let Ok((answered, large, slot)) = work.await else {
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "the review failed\n".into(),
+        );
+    };
+    let answered = match answered {
+        Ok(a) => a,
+        Err(e) => return bad_request(state, e),
+    };
+    let Some(answer_bytes) = reserve(&state.answers, answered.body.len()).await else {
+        return unavailable();
+    };
+    drop((large, slot));
+
+    let (counter, level) = match &answered.outcome {
+        Outcome::Injected(_) => (&state.metrics.injected, tracing::Level::INFO),
+        Outcome::Skipped(_) => (&state.metrics.skipped, tracing::Level::DEBUG),
+        Outcome::Rejected => (&state.metrics.rejected, tracing::Level::INFO),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let (ns, pod, outcome) = (&answered.namespace, &answered.pod, &answered.outcome);
+    if level == tracing::Level::INFO {
+        tracing::info!(namespace = ns, pod, outcome = ?outcome, "admission review");
+    } else {
+        tracing::debug!(namespace = ns, pod, outcome = ?outcome, "admission review");
+    }
+    state.metrics.observe(started.elapsed().as_secs_f64());
+    drop(answering);
+    let mut r = reply(StatusCode::OK, "application/json", answered.body.into());
+    r.body_mut().lease = Some(answer_bytes);
+    r
+}
+
+fn bad_request(state: &State, message: String) -> Response<Answer> {
     state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(error = %message, "bad AdmissionReview");
     reply(
         StatusCode::BAD_REQUEST,
         "text/plain",
-        format!("{message}\n"),
+        format!("{message}\n").into(),
     )
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+/// 413, closing the connection: the rest of the body is never read.
+fn too_large(state: &State) -> Response<Answer> {
+    state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        limit = MAX_BODY,
+        "refused an AdmissionReview larger than the limit"
+    );
+    let mut r = reply(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "text/plain",
+        format!("the body is larger than {MAX_BODY} bytes\n").into(),
+    );
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+fn unavailable() -> Response<Answer> {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain",
+        "busy\n".into(),
+    )
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Answer> {
+    let mut r = Response::new(Answer {
+        rest: body,
+        lease: None,
+    });
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
     );
     r
+}
+
+/// A response body handed to hyper in [`ANSWER_PIECE`] copies; it holds its share of the
+/// [`ANSWERS`] budget until hyper has taken the last piece and dropped it.
+pub struct Answer {
+    rest: Bytes,
+    lease: Option<OwnedSemaphorePermit>,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = this.rest.len().min(ANSWER_PIECE);
+        let piece = Bytes::copy_from_slice(&this.rest[..n]);
+        this.rest = this.rest.slice(n..);
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
 }

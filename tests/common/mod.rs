@@ -2,8 +2,9 @@
 //! stand-in, so secretdrop's login and render paths run end to end without a cluster.
 //!
 //! Design rules, and why:
-//! * Only std, serde_json, base64, ring and libc: this file is also pulled into an example via
-//!   `#[path]`, and a blocking std-only harness cannot fight a test's own tokio runtime.
+//! * Only std, serde_json, base64, ring, libc and (for the webhook's TLS) blocking rustls: this
+//!   file is also pulled into an example via `#[path]`, and a blocking harness without tokio
+//!   cannot fight a test's own runtime.
 //! * One OpenBao per test process ([`Bao::shared`]); tests isolate themselves with [`unique`]
 //!   mount/role/policy names, so libtest may run them in parallel against one server.
 //! * The stand-in really verifies RS256 signatures, expiry and audiences, and counts reviews,
@@ -17,9 +18,11 @@ pub mod cli;
 pub mod hostile;
 pub mod pki;
 pub mod postgres;
+pub mod process;
 pub mod resident;
 pub mod scenario;
 pub mod server;
+pub mod webhook;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;

@@ -17,6 +17,18 @@ pub struct Resident {
 impl Resident {
     /// Starts `secretdrop sidecar --config CONFIG --dir DIR [extra...]`, logging to `log`.
     pub fn start(config: &Path, dir: &Path, log: &Path, extra: &[&str]) -> Resident {
+        Resident::start_with(config, dir, log, extra, |_| {})
+    }
+
+    /// [`Resident::start`] with the command adjusted first, e.g. by
+    /// [`super::process::limit_fds`].
+    pub fn start_with(
+        config: &Path,
+        dir: &Path,
+        log: &Path,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Resident {
         let mut cmd = Command::new(bin());
         for (k, _) in std::env::vars() {
             if k.starts_with("VAULT_") || k.starts_with("BAO_") || k.starts_with("SECRETDROP_") {
@@ -37,6 +49,7 @@ impl Resident {
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
+        adjust(&mut cmd);
         let child = cmd.spawn().expect("start secretdrop sidecar");
         Resident {
             child: Some(child),

@@ -82,6 +82,16 @@ impl Pod {
     /// `secretdrop sidecar --config CONFIG` with this pod's token and output directory and
     /// `--listen` on a free port, logging to `sidecar.log`; waits for the first render.
     pub fn sidecar_file(&self, config: &Path, extra: &[&str]) -> Resident {
+        self.sidecar_file_with(config, extra, |_| {})
+    }
+
+    /// [`Pod::sidecar_file`] with the command adjusted first (see [`Resident::start_with`]).
+    pub fn sidecar_file_with(
+        &self,
+        config: &Path,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Resident {
         let listen = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
             "--token-path",
@@ -90,7 +100,8 @@ impl Pod {
             &listen,
         ];
         args.extend_from_slice(extra);
-        let mut r = Resident::start(config, &self.out(), &self.dir.join("sidecar.log"), &args);
+        let log = self.dir.join("sidecar.log");
+        let mut r = Resident::start_with(config, &self.out(), &log, &args, adjust);
         r.wait_ready(Duration::from_secs(20));
         r
     }

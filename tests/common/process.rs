@@ -1,0 +1,66 @@
+//! A child process seen from outside, the way an operator would look at it: its memory and
+//! CPU time from /proc, its open descriptors, and a lower fd limit to start it with.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+/// A `kB` field of /proc/PID/status (VmRSS, VmHWM, ...), in MiB; 0 once the process is gone.
+pub fn status_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
+/// User plus system CPU time the process has used so far (/proc/PID/stat).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let field = |n: usize| -> u64 {
+        rest.split_whitespace()
+            .nth(n)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks = field(11) + field(12);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// CPU time the process uses during `window`, as a fraction of one core.
+pub fn cpu_share(pid: u32, window: Duration) -> f64 {
+    let before = cpu_time(pid);
+    std::thread::sleep(window);
+    (cpu_time(pid).saturating_sub(before)).as_secs_f64() / window.as_secs_f64()
+}
+
+/// Open file descriptors of the process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Starts the command with at most `n` open files (soft and hard `RLIMIT_NOFILE`), like
+/// `ulimit -n N` before it.
+pub fn limit_fds(cmd: &mut Command, n: u64) {
+    // SAFETY: setrlimit is async-signal-safe and nothing is allocated between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &lim) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+}
