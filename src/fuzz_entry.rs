@@ -183,9 +183,14 @@ fn check_spec(spec: &Spec, secret_check: bool) {
             p = parent;
         }
     }
-    for (i, r) in spec.reads.iter().enumerate() {
-        assert!(!spec.reads[..i].contains(r), "read {r:?} twice");
-        assert!(spec.objects.iter().any(|o| o.read == i), "unused {r:?}");
+    let mut used = vec![false; spec.reads.len()];
+    for o in &spec.objects {
+        used[o.read] = true;
+    }
+    let mut distinct = HashSet::new();
+    for (r, used) in spec.reads.iter().zip(used) {
+        assert!(distinct.insert(r), "read {r:?} twice");
+        assert!(used, "unused {r:?}");
         check_read(r);
     }
     if let Some(poll) = spec.sidecar.poll_interval {
