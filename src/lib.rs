@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod logging;
 pub mod observe;
 pub mod render;
