@@ -4,9 +4,10 @@
 //! (`secretdrop::fuzz_entry`), so a property that fails here fails there too.
 //!
 //! A panic fails the test and names the input, escaped and in hex, ready to become a seed or a
-//! regression test; an input that runs longer than [`HANG`] fails it as a hang. Reproducers of
-//! known bugs that are not fixed yet are the `#[ignore]`d tests at the end, and [`KNOWN_BUGS`]
-//! keeps mutations that stumble on them from failing the suite meanwhile.
+//! regression test; an input that runs longer than [`HANG`] fails it as a hang. The bugs found so
+//! far are fixed and their reproducers are the `regression_` tests at the end; should a bug be
+//! found that cannot be fixed at once, [`KNOWN_BUGS`] keeps mutations that stumble on it from
+//! failing the suite meanwhile.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -57,23 +58,10 @@ const TOKENS: &[&[u8]] = &[
 ];
 
 /// Bugs the fuzzers found that are not fixed yet, by a fragment of their panic message, each
-/// with the `#[ignore]`d test at the end of this file that reproduces it. A mutation that hits
+/// with an `#[ignore]`d test at the end of this file that reproduces it (none today). A mutation that hits
 /// one is counted and printed instead of failing the suite; a seed that hits one still fails.
 /// Drop the entry with the fix.
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    (
-        "cannot access key \"volumes\" in JSON",
-        "known_bug_pod_spec_that_is_not_an_object",
-    ),
-    (
-        "cannot access key \"volumeMounts\" in JSON",
-        "known_bug_container_that_is_not_an_object",
-    ),
-    (
-        "cannot convert float seconds to Duration",
-        "known_bug_huge_poll_interval",
-    ),
-];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 /// xorshift64*: small, deterministic, and good enough to pick mutations.
 struct Rng(u64);
@@ -293,25 +281,21 @@ fn the_mutator_is_deterministic_and_bounded() {
     assert!(a.iter().any(|m| m.len() > 100), "repeats grow inputs");
 }
 
-// Reproducers of bugs the fuzzers found that are not fixed yet (in code this work does not own).
-// Each passes once its bug is fixed: run them with `cargo test --test fuzz_smoke -- --ignored`,
-// then drop the `#[ignore]` and keep the test.
+// Reproducers of the bugs the fuzzers found, kept as regression tests now that they are fixed.
 
-/// A pod create whose `spec` is a number: `webhook::mutate` indexes into it as into an object
-/// (serde_json's `IndexMut` panics). The API server only sends typed pods, but anything that
-/// reaches the webhook's port can send this, and the release build aborts on a panic.
+/// A pod create whose `spec` is a number: `webhook::mutate` indexed into it as into an object
+/// (serde_json's `IndexMut` panics) and the release build aborted. The API server only sends
+/// typed pods, but anything that reaches the webhook's port can send this; now it is rejected.
 #[test]
-#[ignore = "known bug: webhook::mutate panics when the pod's spec is not an object"]
-fn known_bug_pod_spec_that_is_not_an_object() {
+fn regression_pod_spec_that_is_not_an_object() {
     fuzz_entry::admission(
         br#"{"request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"secretdrop.dev/inject":"true","secretdrop.dev/role":"r","secretdrop.dev/objects":"- {objectName: a, secretPath: s}"}},"spec":5}}}"#,
     );
 }
 
-/// The same with a container (or init container) that is not an object: `add_mount` panics.
+/// The same with a container (or init container) that is not an object: `add_mount` panicked.
 #[test]
-#[ignore = "known bug: webhook::mutate panics when a container is not an object"]
-fn known_bug_container_that_is_not_an_object() {
+fn regression_container_that_is_not_an_object() {
     fuzz_entry::admission(
         br#"{"request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"secretdrop.dev/inject":"true","secretdrop.dev/role":"r","secretdrop.dev/objects":"- {objectName: a, secretPath: s}"}},"spec":{"containers":[5]}}}}"#,
     );
@@ -320,12 +304,11 @@ fn known_bug_container_that_is_not_an_object() {
     );
 }
 
-/// A poll interval humantime accepts but `schedule::poll_after` cannot stretch by 10%:
-/// `Duration::mul_f64` panics ("cannot convert float seconds to Duration"), so the sidecar
-/// would panic at its first poll. The same value can come from `--poll-interval`.
+/// A poll interval humantime accepts but `schedule::poll_after` could not stretch by 10%:
+/// `Duration::mul_f64` panicked ("cannot convert float seconds to Duration") at the sidecar's
+/// first poll. Poll intervals are now at most 30 days (also for `--poll-interval`).
 #[test]
-#[ignore = "known bug: schedule::poll_after overflows on a huge sidecar.pollInterval"]
-fn known_bug_huge_poll_interval() {
+fn regression_huge_poll_interval() {
     fuzz_entry::config(
         b"apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault: {address: http://v}\nauth: {method: token, tokenFile: /t}\nsidecar: {pollInterval: 584000000000y}\nobjects: [{objectName: a, secretPath: s}]\n",
     );
@@ -350,14 +333,12 @@ fn pod_with_many_containers(containers: usize, listed: usize) -> Vec<u8> {
     .unwrap()
 }
 
-/// `webhook::mutate` checks each name of `secretdrop.dev/containers` with a linear search of the
-/// pod's containers, and each container with a linear search of the list: time grows with
-/// containers × names. 10,000 containers and 20,000 names (a 290 KB review) take about 3 s in
-/// the release build; a pod near the API server's 3 MiB limit takes minutes. The webhook answers
-/// on one thread, so meanwhile it answers nobody (its timeoutSeconds is 5, failurePolicy Fail).
+/// `webhook::mutate` checked each name of `secretdrop.dev/containers` with a linear search of
+/// the pod's containers, and each container with a linear search of the list: 10,000 containers
+/// and 20,000 names (a 290 KB review) took about 3 s in the release build, and the webhook
+/// answered nobody meanwhile. Matching is linear now.
 #[test]
-#[ignore = "known bug: webhook::mutate is quadratic in containers x secretdrop.dev/containers"]
-fn known_bug_containers_annotation_is_quadratic() {
+fn regression_containers_annotation_is_quadratic() {
     let review = pod_with_many_containers(10_000, 20_000);
     let review: serde_json::Value = serde_json::from_slice(&review).unwrap();
     let defaults = fuzz_entry::admission_defaults();

@@ -118,12 +118,46 @@ pub fn mutate(pod: &Value, defaults: &Defaults) -> Decision {
     {
         return Decision::Skip("already injected");
     }
+    if let Err(message) = check_shape(pod) {
+        return Decision::Reject(message);
+    }
     match plan(pod, &annotations, defaults) {
         Ok(p) => Decision::Inject {
             pod: inject(pod, &p, defaults),
             mode: p.mode,
         },
         Err(message) => Decision::Reject(message),
+    }
+}
+
+/// The parts of the pod that injection edits must have the types Kubernetes gives them. The
+/// API server only sends typed pods, but anything that reaches the port can send a `spec` that
+/// is a number or a container that is a list; those are refused, never edited.
+fn check_shape(pod: &Value) -> Result<(), String> {
+    let spec = match pod.get("spec") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(spec)) => spec,
+        Some(_) => return Err("spec is not an object".into()),
+    };
+    objects(spec.get("volumes"), "spec.volumes")?;
+    for field in ["initContainers", "containers"] {
+        let what = format!("spec.{field}");
+        for (i, c) in objects(spec.get(field), &what)?.iter().enumerate() {
+            objects(c.get("volumeMounts"), &format!("{what}[{i}].volumeMounts"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A list of objects, absent or null meaning empty; `what` names it in the message.
+fn objects<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a [Value], String> {
+    match v {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => match items.iter().position(|i| !i.is_object()) {
+            Some(i) => Err(format!("{what}[{i}] is not an object")),
+            None => Ok(items),
+        },
+        Some(_) => Err(format!("{what} is not a list")),
     }
 }
 
@@ -566,6 +600,33 @@ mod tests {
         assert!(
             matches!(mutate(&pod(a), &d), Decision::Reject(m) if m.contains("secretdrop.dev/role"))
         );
+    }
+
+    #[test]
+    fn a_spec_of_the_wrong_shape_is_rejected_not_edited() {
+        for (spec, want) in [
+            (json!(5), "spec is not an object"),
+            (
+                json!({"containers": [5]}),
+                "spec.containers[0] is not an object",
+            ),
+            (
+                json!({"initContainers": [[]]}),
+                "spec.initContainers[0] is not an object",
+            ),
+            (json!({"volumes": "x"}), "spec.volumes is not a list"),
+            (
+                json!({"containers": [{"name": "a", "volumeMounts": {}}]}),
+                "spec.containers[0].volumeMounts is not a list",
+            ),
+        ] {
+            let mut p = pod(opted_in());
+            p["spec"] = spec;
+            match mutate(&p, &defaults()) {
+                Decision::Reject(m) => assert_eq!(m, want),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
     }
 
     #[test]
