@@ -102,12 +102,18 @@ pub fn init(config: &Path, dir: &Path, token: Option<&Path>, extra: &[&str]) -> 
     secretdrop(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
 }
 
-pub fn run_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Run {
+/// Removes the test process's VAULT_*, BAO_* and SECRETDROP_* variables from `cmd`, so only
+/// what a test passes reaches secretdrop.
+pub fn scrub_env(cmd: &mut Command) {
     for (k, _) in std::env::vars() {
         if k.starts_with("VAULT_") || k.starts_with("BAO_") || k.starts_with("SECRETDROP_") {
             cmd.env_remove(k);
         }
     }
+}
+
+pub fn run_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Run {
+    scrub_env(&mut cmd);
     cmd.args(args).envs(env.iter().copied());
     let started = Instant::now();
     let out = cmd.output().expect("run secretdrop");

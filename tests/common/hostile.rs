@@ -26,11 +26,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        let mut found = self
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name));
-        found.next().map(|(_, v)| v.as_str())
+        super::header_in(&self.headers, name)
     }
 
     /// Headers and body as text, to search for a leaked token or JWT.

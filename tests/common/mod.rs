@@ -189,12 +189,14 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first header called `name`, compared case-insensitively as HTTP demands.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let mut found = self
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name));
-        found.next().map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
+}
+
+/// The first header called `name`, compared case-insensitively as HTTP demands.
+pub fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let mut found = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+    found.next().map(|(_, v)| v.as_str())
 }
 
 /// [`http`] that also returns the response headers, e.g. `Retry-After` on a 429.

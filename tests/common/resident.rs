@@ -30,11 +30,7 @@ impl Resident {
         adjust: impl FnOnce(&mut Command),
     ) -> Resident {
         let mut cmd = Command::new(bin());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("VAULT_") || k.starts_with("BAO_") || k.starts_with("SECRETDROP_") {
-                cmd.env_remove(k);
-            }
-        }
+        super::cli::scrub_env(&mut cmd);
         cmd.arg("sidecar")
             .arg("--config")
             .arg(config)
