@@ -52,6 +52,16 @@ const ALLOW_DISK: Flag = flag(
     None,
     "allow an output directory that is not tmpfs/ramfs",
 );
+const STATE_DIR: Flag = flag(
+    "state-dir",
+    Some("DIR"),
+    "keep the token and leases here for the next process (tmpfs, not inside --dir)",
+);
+const REVOKE_REPLACED_AFTER: Flag = flag(
+    "revoke-replaced-after",
+    Some("DUR"),
+    "revoke a replaced lease this long after its successor is on disk, or never [default: 30m]",
+);
 const LOG_LEVEL: Flag = flag(
     "log-level",
     Some("LEVEL"),
@@ -163,6 +173,8 @@ const COMMANDS: &[CommandDef] = &[
             TOKEN_PATH,
             TIMEOUT,
             ALLOW_DISK,
+            STATE_DIR,
+            REVOKE_REPLACED_AFTER,
             PINNED_VAULT_ADDRESS,
             MAX_RESPONSE_SIZE,
             LOG_LEVEL,
@@ -184,6 +196,8 @@ const COMMANDS: &[CommandDef] = &[
             NOTIFY_PIDFILE,
             NOTIFY_URL,
             ALLOW_DISK,
+            STATE_DIR,
+            REVOKE_REPLACED_AFTER,
             PINNED_VAULT_ADDRESS,
             MAX_RESPONSE_SIZE,
             LOG_LEVEL,
@@ -262,6 +276,32 @@ impl Args {
                     "--{name}: {v:?} is not a duration ({e}); e.g. 30s, 2m, 1h30m"
                 ))
             }),
+        }
+    }
+
+    /// `--state-dir`, checked against `--dir` (see [`crate::state::StateDir::prepare`]).
+    fn state_dir(&self, dir: &std::path::Path) -> Result<Option<crate::state::StateDir>, Error> {
+        match self.get("state-dir").filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => crate::state::StateDir::prepare(
+                std::path::Path::new(v),
+                dir,
+                self.switch("allow-disk")?,
+            )
+            .map(Some),
+        }
+    }
+
+    /// `--revoke-replaced-after`: a duration, or `never`.
+    fn revoke_replaced_after(&self) -> Result<Option<Duration>, Error> {
+        match self.get("revoke-replaced-after") {
+            Some("never") => Ok(None),
+            _ => self
+                .duration(
+                    "revoke-replaced-after",
+                    crate::state::DEFAULT_REVOKE_REPLACED_AFTER,
+                )
+                .map(Some),
         }
     }
 
@@ -505,6 +545,8 @@ fn init(args: &Args) -> Result<(), Error> {
     let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
     let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
     let policy = args.client_policy()?;
+    let grace = args.revoke_replaced_after()?;
+    let state_dir = args.state_dir(volume.dir())?;
     let spec = load_spec(args)?;
     volume.check_filesystem()?;
     let fetcher = Fetcher::new(&spec, &token_path, &policy)?;
@@ -514,9 +556,16 @@ fn init(args: &Args) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
     let deadline = started + timeout;
-    let snapshot = runtime.block_on(fetcher.fetch(&spec.reads, deadline))?;
-    let payload = render::render(&spec, &snapshot)?;
-    let outcome = volume.commit(&payload)?;
+    let (outcome, files) = match &state_dir {
+        Some(sd) => runtime.block_on(crate::state::init(
+            sd, &spec, &fetcher, &volume, grace, deadline,
+        ))?,
+        None => {
+            let snapshot = runtime.block_on(fetcher.fetch(&spec.reads, deadline))?;
+            let payload = render::render(&spec, &snapshot)?;
+            (volume.commit(&payload)?, payload.files.len())
+        }
+    };
     let (what, version) = match &outcome {
         Commit::Written { version } => ("rendered", version),
         Commit::Unchanged { version } => ("unchanged", version),
@@ -524,7 +573,7 @@ fn init(args: &Args) -> Result<(), Error> {
     tracing::info!(
         dir = %volume.dir().display(),
         version = %version,
-        files = payload.files.len(),
+        files,
         reads = spec.reads.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "{what}"
@@ -561,9 +610,12 @@ fn sidecar(args: &Args) -> Result<(), Error> {
     };
     config::check_notify(&notify)
         .map_err(|(field, m)| Error::Usage(format!("--notify-{field}: {m}")))?;
+    let dir = args.path("dir", Some(DEFAULT_DIR))?;
     let opts = crate::sidecar::Options {
         config: args.path("config", None)?,
-        dir: args.path("dir", Some(DEFAULT_DIR))?,
+        state_dir: args.state_dir(&dir)?,
+        revoke_replaced_after: args.revoke_replaced_after()?,
+        dir,
         allow_disk: args.switch("allow-disk")?,
         token_path: args.path("token-path", Some(DEFAULT_TOKEN_PATH))?,
         poll_interval,

@@ -149,6 +149,15 @@ pub struct Renewal {
     pub renewable: bool,
 }
 
+/// What `lookup-self` says of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Time left; zero for a token that never expires.
+    pub ttl: Duration,
+    pub renewable: bool,
+    pub accessor: String,
+}
+
 /// Logs in and performs every read of `spec`, retrying transient failures until `deadline`.
 pub struct Fetcher {
     client: Client,
@@ -194,6 +203,7 @@ impl Fetcher {
                     token,
                     ttl: Duration::ZERO,
                     renewable: false,
+                    accessor: String::new(),
                 });
             }
             LoginRequest::Post { path, body } => (path, body),
@@ -303,23 +313,29 @@ impl Fetcher {
         self.api().read(read, token, deadline).await
     }
 
-    /// `auth/token/lookup-self`: what Vault knows of a token it did not hand us at login.
+    /// `auth/token/lookup-self`: what Vault knows of a token it did not hand us at login (a
+    /// ready token, or one a previous process recorded in `--state-dir`).
     pub async fn lookup_token(
         &self,
         token: &SecretString,
         deadline: Instant,
-    ) -> Result<Renewal, FetchError> {
+    ) -> Result<TokenInfo, FetchError> {
         let r = self
             .api()
             .request("GET", "auth/token/lookup-self", token, None, deadline)
             .await?;
         let data = r.0.get("data");
-        Ok(Renewal {
-            duration: network_secs(data.and_then(|d| d.get("ttl"))),
+        Ok(TokenInfo {
+            ttl: network_secs(data.and_then(|d| d.get("ttl"))),
             renewable: data
                 .and_then(|d| d.get("renewable"))
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            accessor: data
+                .and_then(|d| d.get("accessor"))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 

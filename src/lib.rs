@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod secret;
 pub mod serve;
 pub mod sidecar;
+pub mod state;
 pub mod vault;
 pub mod volume;
 pub mod watch;

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub token_renewals: AtomicU64,
     pub lease_renewals: AtomicU64,
     pub rotations: AtomicU64,
+    pub revocations: AtomicU64,
     pub notifications_failed: AtomicU64,
     failures: Mutex<BTreeMap<&'static str, u64>>,
     status: Mutex<Status>,
@@ -85,6 +86,11 @@ impl Metrics {
                 "secretdrop_rotations_total",
                 "Leased secrets re-fetched because their lease could not be extended.",
                 get(&self.rotations),
+            ),
+            (
+                "secretdrop_replaced_leases_revoked_total",
+                "Replaced leases ended after --revoke-replaced-after.",
+                get(&self.revocations),
             ),
             (
                 "secretdrop_notifications_failed_total",

@@ -14,7 +14,13 @@
 //! - a renewable lease is renewed, never re-minted, until Vault stops extending it;
 //! - a failure never removes or blanks a file: the last good version stays while the step is
 //!   retried with capped, jittered backoff (honouring `Retry-After`);
-//! - nothing wakes up between deadlines.
+//! - nothing wakes up between deadlines;
+//! - with `--state-dir`, the token and leases a previous process recorded are adopted when
+//!   Vault still accepts the token and the files on disk are the recorded render (see
+//!   [`crate::state`]); an adopted read holds no values in memory, so a change that needs a
+//!   new render fetches it again first;
+//! - a replaced lease is revoked only after the version holding its successor is committed and
+//!   `--revoke-replaced-after` has passed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +35,7 @@ use crate::render;
 use crate::retry::random_unit;
 use crate::schedule::{self, Lifetime, Next};
 use crate::secret::SecretString;
+use crate::state::{self, ReadRecord, Rendered, Replaced, StateDir, TokenRecord};
 use crate::vault::auth::VaultToken;
 use crate::vault::Response;
 use crate::volume::{Commit, Volume};
@@ -45,6 +52,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 const RETIRE_AFTER: Duration = Duration::from_secs(2);
 /// Time allowed for `--revoke-on-exit` so that shutdown stays under a second.
 const REVOKE_BUDGET: Duration = Duration::from_millis(700);
+/// A replaced lease whose revocation failed for a transient reason is tried again this much
+/// later.
+const REVOKE_RETRY: Duration = Duration::from_secs(60);
 
 /// Command-line settings; notification flags override the config file's.
 #[derive(Debug, Clone)]
@@ -57,6 +67,10 @@ pub struct Options {
     pub notify: NotifySettings,
     pub listen: Option<std::net::SocketAddr>,
     pub revoke_on_exit: bool,
+    /// Where the token and leases are kept for the next process (`--state-dir`).
+    pub state_dir: Option<StateDir>,
+    /// Grace before a replaced lease is revoked (`--revoke-replaced-after`); None: never.
+    pub revoke_replaced_after: Option<Duration>,
     /// What the operator allows the Vault client (pinned addresses, answer size), applied to
     /// every config, including one reloaded later.
     pub policy: crate::vault::ClientPolicy,
@@ -82,6 +96,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             None => None,
         };
         let mut sidecar = Sidecar::new(opts, spec, text, fetcher, volume);
+        sidecar.adopt().await;
         if let Some(l) = listener {
             tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz, /metrics");
             tokio::spawn(crate::observe::serve(l, sidecar.metrics.clone()));
@@ -150,11 +165,17 @@ struct Token {
     increment: Duration,
     expires: Option<(Instant, SystemTime)>,
     obtained: Instant,
+    accessor: String,
+    renewable: bool,
 }
 
 /// A read's latest answer and what it means for freshness.
 struct Fetched {
-    response: Response,
+    /// None for a read adopted from `--state-dir`: its values are in the files on disk only.
+    response: Option<Response>,
+    /// Fingerprint of the values (see [`state::values`]).
+    values: String,
+    fetched_at: SystemTime,
     lifetime: Lifetime,
     /// The token generation it was fetched under (its lease dies with that token).
     generation: u64,
@@ -216,6 +237,14 @@ struct Sidecar {
     committed_once: bool,
     generation: u64,
     last_success: Option<SystemTime>,
+    /// The files on disk are the render of the answers held (or adopted): nothing to commit.
+    files_current: bool,
+    /// The version on disk and its fingerprint, for the state file.
+    rendered: Option<Rendered>,
+    /// Leases replaced by newer ones, waiting for their revocation.
+    replaced: Vec<Replaced>,
+    /// Something the state file records changed since it was last written.
+    state_dirty: bool,
 }
 
 impl Sidecar {
@@ -253,7 +282,153 @@ impl Sidecar {
             committed_once: false,
             generation: 0,
             last_success: None,
+            files_current: false,
+            rendered: None,
+            replaced: Vec::new(),
+            state_dirty: false,
         }
+    }
+
+    /// Takes over the token and leases recorded in `--state-dir`, if they still hold.
+    async fn adopt(&mut self) {
+        let Some(sd) = self.opts.state_dir.clone() else {
+            return;
+        };
+        let deadline = Instant::now() + STEP_BUDGET;
+        let Some(a) = state::adopt(&sd, &self.spec, &self.fetcher, &self.volume, deadline).await
+        else {
+            return;
+        };
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        self.generation = 1;
+        let increment = if a.increment.is_zero() {
+            a.ttl
+        } else {
+            a.increment
+        };
+        self.token_step = if a.ttl.is_zero() {
+            Step::idle()
+        } else {
+            let kind = if a.renewable {
+                StepKind::RenewToken
+            } else {
+                StepKind::Login
+            };
+            Step::after(
+                due_in(
+                    a.ttl,
+                    increment,
+                    schedule::renew_after(increment, random_unit()),
+                ),
+                kind,
+            )
+        };
+        self.token = Some(Token {
+            secret: a.token,
+            increment,
+            expires: (!a.ttl.is_zero()).then(|| (now + a.ttl, wall + a.ttl)),
+            obtained: now,
+            accessor: a.accessor,
+            renewable: a.renewable,
+        });
+        let poll = self.poll;
+        for (slot, record) in self.slots.iter_mut().zip(a.reads) {
+            if let Some(r) = record {
+                let (step, fetched) = adopted_slot(&r, poll, now, wall);
+                slot.step = step;
+                slot.fetched = Some(fetched);
+            }
+        }
+        self.files_current = a.files_current;
+        self.rendered = a.rendered;
+        self.replaced = a.replaced;
+        if self.files_current {
+            self.commit_step = Some(Step::now(StepKind::Idle));
+        }
+        self.state_dirty = true;
+    }
+
+    /// The state file's content now; None before the first login.
+    fn state(&self) -> Option<state::State> {
+        let token = self.token.as_ref()?;
+        let mut st = state::State::new(
+            &self.spec,
+            TokenRecord {
+                token: token.secret.clone(),
+                accessor: token.accessor.clone(),
+                increment_secs: token.increment.as_secs(),
+                renewable: token.renewable,
+                expires_unix: token.expires.map(|(_, wall)| state::unix(wall)),
+            },
+        );
+        st.reads = self
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let f = s.fetched.as_ref()?;
+                Some(ReadRecord {
+                    read: state::read_key(&s.read),
+                    lease_id: f.lifetime.lease_id().map(str::to_string),
+                    renewable: matches!(f.lifetime, schedule::Lifetime::Renewable { .. }),
+                    increment_secs: f.increment.as_secs(),
+                    expires_unix: f.expires.map(|(_, wall)| state::unix(wall)),
+                    fetched_unix: state::unix(f.fetched_at),
+                    values: f.values.clone(),
+                })
+            })
+            .collect();
+        // Only when the files are the render of these reads: a process killed between a fetch
+        // and its commit must not make the next one adopt leases the files do not hold.
+        st.rendered = self.rendered.clone().filter(|_| self.files_current);
+        st.replaced = self.replaced.clone();
+        Some(st)
+    }
+
+    fn save_state(&mut self) {
+        self.state_dirty = false;
+        if let (Some(sd), Some(st)) = (&self.opts.state_dir, self.state()) {
+            sd.save_or_warn(&st);
+        }
+    }
+
+    /// When the earliest replaced lease is due for revocation.
+    fn next_revocation(&self) -> Option<Instant> {
+        self.token.as_ref()?;
+        let now = (Instant::now(), SystemTime::now());
+        self.replaced
+            .iter()
+            .filter_map(|r| r.revoke_at_unix)
+            .min()
+            .map(|at| {
+                now.0
+                    + state::from_unix(at)
+                        .duration_since(now.1)
+                        .unwrap_or_default()
+            })
+    }
+
+    /// Revokes the replaced leases that are due; a transient failure is tried again later.
+    async fn revoke_replaced(&mut self) {
+        let Some(token) = self.token.as_ref().map(|t| t.secret.clone()) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let due: Vec<String> = self
+            .replaced
+            .iter()
+            .filter(|r| r.revoke_at_unix.is_some_and(|t| state::from_unix(t) <= now))
+            .map(|r| r.lease_id.clone())
+            .collect();
+        for lease in due {
+            let done = revoke_lease(&self.fetcher, &token, &lease).await;
+            if done {
+                Metrics::inc(&self.metrics.revocations);
+                self.replaced.retain(|r| r.lease_id != lease);
+            } else if let Some(r) = self.replaced.iter_mut().find(|r| r.lease_id == lease) {
+                r.revoke_at_unix = Some(state::unix(SystemTime::now() + REVOKE_RETRY));
+            }
+        }
+        self.state_dirty = true;
     }
 
     async fn run(&mut self) -> Result<(), Error> {
@@ -314,6 +489,16 @@ impl Sidecar {
                 self.commit().await;
                 pending = None;
             }
+            if self
+                .next_revocation()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.revoke_replaced().await;
+                pending = None;
+            }
+            if self.state_dirty {
+                self.save_state();
+            }
             if let Some((version, _)) = self.retire.take_if(|(_, at)| *at <= Instant::now()) {
                 if let Err(e) = self.volume.retire(&version) {
                     tracing::warn!(version = %version, error = %e, "cannot remove a replaced version; the next commit will");
@@ -344,6 +529,7 @@ impl Sidecar {
         let housekeeping = [
             self.commit_step.map(|c| c.at),
             self.retire.as_ref().map(|r| r.1),
+            self.next_revocation(),
         ];
         if let Some(h) = housekeeping.into_iter().flatten().min() {
             if h <= at {
@@ -433,7 +619,10 @@ impl Sidecar {
                     increment: t.ttl,
                     expires,
                     obtained: now,
+                    accessor: t.accessor,
+                    renewable: t.renewable,
                 });
+                self.state_dirty = true;
                 if relogin {
                     // Leases created under the old token die with it: replace them now.
                     for slot in &mut self.slots {
@@ -464,6 +653,7 @@ impl Sidecar {
             Ok(r) => {
                 Metrics::inc(&self.metrics.token_renewals);
                 token.expires = Some((Instant::now() + r.duration, SystemTime::now() + r.duration));
+                self.state_dirty = true;
                 self.token_step = match schedule::after_renewal(
                     token.increment,
                     r.duration,
@@ -505,10 +695,27 @@ impl Sidecar {
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
                 let lifetime = schedule::lifetime_of(&response.0, now_unix);
-                let rotated = match (&slot.fetched, lifetime.lease_id()) {
-                    (Some(old), Some(new)) => old.lifetime.lease_id() != Some(new),
-                    _ => false,
+                let values = state::values(&response);
+                let replaced = slot
+                    .fetched
+                    .as_ref()
+                    .and_then(|old| old.lifetime.lease_id())
+                    .filter(|old| lifetime.lease_id() != Some(*old))
+                    .map(str::to_string);
+                let rotated = replaced.is_some() && lifetime.lease_id().is_some();
+                // An adopted read whose values are still the recorded ones changes nothing on
+                // disk; any other answer may.
+                let changed = match &slot.fetched {
+                    Some(old) if old.response.is_none() => old.values != values,
+                    _ => true,
                 };
+                if let Some(lease_id) = replaced {
+                    // Revoked once its successor is on disk and the grace has passed.
+                    self.replaced.push(Replaced {
+                        lease_id,
+                        revoke_at_unix: None,
+                    });
+                }
                 if rotated {
                     Metrics::inc(&self.metrics.rotations);
                     tracing::info!(path = %slot.read.path, "new credentials fetched");
@@ -523,13 +730,19 @@ impl Sidecar {
                     Next::Rotate => Step::now(StepKind::Refetch),
                 };
                 slot.fetched = Some(Fetched {
-                    response,
+                    response: Some(response),
+                    values,
+                    fetched_at: SystemTime::now(),
                     increment: valid.unwrap_or_default(),
                     expires: valid.map(|d| (Instant::now() + d, SystemTime::now() + d)),
                     lifetime,
                     generation,
                 });
-                true
+                self.state_dirty = true;
+                if changed {
+                    self.files_current = false;
+                }
+                changed
             }
             Err(e) => {
                 let failures = slot.step.failures;
@@ -559,6 +772,7 @@ impl Sidecar {
                 Metrics::inc(&self.metrics.lease_renewals);
                 fetched.expires =
                     Some((Instant::now() + r.duration, SystemTime::now() + r.duration));
+                self.state_dirty = true;
                 slot.step = match schedule::after_renewal(
                     fetched.increment,
                     r.duration,
@@ -606,10 +820,41 @@ impl Sidecar {
             .commit_step
             .take()
             .unwrap_or_else(|| Step::now(StepKind::Idle));
+        let adopted_without_values = self
+            .slots
+            .iter()
+            .any(|s| s.fetched.as_ref().is_some_and(|f| f.response.is_none()));
+        if adopted_without_values && self.files_current {
+            // Adopted from --state-dir and nothing changed since: the files are the render.
+            if !self.committed_once {
+                tracing::info!(version = %self.volume.current_version().unwrap_or_default(), "the files on disk are already current (adopted from the state)");
+                self.committed_once = true;
+                self.last_success = Some(SystemTime::now());
+                state::start_grace(
+                    &mut self.replaced,
+                    self.opts.revoke_replaced_after,
+                    SystemTime::now(),
+                );
+                self.state_dirty = true;
+            }
+            return;
+        }
+        if adopted_without_values {
+            // A new render takes every read's values, and the state keeps none: fetch the
+            // adopted reads again (new credentials for leased ones; the old lease is revoked
+            // after the grace).
+            for slot in &mut self.slots {
+                if slot.fetched.as_ref().is_some_and(|f| f.response.is_none()) {
+                    tracing::info!(path = %slot.read.path, "fetching an adopted secret again: the files must be rendered anew and the state holds no values");
+                    slot.step = Step::now(StepKind::Refetch);
+                }
+            }
+            return;
+        }
         let responses: Option<Vec<Response>> = self
             .slots
             .iter()
-            .map(|s| s.fetched.as_ref().map(|f| f.response.clone()))
+            .map(|s| s.fetched.as_ref().and_then(|f| f.response.clone()))
             .collect();
         let Some(responses) = responses else { return };
         let snapshot = Snapshot { responses };
@@ -619,11 +864,12 @@ impl Sidecar {
             .and_then(|p| {
                 self.volume
                     .commit(&p)
-                    .map(|c| (c, p.files.len()))
+                    .map(|c| (c, p.files.len(), state::payload(&p)))
                     .map_err(|e| ("volume", e.to_string()))
             });
         match result {
-            Ok((Commit::Written { version }, files)) => {
+            Ok((Commit::Written { version }, files, fingerprint)) => {
+                self.committed(&version, fingerprint);
                 Metrics::inc(&self.metrics.renders_written);
                 self.last_success = Some(SystemTime::now());
                 tracing::info!(version = %version, files, dir = %self.volume.dir().display(), "committed a new version");
@@ -637,7 +883,8 @@ impl Sidecar {
                 }
                 self.committed_once = true;
             }
-            Ok((Commit::Unchanged { version }, _)) => {
+            Ok((Commit::Unchanged { version }, _, fingerprint)) => {
+                self.committed(&version, fingerprint);
                 Metrics::inc(&self.metrics.renders_unchanged);
                 self.last_success = Some(SystemTime::now());
                 if !self.committed_once {
@@ -654,6 +901,22 @@ impl Sidecar {
                 self.commit_step = Some(previous.retry(None));
             }
         }
+    }
+
+    /// Records a successful commit: the files are current, and the grace of the leases it
+    /// replaced starts now.
+    fn committed(&mut self, version: &str, fingerprint: String) {
+        self.files_current = true;
+        self.rendered = Some(Rendered {
+            version: version.to_string(),
+            files: fingerprint,
+        });
+        state::start_grace(
+            &mut self.replaced,
+            self.opts.revoke_replaced_after,
+            SystemTime::now(),
+        );
+        self.state_dirty = true;
     }
 
     async fn notify(&self, version: &str) {
@@ -730,6 +993,9 @@ impl Sidecar {
             })
             .collect();
         let dropped = old.iter().flatten().count();
+        if state::objects(&spec) != state::objects(&self.spec) || dropped > 0 {
+            self.files_current = false;
+        }
         self.spec = spec;
         let (poll, notifier) = settings(&self.opts, &self.spec);
         self.poll = poll;
@@ -759,7 +1025,12 @@ impl Sidecar {
                 )
                 .await
                 {
-                    Ok(Ok(())) => tracing::info!("revoked the token and its leases"),
+                    Ok(Ok(())) => {
+                        tracing::info!("revoked the token and its leases");
+                        if let Some(sd) = &self.opts.state_dir {
+                            sd.remove();
+                        }
+                    }
                     Ok(Err(e)) => tracing::warn!(error = %e, "could not revoke the token"),
                     Err(_) => tracing::warn!("revoking the token took too long; exiting anyway"),
                 }
@@ -828,6 +1099,102 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::
         .map_err(|e| Error::Usage(format!("cannot install a signal handler: {e}")))
 }
 
+/// How long until something that lasts `increment`, with `left` of it remaining, is due for
+/// the step normally taken `at` into it: the schedule of a fresh fetch, shifted by the time
+/// already spent.
+fn due_in(left: Duration, increment: Duration, at: Duration) -> Duration {
+    left.saturating_sub(increment.saturating_sub(at))
+}
+
+/// An adopted read: its next step from the recorded expiry (or fetch time), and no values.
+fn adopted_slot(r: &ReadRecord, poll: Duration, now: Instant, wall: SystemTime) -> (Step, Fetched) {
+    let lifetime = r.lifetime(wall);
+    let increment = Duration::from_secs(r.increment_secs);
+    let unit = random_unit();
+    let step = match &lifetime {
+        schedule::Lifetime::Renewable { duration, .. } => Step::after(
+            due_in(*duration, increment, schedule::renew_after(increment, unit)),
+            StepKind::RenewLease,
+        ),
+        schedule::Lifetime::Fixed { duration, .. } => Step::after(
+            due_in(
+                *duration,
+                increment,
+                schedule::refetch_after(increment, unit),
+            ),
+            StepKind::Refetch,
+        ),
+        schedule::Lifetime::Certificate { valid_for } => Step::after(
+            due_in(
+                *valid_for,
+                increment,
+                schedule::renew_after(increment, unit),
+            ),
+            StepKind::Refetch,
+        ),
+        schedule::Lifetime::Static => {
+            let since = wall
+                .duration_since(state::from_unix(r.fetched_unix))
+                .unwrap_or_default();
+            Step::after(
+                schedule::poll_after(poll, unit).saturating_sub(since),
+                StepKind::Refetch,
+            )
+        }
+    };
+    let fetched = Fetched {
+        response: None,
+        values: r.values.clone(),
+        fetched_at: state::from_unix(r.fetched_unix),
+        increment,
+        expires: lifetime.valid_for().map(|d| (now + d, wall + d)),
+        lifetime,
+        generation: 1,
+    };
+    (step, fetched)
+}
+
+/// Ends a replaced lease: `sys/leases/revoke`, or, when the token's policy does not allow that
+/// (Vault's default policy allows renewing leases but not revoking them), a renewal to one
+/// second, after which Vault revokes it itself. True when the lease is gone or going.
+async fn revoke_lease(fetcher: &Fetcher, token: &SecretString, lease: &str) -> bool {
+    let deadline = Instant::now() + STEP_BUDGET;
+    let refused = |e: &FetchError| {
+        e.status()
+            .is_some_and(|s| (400..500).contains(&s) && s != 429)
+    };
+    match fetcher.revoke_lease(token, lease, deadline).await {
+        Ok(()) => {
+            tracing::info!(lease_id = %lease, "revoked a replaced lease");
+            return true;
+        }
+        Err(e) if e.status() == Some(403) => {}
+        // Unknown to Vault: it ended on its own already.
+        Err(e) if refused(&e) => return true,
+        Err(e) => {
+            tracing::warn!(lease_id = %lease, error = %e, "cannot revoke a replaced lease; trying again later");
+            return false;
+        }
+    }
+    match fetcher
+        .renew_lease(token, lease, Duration::from_secs(1), deadline)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(lease_id = %lease, "ended a replaced lease (renewed to 1s: this token may not revoke leases)");
+            true
+        }
+        Err(e) if refused(&e) => {
+            tracing::debug!(lease_id = %lease, error = %e, "a replaced lease is already gone");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(lease_id = %lease, error = %e, "cannot end a replaced lease; trying again later");
+            false
+        }
+    }
+}
+
 /// Runs one network step.
 async fn perform(fetcher: &Fetcher, job: Job) -> Outcome {
     let deadline = Instant::now() + STEP_BUDGET;
@@ -838,8 +1205,9 @@ async fn perform(fetcher: &Fetcher, job: Job) -> Outcome {
                 Ok(t) if t.ttl.is_zero() && matches!(fetcher.auth(), Auth::Token { .. }) => {
                     match fetcher.lookup_token(&t.token, deadline).await {
                         Ok(info) => Ok(VaultToken {
-                            ttl: info.duration,
+                            ttl: info.ttl,
                             renewable: info.renewable,
+                            accessor: info.accessor,
                             ..t
                         }),
                         Err(e) => Err(e),

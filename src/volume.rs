@@ -28,7 +28,7 @@
 //!   other than the current version (a real directory recursively, anything else unlinked),
 //!   and stale visible names only while they are our `..data/name` links.
 
-mod dir;
+pub(crate) mod dir;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -188,6 +188,36 @@ impl Volume {
             Ok(DataLink::Current(version)) => Some(version),
             _ => None,
         }
+    }
+
+    /// Feeds every file of the current version to `visit` (relative path, mode, bytes) in path
+    /// order, and returns the version's name; None when there is no trusted version or any entry
+    /// in it is not a regular file reachable without following a link. Lets `--state-dir`
+    /// check that the files on disk are the ones a previous process recorded.
+    pub fn visit_current(&self, mut visit: impl FnMut(&str, u32, &[u8])) -> Option<String> {
+        let dir = Dir::open(&self.dir).ok()?;
+        let DataLink::Current(version) = data_link(&dir).ok()? else {
+            return None;
+        };
+        let base = dir.sub(&version).ok()?;
+        for rel in list_files(&base).ok()? {
+            let (parents, leaf) = split(&rel);
+            let mut parent: Option<Dir> = None;
+            for part in parents {
+                parent = Some(parent.as_ref().unwrap_or(&base).sub(part).ok()?);
+            }
+            let mut f = parent.as_ref().unwrap_or(&base).open_file(leaf).ok()?;
+            let meta = f.metadata().ok()?;
+            if !meta.is_file() {
+                return None;
+            }
+            let mut data = Vec::with_capacity(usize::try_from(meta.len()).ok()?);
+            let read = f.read_to_end(&mut data);
+            let bytes = SecretBytes::new(data);
+            read.ok()?;
+            visit(&rel, meta.mode() & 0o7777, bytes.expose());
+        }
+        Some(version)
     }
 
     fn open(&self) -> Result<Dir, VolumeError> {

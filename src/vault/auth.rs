@@ -34,6 +34,9 @@ pub struct VaultToken {
     pub token: SecretString,
     pub ttl: Duration,
     pub renewable: bool,
+    /// The token's accessor (not a secret: it can look the token up, not use it); empty when
+    /// Vault did not say.
+    pub accessor: String,
 }
 
 /// Reads the credentials of `auth` now. `default_token_path` is `--token-path`.
@@ -202,6 +205,11 @@ pub fn token_from_login(resp: &Response) -> Option<VaultToken> {
             .get("renewable")
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
+        accessor: auth
+            .get("accessor")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 

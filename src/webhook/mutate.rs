@@ -20,6 +20,10 @@ pub const INIT_CONTAINER: &str = "secretdrop-init";
 pub const SECRETS_VOLUME: &str = "secretdrop-secrets";
 pub const PODINFO_VOLUME: &str = "secretdrop-podinfo";
 pub const TOKEN_VOLUME: &str = "secretdrop-token";
+/// secretdrop's own token and leases between its processes (`--state-dir`, docs/state.md):
+/// a Memory emptyDir mounted only into the injected containers, never into the app's.
+pub const STATE_VOLUME: &str = "secretdrop-state";
+pub const STATE_DIR: &str = "/var/run/secretdrop-state";
 /// Where the injected container sees the files, the annotations and its token.
 pub const DIR: &str = "/mnt/secretdrop";
 pub const PODINFO_DIR: &str = "/etc/secretdrop";
@@ -288,6 +292,8 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     volumes.push(
         json!({"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}),
     );
+    volumes
+        .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
     spec["volumes"] = Value::Array(volumes);
 
     let app_mount = json!({"name": SECRETS_VOLUME, "mountPath": plan.mount_path, "readOnly": true});
@@ -385,7 +391,7 @@ fn sidecar_container(
         "image": defaults.image,
         "imagePullPolicy": "IfNotPresent",
         "args": [command, "--config", format!("{PODINFO_DIR}/annotations"), "--dir", DIR,
-                 "--token-path", format!("{TOKEN_DIR}/token")],
+                 "--token-path", format!("{TOKEN_DIR}/token"), "--state-dir", STATE_DIR],
         // Pinned: the annotations file is re-read by the running sidecar, and an edited
         // vault-address must not send the pod's token to an address nobody admitted.
         "env": [{"name": "VAULT_ADDR", "value": plan.address},
@@ -393,7 +399,8 @@ fn sidecar_container(
         "volumeMounts": [
             {"name": SECRETS_VOLUME, "mountPath": DIR},
             {"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": true},
-            {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true}
+            {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true},
+            {"name": STATE_VOLUME, "mountPath": STATE_DIR}
         ],
         "securityContext": {
             "runAsNonRoot": true,
@@ -546,6 +553,48 @@ mod tests {
         assert_eq!(last["name"], "secretdrop");
         assert_eq!(last["args"][0], "sidecar");
         assert!(last.get("restartPolicy").is_none());
+    }
+
+    #[test]
+    fn the_state_volume_is_memory_and_mounted_only_into_secretdrop() {
+        let mut a = opted_in();
+        a["secretdrop.dev/mode"] = json!("init+sidecar");
+        let Decision::Inject { pod: out, .. } = mutate(&pod(a), &defaults()) else {
+            panic!()
+        };
+        let volume = out["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == STATE_VOLUME)
+            .unwrap();
+        assert_eq!(volume["emptyDir"]["medium"], "Memory");
+        let all: Vec<&Value> = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|k| out["spec"][k].as_array().unwrap())
+            .collect();
+        let mounts_state = |c: &Value| {
+            c["volumeMounts"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["name"] == STATE_VOLUME))
+        };
+        for c in all {
+            let ours = c["name"] == CONTAINER || c["name"] == INIT_CONTAINER;
+            assert_eq!(mounts_state(c), ours, "{}", c["name"]);
+            if ours {
+                let args: Vec<&str> = c["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert!(args.windows(2).any(|w| w == ["--state-dir", STATE_DIR]));
+                assert!(
+                    !STATE_DIR.starts_with(DIR),
+                    "the state is never inside --dir"
+                );
+            }
+        }
     }
 
     #[test]
