@@ -341,7 +341,9 @@ impl Sidecar {
         }
         self.files_current = a.files_current;
         self.rendered = a.rendered;
-        self.replaced = a.replaced;
+        if self.opts.revoke_replaced_after.is_some() {
+            self.replaced = a.replaced;
+        }
         if self.files_current {
             self.commit_step = Some(Step::now(StepKind::Idle));
         }
@@ -709,7 +711,9 @@ impl Sidecar {
                     Some(old) if old.response.is_none() => old.values != values,
                     _ => true,
                 };
-                if let Some(lease_id) = replaced {
+                if let Some(lease_id) =
+                    replaced.filter(|_| self.opts.revoke_replaced_after.is_some())
+                {
                     // Revoked once its successor is on disk and the grace has passed.
                     self.replaced.push(Replaced {
                         lease_id,

@@ -677,6 +677,11 @@ pub async fn init(
             fresh[*i] = r;
         }
         if same {
+            // The files on disk hold the successors of any replaced lease: the grace starts.
+            start_grace(&mut replaced, grace, SystemTime::now());
+            if grace.is_none() {
+                replaced.clear();
+            }
             state.reads = fresh;
             state.rendered = Some(rendered.clone());
             state.replaced = replaced;
@@ -705,6 +710,10 @@ pub async fn init(
     let payload = render::render(spec, &snapshot)?;
     let outcome = volume.commit(&payload)?;
     start_grace(&mut replaced, grace, SystemTime::now());
+    if grace.is_none() {
+        // `never`: nothing will revoke them, so nothing is recorded.
+        replaced.clear();
+    }
     let version = match &outcome {
         Commit::Written { version } | Commit::Unchanged { version } => version.clone(),
     };

@@ -281,11 +281,13 @@ fn a_new_certificate_is_picked_up_without_a_restart() {
 
 /// What kubelet provides to the injected container, on the test's disk: the downward-API
 /// annotations file (`annotations -> ..data/annotations`, `..data` swapped on change), the
-/// projected token and the secrets volume. `map` turns container paths into these.
+/// projected token, the secrets volume and secretdrop's state volume. `map` turns container
+/// paths into these.
 struct Kubelet {
     podinfo: PathBuf,
     token_dir: PathBuf,
     volume: PathBuf,
+    state: PathBuf,
 }
 
 impl Kubelet {
@@ -294,6 +296,7 @@ impl Kubelet {
             podinfo: dir.join("podinfo"),
             token_dir: dir.join("projected-token"),
             volume: dir.join("secrets-volume"),
+            state: dir.join("state-volume"),
         };
         std::fs::create_dir_all(&k.token_dir).unwrap();
         write(&k.token_dir, "token", token);
@@ -337,6 +340,7 @@ impl Kubelet {
                 self.token_dir.to_str().unwrap(),
             )
             .replace("/mnt/secretdrop", self.volume.to_str().unwrap())
+            .replace("/var/run/secretdrop-state", self.state.to_str().unwrap())
     }
 
     fn args(&self, list: &Value) -> Vec<String> {
