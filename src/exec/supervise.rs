@@ -238,6 +238,8 @@ fn reap(app: i32) -> Option<i32> {
         }
         if pid == app {
             app_status = Some(status);
+        } else {
+            tracing::debug!(pid, "reaped an orphan");
         }
     }
 }
