@@ -21,10 +21,26 @@ struct Flag {
     name: &'static str,
     value: Option<&'static str>,
     help: &'static str,
+    /// May be given several times; its environment variable holds a comma list.
+    repeat: bool,
 }
 
 const fn flag(name: &'static str, value: Option<&'static str>, help: &'static str) -> Flag {
-    Flag { name, value, help }
+    Flag {
+        name,
+        value,
+        help,
+        repeat: false,
+    }
+}
+
+const fn repeated(name: &'static str, value: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        value: Some(value),
+        help,
+        repeat: true,
+    }
 }
 
 const CONFIG: Flag = flag(
@@ -163,6 +179,57 @@ const SIZE_LIMIT: Flag = flag(
     "sizeLimit of the secrets emptyDir [default: 1Mi]",
 );
 
+const EXEC_DIR: Flag = flag(
+    "dir",
+    Some("DIR"),
+    "read the objects rendered here [default: /mnt/secrets]",
+);
+const ENV: Flag = repeated(
+    "env",
+    "NAME=OBJECT",
+    "set variable NAME to the object's content (repeatable)",
+);
+const ENV_FILE: Flag = repeated(
+    "env-file",
+    "OBJECT",
+    "add the assignments of an object rendered with format: dotenv (repeatable)",
+);
+const WAIT: Flag = flag(
+    "wait",
+    Some("DUR"),
+    "wait this long for a complete render in --dir [default: 2m]",
+);
+const RESTART_ON_CHANGE: Flag = flag(
+    "restart-on-change",
+    None,
+    "stay as the app's parent and restart it when a new version changes its variables",
+);
+const RESTART_SIGNAL: Flag = flag(
+    "restart-signal",
+    Some("SIG"),
+    "ask the app to exit with this signal on a restart [default: SIGTERM]",
+);
+const RESTART_GRACE: Flag = flag(
+    "restart-grace",
+    Some("DUR"),
+    "then SIGKILL it after this long [default: 10s]",
+);
+const COPY_DIR: Flag = flag(
+    "dir",
+    Some("DIR"),
+    "the directory to copy the binary into, as DIR/secretdrop",
+);
+
+/// Commands that take a command line of their own after `--`, and how usage shows it.
+const TRAILING: &[(&str, &str)] = &[("exec", "-- COMMAND [ARGS...]")];
+
+fn trailing(command: &CommandDef) -> Option<&'static str> {
+    TRAILING
+        .iter()
+        .find(|(name, _)| *name == command.name)
+        .map(|(_, shown)| *shown)
+}
+
 const COMMANDS: &[CommandDef] = &[
     CommandDef {
         name: "init",
@@ -231,21 +298,54 @@ const COMMANDS: &[CommandDef] = &[
         flags: &[DIR],
     },
     CommandDef {
+        name: "exec",
+        about: "run a command with rendered objects as environment variables (docs/exec.md)",
+        flags: &[
+            EXEC_DIR,
+            ENV,
+            ENV_FILE,
+            WAIT,
+            RESTART_ON_CHANGE,
+            RESTART_SIGNAL,
+            RESTART_GRACE,
+            CONFIG,
+            TOKEN_PATH,
+            TIMEOUT,
+            PINNED_VAULT_ADDRESS,
+            MAX_RESPONSE_SIZE,
+            LOG_LEVEL,
+            LOG_FORMAT,
+        ],
+    },
+    CommandDef {
+        name: "copy-self",
+        about: "copy this binary to DIR/secretdrop (0555), for app containers to run exec",
+        flags: &[COPY_DIR],
+    },
+    CommandDef {
         name: "version",
         about: "print the version",
         flags: &[],
     },
 ];
 
-/// Parsed flags of one command: values by flag name, `"true"` for switches.
+/// Parsed flags of one command: values by flag name, `"true"` for switches; the values of
+/// repeatable flags; the command line after `--`.
 struct Args {
     command: &'static CommandDef,
     values: BTreeMap<&'static str, String>,
+    lists: BTreeMap<&'static str, Vec<String>>,
+    trailing: Vec<String>,
 }
 
 impl Args {
     fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
+    }
+
+    /// Every value of a repeatable flag, in command-line order.
+    fn list(&self, name: &str) -> &[String] {
+        self.lists.get(name).map_or(&[], Vec::as_slice)
     }
 
     fn switch(&self, name: &str) -> Result<bool, Error> {
@@ -432,6 +532,8 @@ fn run(argv: &[String]) -> Result<(), Error> {
         "webhook" => webhook(&args),
         "probe" => probe(&args),
         "check" => check(&args),
+        "exec" => exec(args),
+        "copy-self" => copy_self(&args),
         _ => version(),
     }
 }
@@ -439,16 +541,36 @@ fn run(argv: &[String]) -> Result<(), Error> {
 /// Parses flags; `None` means help was asked for.
 fn parse(command: &'static CommandDef, rest: &[String]) -> Result<Option<Args>, Error> {
     let mut values = BTreeMap::new();
+    let mut lists: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let mut trailing_args = Vec::new();
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(None);
         }
+        // Everything after `--` belongs to the command being run, `-h` and `--x` included.
+        if arg == "--" {
+            if trailing(command).is_none() {
+                return Err(Error::Usage(format!(
+                    "unexpected argument \"--\" for `secretdrop {}`",
+                    command.name
+                )));
+            }
+            trailing_args = it.by_ref().cloned().collect();
+            break;
+        }
         let Some(body) = arg.strip_prefix("--") else {
-            return Err(Error::Usage(format!(
-                "unexpected argument {arg:?} for `secretdrop {}`",
-                command.name
-            )));
+            return Err(Error::Usage(match trailing(command) {
+                Some(shown) => format!(
+                    "unexpected argument {arg:?} for `secretdrop {}`: the command to run goes \
+                     after --, as in `secretdrop {} [flags] {shown}`",
+                    command.name, command.name
+                ),
+                None => format!(
+                    "unexpected argument {arg:?} for `secretdrop {}`",
+                    command.name
+                ),
+            }));
         };
         let (name, inline) = match body.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
@@ -483,18 +605,39 @@ fn parse(command: &'static CommandDef, rest: &[String]) -> Result<Option<Args>, 
                 .cloned()
                 .ok_or_else(|| Error::Usage(format!("--{name} needs a value ({meta})")))?,
         };
-        if values.insert(def.name, value).is_some() {
+        if def.repeat {
+            lists.entry(def.name).or_default().push(value);
+        } else if values.insert(def.name, value).is_some() {
             return Err(Error::Usage(format!("--{name} given twice")));
         }
     }
     for def in command.flags {
-        if !values.contains_key(def.name) {
-            if let Ok(v) = std::env::var(env_name(def.name)) {
+        if values.contains_key(def.name) || lists.contains_key(def.name) {
+            continue;
+        }
+        if let Ok(v) = std::env::var(env_name(def.name)) {
+            if def.repeat {
+                let items = v.split(',').map(str::trim).filter(|i| !i.is_empty());
+                lists.insert(def.name, items.map(str::to_string).collect());
+            } else {
                 values.insert(def.name, v);
             }
         }
     }
-    Ok(Some(Args { command, values }))
+    if let Some(shown) = trailing(command) {
+        if trailing_args.is_empty() {
+            return Err(Error::Usage(format!(
+                "`secretdrop {}` needs the command to run: `secretdrop {} [flags] {shown}`",
+                command.name, command.name
+            )));
+        }
+    }
+    Ok(Some(Args {
+        command,
+        values,
+        lists,
+        trailing: trailing_args,
+    }))
 }
 
 fn usage() -> String {
@@ -509,7 +652,11 @@ fn usage() -> String {
 }
 
 fn command_usage(c: &CommandDef) -> String {
-    let mut s = format!("secretdrop {}: {}\n\nFlags:\n", c.name, c.about);
+    let mut s = format!("secretdrop {}: {}\n\n", c.name, c.about);
+    if let Some(shown) = trailing(c) {
+        s.push_str(&format!("Usage: secretdrop {} [flags] {shown}\n\n", c.name));
+    }
+    s.push_str("Flags:\n");
     for f in c.flags {
         let left = match f.value {
             Some(v) => format!("--{} {v}", f.name),
@@ -668,6 +815,79 @@ fn probe(args: &Args) -> Result<(), Error> {
             dir.display()
         ))),
     }
+}
+
+/// `secretdrop exec`: see [`crate::exec`]. Values come from `--dir` (the default) or, with
+/// `--config`, straight from Vault.
+fn exec(args: Args) -> Result<(), Error> {
+    let usage = |m: String| Error::Usage(m);
+    let request = crate::exec::Request::parse(args.list("env"), args.list("env-file"))?;
+    let restart = if args.switch("restart-on-change")? {
+        let signal = match args.get("restart-signal") {
+            None => libc::SIGTERM,
+            Some(v) => {
+                config::parse_signal(v).map_err(|m| usage(format!("--restart-signal: {m}")))?
+            }
+        };
+        Some(crate::exec::Restart {
+            signal,
+            grace: args.duration("restart-grace", Duration::from_secs(10))?,
+        })
+    } else {
+        if let Some(flag) = ["restart-signal", "restart-grace"]
+            .into_iter()
+            .find(|f| args.get(f).is_some())
+        {
+            return Err(usage(format!("--{flag} needs --restart-on-change")));
+        }
+        None
+    };
+    let source = if args.get("config").is_some() {
+        if let Some(flag) = ["dir", "wait"].into_iter().find(|f| args.get(f).is_some()) {
+            return Err(usage(format!(
+                "--{flag} and --config exclude each other: --config fetches from Vault \
+                 without files, --dir reads what a sidecar rendered"
+            )));
+        }
+        let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
+        let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
+        let policy = args.client_policy()?;
+        crate::exec::Source::Vault {
+            spec: Box::new(load_spec(&args)?),
+            token_path,
+            timeout,
+            policy,
+        }
+    } else {
+        if let Some(flag) = [
+            "token-path",
+            "timeout",
+            "allowed-vault-address",
+            "max-response-size",
+        ]
+        .into_iter()
+        .find(|f| args.get(f).is_some())
+        {
+            return Err(usage(format!("--{flag} only applies with --config")));
+        }
+        crate::exec::Source::Dir {
+            dir: args.path("dir", Some(DEFAULT_DIR))?,
+            wait: args.duration("wait", DEFAULT_TIMEOUT)?,
+        }
+    };
+    let code = crate::exec::run(crate::exec::Options {
+        source,
+        request,
+        restart,
+        command: args.trailing,
+    })?;
+    // The supervised app's exit code is ours.
+    std::process::exit(code)
+}
+
+/// `secretdrop copy-self`: see [`crate::exec::copy_self`].
+fn copy_self(args: &Args) -> Result<(), Error> {
+    Ok(crate::exec::copy_self(&args.path("dir", None)?)?)
 }
 
 /// `secretdrop check`: the plan, without contacting Vault or printing secret values.

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::config::ConfigError;
+use crate::exec::ExecError;
 use crate::fetch::FetchError;
 use crate::render::RenderError;
 use crate::volume::VolumeError;
@@ -27,6 +28,8 @@ pub enum Error {
     Render(Box<RenderError>),
     #[error(transparent)]
     Volume(Box<VolumeError>),
+    #[error(transparent)]
+    Exec(Box<ExecError>),
 }
 
 macro_rules! boxed_from {
@@ -42,7 +45,8 @@ boxed_from!(
     Config(ConfigError),
     Fetch(FetchError),
     Render(RenderError),
-    Volume(VolumeError)
+    Volume(VolumeError),
+    Exec(ExecError)
 );
 
 /// Process exit codes, the stable contract of DESIGN.md §3.
@@ -59,9 +63,11 @@ impl Error {
             Error::Usage(_) | Error::Config(_) => ExitCode::Usage,
             Error::Fetch(e) if e.is_config() => ExitCode::Usage,
             Error::Volume(e) if e.is_config() => ExitCode::Usage,
+            Error::Exec(e) if e.is_config() => ExitCode::Usage,
             Error::Fetch(_) | Error::Render(_) | Error::Volume(_) | Error::NotReady(_) => {
                 ExitCode::Runtime
             }
+            Error::Exec(_) => ExitCode::Runtime,
         }
     }
 }

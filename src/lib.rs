@@ -10,6 +10,7 @@ pub mod app_notify;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzz_entry;

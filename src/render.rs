@@ -256,15 +256,17 @@ fn format_keys(format: Format, entries: &[(&str, &Value)]) -> Result<Vec<u8>, St
     Ok(text.into_bytes())
 }
 
-fn is_env_name(k: &str) -> bool {
+/// A valid environment variable name: letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(k: &str) -> bool {
     let mut chars = k.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// Plain when safe, single quotes when that needs no escaping (no expansion by `sh`, read
-/// verbatim by dotenv libraries), double quotes with escapes otherwise.
-fn dotenv_quote(v: &str) -> String {
+/// verbatim by dotenv libraries), double quotes with escapes otherwise. `exec --env-file`
+/// parses exactly these three forms back (`crate::exec::dotenv`).
+pub(crate) fn dotenv_quote(v: &str) -> String {
     if !v.is_empty()
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+,".contains(c))

@@ -29,6 +29,7 @@
 //!   and stale visible names only while they are our `..data/name` links.
 
 pub(crate) mod dir;
+mod read;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -40,6 +41,7 @@ use std::path::{Path, PathBuf};
 use crate::render::{FileContent, Payload};
 use crate::secret::SecretBytes;
 use dir::{statfs_type, Dir, Kind};
+pub use read::{Objects, ReadError};
 
 pub const DATA_LINK: &str = "..data";
 const DATA_TMP_LINK: &str = "..data_tmp";

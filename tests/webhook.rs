@@ -485,3 +485,116 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
     let (code, _) = r.stop();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn secretdrop_dev_env_runs_the_app_with_secrets_as_variables_as_kubelet_would() {
+    let bao = Bao::shared();
+    let path = unique("env");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=admin",
+        "password=from-the-env",
+    ]);
+    let pod_identity = Pod::with_policy(
+        bao,
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    let dir = &pod_identity.dir;
+    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
+    let w = Webhook::start(dir.path(), &crt, &key, &["--vault-address", &bao.addr()]);
+    let objects = format!(
+        "- {{objectName: username, secretPath: secret/data/{path}, secretKey: username}}\n\
+         - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"
+    );
+    // A shell-free app: printenv prints the two variables its command and args name.
+    let pod = json!({
+        "metadata": {"name": "app", "annotations": {
+            "secretdrop.dev/inject": "true", "secretdrop.dev/role": pod_identity.role,
+            "secretdrop.dev/mode": "init", "secretdrop.dev/objects": objects,
+            "secretdrop.dev/mount-path": "/etc/app/secrets",
+            "secretdrop.dev/env": "DB_USER=username,DB_PASSWORD=password"}},
+        "spec": {"serviceAccountName": pod_identity.service_account,
+                 "containers": [{"name": "app", "image": "app",
+                                 "command": ["printenv", "DB_USER"], "args": ["DB_PASSWORD"]}]}
+    });
+    let response = w.review(&crt, &pod);
+    let injected = patched(&pod, &response);
+    kubectl_agrees_with_the_env_pod(dir.path(), &pod, &response, &injected);
+
+    let kubelet = Kubelet::new(dir.path(), &pod_identity.token);
+    kubelet.project(1, &injected);
+    let bin_dir = dir.join("secretdrop-bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let map = |args: Vec<String>| -> Vec<String> {
+        args.into_iter()
+            .map(|a| {
+                a.replace("/secretdrop-bin", bin_dir.to_str().unwrap())
+                    .replace("/etc/app/secrets", kubelet.volume.to_str().unwrap())
+            })
+            .collect()
+    };
+    // The init containers in order: the copy, then the render.
+    let inits = injected["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(inits[0]["name"], "secretdrop-copy");
+    secretdrop(&strs(&map(kubelet.args(&inits[0]["args"]))), &[]).expect_code(0);
+    let copied = bin_dir.join("secretdrop");
+    assert_eq!(common::cli::mode_of(&copied), 0o555);
+    let env: Vec<(String, String)> = inits[1]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().into(),
+                e["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    secretdrop(&strs(&kubelet.args(&inits[1]["args"])), &env).expect_code(0);
+
+    // The app container: command then args, as the runtime joins them, with `$$` unescaped as
+    // kubelet does.
+    let app = &injected["spec"]["containers"][0];
+    let mut argv = map(kubelet.args(&app["command"]));
+    argv.extend(kubelet.args(&app["args"]));
+    let argv: Vec<String> = argv.into_iter().map(|a| a.replace("$$", "$")).collect();
+    assert_eq!(argv[0], copied.to_str().unwrap());
+    let mut cmd = Command::new(&argv[0]);
+    common::cli::scrub_env(&mut cmd);
+    let out = cmd.args(&argv[1..]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "admin\nfrom-the-env\n"
+    );
+    assert!(!stderr.contains("from-the-env"), "{stderr}");
+
+    // Without a command to wrap, the pod is refused with the reason and the fix.
+    let mut bare = pod.clone();
+    bare["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("command");
+    let r = w.review(&crt, &bare);
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("has no command") && message.contains("set command"),
+        "{message}"
+    );
+}
+
+/// The env-wrapped pod passes the same kubectl and schema checks as every injected pod.
+fn kubectl_agrees_with_the_env_pod(dir: &Path, pod: &Value, response: &Value, injected: &Value) {
+    let mut pod = pod.clone();
+    pod["apiVersion"] = json!("v1");
+    pod["kind"] = json!("Pod");
+    let mut injected = injected.clone();
+    injected["apiVersion"] = json!("v1");
+    injected["kind"] = json!("Pod");
+    kubectl_agrees(dir, "env pod", &pod, response, &injected);
+}

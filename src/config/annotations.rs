@@ -28,6 +28,8 @@ pub const KNOWN: &[&str] = &[
     "mount-path",
     "mode",
     "containers",
+    "env",
+    "env-file",
     "status",
 ];
 

@@ -24,6 +24,11 @@ pub const TOKEN_VOLUME: &str = "secretdrop-token";
 /// a Memory emptyDir mounted only into the injected containers, never into the app's.
 pub const STATE_VOLUME: &str = "secretdrop-state";
 pub const STATE_DIR: &str = "/var/run/secretdrop-state";
+/// `secretdrop.dev/env`: the init container that copies the binary for app containers, the
+/// Memory emptyDir it copies into, and where app containers see it.
+pub const COPY_CONTAINER: &str = "secretdrop-copy";
+pub const BIN_VOLUME: &str = "secretdrop-bin";
+pub const BIN_DIR: &str = "/secretdrop-bin";
 /// Where the injected container sees the files, the annotations and its token.
 pub const DIR: &str = "/mnt/secretdrop";
 pub const PODINFO_DIR: &str = "/etc/secretdrop";
@@ -176,6 +181,8 @@ struct Plan {
     mount_path: String,
     containers: Option<Vec<String>>,
     address: String,
+    /// `secretdrop.dev/env` / `env-file`: the `exec` flags to wrap app containers with.
+    env: Option<Vec<String>>,
 }
 
 fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Result<Plan, String> {
@@ -186,6 +193,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         ..Default::default()
     };
     let spec = annotations::spec_from(file, &ours, &env).map_err(|e| strip_file(&e.to_string()))?;
+    let env = env_flags(&ours, &spec)?;
     let address = spec.vault.address;
     let allowed = crate::vault::ClientPolicy {
         allowed_addresses: defaults.allowed_vault_addresses.clone(),
@@ -231,12 +239,87 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
             Some(wanted)
         }
     };
+    if env.is_some() {
+        check_commands(pod, containers.as_deref())?;
+    }
     Ok(Plan {
         mode,
         mount_path,
         containers,
         address,
+        env,
     })
+}
+
+/// `secretdrop.dev/env` (`NAME=object,...`) and `secretdrop.dev/env-file` (`object,...`) as
+/// `exec` flags, checked as `exec` checks them and against the pod's objects, so a typo is a
+/// rejected pod rather than an app container that exits with code 2.
+fn env_flags(
+    ours: &BTreeMap<String, String>,
+    spec: &crate::config::Spec,
+) -> Result<Option<Vec<String>>, String> {
+    let list = |key: &str| -> Vec<String> {
+        ours.get(key)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (vars, files) = (list("env"), list("env-file"));
+    if !ours.contains_key("env") && !ours.contains_key("env-file") {
+        return Ok(None);
+    }
+    let request = crate::exec::Request::parse(&vars, &files)
+        .map_err(|e| format!("{PREFIX}env / {PREFIX}env-file: {e}"))?;
+    let known: HashSet<&str> = spec.objects.iter().map(|o| o.name.as_str()).collect();
+    if let Some(missing) = request.objects().into_iter().find(|o| !known.contains(o)) {
+        let names: Vec<String> = spec.objects.iter().map(|o| o.name.clone()).collect();
+        return Err(format!(
+            "{PREFIX}env / {PREFIX}env-file: no object {missing:?} in {PREFIX}objects; its \
+             objects are {}",
+            some_of(&names)
+        ));
+    }
+    let mut flags = Vec::new();
+    for v in &request.vars {
+        flags.extend(["--env".to_string(), format!("{}={}", v.name, v.object)]);
+    }
+    for f in &request.files {
+        flags.extend(["--env-file".to_string(), f.clone()]);
+    }
+    Ok(Some(flags))
+}
+
+/// Every container to wrap has an explicit `command`: the webhook never reads image
+/// registries, so it cannot know an image's entrypoint to put after `exec --`.
+fn check_commands(pod: &Value, selected: Option<&[String]>) -> Result<(), String> {
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    for c in containers {
+        let name = c["name"].as_str().unwrap_or("");
+        if selected.is_some_and(|s| !s.iter().any(|n| n == name)) {
+            continue;
+        }
+        let ok = c["command"]
+            .as_array()
+            .is_some_and(|cmd| !cmd.is_empty() && cmd.iter().all(Value::is_string));
+        if !ok {
+            return Err(format!(
+                "{PREFIX}env: container {name:?} has no command. secretdrop runs it as \
+                 `secretdrop exec ... -- <command> <args>`, and the webhook cannot know the \
+                 image's entrypoint (it never reads image registries): set command (and args) \
+                 to what the image runs, e.g. command: [\"/app/server\"], or leave it out of \
+                 {PREFIX}containers"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The first few names and how many there are: a message stays readable for any pod.
@@ -294,6 +377,11 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     );
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
+    if plan.env.is_some() {
+        volumes.push(
+            json!({"name": BIN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}),
+        );
+    }
     spec["volumes"] = Value::Array(volumes);
 
     let app_mount = json!({"name": SECRETS_VOLUME, "mountPath": plan.mount_path, "readOnly": true});
@@ -302,6 +390,9 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     // Vault is reachable when secretdrop starts; everything after starts after the first render.
     let at = inits.iter().take_while(|c| runs_before_us(c)).count();
     let mut ours = Vec::new();
+    if plan.env.is_some() {
+        ours.push(copy_container(plan, defaults));
+    }
     match plan.mode {
         Mode::Sidecar => ours.push(sidecar_container(
             CONTAINER, "sidecar", plan, defaults, true,
@@ -341,6 +432,9 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
         };
         if selected {
             add_mount(c, &app_mount);
+            if let Some(flags) = &plan.env {
+                wrap_command(c, &plan.mount_path, flags);
+            }
         }
     }
     if plan.mode == Mode::InitAndSidecar {
@@ -376,6 +470,42 @@ fn add_mount(container: &mut Value, mount: &Value) {
         mounts.push(mount.clone());
     }
     container["volumeMounts"] = Value::Array(mounts);
+}
+
+/// The init container that puts the secretdrop binary into the shared [`BIN_VOLUME`]
+/// (distroless images have no `cp`). Same image and restrictions as ours, nothing else
+/// mounted, no environment.
+fn copy_container(plan: &Plan, defaults: &Defaults) -> Value {
+    let mut c = sidecar_container(COPY_CONTAINER, "copy-self", plan, defaults, false);
+    c["args"] = json!(["copy-self", "--dir", BIN_DIR]);
+    c["volumeMounts"] = json!([{"name": BIN_VOLUME, "mountPath": BIN_DIR}]);
+    if let Some(o) = c.as_object_mut() {
+        o.remove("env");
+    }
+    c
+}
+
+/// `command` becomes `/secretdrop-bin/secretdrop exec --dir MOUNT FLAGS... -- command...`;
+/// `args` stay as they are, after it. Kubelet expands `$(VAR)` in `command`, so `$` in what
+/// we add is doubled; the original command keeps its own meaning.
+fn wrap_command(container: &mut Value, mount_path: &str, flags: &[String]) {
+    let mut command: Vec<Value> = [
+        format!("{BIN_DIR}/{}", crate::exec::BINARY_NAME),
+        "exec".into(),
+        "--dir".into(),
+        mount_path.to_string(),
+    ]
+    .into_iter()
+    .chain(flags.iter().cloned())
+    .chain(["--".to_string()])
+    .map(|a| Value::String(a.replace('$', "$$")))
+    .collect();
+    command.extend(take_array(container, "command"));
+    container["command"] = Value::Array(command);
+    add_mount(
+        container,
+        &json!({"name": BIN_VOLUME, "mountPath": BIN_DIR, "readOnly": true}),
+    );
 }
 
 /// The injected container: `secretdrop <command>` reading the annotations file.
@@ -649,6 +779,114 @@ mod tests {
         assert!(
             matches!(mutate(&pod(a), &d), Decision::Reject(m) if m.contains("secretdrop.dev/role"))
         );
+    }
+
+    #[test]
+    fn env_wraps_the_selected_containers_command_and_copies_the_binary_first() {
+        let mut a = opted_in();
+        a["secretdrop.dev/objects"] = json!("- {objectName: myPassword, secretPath: secret/data/app, secretKey: password}\n- {objectName: app.env, secretPath: secret/data/app, secretKey: dotenv}\n");
+        a["secretdrop.dev/env"] = json!("DB_PASSWORD=myPassword, PRICE=myPassword");
+        a["secretdrop.dev/env-file"] = json!("app.env");
+        a["secretdrop.dev/containers"] = json!("app");
+        a["secretdrop.dev/mount-path"] = json!("/mnt/$ecrets");
+        let mut p = pod(a);
+        p["spec"]["containers"][0]["command"] = json!(["/app/server", "--port=$(PORT)"]);
+        p["spec"]["containers"][0]["args"] = json!(["-v"]);
+        let Decision::Inject { pod: out, .. } = mutate(&p, &defaults()) else {
+            panic!()
+        };
+        let app = &out["spec"]["containers"][0];
+        assert_eq!(
+            app["command"],
+            json!([
+                "/secretdrop-bin/secretdrop",
+                "exec",
+                "--dir",
+                "/mnt/$$ecrets",
+                "--env",
+                "DB_PASSWORD=myPassword",
+                "--env",
+                "PRICE=myPassword",
+                "--env-file",
+                "app.env",
+                "--",
+                "/app/server",
+                "--port=$(PORT)"
+            ])
+        );
+        assert_eq!(
+            app["args"],
+            json!(["-v"]),
+            "args follow the command unchanged"
+        );
+        assert!(app["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == BIN_VOLUME && m["readOnly"] == true));
+        let logger = &out["spec"]["containers"][1];
+        assert!(logger.get("command").is_none(), "not selected, not wrapped");
+        let inits: Vec<&str> = out["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            inits,
+            ["istio-init", "secretdrop-copy", "secretdrop", "migrate"]
+        );
+        let copy = &out["spec"]["initContainers"][1];
+        assert_eq!(
+            copy["args"],
+            json!(["copy-self", "--dir", "/secretdrop-bin"])
+        );
+        assert!(copy.get("env").is_none() && copy.get("restartPolicy").is_none());
+        assert_eq!(copy["securityContext"]["readOnlyRootFilesystem"], true);
+        assert!(out["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == BIN_VOLUME && v["emptyDir"]["medium"] == "Memory"));
+        assert_eq!(
+            mutate(&out, &defaults()),
+            Decision::Skip("already injected")
+        );
+    }
+
+    #[test]
+    fn env_rejects_containers_without_command_and_unknown_objects() {
+        let mut a = opted_in();
+        a["secretdrop.dev/env"] = json!("DB_PASSWORD=myPassword");
+        match mutate(&pod(a.clone()), &defaults()) {
+            Decision::Reject(m) => assert!(
+                m.contains("container \"app\" has no command")
+                    && m.contains("never reads image registries")
+                    && m.contains("set command"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut p = pod(a.clone());
+        for c in p["spec"]["containers"].as_array_mut().unwrap() {
+            c["command"] = json!(["/bin/app"]);
+        }
+        assert!(matches!(mutate(&p, &defaults()), Decision::Inject { .. }));
+        for (env, want) in [
+            (
+                "DB_PASSWORD=nope",
+                "no object \"nope\" in secretdrop.dev/objects",
+            ),
+            ("1X=myPassword", "not a valid variable name"),
+            ("DB_PASSWORD", "expected NAME=OBJECT"),
+            ("", "nothing to set"),
+        ] {
+            p["metadata"]["annotations"]["secretdrop.dev/env"] = json!(env);
+            match mutate(&p, &defaults()) {
+                Decision::Reject(m) => assert!(m.contains(want), "{env}: {m}"),
+                other => panic!("{env}: {other:?}"),
+            }
+        }
     }
 
     #[test]
