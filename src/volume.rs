@@ -49,8 +49,9 @@ const RAMFS_MAGIC: i64 = 0x8584_58f6;
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error(
-        "{dir} is not on tmpfs or ramfs (filesystem type {fs_type:#x}): secrets would be written to disk. \
-         Mount an emptyDir with medium: Memory there, or pass --allow-disk to accept this"
+        "{dir} is not on tmpfs or ramfs (filesystem type {}): secrets would be written to disk. \
+         Mount an emptyDir with medium: Memory there, or pass --allow-disk to accept this",
+        fs_type_name(*fs_type)
     )]
     NotTmpfs { dir: PathBuf, fs_type: i64 },
     #[error("{path} exists and is not a link written by secretdrop; refusing to replace it (move it away or choose another --dir)")]
@@ -97,6 +98,30 @@ pub enum Commit {
     Unchanged { version: String },
     /// A new version directory was written and swapped in.
     Written { version: String },
+}
+
+/// A filesystem type as `df -T` names it (`ext4`, `overlay`), else its magic number in hex.
+fn fs_type_name(magic: i64) -> String {
+    let name = match magic {
+        0xef53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        0x794c_7630 => "overlay",
+        0x0102_1994 => "tmpfs",
+        0x8584_58f6 => "ramfs",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        0x2fc1_2fc1 => "zfs",
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0xf15f => "ecryptfs",
+        0x0102_1997 => "9p",
+        0x4d44 => "vfat",
+        0x5346_544e => "ntfs",
+        0x7371_7368 => "squashfs",
+        _ => return format!("{magic:#x}"),
+    };
+    name.to_string()
 }
 
 /// What `..data` is.
@@ -196,6 +221,16 @@ impl Volume {
 
     /// Makes the directory hold exactly `payload`, atomically.
     pub fn commit(&self, payload: &Payload) -> Result<Commit, VolumeError> {
+        self.commit_keeping(payload, &[])
+    }
+
+    /// [`Volume::commit`], leaving the replaced versions named in `retiring` in place: they
+    /// are still within their grace period (see [`Volume::keeping_previous`]).
+    pub fn commit_keeping(
+        &self,
+        payload: &Payload,
+        retiring: &[&str],
+    ) -> Result<Commit, VolumeError> {
         self.check_filesystem()?;
         fs::create_dir_all(&self.dir).map_err(io("create directory", &self.dir))?;
         let dir = self.open()?;
@@ -215,7 +250,7 @@ impl Volume {
             }
         };
         check_visible_names(&dir, payload)?;
-        remove_leftovers(&dir, current.as_deref())?;
+        remove_leftovers(&dir, current.as_deref(), retiring)?;
 
         let old_files = match &current {
             Some(v) => list_files(&dir.sub(v).map_err(io("open", dir.join(v)))?)?,
@@ -313,14 +348,21 @@ fn check_visible_names(dir: &Dir, payload: &Payload) -> Result<(), VolumeError> 
 }
 
 /// Removes what an interrupted commit leaves behind, or an app planted under our names:
-/// `..data_tmp` and version-named entries other than the current version, whatever their
-/// type, without following links.
-fn remove_leftovers(dir: &Dir, current: Option<&str>) -> Result<(), VolumeError> {
+/// `..data_tmp` and version-named entries other than the current version and the replaced
+/// versions still `retiring`, whatever their type, without following links.
+fn remove_leftovers(
+    dir: &Dir,
+    current: Option<&str>,
+    retiring: &[&str],
+) -> Result<(), VolumeError> {
     for name in dir.names().map_err(io("list", dir.path()))? {
         let Some(name) = name.to_str() else { continue };
+        if retiring.contains(&name) {
+            continue;
+        }
         if name == DATA_TMP_LINK || (is_version_name(name) && Some(name) != current) {
             if name != DATA_TMP_LINK {
-                tracing::info!(leftover = %dir.join(name).display(), "removing a version left by an interrupted write");
+                tracing::info!(leftover = %dir.join(name).display(), "removing a version no longer in use (left by an interrupted write or an earlier process)");
             }
             dir.remove_all(name)
                 .map_err(io("remove leftover", dir.join(name)))?;
