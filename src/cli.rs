@@ -548,6 +548,7 @@ fn init(args: &Args) -> Result<(), Error> {
     let policy = args.client_policy()?;
     let spec = load_spec(args)?;
     volume.check_filesystem()?;
+    crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
     let fetcher = Fetcher::new(&spec, &token_path, &policy)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -20,6 +20,10 @@ pub enum Error {
     /// signal handler, no async runtime (exit 1, no usage hint).
     #[error("{0}")]
     Runtime(String),
+    /// The config asks for something this container is not allowed to do (file owners without
+    /// the CHOWN capability): exit 2, with what to change, no usage hint.
+    #[error("{0}")]
+    Unfit(String),
     /// `probe`: nothing complete yet (exit 1, a normal answer rather than a fault).
     #[error("{0}")]
     NotReady(String),
@@ -60,7 +64,7 @@ pub enum ExitCode {
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) | Error::Config(_) => ExitCode::Usage,
+            Error::Usage(_) | Error::Config(_) | Error::Unfit(_) => ExitCode::Usage,
             Error::Fetch(e) if e.is_config() => ExitCode::Usage,
             Error::Volume(e) if e.is_config() => ExitCode::Usage,
             Error::Fetch(_)

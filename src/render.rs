@@ -1,7 +1,7 @@
 //! Pure rendering: a [`Spec`] and a [`Snapshot`] in, a [`Payload`] (relative path → bytes, mode,
 //! owner) out. No I/O, so every format is unit-tested here.
 //!
-//! Semantics follow the vault-csi-provider (reference/csi.md §2.2): with `secretKey` the value is
+//! Semantics follow the vault-csi-provider (docs/configuration.md, "A SecretProviderClass, verbatim"): with `secretKey` the value is
 //! looked up in `data.data` when that is a map (KV v2) and in `data` otherwise; strings are
 //! written raw, other values as JSON; `encoding` decodes base64/hex. Without `secretKey` (and no
 //! format or template) the whole response is written as JSON. A missing key is an error that

@@ -68,6 +68,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let spec = config::parse(&opts.config, &text, &VaultEnv::from_process())?;
     let volume = Volume::new(&opts.dir, opts.allow_disk).keeping_previous();
     volume.check_filesystem()?;
+    crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
     let fetcher = Fetcher::new(&spec, &opts.token_path, &opts.policy)?.quiet();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -100,6 +100,65 @@ pub enum Commit {
     Written { version: String },
 }
 
+/// Checks, before anything is fetched, that this process may give the files the owners the
+/// config asks for: without the CHOWN capability a process can only set its own uid and its
+/// own groups, and `fchown` would fail at the first commit. The message says what to add.
+pub fn check_ownership(objects: &[crate::config::ObjectSpec]) -> Result<(), String> {
+    if has_cap_chown() {
+        return Ok(());
+    }
+    // SAFETY: these calls only read the process's credentials.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let groups = own_groups();
+    for o in objects {
+        let owner = o.owner.filter(|&u| u != uid);
+        let group = o.group.filter(|&g| g != gid && !groups.contains(&g));
+        if owner.is_none() && group.is_none() {
+            continue;
+        }
+        let wanted = match (owner, group) {
+            (Some(u), Some(g)) => format!("owner {u} and group {g}"),
+            (Some(u), None) => format!("owner {u}"),
+            (None, g) => format!("group {}", g.unwrap_or_default()),
+        };
+        return Err(format!(
+            "object {:?} asks for {wanted}, but secretdrop runs as uid {uid} gid {gid} without \
+             the CHOWN capability, so it cannot set them. Either drop owner/group (fsGroup and \
+             mode 0440 often suffice), or run secretdrop with securityContext \
+             {{runAsUser: 0, runAsNonRoot: false, capabilities: {{drop: [ALL], add: [CHOWN]}}}} \
+             (Kubernetes gives added capabilities only to root)",
+            o.name
+        ));
+    }
+    Ok(())
+}
+
+/// CAP_CHOWN (bit 0) in the effective set, from /proc/self/status.
+fn has_cap_chown() -> bool {
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return true; // cannot tell: let the commit report what happens
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|caps| caps & 1 == 1)
+}
+
+fn own_groups() -> Vec<u32> {
+    // SAFETY: getgroups with a buffer of the size it reports, then truncated to what it wrote.
+    unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n <= 0 {
+            return Vec::new();
+        }
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let n = libc::getgroups(n, groups.as_mut_ptr());
+        groups.truncate(n.max(0) as usize);
+        groups
+    }
+}
+
 /// A filesystem type as `df -T` names it (`ext4`, `overlay`), else its magic number in hex.
 fn fs_type_name(magic: i64) -> String {
     let name = match magic {
