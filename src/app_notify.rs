@@ -206,6 +206,22 @@ fn pids_named(name: &str) -> Vec<i32> {
     out
 }
 
+/// An error with its causes (`error sending request: client error (Connect): tcp connect
+/// error: Connection refused`): the HTTP client's top-level message alone does not say why.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,20 +266,4 @@ mod tests {
         let _ = child.wait();
         let _ = std::fs::remove_file(&p);
     }
-}
-
-/// An error with its causes (`error sending request: client error (Connect): tcp connect
-/// error: Connection refused`): the HTTP client's top-level message alone does not say why.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
