@@ -978,6 +978,28 @@ mod tests {
     }
 
     #[test]
+    fn a_retiring_version_survives_the_next_commit_within_its_grace_period() {
+        let t = tmp("retiring");
+        let v = Volume::new(&t.0, false).keeping_previous();
+        let written = |c: Commit| match c {
+            Commit::Written { version } => version,
+            Commit::Unchanged { .. } => panic!("unchanged"),
+        };
+        let a = written(v.commit(&payload(&[("a", "1", 0o600)])).unwrap());
+        let b = written(v.commit(&payload(&[("a", "2", 0o600)])).unwrap());
+        assert!(t.0.join(&a).is_dir(), "kept for retire()");
+        // A third version 1.9 s later: `a` is still retiring and must stay readable.
+        let c = written(
+            v.commit_keeping(&payload(&[("a", "3", 0o600)]), &[&a])
+                .unwrap(),
+        );
+        assert!(t.0.join(&a).is_dir() && t.0.join(&b).is_dir() && t.0.join(&c).is_dir());
+        // Without the grace period, the next commit removes what is not current.
+        v.commit(&payload(&[("a", "4", 0o600)])).unwrap();
+        assert!(!t.0.join(&a).exists() && !t.0.join(&b).exists());
+    }
+
+    #[test]
     fn retire_unlinks_a_version_named_link_and_keeps_the_current_version() {
         use std::os::unix::fs::symlink;
         let outside = plant_outside("retire-outside");
