@@ -1,18 +1,22 @@
-//! The README's first command: the blog-post scenario end to end on this machine.
+//! The README's first command: the CSI walkthrough scenario (docs/architecture.md) end to end on
+//! this machine.
 //!
 //! Starts an OpenBao dev server and the TokenReview stand-in (the test harness's, which
-//! verifies token signatures like the kube-apiserver), runs the post's Vault commands, writes
-//! its SecretProviderClass and a projected-style service-account token, runs
-//! `secretdrop init`, and shows the result the way a pod would see it.
+//! verifies token signatures like the kube-apiserver), runs the Vault-side setup of
+//! docs/vault-setup.md and prints it, writes the SecretProviderClass and a projected-style
+//! service-account token, runs `secretdrop init`, shows the result the way a pod would see it
+//! (modes inside `..data/` included), then runs `secretdrop sidecar` and changes the secret in
+//! Vault to show a rotation. scripts/demo.sh removes everything it wrote, also on Ctrl-C.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::cli::{init, init_args, ls, read, write};
-use common::{blog, enable_kubernetes_auth, Bao, SaClaims, TokenReviewer};
+use common::cli::{bin, current_version, init, init_args, ls, read, scrub_env, write};
+use common::{blog, enable_kubernetes_auth, Bao, SaClaims, Server, TokenReviewer};
 
 fn say(cmd: &str) {
     println!("\n$ {cmd}");
@@ -30,10 +34,15 @@ fn main() {
         bao.log_path().display()
     );
     enable_kubernetes_auth(&bao, "kubernetes");
-    println!(
-        "kubernetes auth -> TokenReview stand-in at {}",
+    say("bao auth enable kubernetes");
+    say(&format!(
+        "bao write auth/kubernetes/config kubernetes_host={} \\\n    kubernetes_ca_cert=@ca.crt token_reviewer_jwt=<reviewer token> disable_local_ca_jwt=true",
         TokenReviewer::shared().addr()
+    ));
+    println!(
+        "(kubernetes_host is the test harness's TokenReview stand-in: it verifies each token's"
     );
+    println!(" signature, expiry and audience like the kube-apiserver; see docs/vault-setup.md)");
 
     say("bao kv put secret/app username=\"admin\" password=\"p4ssw0rd\"");
     say(&format!(
@@ -67,6 +76,8 @@ fn main() {
 
     say(&format!("ls -la {}", mnt.display()));
     print!("{}", ls(&mnt));
+    say(&format!("ls -l {}/..data/", mnt.display()));
+    print!("{}", ls_l(&mnt.join("..data/")));
     say(&format!("cat {}/myPassword", mnt.display()));
     println!("{}", read(mnt.join("myPassword")));
     let fs = Command::new("df")
@@ -76,4 +87,62 @@ fn main() {
         .expect("df");
     say(&format!("df --output=fstype,target {}", mnt.display()));
     print!("{}", String::from_utf8_lossy(&fs.stdout));
+
+    rotation(&bao, &spc_path, &mnt, &token_path);
+}
+
+fn ls_l(dir: &Path) -> String {
+    let out = Command::new("ls").arg("-l").arg(dir).output().expect("ls");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The resident mode: a sidecar on the same directory, the secret changed in Vault, the file
+/// changed on disk at the next poll.
+fn rotation(bao: &Bao, spc: &Path, mnt: &Path, token: &Path) {
+    let before = current_version(mnt);
+    let args = [
+        "sidecar",
+        "--config",
+        &spc.display().to_string(),
+        "--dir",
+        &mnt.display().to_string(),
+        "--token-path",
+        &token.display().to_string(),
+        "--poll-interval",
+        "2s",
+    ]
+    .map(|s| s.to_string());
+    say(&format!("secretdrop {} &", args.join(" ")));
+    let mut cmd = Command::new(bin());
+    scrub_env(&mut cmd);
+    cmd.args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    // Dies with the demo, however the demo dies (Ctrl-C in scripts/demo.sh).
+    let mut sidecar = common::spawn_tied_to_process(cmd).expect("start secretdrop sidecar");
+    std::thread::sleep(Duration::from_millis(500));
+    say("bao kv put secret/app username=\"admin\" password=\"n3w-p4ssw0rd\"");
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/app",
+        "username=admin",
+        "password=n3w-p4ssw0rd",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while current_version(mnt) == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    say(&format!(
+        "readlink {}/..data   # was {before}",
+        mnt.display()
+    ));
+    println!("{}", current_version(mnt));
+    say(&format!("cat {}/myPassword", mnt.display()));
+    println!("{}", read(mnt.join("myPassword")));
+    // SIGTERM: the sidecar stops within a second; the files stay.
+    // SAFETY: kill(2) on the pid of a child we spawned and have not waited for yet.
+    unsafe { libc::kill(sidecar.id() as i32, libc::SIGTERM) };
+    let _ = sidecar.wait();
 }

@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# The blog-post scenario on a fresh machine: a local OpenBao dev server, the post's secret and
-# policy, `secretdrop init` rendering into a tmpfs directory, and what the pod sees.
+# The CSI walkthrough scenario (docs/architecture.md) on a fresh machine: a local OpenBao dev
+# server and its Vault-side setup, `secretdrop init` rendering into a tmpfs directory, what the
+# pod sees, then `secretdrop sidecar` rotating a changed secret. Everything it writes (the demo
+# directory on /dev/shm, the harness's temporary files) is removed on exit, also on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/tools.sh
 cargo build --release --locked --bin secretdrop --example demo >&2
-exec target/release/examples/demo
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/secretdrop-demo.XXXXXX")
+demo_pid=
+cleanup() {
+    if [ -n "$demo_pid" ]; then
+        kill "$demo_pid" 2>/dev/null || true
+        wait "$demo_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work" /dev/shm/secretdrop-demo
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+TMPDIR="$work" target/release/examples/demo &
+demo_pid=$!
+wait "$demo_pid"

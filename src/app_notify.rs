@@ -65,7 +65,7 @@ impl Notifier {
                 Err(e) => Delivery {
                     target: format!("POST {url}"),
                     ok: false,
-                    detail: e.to_string(),
+                    detail: error_chain(&e),
                 },
             });
         }
@@ -204,6 +204,22 @@ fn pids_named(name: &str) -> Vec<i32> {
     }
     out.sort_unstable();
     out
+}
+
+/// An error with its causes (`error sending request: client error (Connect): tcp connect
+/// error: Connection refused`): the HTTP client's top-level message alone does not say why.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

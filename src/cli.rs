@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §3): parse, dispatch, map errors to exit codes.
+//! The command line (docs/cli.md): parse, dispatch, map errors to exit codes.
 //!
 //! Every flag can also come from `SECRETDROP_<FLAG>` (e.g. `SECRETDROP_TOKEN_PATH`); a flag on
 //! the command line wins over the environment.
@@ -81,7 +81,7 @@ const REVOKE_REPLACED_AFTER: Flag = flag(
 const LOG_LEVEL: Flag = flag(
     "log-level",
     Some("LEVEL"),
-    "error, warn, info, debug [default: info]",
+    "error, warn, info, debug, trace [default: info]",
 );
 
 const PINNED_VAULT_ADDRESS: Flag = flag(
@@ -125,12 +125,13 @@ const NOTIFY_SIGNAL: Flag = flag(
 const NOTIFY_PROCESS: Flag = flag(
     "notify-process",
     Some("NAME"),
-    "... to processes with this name (shareProcessNamespace)",
+    "with --notify-signal: signal every process named NAME (one name; needs \
+     shareProcessNamespace, and the app's uid or CAP_KILL)",
 );
 const NOTIFY_PIDFILE: Flag = flag(
     "notify-pidfile",
     Some("FILE"),
-    "... or to the pid in this file",
+    "with --notify-signal: signal the pid in FILE (instead of --notify-process)",
 );
 const NOTIFY_URL: Flag = flag(
     "notify-url",
@@ -156,7 +157,11 @@ const WEBHOOK_LISTEN: Flag = flag(
 const IMAGE: Flag = flag(
     "image",
     Some("IMAGE"),
-    "image of the injected container [default: secretdrop:dev]",
+    concat!(
+        "image of the injected container [default: secretdrop:",
+        env!("CARGO_PKG_VERSION"),
+        "]"
+    ),
 );
 const VAULT_ADDRESS: Flag = flag(
     "vault-address",
@@ -478,8 +483,22 @@ pub fn main() -> i32 {
 
 fn report(e: Error) -> i32 {
     let code = e.exit_code();
+    let usage_hint = code == ExitCode::Usage && matches!(e, Error::Usage(_));
+    if crate::logging::is_json() {
+        // `--log-format json`: the final error is one JSON line like every other.
+        if usage_hint {
+            tracing::error!(
+                exit_code = code as i32,
+                hint = "run `secretdrop help` for usage",
+                "{e}"
+            );
+        } else {
+            tracing::error!(exit_code = code as i32, "{e}");
+        }
+        return code as i32;
+    }
     eprintln!("secretdrop: error: {e}");
-    if code == ExitCode::Usage && matches!(e, Error::Usage(_)) {
+    if usage_hint {
         eprintln!("Run `secretdrop help` for usage.");
     }
     code as i32
@@ -491,19 +510,17 @@ fn run(argv: &[String]) -> Result<(), Error> {
         return Err(Error::Usage("no command given".into()));
     };
     if matches!(name.as_str(), "help" | "--help" | "-h") {
-        print!("{}", usage());
+        // `secretdrop help init` is `secretdrop init --help`.
+        match argv.get(1) {
+            None => print!("{}", usage()),
+            Some(topic) => print!("{}", command_usage(find_command(topic)?)),
+        }
         return Ok(());
     }
     if name == "--version" {
         return version();
     }
-    let command = COMMANDS.iter().find(|c| c.name == name).ok_or_else(|| {
-        let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
-        Error::Usage(format!(
-            "unknown command {name:?}: allowed are {}",
-            names.join(", ")
-        ))
-    })?;
+    let command = find_command(name)?;
     let Some(args) = parse(command, &argv[1..])? else {
         print!("{}", command_usage(command));
         return Ok(());
@@ -536,6 +553,16 @@ fn run(argv: &[String]) -> Result<(), Error> {
         "copy-self" => copy_self(&args),
         _ => version(),
     }
+}
+
+fn find_command(name: &str) -> Result<&'static CommandDef, Error> {
+    COMMANDS.iter().find(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+        Error::Usage(format!(
+            "unknown command {name:?}: allowed are {}",
+            names.join(", ")
+        ))
+    })
 }
 
 /// Parses flags; `None` means help was asked for.
@@ -647,23 +674,36 @@ fn usage() -> String {
     for c in COMMANDS {
         s.push_str(&format!("  {:<9}{}\n", c.name, c.about));
     }
-    s.push_str("\nEvery flag can also be set as SECRETDROP_<FLAG>. VAULT_ADDR, VAULT_CACERT, VAULT_NAMESPACE,\nVAULT_SKIP_VERIFY and VAULT_TLS_SERVER_NAME (or BAO_*) are defaults below the config file.\nExit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.\n");
+    s.push_str(concat!(
+        "\nRun `secretdrop help <command>` for its flags.\n",
+        "Every flag can also be set as SECRETDROP_<FLAG>. VAULT_ADDR, VAULT_CACERT, VAULT_CAPATH,\n",
+        "VAULT_NAMESPACE, VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_CLIENT_CERT and\n",
+        "VAULT_CLIENT_KEY (or their BAO_* twins) are defaults below the config file.\n",
+        "Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.\n",
+        "Documentation: docs/README.md in the source repository.\n"
+    ));
     s
 }
 
 fn command_usage(c: &CommandDef) -> String {
-    let mut s = format!("secretdrop {}: {}\n\n", c.name, c.about);
+    let mut s = format!("secretdrop {}: {}\n", c.name, c.about);
     if let Some(shown) = trailing(c) {
-        s.push_str(&format!("Usage: secretdrop {} [flags] {shown}\n\n", c.name));
+        s.push_str(&format!("\nUsage: secretdrop {} [flags] {shown}\n", c.name));
     }
-    s.push_str("Flags:\n");
+    if c.flags.is_empty() {
+        return s;
+    }
+    s.push_str("\nFlags:\n");
+    let left = |f: &Flag| match f.value {
+        Some(v) => format!("--{} {v}", f.name),
+        None => format!("--{}", f.name),
+    };
+    // The widest flag sets the column, so a metavariable never runs into its help text.
+    let width = c.flags.iter().map(|f| left(f).len()).max().unwrap_or(0) + 2;
     for f in c.flags {
-        let left = match f.value {
-            Some(v) => format!("--{} {v}", f.name),
-            None => format!("--{}", f.name),
-        };
         s.push_str(&format!(
-            "  {left:<20}{} (env {})\n",
+            "  {:<width$}{} (env {})\n",
+            left(f),
             f.help,
             env_name(f.name)
         ));
@@ -696,12 +736,13 @@ fn init(args: &Args) -> Result<(), Error> {
     let state_dir = args.state_dir(volume.dir())?;
     let spec = load_spec(args)?;
     volume.check_filesystem()?;
+    crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
     let fetcher = Fetcher::new(&spec, &token_path, &policy)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     let deadline = started + timeout;
     let (outcome, files) = match &state_dir {
         Some(sd) => runtime.block_on(crate::state::init(
@@ -755,8 +796,7 @@ fn sidecar(args: &Args) -> Result<(), Error> {
         pid_file: args.get("notify-pidfile").map(PathBuf::from),
         url: args.get("notify-url").map(str::to_string),
     };
-    config::check_notify(&notify)
-        .map_err(|(field, m)| Error::Usage(format!("--notify-{field}: {m}")))?;
+    check_notify_flags(&notify)?;
     let dir = args.path("dir", Some(DEFAULT_DIR))?;
     let opts = crate::sidecar::Options {
         config: args.path("config", None)?,
@@ -772,6 +812,35 @@ fn sidecar(args: &Args) -> Result<(), Error> {
         policy: args.client_policy()?,
     };
     crate::sidecar::run(opts)
+}
+
+/// The notification flags' rules, worded as flags (the config file's keys have their own words).
+fn check_notify_flags(n: &config::NotifySettings) -> Result<(), Error> {
+    let signal = n.signal.is_some();
+    let target = n.process.is_some() || n.pid_file.is_some();
+    if signal && !target {
+        return Err(Error::Usage(
+            "--notify-signal needs a process to signal: add --notify-process NAME or \
+             --notify-pidfile FILE"
+                .into(),
+        ));
+    }
+    if target && !signal {
+        return Err(Error::Usage(format!(
+            "--notify-{} needs --notify-signal SIG (which signal to send), e.g. SIGHUP",
+            if n.process.is_some() {
+                "process"
+            } else {
+                "pidfile"
+            }
+        )));
+    }
+    if n.process.is_some() && n.pid_file.is_some() {
+        return Err(Error::Usage(
+            "give --notify-process or --notify-pidfile, not both".into(),
+        ));
+    }
+    config::check_notify(n).map_err(|(field, m)| Error::Usage(format!("--notify-{field}: {m}")))
 }
 
 /// `secretdrop webhook`: see [`crate::webhook::server`].

@@ -1,4 +1,4 @@
-//! The top-level error of a command and its exit code (DESIGN.md §3).
+//! The top-level error of a command and its exit code (docs/cli.md, "Exit codes").
 //!
 //! Each layer has its own typed error carrying context (file and field for config, path and role
 //! for Vault, directory for the volume); this type only gathers them and decides the exit code:
@@ -17,6 +17,14 @@ pub enum Error {
     /// A bad command line: unknown flag, missing value, malformed duration.
     #[error("{0}")]
     Usage(String),
+    /// A failure of the environment at run time that no flag fixes: a port already in use, no
+    /// signal handler, no async runtime (exit 1, no usage hint).
+    #[error("{0}")]
+    Runtime(String),
+    /// The config asks for something this container is not allowed to do (file owners without
+    /// the CHOWN capability): exit 2, with what to change, no usage hint.
+    #[error("{0}")]
+    Unfit(String),
     /// `probe`: nothing complete yet (exit 1, a normal answer rather than a fault).
     #[error("{0}")]
     NotReady(String),
@@ -49,7 +57,7 @@ boxed_from!(
     Exec(ExecError)
 );
 
-/// Process exit codes, the stable contract of DESIGN.md §3.
+/// Process exit codes, a stable contract (docs/cli.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     Success = 0,
@@ -60,14 +68,16 @@ pub enum ExitCode {
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) | Error::Config(_) => ExitCode::Usage,
+            Error::Usage(_) | Error::Config(_) | Error::Unfit(_) => ExitCode::Usage,
             Error::Fetch(e) if e.is_config() => ExitCode::Usage,
             Error::Volume(e) if e.is_config() => ExitCode::Usage,
             Error::Exec(e) if e.is_config() => ExitCode::Usage,
-            Error::Fetch(_) | Error::Render(_) | Error::Volume(_) | Error::NotReady(_) => {
-                ExitCode::Runtime
-            }
-            Error::Exec(_) => ExitCode::Runtime,
+            Error::Fetch(_)
+            | Error::Render(_)
+            | Error::Volume(_)
+            | Error::NotReady(_)
+            | Error::Runtime(_)
+            | Error::Exec(_) => ExitCode::Runtime,
         }
     }
 }

@@ -58,7 +58,7 @@ pub enum FetchError {
         who: String,
         status: Option<u16>,
         error: String,
-        hint: &'static str,
+        hint: String,
     },
     #[error("{what} at {address}: gave up after {after}: {cause}", after = humantime::format_duration(*after))]
     GaveUp {
@@ -131,6 +131,34 @@ fn hint(c: &CallError, op: Op) -> &'static str {
         (Some(404), _) => " (nothing at this path: check the mount, the KV version (data/ for KV v2) and the secret name)",
         (None, _) => " (the TLS handshake failed: check the CA certificate for Vault, the TLS server name, and the client certificate if Vault requires one)",
         _ => "",
+    }
+}
+
+/// [`hint`] for a read, and on a 403 for a path without `data/` after its first segment, the
+/// KV v2 spelling: `secret/app` on a KV v2 mount is refused by a policy written for
+/// `secret/data/app` (Vault's own CLI adds the `data/`; the API and the CSI provider do not).
+fn request_hint(c: &CallError, path: &str) -> String {
+    let general = hint(c, Op::Request);
+    let refused_403 = matches!(c, CallError::Refused { status: 403, .. });
+    let trimmed = path.trim_start_matches('/');
+    let trimmed = trimmed.strip_prefix("v1/").unwrap_or(trimmed);
+    let trimmed = trimmed.split('?').next().unwrap_or(trimmed);
+    match trimmed.split_once('/') {
+        Some((mount, rest))
+            if refused_403
+                && !rest.is_empty()
+                && !rest.starts_with("data/")
+                && !rest.starts_with("metadata/")
+                && !["creds/", "static-creds/", "issue/", "sign/"]
+                    .iter()
+                    .any(|engine| rest.starts_with(engine)) =>
+        {
+            format!(
+                "{general}; if {mount}/ is a KV version 2 mount, the API path is \
+                 {mount}/data/{rest} (secretPath: {mount}/data/{rest})"
+            )
+        }
+        _ => general.to_string(),
     }
 }
 
@@ -468,7 +496,7 @@ impl Api {
                 path: path.to_string(),
                 who: self.who.to_string(),
                 status: status_of(&c),
-                hint: hint(&c, Op::Request),
+                hint: request_hint(&c, path),
                 error: c.to_string(),
             },
         })
@@ -520,7 +548,7 @@ where
         failures += 1;
         match backoff.delay_before(deadline, cause.1) {
             Some(delay) => {
-                let retry_in = humantime::format_duration(round_ms(delay));
+                let retry_in = crate::logging::Dur(round_ms(delay));
                 if quiet {
                     tracing::debug!(what, address = client.address(), cause = %cause.0, %retry_in, "Vault unavailable, retrying");
                 } else {

@@ -1,6 +1,6 @@
 //! secretdrop: renders Vault / OpenBao secrets into a pod's memory-backed volume.
 //!
-//! The data flow (DESIGN.md §2) is one module per box:
+//! The data flow (docs/architecture.md, "One data flow") is one module per box:
 //! [`config`] (a source → validated [`config::Spec`]) → [`fetch`] (login, deduplicated reads →
 //! [`fetch::Snapshot`]) → [`render`] (pure: Snapshot → [`render::Payload`]) → [`volume`] (the
 //! atomic writer). [`vault`] is the HTTP client the fetch step drives; [`cli`] parses arguments

@@ -39,6 +39,8 @@ pub struct Status {
     pub token_expires: Option<SystemTime>,
     /// (secret path, lease or certificate expiry)
     pub expiries: Vec<(String, SystemTime)>,
+    /// Why it is not ready, for `/readyz` (paths and states, never a value).
+    pub not_ready: String,
 }
 
 impl Metrics {
@@ -190,7 +192,14 @@ fn route(req: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<Fu
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, "ok\n".to_string()),
         "/readyz" if metrics.status().ready => (StatusCode::OK, "ready\n".to_string()),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
+        "/readyz" => {
+            let why = metrics.status().not_ready;
+            let why = if why.is_empty() { "starting" } else { &why };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            )
+        }
         "/metrics" => (StatusCode::OK, metrics.prometheus(SystemTime::now())),
         _ => (
             StatusCode::NOT_FOUND,
@@ -234,6 +243,7 @@ mod tests {
             last_success: Some(now),
             token_expires: Some(now + Duration::from_secs(60)),
             expiries: vec![("database/creds/app".into(), now + Duration::from_secs(10))],
+            not_ready: String::new(),
         });
         let text = m.prometheus(now);
         assert!(text.contains("secretdrop_logins_total 1"), "{text}");

@@ -1,7 +1,7 @@
 //! Pure rendering: a [`Spec`] and a [`Snapshot`] in, a [`Payload`] (relative path → bytes, mode,
 //! owner) out. No I/O, so every format is unit-tested here.
 //!
-//! Semantics follow the vault-csi-provider (reference/csi.md §2.2): with `secretKey` the value is
+//! Semantics follow the vault-csi-provider (docs/configuration.md, "A SecretProviderClass, verbatim"): with `secretKey` the value is
 //! looked up in `data.data` when that is a map (KV v2) and in `data` otherwise; strings are
 //! written raw, other values as JSON; `encoding` decodes base64/hex. Without `secretKey` (and no
 //! format or template) the whole response is written as JSON. A missing key is an error that
@@ -352,7 +352,38 @@ fn template(source: &str, response: &Value) -> Result<String, String> {
         metadata => minijinja::Value::from_serialize(&metadata),
         response => minijinja::Value::from_serialize(response),
     };
-    tmpl.render(ctx).map_err(|e| template_message(&e))
+    tmpl.render(ctx).map_err(|e| {
+        let mut msg = template_message(&e);
+        if e.kind() == minijinja::ErrorKind::UndefinedError {
+            // The expression as written in the template (never a value), and the names that
+            // do exist, like a missing `secretKey` lists the keys.
+            let mut missing: Vec<String> = tmpl
+                .undeclared_variables(true)
+                .into_iter()
+                .filter(|name| {
+                    let mut parts = name.splitn(2, '.');
+                    let (top, key) = (parts.next().unwrap_or(""), parts.next());
+                    let within = match top {
+                        "data" => &data,
+                        "metadata" => &metadata,
+                        "response" => response,
+                        _ => return true,
+                    };
+                    let first = key.map(|k| k.split('.').next().unwrap_or(k));
+                    first.is_some_and(|k| within.get(k).is_none())
+                })
+                .collect();
+            missing.sort();
+            if !missing.is_empty() {
+                msg.push_str(&format!(": `{}` is not defined", missing.join("`, `")));
+            }
+            if let Value::Object(keys) = &data {
+                let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+                msg.push_str(&format!("; data has the keys [{}]", names.join(", ")));
+            }
+        }
+        msg
+    })
 }
 
 /// minijinja's message with its line number, without the debug dump of the context (values!).
@@ -516,6 +547,9 @@ mod tests {
         );
         let e = run(Output::Template("{{ data.missing }}".into()), r).unwrap_err();
         assert!(e.contains("undefined"), "{e}");
+        assert!(e.contains("`data.missing` is not defined"), "{e}");
+        assert!(e.contains("[pass, user]"), "{e}");
+        assert!(!e.contains("admin") && !e.contains("pw"), "{e}");
         assert!(check_template("{% if %}").is_err());
     }
 }

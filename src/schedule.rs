@@ -1,4 +1,4 @@
-//! When the sidecar acts next, derived from what Vault said (DESIGN.md §2, "schedule").
+//! When the sidecar acts next, derived from what Vault said (docs/architecture.md, "One data flow"; docs/pod.md for the timings).
 //!
 //! Pure functions of a response or a renewal and a random number, so the policy is unit-tested
 //! without clocks. The policy:

@@ -65,6 +65,23 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// The error of a failed [`bind`]: a runtime failure (exit 1) that says what to change. A
+/// port in use or a privileged port is not bad usage of secretdrop, so no usage hint follows.
+pub fn bind_error(addr: SocketAddr, e: io::Error) -> crate::error::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            ": another process (or another secretdrop in this pod) listens there; choose a free \
+             port with --listen"
+        }
+        io::ErrorKind::PermissionDenied => {
+            ": ports below 1024 need CAP_NET_BIND_SERVICE; choose a port above 1024"
+        }
+        io::ErrorKind::AddrNotAvailable => ": no interface of this host has that address",
+        _ => "",
+    };
+    crate::error::Error::Runtime(format!("cannot listen on {addr} (--listen): {e}{hint}"))
+}
+
 /// How much one server allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -82,16 +82,17 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let spec = config::parse(&opts.config, &text, &VaultEnv::from_process())?;
     let volume = Volume::new(&opts.dir, opts.allow_disk).keeping_previous();
     volume.check_filesystem()?;
+    crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
     let fetcher = Fetcher::new(&spec, &opts.token_path, &opts.policy)?.quiet();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         let listener = match opts.listen {
             Some(addr) => Some(
                 crate::serve::bind(addr)
-                    .map_err(|e| Error::Usage(format!("--listen {addr}: {e}")))?,
+                    .map_err(|e| crate::serve::bind_error(addr, e))?,
             ),
             None => None,
         };
@@ -233,7 +234,9 @@ struct Sidecar {
     /// A render+commit that is due (after a change, or retried after a failure).
     commit_step: Option<Step>,
     /// A replaced version to remove once readers are done with it.
-    retire: Option<(String, Instant)>,
+    /// Replaced versions and when they may go: each stays readable for [`RETIRE_AFTER`],
+    /// even when the next commit comes sooner (a 2 s poll interval).
+    retire: Vec<(String, Instant)>,
     committed_once: bool,
     generation: u64,
     last_success: Option<SystemTime>,
@@ -278,7 +281,7 @@ impl Sidecar {
             token_step: Step::now(StepKind::Login),
             slots,
             commit_step: None,
-            retire: None,
+            retire: Vec::new(),
             committed_once: false,
             generation: 0,
             last_success: None,
@@ -449,7 +452,7 @@ impl Sidecar {
             dir = %self.volume.dir().display(),
             reads = self.slots.len(),
             files = self.spec.objects.len(),
-            poll = %humantime::format_duration(self.poll),
+            poll = %crate::logging::Dur(self.poll),
             "sidecar starting"
         );
         // The pending step survives wake-ups that change nothing (an unrelated file event), so
@@ -501,9 +504,19 @@ impl Sidecar {
             if self.state_dirty {
                 self.save_state();
             }
-            if let Some((version, _)) = self.retire.take_if(|(_, at)| *at <= Instant::now()) {
-                if let Err(e) = self.volume.retire(&version) {
-                    tracing::warn!(version = %version, error = %e, "cannot remove a replaced version; the next commit will");
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retire)
+                .into_iter()
+                .partition(|(_, at)| *at <= now);
+            self.retire = later;
+            for (version, _) in due {
+                match self.volume.retire(&version) {
+                    Ok(()) => {
+                        tracing::debug!(version = %version, "removed a replaced version after its grace period")
+                    }
+                    Err(e) => {
+                        tracing::warn!(version = %version, error = %e, "cannot remove a replaced version; the next commit will")
+                    }
                 }
             }
             self.publish();
@@ -530,7 +543,7 @@ impl Sidecar {
         }
         let housekeeping = [
             self.commit_step.map(|c| c.at),
-            self.retire.as_ref().map(|r| r.1),
+            self.retire.iter().map(|r| r.1).min(),
             self.next_revocation(),
         ];
         if let Some(h) = housekeeping.into_iter().flatten().min() {
@@ -612,7 +625,7 @@ impl Sidecar {
                 let relogin = self.token.is_some();
                 tracing::info!(
                     generation = self.generation,
-                    ttl = %humantime::format_duration(t.ttl),
+                    ttl = %crate::logging::Dur(t.ttl),
                     renewable = t.renewable,
                     "logged in to Vault"
                 );
@@ -664,11 +677,11 @@ impl Sidecar {
                 ) {
                     Next::Renew(d) | Next::Refetch(d) => Step::after(d, StepKind::RenewToken),
                     Next::Rotate => {
-                        tracing::info!(left = %humantime::format_duration(r.duration), "the token reached its max TTL; logging in again");
+                        tracing::info!(left = %crate::logging::Dur(r.duration), "the token reached its max TTL; logging in again");
                         Step::now(StepKind::Login)
                     }
                 };
-                tracing::debug!(ttl = %humantime::format_duration(r.duration), "renewed the token");
+                tracing::debug!(ttl = %crate::logging::Dur(r.duration), "renewed the token");
             }
             Err(e) => {
                 let expired = token.expires.is_some_and(|(at, _)| at <= Instant::now());
@@ -785,11 +798,11 @@ impl Sidecar {
                 ) {
                     Next::Renew(d) | Next::Refetch(d) => Step::after(d, StepKind::RenewLease),
                     Next::Rotate => {
-                        tracing::info!(path = %slot.read.path, left = %humantime::format_duration(r.duration), "lease reached its max TTL; fetching new credentials");
+                        tracing::info!(path = %slot.read.path, left = %crate::logging::Dur(r.duration), "lease reached its max TTL; fetching new credentials");
                         Step::now(StepKind::Refetch)
                     }
                 };
-                tracing::debug!(path = %slot.read.path, ttl = %humantime::format_duration(r.duration), "renewed lease");
+                tracing::debug!(path = %slot.read.path, ttl = %crate::logging::Dur(r.duration), "renewed lease");
             }
             Err(e) => {
                 let failures = slot.step.failures;
@@ -866,8 +879,9 @@ impl Sidecar {
         let result = render::render(&self.spec, &snapshot)
             .map_err(|e| ("render", e.to_string()))
             .and_then(|p| {
+                let keep: Vec<&str> = self.retire.iter().map(|(v, _)| v.as_str()).collect();
                 self.volume
-                    .commit(&p)
+                    .commit_keeping(&p, &keep)
                     .map(|c| (c, p.files.len(), state::payload(&p)))
                     .map_err(|e| ("volume", e.to_string()))
             });
@@ -878,7 +892,7 @@ impl Sidecar {
                 self.last_success = Some(SystemTime::now());
                 tracing::info!(version = %version, files, dir = %self.volume.dir().display(), "committed a new version");
                 if let Some(old) = before {
-                    self.retire = Some((old, Instant::now() + RETIRE_AFTER));
+                    self.retire.push((old, Instant::now() + RETIRE_AFTER));
                 }
                 if self.committed_once {
                     self.notify(&version).await;
@@ -1068,8 +1082,14 @@ impl Sidecar {
                     .map(|(_, wall)| (s.read.path.clone(), wall))
             })
             .collect();
+        let ready = complete && !expired && self.committed_once;
         self.metrics.publish(Status {
-            ready: complete && !expired && self.committed_once,
+            ready,
+            not_ready: if ready {
+                String::new()
+            } else {
+                self.not_ready_reason(now)
+            },
             last_success: self.last_success,
             token_expires: self
                 .token
@@ -1078,6 +1098,42 @@ impl Sidecar {
                 .map(|(_, wall)| wall),
             expiries,
         });
+    }
+}
+
+impl Sidecar {
+    /// What `/readyz` says when not ready: the first thing missing, by path, never a value.
+    fn not_ready_reason(&self, now: Instant) -> String {
+        let dir = self.volume.dir().display();
+        if let Some(s) = self.slots.iter().find(|s| s.fetched.is_none()) {
+            return format!(
+                "{} has not been read from Vault yet (see the log)",
+                s.read.path
+            );
+        }
+        if self.volume.current_version().is_none() || !self.committed_once {
+            return format!("no complete render in {dir} yet (see the log)");
+        }
+        if self
+            .token
+            .as_ref()
+            .and_then(|t| t.expires)
+            .is_some_and(|(at, _)| at <= now)
+        {
+            return "the Vault token expired and logging in again has not succeeded yet".into();
+        }
+        if let Some(s) = self.slots.iter().find(|s| {
+            s.fetched
+                .as_ref()
+                .and_then(|f| f.expires)
+                .is_some_and(|(at, _)| at <= now)
+        }) {
+            return format!(
+                "the lease or certificate of {} expired and has not been replaced yet",
+                s.read.path
+            );
+        }
+        "starting".into()
     }
 }
 
@@ -1100,7 +1156,7 @@ fn settings(opts: &Options, spec: &Spec) -> (Duration, Notifier) {
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, Error> {
     tokio::signal::unix::signal(kind)
-        .map_err(|e| Error::Usage(format!("cannot install a signal handler: {e}")))
+        .map_err(|e| Error::Runtime(format!("cannot install a signal handler: {e}")))
 }
 
 /// How long until something that lasts `increment`, with `left` of it remaining, is due for

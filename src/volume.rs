@@ -51,8 +51,9 @@ const RAMFS_MAGIC: i64 = 0x8584_58f6;
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error(
-        "{dir} is not on tmpfs or ramfs (filesystem type {fs_type:#x}): secrets would be written to disk. \
-         Mount an emptyDir with medium: Memory there, or pass --allow-disk to accept this"
+        "{dir} is not on tmpfs or ramfs (filesystem type {}): secrets would be written to disk. \
+         Mount an emptyDir with medium: Memory there, or pass --allow-disk to accept this",
+        fs_type_name(*fs_type)
     )]
     NotTmpfs { dir: PathBuf, fs_type: i64 },
     #[error("{path} exists and is not a link written by secretdrop; refusing to replace it (move it away or choose another --dir)")]
@@ -99,6 +100,89 @@ pub enum Commit {
     Unchanged { version: String },
     /// A new version directory was written and swapped in.
     Written { version: String },
+}
+
+/// Checks, before anything is fetched, that this process may give the files the owners the
+/// config asks for: without the CHOWN capability a process can only set its own uid and its
+/// own groups, and `fchown` would fail at the first commit. The message says what to add.
+pub fn check_ownership(objects: &[crate::config::ObjectSpec]) -> Result<(), String> {
+    if has_cap_chown() {
+        return Ok(());
+    }
+    // SAFETY: these calls only read the process's credentials.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let groups = own_groups();
+    for o in objects {
+        let owner = o.owner.filter(|&u| u != uid);
+        let group = o.group.filter(|&g| g != gid && !groups.contains(&g));
+        if owner.is_none() && group.is_none() {
+            continue;
+        }
+        let wanted = match (owner, group) {
+            (Some(u), Some(g)) => format!("owner {u} and group {g}"),
+            (Some(u), None) => format!("owner {u}"),
+            (None, g) => format!("group {}", g.unwrap_or_default()),
+        };
+        return Err(format!(
+            "object {:?} asks for {wanted}, but secretdrop runs as uid {uid} gid {gid} without \
+             the CHOWN capability, so it cannot set them. Either drop owner/group (fsGroup and \
+             mode 0440 often suffice), or run secretdrop with securityContext \
+             {{runAsUser: 0, runAsNonRoot: false, capabilities: {{drop: [ALL], add: [CHOWN]}}}} \
+             (Kubernetes gives added capabilities only to root)",
+            o.name
+        ));
+    }
+    Ok(())
+}
+
+/// CAP_CHOWN (bit 0) in the effective set, from /proc/self/status.
+fn has_cap_chown() -> bool {
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return true; // cannot tell: let the commit report what happens
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|caps| caps & 1 == 1)
+}
+
+fn own_groups() -> Vec<u32> {
+    // SAFETY: getgroups with a buffer of the size it reports, then truncated to what it wrote.
+    unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n <= 0 {
+            return Vec::new();
+        }
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let n = libc::getgroups(n, groups.as_mut_ptr());
+        groups.truncate(n.max(0) as usize);
+        groups
+    }
+}
+
+/// A filesystem type as `df -T` names it (`ext4`, `overlay`), else its magic number in hex.
+fn fs_type_name(magic: i64) -> String {
+    let name = match magic {
+        0xef53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        0x794c_7630 => "overlay",
+        0x0102_1994 => "tmpfs",
+        0x8584_58f6 => "ramfs",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        0x2fc1_2fc1 => "zfs",
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0xf15f => "ecryptfs",
+        0x0102_1997 => "9p",
+        0x4d44 => "vfat",
+        0x5346_544e => "ntfs",
+        0x7371_7368 => "squashfs",
+        _ => return format!("{magic:#x}"),
+    };
+    name.to_string()
 }
 
 /// What `..data` is.
@@ -228,6 +312,16 @@ impl Volume {
 
     /// Makes the directory hold exactly `payload`, atomically.
     pub fn commit(&self, payload: &Payload) -> Result<Commit, VolumeError> {
+        self.commit_keeping(payload, &[])
+    }
+
+    /// [`Volume::commit`], leaving the replaced versions named in `retiring` in place: they
+    /// are still within their grace period (see [`Volume::keeping_previous`]).
+    pub fn commit_keeping(
+        &self,
+        payload: &Payload,
+        retiring: &[&str],
+    ) -> Result<Commit, VolumeError> {
         self.check_filesystem()?;
         fs::create_dir_all(&self.dir).map_err(io("create directory", &self.dir))?;
         let dir = self.open()?;
@@ -247,7 +341,7 @@ impl Volume {
             }
         };
         check_visible_names(&dir, payload)?;
-        remove_leftovers(&dir, current.as_deref())?;
+        remove_leftovers(&dir, current.as_deref(), retiring)?;
 
         let old_files = match &current {
             Some(v) => list_files(&dir.sub(v).map_err(io("open", dir.join(v)))?)?,
@@ -345,14 +439,21 @@ fn check_visible_names(dir: &Dir, payload: &Payload) -> Result<(), VolumeError> 
 }
 
 /// Removes what an interrupted commit leaves behind, or an app planted under our names:
-/// `..data_tmp` and version-named entries other than the current version, whatever their
-/// type, without following links.
-fn remove_leftovers(dir: &Dir, current: Option<&str>) -> Result<(), VolumeError> {
+/// `..data_tmp` and version-named entries other than the current version and the replaced
+/// versions still `retiring`, whatever their type, without following links.
+fn remove_leftovers(
+    dir: &Dir,
+    current: Option<&str>,
+    retiring: &[&str],
+) -> Result<(), VolumeError> {
     for name in dir.names().map_err(io("list", dir.path()))? {
         let Some(name) = name.to_str() else { continue };
+        if retiring.contains(&name) {
+            continue;
+        }
         if name == DATA_TMP_LINK || (is_version_name(name) && Some(name) != current) {
             if name != DATA_TMP_LINK {
-                tracing::info!(leftover = %dir.join(name).display(), "removing a version left by an interrupted write");
+                tracing::info!(leftover = %dir.join(name).display(), "removing a version no longer in use (left by an interrupted write or an earlier process)");
             }
             dir.remove_all(name)
                 .map_err(io("remove leftover", dir.join(name)))?;
@@ -906,6 +1007,28 @@ mod tests {
                 .collect()
         );
         assert_intact(&outside);
+    }
+
+    #[test]
+    fn a_retiring_version_survives_the_next_commit_within_its_grace_period() {
+        let t = tmp("retiring");
+        let v = Volume::new(&t.0, false).keeping_previous();
+        let written = |c: Commit| match c {
+            Commit::Written { version } => version,
+            Commit::Unchanged { .. } => panic!("unchanged"),
+        };
+        let a = written(v.commit(&payload(&[("a", "1", 0o600)])).unwrap());
+        let b = written(v.commit(&payload(&[("a", "2", 0o600)])).unwrap());
+        assert!(t.0.join(&a).is_dir(), "kept for retire()");
+        // A third version 1.9 s later: `a` is still retiring and must stay readable.
+        let c = written(
+            v.commit_keeping(&payload(&[("a", "3", 0o600)]), &[&a])
+                .unwrap(),
+        );
+        assert!(t.0.join(&a).is_dir() && t.0.join(&b).is_dir() && t.0.join(&c).is_dir());
+        // Without the grace period, the next commit removes what is not current.
+        v.commit(&payload(&[("a", "4", 0o600)])).unwrap();
+        assert!(!t.0.join(&a).exists() && !t.0.join(&b).exists());
     }
 
     #[test]

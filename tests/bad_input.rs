@@ -311,3 +311,74 @@ fn check_prints_the_plan_without_secrets_or_contacting_vault() {
         .expect_code(2)
         .expect_stderr(&["objects[0]", "secretPath", "missing"]);
 }
+
+/// What a newcomer meets first: per-command help, aligned flags, flag-worded notify errors, a
+/// JSON final error under `--log-format json`, a busy port as a runtime failure.
+#[test]
+fn help_and_first_errors_are_worded_for_the_user() {
+    let help = secretdrop(&["help", "webhook"], &[]);
+    help.expect_code(0);
+    assert!(
+        help.stdout.starts_with("secretdrop webhook:"),
+        "{}",
+        help.stdout
+    );
+    for line in help.stdout.lines().filter(|l| l.starts_with("  --")) {
+        // The metavariable never runs into its help text.
+        assert!(line.contains("  ") && !line.contains("URLScomma"), "{line}");
+    }
+    assert!(secretdrop(&["help"], &[])
+        .stdout
+        .contains("VAULT_CLIENT_KEY"));
+    assert!(secretdrop(&["init", "--help"], &[])
+        .stdout
+        .contains("trace"));
+
+    secretdrop(
+        &["sidecar", "--config", "x", "--notify-signal", "SIGHUP"],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["--notify-signal needs", "--notify-process NAME"]);
+
+    let json = secretdrop(
+        &[
+            "init",
+            "--config",
+            "/nonexistent.yaml",
+            "--log-format",
+            "json",
+        ],
+        &[],
+    );
+    json.expect_code(2);
+    for line in json.stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["level"], "ERROR", "{line}");
+    }
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = TestDir::new();
+    let spc = write(
+        dir.path(),
+        "spc.yaml",
+        "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault: {address: \"http://127.0.0.1:1\"}\nauth: {method: token, tokenFile: /nonexistent}\nobjects:\n  - {objectName: a, secretPath: secret/data/a, secretKey: a}\n",
+    );
+    let run = secretdrop(
+        &[
+            "sidecar",
+            "--config",
+            &spc.display().to_string(),
+            "--dir",
+            &dir.join("out").display().to_string(),
+            "--listen",
+            &addr,
+        ],
+        &[],
+    );
+    run.expect_code(1)
+        .expect_stderr(&["cannot listen on", "choose a free port"]);
+    assert!(!run.stderr.contains("secretdrop help"), "{}", run.stderr);
+}

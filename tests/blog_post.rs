@@ -1,4 +1,4 @@
-//! The blog-post scenario, verbatim: the Vault commands and the SecretProviderClass of the
+//! The blog-post scenario (the CSI walkthrough of docs/architecture.md), verbatim: the Vault commands and the SecretProviderClass of the
 //! well-known "externalise Kubernetes secrets to Vault with the CSI driver" walkthrough, with
 //! `secretdrop init` in place of the CSI driver, and the same files in the pod.
 

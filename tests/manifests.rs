@@ -122,6 +122,42 @@ fn the_webhook_is_deployed_the_safe_way() {
 }
 
 #[test]
+fn one_images_entry_in_an_overlay_sets_the_webhook_image_and_the_injected_image() {
+    // What `kustomize edit set image secretdrop=REGISTRY/secretdrop:TAG` writes in an overlay.
+    let dir = TestDir::new();
+    run(
+        Command::new("cp")
+            .arg("-r")
+            .arg(root().join("manifests"))
+            .arg(dir.path()),
+        None,
+    );
+    let overlay = dir.join("overlay");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources: [../manifests/cert-manager]\nimages:\n  - name: secretdrop\n    newName: registry.example/team/secretdrop\n    newTag: 9.9.9\n",
+    )
+    .unwrap();
+    let docs = documents(&kustomize(&overlay));
+    let c = &find(&docs, "Deployment", "secretdrop-webhook")["spec"]["template"]["spec"]
+        ["containers"][0];
+    assert_eq!(c["image"], "registry.example/team/secretdrop:9.9.9");
+    let injected = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SECRETDROP_IMAGE")
+        .unwrap();
+    assert_eq!(injected["value"], "registry.example/team/secretdrop:9.9.9");
+    // Unedited, the manifests and the webhook's own default name the same image.
+    let base = documents(&kustomize(&root().join("manifests/base")));
+    let c = &find(&base, "Deployment", "secretdrop-webhook")["spec"]["template"]["spec"]
+        ["containers"][0];
+    assert_eq!(c["image"], mutate::Defaults::default().image);
+}
+
+#[test]
 fn the_self_signed_bundle_verifies_and_lands_in_the_webhook_configuration() {
     let dir = TestDir::new();
     let out = dir.join("bundle");

@@ -1,4 +1,4 @@
-//! Pod annotations as a config source (DESIGN.md §5.3): the file kubelet writes for a
+//! Pod annotations as a config source (docs/webhook.md): the file kubelet writes for a
 //! downward-API volume item with `fieldRef: metadata.annotations`, one `key="value"` line per
 //! annotation, values quoted the way Go's `strconv.Quote` does.
 //!

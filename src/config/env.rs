@@ -1,4 +1,4 @@
-//! Vault CLI environment variables, honoured as defaults below the config file (DESIGN.md §3).
+//! Vault CLI environment variables, honoured as defaults below the config file (docs/cli.md).
 //!
 //! Captured once into a plain struct so config parsing stays a pure function of (text, env).
 //! `VAULT_*` wins over its `BAO_*` twin when both are set.

@@ -1,4 +1,4 @@
-//! Configuration sources compiled into one validated, immutable [`Spec`] (DESIGN.md §5).
+//! Configuration sources compiled into one validated, immutable [`Spec`] (docs/configuration.md).
 //!
 //! Three sources: a SecretProviderClass manifest ([`spc`]), the native `kind: Config` file
 //! ([`native`]), and pod annotations through a downward-API file ([`annotations`]). Both share the `objects` schema ([`objects`]). Invariants of a

@@ -35,7 +35,7 @@ use super::{
 pub const API_VERSION: &str = "secretdrop.dev/v1alpha1";
 
 /// Native default mode: owner and group may read, nobody else (the CSI driver's 0644 is
-/// world-readable, a complaint DESIGN.md §1 records).
+/// world-readable, a complaint docs/architecture.md records).
 pub const NATIVE_DEFAULT_MODE: u32 = 0o440;
 
 #[derive(Deserialize)]

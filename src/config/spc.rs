@@ -1,5 +1,5 @@
 //! A SecretProviderClass manifest (`provider: vault` or `openbao`) read as the CSI provider reads
-//! it (reference/csi.md §2), into a [`Spec`].
+//! it (docs/configuration.md), into a [`Spec`].
 //!
 //! Parameters keep their vault-csi-provider names and meanings; with `provider: openbao` they are
 //! spelled with the `openbao` prefix (`openbaoAddress`, ...), as in openbao-csi-provider. Unknown

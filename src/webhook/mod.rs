@@ -1,4 +1,4 @@
-//! The mutating admission webhook (DESIGN.md §6): [`mutate`] is the pure injection, [`patch`]
+//! The mutating admission webhook (docs/webhook.md): [`mutate`] is the pure injection, [`patch`]
 //! turns its result into a JSON Patch, [`review`] answers an AdmissionReview.
 
 pub mod mutate;

@@ -51,7 +51,7 @@ pub struct Defaults {
 impl Default for Defaults {
     fn default() -> Self {
         Defaults {
-            image: "secretdrop:dev".into(),
+            image: concat!("secretdrop:", env!("CARGO_PKG_VERSION")).into(),
             vault_address: None,
             allowed_vault_addresses: vec![],
             token_audience: None,

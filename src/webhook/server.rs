@@ -104,16 +104,16 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(async move {
         let listener = serve::bind(opts.listen)
-            .map_err(|e| Error::Usage(format!("--listen {}: {e}", opts.listen)))?;
+            .map_err(|e| serve::bind_error(opts.listen, e))?;
         let mut watch = crate::watch::watch_files(&[&opts.tls_cert, &opts.tls_key])
-            .map_err(|e| Error::Usage(format!("cannot watch the TLS files: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot watch the TLS files: {e}")))?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::Usage(format!("signal handler: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot install a signal handler: {e}")))?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map_err(|e| Error::Usage(format!("signal handler: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot install a signal handler: {e}")))?;
         let state = Arc::new(State::new(opts.defaults.clone()));
         let limits = Limits::new(MAX_CONNECTIONS, KEEP_FREE_FDS, TIMEOUT);
         tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), connections = limits.connections, "webhook serving /mutate, /healthz, /metrics");

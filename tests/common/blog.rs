@@ -1,4 +1,6 @@
-//! The blog post's Vault commands and SecretProviderClass, shared by its test and the demo.
+//! The "blog post": the CSI walkthrough scenario described in docs/architecture.md (a KV v2
+//! secret, policy `mycsipolicy`, role `mycsirole`, SecretProviderClass `mycsispc`). Its Vault
+//! commands and SecretProviderClass, shared by its test and the demo.
 
 use super::Bao;
 use super::Server;
