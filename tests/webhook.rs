@@ -352,28 +352,63 @@ impl Kubelet {
     }
 }
 
+/// A KV secret (`username=admin`, `password=PASSWORD`) at a fresh path, a pod identity allowed to
+/// read it, and a webhook with a certificate in the pod's directory (naming OpenBao as its
+/// default Vault address when `default_address`).
+struct Scene {
+    path: String,
+    pod_identity: Pod,
+    crt: std::path::PathBuf,
+    webhook: Webhook,
+}
+
+impl Scene {
+    fn new(prefix: &str, password: &str, default_address: bool) -> Scene {
+        let bao = Bao::shared();
+        let path = unique(prefix);
+        let password = format!("password={password}");
+        bao.cli(&[
+            "kv",
+            "put",
+            &format!("secret/{path}"),
+            "username=admin",
+            &password,
+        ]);
+        let pod_identity = Pod::with_policy(
+            bao,
+            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+        );
+        let dir = pod_identity.dir.path();
+        let (crt, key) = common::pki::self_signed(dir, "webhook");
+        let addr = bao.addr();
+        let args: &[&str] = if default_address {
+            &["--vault-address", &addr]
+        } else {
+            &[]
+        };
+        let webhook = Webhook::start(dir, &crt, &key, args);
+        Scene {
+            path,
+            pod_identity,
+            crt,
+            webhook,
+        }
+    }
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
 #[test]
 fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
-    let bao = Bao::shared();
-    let path = unique("injected");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=admin",
-        "password=from-the-webhook",
-    ]);
-    let pod_identity = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let Scene {
+        path,
+        pod_identity,
+        crt,
+        webhook: w,
+    } = Scene::new("injected", "from-the-webhook", true);
     let dir = &pod_identity.dir;
-    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
-    let w = Webhook::start(dir.path(), &crt, &key, &["--vault-address", &bao.addr()]);
     let objects = format!(
         "- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"
     );
@@ -420,21 +455,13 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
 #[test]
 fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
     let bao = Bao::shared();
-    let path = unique("sidecar");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=admin",
-        "password=p",
-    ]);
-    let pod_identity = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let Scene {
+        path,
+        pod_identity,
+        crt,
+        webhook: w,
+    } = Scene::new("sidecar", "p", false);
     let dir = &pod_identity.dir;
-    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
-    let w = Webhook::start(dir.path(), &crt, &key, &[]);
     let object = |name: &str, key: &str| {
         format!("- {{objectName: {name}, secretPath: secret/data/{path}, secretKey: {key}}}\n")
     };
@@ -488,22 +515,13 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
 
 #[test]
 fn secretdrop_dev_env_runs_the_app_with_secrets_as_variables_as_kubelet_would() {
-    let bao = Bao::shared();
-    let path = unique("env");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=admin",
-        "password=from-the-env",
-    ]);
-    let pod_identity = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let Scene {
+        path,
+        pod_identity,
+        crt,
+        webhook: w,
+    } = Scene::new("env", "from-the-env", true);
     let dir = &pod_identity.dir;
-    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
-    let w = Webhook::start(dir.path(), &crt, &key, &["--vault-address", &bao.addr()]);
     let objects = format!(
         "- {{objectName: username, secretPath: secret/data/{path}, secretKey: username}}\n\
          - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"
