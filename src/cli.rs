@@ -671,8 +671,10 @@ fn usage() -> String {
     let mut s = String::from(
         "secretdrop: Vault / OpenBao secrets as files in a pod's memory-backed volume\n\nUsage: secretdrop <command> [flags]\n\nCommands:\n",
     );
+    // The longest command name sets the column, as for flags.
+    let width = COMMANDS.iter().map(|c| c.name.len()).max().unwrap_or(0) + 2;
     for c in COMMANDS {
-        s.push_str(&format!("  {:<9}{}\n", c.name, c.about));
+        s.push_str(&format!("  {:<width$}{}\n", c.name, c.about));
     }
     s.push_str(concat!(
         "\nRun `secretdrop help <command>` for its flags.\n",

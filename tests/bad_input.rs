@@ -327,9 +327,13 @@ fn help_and_first_errors_are_worded_for_the_user() {
         // The metavariable never runs into its help text.
         assert!(line.contains("  ") && !line.contains("URLScomma"), "{line}");
     }
-    assert!(secretdrop(&["help"], &[])
-        .stdout
-        .contains("VAULT_CLIENT_KEY"));
+    let general = secretdrop(&["help"], &[]).stdout;
+    assert!(general.contains("VAULT_CLIENT_KEY"));
+    // Every command name stands apart from its description, the longest included.
+    for line in general.lines().filter(|l| l.starts_with("  ")) {
+        let name = line.split_whitespace().next().unwrap_or("");
+        assert!(line.contains(&format!("{name}  ")), "{line}");
+    }
     assert!(secretdrop(&["init", "--help"], &[])
         .stdout
         .contains("trace"));
