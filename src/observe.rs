@@ -24,6 +24,7 @@ pub struct Metrics {
     pub token_renewals: AtomicU64,
     pub lease_renewals: AtomicU64,
     pub rotations: AtomicU64,
+    pub reads_unchanged: AtomicU64,
     pub revocations: AtomicU64,
     pub notifications_failed: AtomicU64,
     failures: Mutex<BTreeMap<&'static str, u64>>,
@@ -88,6 +89,11 @@ impl Metrics {
                 "secretdrop_rotations_total",
                 "Leased secrets re-fetched because their lease could not be extended.",
                 get(&self.rotations),
+            ),
+            (
+                "secretdrop_reads_unchanged_total",
+                "Reads whose answer equalled the one held: nothing rendered or checked on disk.",
+                get(&self.reads_unchanged),
             ),
             (
                 "secretdrop_replaced_leases_revoked_total",

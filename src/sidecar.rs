@@ -558,10 +558,19 @@ impl Sidecar {
             return (at, None);
         };
         let horizon = at.max(now) + BATCH_WINDOW;
+        // Polls of static secrets are jittered by ±10% of the interval; taking one up to a
+        // tenth of the interval early keeps to that and lets polls due close together share
+        // one wake-up instead of spreading into many small batches.
+        let poll_horizon = at.max(now) + BATCH_WINDOW.max(self.poll / 10);
         let mut refetch = Vec::new();
         let mut renew = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
-            if slot.step.at > horizon {
+            let static_poll = slot.step.kind == StepKind::Refetch
+                && slot
+                    .fetched
+                    .as_ref()
+                    .is_some_and(|f| matches!(f.lifetime, Lifetime::Static));
+            if slot.step.at > if static_poll { poll_horizon } else { horizon } {
                 continue;
             }
             match (
@@ -718,11 +727,15 @@ impl Sidecar {
                     .filter(|old| lifetime.lease_id() != Some(*old))
                     .map(str::to_string);
                 let rotated = replaced.is_some() && lifetime.lease_id().is_some();
-                // An adopted read whose values are still the recorded ones changes nothing on
-                // disk; any other answer may.
-                let changed = match &slot.fetched {
-                    Some(old) if old.response.is_none() => old.values != values,
-                    _ => true,
+                // An answer equal to the one held (an unchanged poll) changes nothing: no
+                // render, no disk check. An adopted read (no answer held) compares the
+                // recorded fingerprint of its values.
+                let changed = match slot.fetched.as_ref() {
+                    None => true,
+                    Some(old) => match &old.response {
+                        Some(held) => !held.same_content(&response),
+                        None => old.values != values,
+                    },
                 };
                 if let Some(lease_id) =
                     replaced.filter(|_| self.opts.revoke_replaced_after.is_some())
@@ -758,6 +771,8 @@ impl Sidecar {
                 self.state_dirty = true;
                 if changed {
                     self.files_current = false;
+                } else {
+                    Metrics::inc(&self.metrics.reads_unchanged);
                 }
                 changed
             }

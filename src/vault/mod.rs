@@ -113,6 +113,26 @@ impl fmt::Debug for Client {
 #[derive(Clone, PartialEq)]
 pub struct Response(pub serde_json::Value);
 
+impl Response {
+    /// Whether two answers to the same read carry the same content: everything but
+    /// `request_id`, which Vault makes new for every request. Equal answers render equal files
+    /// (a whole-response object keeps the request id of the last answer that changed).
+    pub fn same_content(&self, other: &Response) -> bool {
+        match (&self.0, &other.0) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                let fields = |m: &'_ serde_json::Map<String, serde_json::Value>| {
+                    m.iter().filter(|(k, _)| k.as_str() != "request_id").count()
+                };
+                fields(a) == fields(b)
+                    && a.iter()
+                        .filter(|(k, _)| k.as_str() != "request_id")
+                        .all(|(k, v)| b.get(k) == Some(v))
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
 impl fmt::Debug for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Response(<redacted>)")
@@ -428,6 +448,17 @@ fn is_cert_error(e: &rustls::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_differing_only_in_request_id_have_the_same_content() {
+        let a = Response(serde_json::json!({"request_id": "1", "data": {"data": {"k": "v"}}}));
+        let b = Response(serde_json::json!({"request_id": "2", "data": {"data": {"k": "v"}}}));
+        let c = Response(serde_json::json!({"request_id": "2", "data": {"data": {"k": "w"}}}));
+        let d = Response(serde_json::json!({"data": {"data": {"k": "v"}}, "lease_id": "x"}));
+        assert!(a.same_content(&b));
+        assert!(!a.same_content(&c));
+        assert!(!a.same_content(&d));
+    }
 
     #[test]
     fn vault_error_lists_are_flattened() {
