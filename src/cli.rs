@@ -876,15 +876,12 @@ fn webhook(args: &Args) -> Result<(), Error> {
 /// `secretdrop probe`: 0 when `..data` points at a complete version, 1 otherwise.
 fn probe(args: &Args) -> Result<(), Error> {
     let dir = args.path("dir", Some(DEFAULT_DIR))?;
-    match Volume::new(&dir, true).current_version() {
-        Some(version) => {
+    match Volume::new(&dir, true).readiness() {
+        Ok(version) => {
             println!("{}: {version}", dir.display());
             Ok(())
         }
-        None => Err(Error::NotReady(format!(
-            "{}: no complete render yet (no ..data version)",
-            dir.display()
-        ))),
+        Err(why) => Err(Error::NotReady(format!("{}: {why}", dir.display()))),
     }
 }
 

@@ -269,10 +269,25 @@ impl Volume {
     /// The current version directory's name, if `..data` is ours and names a complete version;
     /// None when there is none yet or `..data` is foreign.
     pub fn current_version(&self) -> Option<String> {
-        let dir = Dir::open(&self.dir).ok()?;
+        self.readiness().ok()
+    }
+
+    /// The current version's name, or why there is none (for `probe`): nothing yet, or what a
+    /// foreign `..data` is. The reason names paths and link targets only, never contents.
+    pub fn readiness(&self) -> Result<String, String> {
+        let dir = Dir::open(&self.dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "no complete render yet (the directory does not exist yet)".to_string()
+            }
+            _ => format!("cannot open it: {e}"),
+        })?;
         match data_link(&dir) {
-            Ok(DataLink::Current(version)) => Some(version),
-            _ => None,
+            Ok(DataLink::Current(version)) => Ok(version),
+            Ok(DataLink::Absent) => Err("no complete render yet (no ..data version)".into()),
+            Ok(DataLink::Foreign(found)) => Err(format!(
+                "..data is not secretdrop's ({found}); remove it or choose another --dir"
+            )),
+            Err(e) => Err(format!("cannot read ..data: {e}")),
         }
     }
 

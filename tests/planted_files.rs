@@ -158,7 +158,9 @@ fn probe_is_not_ready_when_data_points_at_the_root() {
     let out = dir.join("out");
     std::fs::create_dir(&out).unwrap();
     symlink("/", out.join("..data")).unwrap();
-    secretdrop(&["probe", "--dir", out.to_str().unwrap()], &[]).expect_code(1);
+    secretdrop(&["probe", "--dir", out.to_str().unwrap()], &[])
+        .expect_code(1)
+        .expect_stderr(&["..data is not secretdrop's", "remove it"]);
 }
 
 /// A render, then `plant` in DIR, then a render of a new value that must succeed and leave no
