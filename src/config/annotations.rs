@@ -202,7 +202,8 @@ pub fn go_unquote(s: &str) -> Option<String> {
         }
         let hex = |chars: &mut std::str::Chars<'_>, n: usize| -> Option<u32> {
             let digits: String = chars.by_ref().take(n).collect();
-            (digits.len() == n)
+            // from_str_radix would take a leading '+'; Go's unquote takes hex digits only.
+            (digits.len() == n && digits.chars().all(|c| c.is_ascii_hexdigit()))
                 .then(|| u32::from_str_radix(&digits, 16).ok())
                 .flatten()
         };
@@ -222,6 +223,9 @@ pub fn go_unquote(s: &str) -> Option<String> {
             'U' => out.push(char::from_u32(hex(&mut chars, 8)?)?),
             d @ '0'..='7' => {
                 let rest: String = chars.by_ref().take(2).collect();
+                if rest.len() != 2 || !rest.chars().all(|c| ('0'..='7').contains(&c)) {
+                    return None;
+                }
                 out.push(char::from_u32(
                     u32::from_str_radix(&format!("{d}{rest}"), 8).ok()?,
                 )?);
@@ -289,5 +293,8 @@ secretdrop.dev/vault-address="http://vault.vault:8200"
         assert_eq!(go_unquote(r#""\101""#).as_deref(), Some("A"));
         assert_eq!(go_unquote("no quotes"), None);
         assert_eq!(go_unquote(r#""\q""#), None);
+        assert_eq!(go_unquote(r#""\x+1""#), None);
+        assert_eq!(go_unquote(r#""\u+041""#), None);
+        assert_eq!(go_unquote(r#""\18""#), None);
     }
 }
