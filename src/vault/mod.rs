@@ -60,11 +60,7 @@ pub struct ClientPolicy {
 impl ClientPolicy {
     /// `Err` naming the address and the allowed ones when `address` is not on the list.
     pub fn check_address(&self, address: &str) -> Result<(), String> {
-        if self.allowed_addresses.is_empty() {
-            return Ok(());
-        }
-        let want = origin_of(address);
-        if want.is_some() && self.allowed_addresses.iter().any(|a| origin_of(a) == want) {
+        if self.allowed_addresses.is_empty() || is_allowed(&self.allowed_addresses, address) {
             return Ok(());
         }
         Err(format!(
@@ -73,6 +69,13 @@ impl ClientPolicy {
             self.allowed_addresses.join(", ")
         ))
     }
+}
+
+/// Whether `address` has the origin of one of `allowed` (an address that does not parse has
+/// none). Shared by the client's pin and the webhook's admission check.
+pub fn is_allowed(allowed: &[String], address: &str) -> bool {
+    let want = origin_of(address);
+    want.is_some() && allowed.iter().any(|a| origin_of(a) == want)
 }
 
 /// Scheme, host and port of a URL, with default ports made explicit; `None` if it does not parse.
@@ -96,6 +99,8 @@ pub struct Client {
     address: String,
     /// `scheme://host:port` of `address`: the only origin requests may reach.
     origin: String,
+    /// `<address's path>/v1/`: every request's path must start with it once parsed.
+    api_prefix: String,
     namespace: Option<String>,
     max_response_bytes: usize,
 }
@@ -182,11 +187,12 @@ impl Client {
     pub fn new(settings: &VaultSettings, policy: &ClientPolicy) -> Result<Client, TlsSetupError> {
         // reqwest builds a TLS context even for http:// clients; it needs a process-wide provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let home = origin_of(&settings.address).ok_or_else(|| TlsSetupError {
+        let base = reqwest::Url::parse(&settings.address).map_err(|_| TlsSetupError {
             what: "Vault address",
             path: settings.address.clone().into(),
             message: "is not a URL".into(),
         })?;
+        let home = origin(&base);
         let origin_text = home.clone();
         // One redirect, within the configured origin (a path moved on the same server). Anything
         // else stops here and comes back as a 3xx that `call` turns into an error.
@@ -216,6 +222,7 @@ impl Client {
             http,
             address: settings.address.clone(),
             origin: origin_text,
+            api_prefix: format!("{}/v1/", base.path().trim_end_matches('/')),
             namespace: settings.namespace.clone(),
             max_response_bytes: policy
                 .max_response_bytes
@@ -234,10 +241,7 @@ impl Client {
             ),
         };
         let url = reqwest::Url::parse(&text).map_err(|_| bad())?;
-        let base_path = reqwest::Url::parse(&self.address)
-            .map(|b| b.path().trim_end_matches('/').to_string())
-            .unwrap_or_default();
-        if origin(&url) != self.origin || !url.path().starts_with(&format!("{base_path}/v1/")) {
+        if origin(&url) != self.origin || !url.path().starts_with(&self.api_prefix) {
             return Err(bad());
         }
         Ok(url)
