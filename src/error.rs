@@ -87,3 +87,23 @@ impl fmt::Display for ExitCode {
         write!(f, "{}", *self as i32)
     }
 }
+
+/// The first `shown` of `names` and, when there are more, how many in all: a message that lists
+/// what exists stays readable whatever the count.
+pub fn first_few<'a, I>(names: I, shown: usize) -> String
+where
+    I: IntoIterator<Item = &'a String>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let names = names.into_iter();
+    let all = names.len();
+    let mut text = names
+        .take(shown)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all > shown {
+        text.push_str(&format!(", ... ({all} in all)"));
+    }
+    text
+}

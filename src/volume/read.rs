@@ -195,18 +195,7 @@ fn available(base: &Dir) -> String {
     const SHOWN: usize = 20;
     match list_files(base) {
         Ok(names) if names.is_empty() => "(none)".into(),
-        Ok(names) => {
-            let mut text = names
-                .iter()
-                .take(SHOWN)
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if names.len() > SHOWN {
-                text.push_str(&format!(", ... ({} in all)", names.len()));
-            }
-            text
-        }
+        Ok(names) => crate::error::first_few(&names, SHOWN),
         Err(_) => "(cannot list them)".into(),
     }
 }

@@ -195,11 +195,9 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
     let spec = annotations::spec_from(file, &ours, &env).map_err(|e| strip_file(&e.to_string()))?;
     let env = env_flags(&ours, &spec)?;
     let address = spec.vault.address;
-    let allowed = crate::vault::ClientPolicy {
-        allowed_addresses: defaults.allowed_vault_addresses.clone(),
-        ..Default::default()
-    };
-    if allowed.check_address(&address).is_err() {
+    if !defaults.allowed_vault_addresses.is_empty()
+        && !crate::vault::is_allowed(&defaults.allowed_vault_addresses, &address)
+    {
         return Err(format!(
             "{PREFIX}vault-address: {address} is not allowed by this webhook; allowed are {}",
             defaults.allowed_vault_addresses.join(", ")
@@ -324,17 +322,7 @@ fn check_commands(pod: &Value, selected: Option<&[String]>) -> Result<(), String
 
 /// The first few names and how many there are: a message stays readable for any pod.
 fn some_of(names: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(", ... ({} in all)", names.len()));
-    }
-    text
+    crate::error::first_few(names, 10)
 }
 
 /// Messages name the annotation, not the pseudo-file "pod annotations: ".
