@@ -58,6 +58,17 @@ enum State {
     Stopping,
 }
 
+/// Sends the restart signal and starts the grace period after which the app is killed.
+fn ask_to_restart(pid: i32, s: &Supervisor, version: String, next: Environment) -> State {
+    send(pid, s.restart.signal);
+    State::Restarting {
+        deadline: Instant::now() + s.restart.grace,
+        killed: false,
+        next,
+        version,
+    }
+}
+
 pub fn run(s: Supervisor) -> Result<i32, ExecError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,13 +137,7 @@ async fn supervise(mut s: Supervisor) -> Result<i32, ExecError> {
                 if matches!(state, State::Running) {
                     if let Some((version, next)) = changed(&mut s) {
                         tracing::info!(pid, version = %version, signal = s.restart.signal, "a new version changes the environment; restarting the app");
-                        send(pid, s.restart.signal);
-                        state = State::Restarting {
-                            deadline: Instant::now() + s.restart.grace,
-                            killed: false,
-                            next,
-                            version,
-                        };
+                        state = ask_to_restart(pid, &s, version, next);
                     }
                 }
             }
@@ -146,13 +151,7 @@ async fn supervise(mut s: Supervisor) -> Result<i32, ExecError> {
                         tracing::info!(program = %program, pid, version = %s.version, "app restarted");
                         // A version committed during the grace period was not acted on.
                         if let Some((version, next)) = changed(&mut s) {
-                            send(pid, s.restart.signal);
-                            state = State::Restarting {
-                                deadline: Instant::now() + s.restart.grace,
-                                killed: false,
-                                next,
-                                version,
-                            };
+                            state = ask_to_restart(pid, &s, version, next);
                         }
                     }
                     State::Running | State::Stopping => {
