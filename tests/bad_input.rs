@@ -31,10 +31,7 @@ impl Rendered {
             &format!("password={SECRET}"),
             "username=admin",
         ]);
-        let pod = Pod::with_policy(
-            bao,
-            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-        );
+        let pod = Pod::reading(bao, &path);
         let good_objects = format!(
             "- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n- {{objectName: username, secretPath: secret/data/{path}, secretKey: username}}"
         );

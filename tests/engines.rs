@@ -118,10 +118,7 @@ fn encodings_write_the_decoded_bytes() {
         &format!("hexkey={hex}"),
         "n=42",
     ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let objects = format!(
         r#"- {{objectName: keystore.p12, secretPath: "secret/data/{path}", secretKey: keystore, encoding: BASE64}}
 - {{objectName: key.bin, secretPath: "secret/data/{path}", secretKey: hexkey, encoding: hex}}
@@ -145,10 +142,7 @@ fn native_formats_templates_modes_and_owner() {
         "password=s3 cr'et$",
         "port=5432",
     ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let rest = format!(
         r#"files:
   mode: "0640"

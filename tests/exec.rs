@@ -122,10 +122,7 @@ fn the_environment_comes_from_one_version_while_the_sidecar_rotates() {
     let path = unique("exec-rot");
     let kv = format!("secret/{path}");
     bao.cli(&["kv", "put", &kv, "username=user-0", "password=pass-0"]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let config = pod.native(
         bao,
         &format!("objects:\n  - {{objectName: username, secretPath: secret/data/{path}, secretKey: username}}\n  - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"),
@@ -380,10 +377,7 @@ fn restart_on_change_restarts_the_app_with_a_rotated_value_from_the_sidecar() {
     let path = unique("exec-restart");
     let kv = format!("secret/{path}");
     bao.cli(&["kv", "put", &kv, "password=first"]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let config = pod.native(
         bao,
         &format!("objects:\n  - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"),
@@ -696,10 +690,7 @@ fn config_mode_fetches_from_openbao_like_init_and_writes_nothing() {
         &format!("secret/{path}"),
         "password=from-vault",
     ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let config = pod.native(
         bao,
         &format!("objects:\n  - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n  - {{objectName: app.env, secretPath: secret/data/{path}, format: dotenv, keys: [password]}}\n"),

@@ -24,10 +24,7 @@ fn pod_with_secret(bao: &Bao, value: &str) -> (Pod, String) {
         &format!("secret/{name}"),
         &format!("password={value}"),
     ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{name}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &name);
     (pod, name)
 }
 
@@ -475,10 +472,7 @@ fn a_bad_base64_value_is_reported_without_a_byte_of_it() {
         &format!("secret/{name}"),
         &format!("blob={value}"),
     ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{name}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &name);
     let spc = pod.spc(
         bao,
         &format!("- {{objectName: blob, secretPath: secret/data/{name}, secretKey: blob, encoding: base64}}"),

@@ -30,10 +30,7 @@ impl Scene {
     fn new() -> Scene {
         let bao = Bao::shared();
         let path = unique("planted");
-        let pod = Pod::with_policy(
-            bao,
-            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-        );
+        let pod = Pod::reading(bao, &path);
         let config = pod.spc(
             bao,
             &format!(

@@ -74,10 +74,7 @@ fn a_full_tmpfs_keeps_the_previous_version_and_leaves_no_half_written_dir() {
     let bao = Bao::shared();
     let path = unique("big");
     bao.cli(&["kv", "put", &format!("secret/{path}"), "small=tiny"]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let mnt = TestDir::new();
     let out = mnt.join("secrets");
     std::fs::create_dir(&out).unwrap();
@@ -198,10 +195,7 @@ fn trace_logging_shows_no_secret_or_token() {
         &format!("secret/{path}"),
         &format!("password={secret}"),
     ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let objects =
         format!("- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}");
     let run = pod.init(&pod.spc(bao, &objects), &["--log-level", "trace"]);

@@ -34,10 +34,7 @@ impl Setup {
         args.push(&full);
         args.extend_from_slice(initial);
         bao.cli(&args);
-        let pod = Pod::with_policy(
-            bao,
-            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-        );
+        let pod = Pod::reading(bao, &path);
         Setup { bao, pod, path }
     }
 
@@ -393,10 +390,7 @@ fn a_short_lived_token_is_renewed_then_replaced_without_a_gap() {
         "username=u",
         "password=p",
     ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     // The role hands out tokens of 3s, renewable up to 7s.
     bao.cli(&[
         "write",

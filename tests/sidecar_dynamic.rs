@@ -186,10 +186,7 @@ fn a_rate_limit_quota_is_waited_out_without_an_error_storm() {
     let bao = Bao::shared();
     let path = unique("limited");
     bao.cli(&["kv", "put", &format!("secret/{path}"), "password=steady"]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let rest = format!("objects:\n  - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n");
     let mut r = pod.sidecar(
         &pod.native(bao, &rest),

@@ -374,10 +374,7 @@ impl Scene {
             "username=admin",
             &password,
         ]);
-        let pod_identity = Pod::with_policy(
-            bao,
-            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-        );
+        let pod_identity = Pod::reading(bao, &path);
         let dir = pod_identity.dir.path();
         let (crt, key) = common::pki::self_signed(dir, "webhook");
         let addr = bao.addr();

@@ -558,10 +558,7 @@ fn the_sidecar_listen_server_under_a_low_fd_limit_neither_spins_nor_starves_rend
     let bao = Bao::shared();
     let path = unique("flood");
     bao.cli(&["kv", "put", &format!("secret/{path}"), "password=one"]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
-    );
+    let pod = Pod::reading(bao, &path);
     let config = pod.native(
         bao,
         &format!("objects:\n  - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"),

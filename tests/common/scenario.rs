@@ -50,6 +50,14 @@ impl Pod {
         }
     }
 
+    /// A pod that may read the KV v2 secret `secret/<path>` and nothing else.
+    pub fn reading(bao: &impl Server, path: &str) -> Pod {
+        Pod::with_policy(
+            bao,
+            &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+        )
+    }
+
     /// The output directory used by [`Pod::init`].
     pub fn out(&self) -> PathBuf {
         self.dir.join("out")
