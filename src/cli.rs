@@ -178,6 +178,12 @@ const TOKEN_AUDIENCE: Flag = flag(
     Some("AUD"),
     "audience of the projected service-account token",
 );
+const CA_CONFIGMAP: Flag = flag(
+    "ca-configmap",
+    Some("NAME[/KEY]"),
+    "Vault CA for pods that set none: mount KEY (default ca.crt) of this ConfigMap of the pod's \
+     namespace into the injected container",
+);
 const SIZE_LIMIT: Flag = flag(
     "size-limit",
     Some("QTY"),
@@ -287,6 +293,7 @@ const COMMANDS: &[CommandDef] = &[
             VAULT_ADDRESS,
             ALLOWED_VAULT_ADDRESS,
             TOKEN_AUDIENCE,
+            CA_CONFIGMAP,
             SIZE_LIMIT,
             LOG_LEVEL,
             LOG_FORMAT,
@@ -865,6 +872,12 @@ fn webhook(args: &Args) -> Result<(), Error> {
     if let Some(size) = args.get("size-limit") {
         defaults.size_limit = size.to_string();
     }
+    if let Some(cm) = args.get("ca-configmap") {
+        defaults.ca_configmap = Some(
+            config::pod_settings::ConfigMapKey::parse(cm)
+                .map_err(|m| Error::Usage(format!("--ca-configmap: {m}")))?,
+        );
+    }
     crate::webhook::server::run(crate::webhook::server::Options {
         tls_cert: args.path("tls-cert", None)?,
         tls_key: args.path("tls-key", None)?,
@@ -972,6 +985,9 @@ pub fn plan(spec: &Spec) -> String {
     let mut tls_desc = vec![];
     if let Some(p) = &tls.ca_cert {
         tls_desc.push(format!("CA file {}", p.display()));
+    }
+    if tls.ca_pem.is_some() {
+        tls_desc.push("CA from secretdrop.dev/ca-cert".into());
     }
     if let Some(p) = &tls.ca_directory {
         tls_desc.push(format!("CA directory {}", p.display()));

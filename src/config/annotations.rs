@@ -10,10 +10,12 @@ use std::path::Path;
 
 use super::env::VaultEnv;
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
+use super::pod_settings;
 use super::spc::CSI_DEFAULT_MODE;
 use super::yaml;
 use super::{
-    check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
+    check_address, check_mount, Auth, ConfigError, JwtLogin, SidecarSettings, Spec, TlsSettings,
+    VaultSettings,
 };
 
 pub const PREFIX: &str = "secretdrop.dev/";
@@ -84,8 +86,12 @@ pub fn ours(
         let Some(name) = k.strip_prefix(PREFIX) else {
             continue;
         };
-        if !KNOWN.contains(&name) {
-            let allowed: Vec<String> = KNOWN.iter().map(|n| format!("{PREFIX}{n}")).collect();
+        if !KNOWN.contains(&name) && !pod_settings::NAMES.contains(&name) {
+            let allowed: Vec<String> = KNOWN
+                .iter()
+                .chain(pod_settings::NAMES)
+                .map(|n| format!("{PREFIX}{n}"))
+                .collect();
             return Err(ConfigError::field(
                 file,
                 k.as_str(),
@@ -139,8 +145,9 @@ pub fn spec_from(
             ))
         }
     };
+    let settings = pod_settings::parse(file, a)?;
     let mount = match a.get("auth-path") {
-        Some(m) => check_mount(file, &field("auth-path"), m)?,
+        Some(m) => auth_mount(file, &field("auth-path"), m)?,
         None => "kubernetes".to_string(),
     };
     let objects_text = a.get("objects").ok_or_else(|| {
@@ -168,26 +175,44 @@ pub fn spec_from(
         &field("objects"),
         &entries,
         defaults,
-        Dialect::SecretProviderClass,
+        Dialect::Annotations,
     )?;
-    let tls = env.fill_tls(file, TlsSettings::default(), None)?;
+    let given = TlsSettings {
+        ca_pem: settings.ca_pem,
+        server_name: settings.tls_server_name,
+        ..TlsSettings::default()
+    };
+    let tls = env.fill_tls(file, given, None)?;
     Ok(Spec {
         source: file.to_path_buf(),
         vault: VaultSettings {
             address,
-            namespace: env.namespace.clone(),
+            namespace: settings.vault_namespace.or_else(|| env.namespace.clone()),
             tls,
         },
         auth: Auth::Kubernetes(JwtLogin {
             mount,
             role: role.clone(),
-            audience: None,
+            audience: settings.token_audience,
             token_path: None,
         }),
         reads,
         objects,
-        sidecar: Default::default(),
+        sidecar: SidecarSettings {
+            poll_interval: settings.poll_interval,
+            notify: settings.notify,
+        },
     })
+}
+
+/// The auth mount of `auth-path`. vault-k8s's annotation takes the full path (`auth/jwt`), ours
+/// the mount (`jwt`); both spellings mean the mount, never `auth/auth/jwt/login`.
+fn auth_mount(file: &Path, field: &str, value: &str) -> Result<String, ConfigError> {
+    let mount = check_mount(file, field, value)?;
+    match mount.strip_prefix("auth/") {
+        Some(rest) => check_mount(file, field, rest),
+        None => Ok(mount),
+    }
 }
 
 /// Go's `strconv.Unquote` for double-quoted strings.

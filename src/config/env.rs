@@ -65,7 +65,11 @@ impl VaultEnv {
             })?,
         };
         Ok(TlsSettings {
-            ca_cert: tls.ca_cert.or_else(|| self.ca_cert.clone()),
+            // CA text from the source replaces VAULT_CACERT, as a CA file from it would.
+            ca_cert: tls
+                .ca_cert
+                .or_else(|| self.ca_cert.clone().filter(|_| tls.ca_pem.is_none())),
+            ca_pem: tls.ca_pem,
             ca_directory: tls.ca_directory.or_else(|| self.ca_path.clone()),
             server_name: tls.server_name.or_else(|| self.tls_server_name.clone()),
             client_cert: tls.client_cert.or_else(|| self.client_cert.clone()),

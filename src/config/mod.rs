@@ -11,6 +11,7 @@ pub mod annotations;
 pub mod env;
 pub mod native;
 pub mod objects;
+pub mod pod_settings;
 pub mod spc;
 pub mod yaml;
 
@@ -122,6 +123,8 @@ pub struct VaultSettings {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TlsSettings {
     pub ca_cert: Option<PathBuf>,
+    /// CA certificates given as PEM text (`secretdrop.dev/ca-cert`), used like `ca_cert`.
+    pub ca_pem: Option<String>,
     pub ca_directory: Option<PathBuf>,
     pub server_name: Option<String>,
     pub client_cert: Option<PathBuf>,

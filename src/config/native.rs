@@ -126,6 +126,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
     let v = cfg.vault;
     let from_file = TlsSettings {
         ca_cert: v.ca_cert,
+        ca_pem: None,
         ca_directory: v.ca_directory,
         server_name: v.tls_server_name,
         client_cert: v.client_cert,

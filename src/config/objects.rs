@@ -44,6 +44,9 @@ pub struct FileDefaults {
 pub enum Dialect {
     SecretProviderClass,
     Native,
+    /// `secretdrop.dev/objects`: the native fields except `owner` and `group` (the injected
+    /// container runs as uid 65532 without CAP_CHOWN, so it cannot give a file to anyone else).
+    Annotations,
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH"];
@@ -119,6 +122,22 @@ fn compile_entry(
                  method, secretArgs, encoding, filePermission); use a secretdrop Config \
                  (apiVersion secretdrop.dev/v1alpha1, kind Config) for owner, group, format, \
                  keys and template"
+                    .into(),
+            ));
+        }
+    }
+
+    if dialect == Dialect::Annotations {
+        if let Some(f) = [("owner", entry.owner), ("group", entry.group)]
+            .iter()
+            .find_map(|(f, v)| v.map(|_| *f))
+        {
+            return Err(err(
+                f,
+                "not available to injected pods: the injected container runs as uid 65532 \
+                 with all capabilities dropped, so it cannot chown files. Set the pod's \
+                 securityContext.fsGroup (kubelet gives the volume that group) or \
+                 filePermission instead"
                     .into(),
             ));
         }

@@ -133,6 +133,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
     let path = |suffix: &str| params.get_prefixed(suffix).map(PathBuf::from);
     let from_params = TlsSettings {
         ca_cert: path("CACertPath"),
+        ca_pem: None,
         ca_directory: path("CADirectory"),
         server_name: params.get_prefixed("TLSServerName"),
         client_cert: path("TLSClientCertPath"),

@@ -91,7 +91,7 @@ pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, TlsSetup
 
 fn root_store(tls: &TlsSettings) -> Result<RootCertStore, TlsSetupError> {
     let mut store = RootCertStore::empty();
-    if tls.ca_cert.is_none() && tls.ca_directory.is_none() {
+    if tls.ca_cert.is_none() && tls.ca_directory.is_none() && tls.ca_pem.is_none() {
         let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
         let found = env
             .into_iter()
@@ -104,6 +104,18 @@ fn root_store(tls: &TlsSettings) -> Result<RootCertStore, TlsSetupError> {
     }
     if let Some(file) = &tls.ca_cert {
         add_all(&mut store, &read_certs(file, "CA certificate file")?);
+    }
+    if let Some(pem) = &tls.ca_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                setup_err(
+                    "CA certificate",
+                    Path::new("secretdrop.dev/ca-cert"),
+                    e.to_string(),
+                )
+            })?;
+        add_all(&mut store, &certs);
     }
     if let Some(dir) = &tls.ca_directory {
         let entries =

@@ -5,4 +5,5 @@ pub mod mutate;
 pub mod patch;
 pub mod review;
 pub mod server;
+pub mod settings;
 pub mod shape;

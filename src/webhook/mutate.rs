@@ -12,7 +12,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::settings;
 use crate::config::annotations::{self, PREFIX};
+use crate::config::pod_settings::{self, ConfigMapKey, PodSettings};
 use crate::config::VaultEnv;
 
 pub const CONTAINER: &str = "secretdrop";
@@ -46,6 +48,9 @@ pub struct Defaults {
     /// Audience of the projected service-account token, if the Vault role checks one.
     pub token_audience: Option<String>,
     pub size_limit: String,
+    /// The Vault CA for pods that name none (`--ca-configmap`): a ConfigMap every namespace
+    /// has, e.g. one a trust distributor keeps in each.
+    pub ca_configmap: Option<ConfigMapKey>,
 }
 
 impl Default for Defaults {
@@ -56,6 +61,7 @@ impl Default for Defaults {
             allowed_vault_addresses: vec![],
             token_audience: None,
             size_limit: "1Mi".into(),
+            ca_configmap: None,
         }
     }
 }
@@ -111,12 +117,17 @@ pub fn mutate(pod: &Value, defaults: &Defaults) -> Decision {
                 .collect()
         })
         .unwrap_or_default();
-    if !opted_in(
-        annotations
-            .get(&format!("{PREFIX}inject"))
-            .map(String::as_str),
-    ) {
-        return Decision::Skip("not opted in");
+    let label = pod
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(format!("{PREFIX}inject")))
+        .and_then(Value::as_str);
+    let annotation = annotations
+        .get(&format!("{PREFIX}inject"))
+        .map(String::as_str);
+    match opted_in(annotation, label) {
+        Ok(true) => {}
+        Ok(false) => return Decision::Skip("not opted in"),
+        Err(message) => return Decision::Reject(message),
     }
     if annotations
         .get(&format!("{PREFIX}status"))
@@ -170,9 +181,22 @@ fn objects<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a [Value], String> 
     }
 }
 
-/// Whether the value of `secretdrop.dev/inject` asks for injection.
-pub fn opted_in(inject: Option<&str>) -> bool {
-    inject == Some("true")
+/// Whether the pod asks for injection: `secretdrop.dev/inject` as a label (what the webhook
+/// configuration selects on) or as an annotation, each parsed like Go's `strconv.ParseBool`.
+/// A value that is not a boolean, or a label and an annotation that disagree, is an error:
+/// the pod is rejected rather than silently left without its secrets.
+pub fn opted_in(annotation: Option<&str>, label: Option<&str>) -> Result<bool, String> {
+    let parse = |what: &str, v: Option<&str>| {
+        v.map(pod_settings::parse_inject)
+            .transpose()
+            .map_err(|m| format!("{PREFIX}inject ({what}): {m}"))
+    };
+    match (parse("annotation", annotation)?, parse("label", label)?) {
+        (Some(a), Some(l)) if a != l => Err(format!(
+            "{PREFIX}inject: the label says {l} and the annotation says {a}; make them agree"
+        )),
+        (a, l) => Ok(a.or(l).unwrap_or(false)),
+    }
 }
 
 /// What the annotations ask for, validated.
@@ -183,6 +207,8 @@ struct Plan {
     address: String,
     /// `secretdrop.dev/env` / `env-file`: the `exec` flags to wrap app containers with.
     env: Option<Vec<String>>,
+    /// CA, audience, resources, port: what [`settings`] adds to the injected containers.
+    settings: PodSettings,
 }
 
 fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Result<Plan, String> {
@@ -193,6 +219,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         ..Default::default()
     };
     let spec = annotations::spec_from(file, &ours, &env).map_err(|e| strip_file(&e.to_string()))?;
+    let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
     let env = env_flags(&ours, &spec)?;
     let address = spec.vault.address;
     if !defaults.allowed_vault_addresses.is_empty()
@@ -240,12 +267,14 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
     if env.is_some() {
         check_commands(pod, containers.as_deref())?;
     }
+    settings::check(pod, &pod_settings, mode)?;
     Ok(Plan {
         mode,
         mount_path,
         containers,
         address,
         env,
+        settings: pod_settings,
     })
 }
 
@@ -357,9 +386,10 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
     ]}}));
     let mut token = json!({"path": "token", "expirationSeconds": 3600});
-    if let Some(aud) = &defaults.token_audience {
+    if let Some(aud) = settings::token_audience(&plan.settings, defaults) {
         token["audience"] = json!(aud);
     }
+    volumes.extend(settings::volumes(&plan.settings, defaults));
     volumes.push(
         json!({"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}),
     );
@@ -528,9 +558,9 @@ fn sidecar_container(
             "allowPrivilegeEscalation": false,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"}
-        },
-        "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}}
+        }
     });
+    settings::dress(&mut c, command, &plan.settings, defaults);
     if native {
         c["restartPolicy"] = json!("Always");
         c["startupProbe"] = json!({

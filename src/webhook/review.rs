@@ -39,6 +39,17 @@ pub enum Outcome {
     Rejected,
 }
 
+impl Outcome {
+    /// The word the log and the metrics use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Injected(_) => "injected",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
 /// A review answered, ready to send.
 #[derive(Debug)]
 pub struct Answered {
@@ -48,6 +59,10 @@ pub struct Answered {
     /// For the log: the pod's namespace and (generate)name, when the review has them.
     pub namespace: String,
     pub pod: String,
+    /// `Kind/name` of the pod's controller (else its first owner), or empty.
+    pub owner: String,
+    /// The injection mode, why the pod was skipped, or the rejection message.
+    pub detail: String,
 }
 
 /// Answers the review `text` whose [`Shape`] was taken while it arrived; `Err` when it is not
@@ -73,8 +88,10 @@ pub fn answer_text(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| name("/request/object/metadata/name"));
     let namespace = name("/request/namespace");
+    let owner = owner_of(review.pointer("/request/object/metadata/ownerReferences"));
     // The pod is no longer needed: free it before the answer is copied into bytes.
     drop(review);
+    let detail = detail_of(&outcome, &answer);
     let mut body = serialise(&answer)?;
     drop(answer);
     if body.len() > max_answer {
@@ -85,13 +102,63 @@ pub fn answer_text(
         );
         body = serialise(&envelope(rejected(&uid, &message)))?;
         outcome = Outcome::Rejected;
+        return Ok(Answered {
+            body,
+            outcome,
+            namespace,
+            pod,
+            owner,
+            detail: message,
+        });
     }
     Ok(Answered {
         body,
         outcome,
         namespace,
         pod,
+        owner,
+        detail,
     })
+}
+
+/// The mode, the reason for skipping, or the rejection message (without our prefix).
+fn detail_of(outcome: &Outcome, answer: &Value) -> String {
+    match outcome {
+        Outcome::Injected(mode) => (*mode).to_string(),
+        Outcome::Skipped(why) => (*why).to_string(),
+        Outcome::Rejected => {
+            let m = answer
+                .pointer("/response/status/message")
+                .and_then(Value::as_str);
+            let m = m.unwrap_or("");
+            m.strip_prefix("secretdrop: ").unwrap_or(m).to_string()
+        }
+    }
+}
+
+/// `Kind/name` of the owner with `controller: true`, else of the first owner.
+fn owner_of(refs: Option<&Value>) -> String {
+    let refs = refs
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let chosen = refs
+        .iter()
+        .find(|r| r["controller"] == true)
+        .or_else(|| refs.first());
+    chosen
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            owner_text(&text("kind"), &text("name"))
+        })
+        .unwrap_or_default()
+}
+
+fn owner_text(kind: &str, name: &str) -> String {
+    if kind.is_empty() && name.is_empty() {
+        String::new()
+    } else {
+        format!("{kind}/{name}")
+    }
 }
 
 /// Bytes in MiB, rounded up: messages never claim a limit was not exceeded.
@@ -170,18 +237,32 @@ fn answer_oversized(text: &[u8], heap: usize) -> Result<Answered, String> {
         .0
         .filter(|_| is_pod_create)
         .map(|o| o.metadata.0);
-    let (response, outcome) = match &meta {
-        None => (allowed(&uid), Outcome::Skipped("not a pod create")),
-        Some(m) if !mutate::opted_in(m.as_ref().and_then(|m| m.annotations.0.as_deref())) => {
-            (allowed(&uid), Outcome::Skipped("not opted in"))
-        }
-        Some(_) => {
+    let opt_in = meta.as_ref().map(|m| {
+        let m = m.as_ref();
+        mutate::opted_in(
+            m.and_then(|m| m.annotations.0.as_deref()),
+            m.and_then(|m| m.labels.0.as_deref()),
+        )
+    });
+    let (response, outcome, detail) = match opt_in {
+        None => (
+            allowed(&uid),
+            Outcome::Skipped("not a pod create"),
+            "not a pod create".to_string(),
+        ),
+        Some(Ok(false)) => (
+            allowed(&uid),
+            Outcome::Skipped("not opted in"),
+            "not opted in".to_string(),
+        ),
+        Some(Err(message)) => (rejected(&uid, &message), Outcome::Rejected, message),
+        Some(Ok(true)) => {
             let message = format!(
                 "the pod is too large to inject: parsing it would take about {} MiB of memory, more than the {} MiB this webhook allows",
                 mib(heap),
                 mib(MAX_HEAP)
             );
-            (rejected(&uid, &message), Outcome::Rejected)
+            (rejected(&uid, &message), Outcome::Rejected, message)
         }
     };
     let meta = meta.flatten();
@@ -189,11 +270,17 @@ fn answer_oversized(text: &[u8], heap: usize) -> Result<Answered, String> {
         .as_ref()
         .and_then(|m| m.generate_name.0.clone().or(m.name.0.clone()))
         .unwrap_or_default();
+    let owner = meta
+        .as_ref()
+        .and_then(|m| m.owner_references.0.clone())
+        .unwrap_or_default();
     Ok(Answered {
         body: serialise(&envelope(response))?,
         outcome,
         namespace: request.namespace.0.unwrap_or_default(),
         pod,
+        owner,
+        detail,
     })
 }
 
@@ -232,6 +319,15 @@ struct LightMeta {
     name: Text,
     generate_name: Text,
     annotations: InjectAnnotation,
+    labels: InjectAnnotation,
+    owner_references: FirstOwner,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LightOwner {
+    kind: Text,
+    name: Text,
 }
 
 /// The `visit_*` methods of a visitor that reads every scalar but strings as `$none`.
@@ -342,6 +438,39 @@ impl<'de> Deserialize<'de> for InjectAnnotation {
                 Ok(InjectAnnotation(None))
             }
             scalars_are!(InjectAnnotation(None));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Of `ownerReferences`, `Kind/name` of the first entry (pods have one owner); the rest is
+/// skipped unread.
+#[derive(Default)]
+struct FirstOwner(Option<String>);
+
+impl<'de> Deserialize<'de> for FirstOwner {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FirstOwner;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<Lenient<LightOwner>>()?;
+                skip_seq(seq)?;
+                let owner = first.and_then(|o| o.0).map(|o| {
+                    owner_text(&o.kind.0.unwrap_or_default(), &o.name.0.unwrap_or_default())
+                });
+                Ok(FirstOwner(owner.filter(|o| !o.is_empty())))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map).map(|()| FirstOwner(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(FirstOwner(None))
+            }
+            scalars_are!(FirstOwner(None));
         }
         d.deserialize_any(V)
     }

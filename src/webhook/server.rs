@@ -411,17 +411,26 @@ async fn mutate(
     };
     drop((large, slot));
 
-    let (counter, level) = match &answered.outcome {
-        Outcome::Injected(_) => (&state.metrics.injected, tracing::Level::INFO),
-        Outcome::Skipped(_) => (&state.metrics.skipped, tracing::Level::DEBUG),
-        Outcome::Rejected => (&state.metrics.rejected, tracing::Level::INFO),
+    let counter = match &answered.outcome {
+        Outcome::Injected(_) => &state.metrics.injected,
+        Outcome::Skipped(_) => &state.metrics.skipped,
+        Outcome::Rejected => &state.metrics.rejected,
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    let (ns, pod, outcome) = (&answered.namespace, &answered.pod, &answered.outcome);
-    if level == tracing::Level::INFO {
-        tracing::info!(namespace = ns, pod, outcome = ?outcome, "admission review");
-    } else {
-        tracing::debug!(namespace = ns, pod, outcome = ?outcome, "admission review");
+    // Only opted-in pods and pods of namespaces labelled for conversion are sent here (the
+    // webhook configurations' selectors), so every review is worth a line.
+    let a = &answered;
+    let outcome = a.outcome.name();
+    match &a.outcome {
+        Outcome::Rejected => {
+            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome, reason = %a.detail, "admission review")
+        }
+        Outcome::Injected(_) => {
+            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome, mode = %a.detail, "admission review")
+        }
+        Outcome::Skipped(_) => {
+            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome, reason = %a.detail, "admission review")
+        }
     }
     state.metrics.observe(started.elapsed().as_secs_f64());
     drop(answering);
