@@ -52,5 +52,8 @@ patches:
       - op: add
         path: /webhooks/0/clientConfig/caBundle
         value: $ca_b64
+      - op: add
+        path: /webhooks/1/clientConfig/caBundle
+        value: $ca_b64
 YAML
 echo "wrote $out (apply with: kubectl apply -k $out)" >&2

@@ -1,8 +1,10 @@
 //! The Kubernetes manifests, checked offline: every kustomization builds with `kubectl
 //! kustomize` and validates against the Kubernetes schemas (`kubernetes-validate --strict`);
-//! the webhook is deployed the safe way (failurePolicy Fail scoped away from itself and system
-//! namespaces, no side effects, short timeout, 2 replicas and a PDB, hardened containers); the
-//! self-signed bundle script produces a chain that verifies; and the pods the webhook produces
+//! the webhook is deployed the safe way (failurePolicy Fail only for pods that opted in by label
+//! or namespace label, never for itself or system namespaces; no side effects, short timeout, a
+//! PriorityClass, 2 replicas and a PDB, hardened containers); cert-manager issues a CA chain
+//! whose CA is the caBundle; the self-signed bundle script produces a chain that verifies and
+//! lands in both entries; and the pods the webhook produces
 //! from the examples validate too, with the patch applying through `kubectl patch --local`.
 
 mod common;
@@ -87,31 +89,95 @@ fn every_kustomization_builds_and_validates() {
 #[test]
 fn the_webhook_is_deployed_the_safe_way() {
     let docs = documents(&kustomize(&root().join("manifests/base")));
-    let hook = &find(&docs, "MutatingWebhookConfiguration", "secretdrop")["webhooks"][0];
-    assert_eq!(hook["failurePolicy"], "Fail");
-    assert_eq!(hook["sideEffects"], "None");
-    assert!(hook["timeoutSeconds"].as_u64().unwrap() <= 10);
-    assert_eq!(hook["rules"][0]["operations"], json!(["CREATE"]));
-    assert_eq!(hook["rules"][0]["resources"], json!(["pods"]));
-    assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate");
-    let excluded = hook["namespaceSelector"]["matchExpressions"][0]["values"].to_string();
-    for ns in ["kube-system", "kube-public", "secretdrop-system"] {
-        assert!(excluded.contains(ns), "{ns} is not excluded: {excluded}");
-    }
-    // The webhook's own pods carry the label its objectSelector skips.
-    let skip = &hook["objectSelector"]["matchExpressions"][0];
+    let config = find(&docs, "MutatingWebhookConfiguration", "secretdrop");
+    let hooks = config["webhooks"].as_array().unwrap();
+    let names: Vec<&str> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["inject.secretdrop.dev", "convert-csi.secretdrop.dev"]
+    );
     let deployment = find(&docs, "Deployment", "secretdrop-webhook");
-    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
-    assert_eq!(labels[skip["key"].as_str().unwrap()], skip["values"][0]);
+    let own_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for hook in hooks {
+        let name = hook["name"].as_str().unwrap();
+        assert_eq!(hook["failurePolicy"], "Fail", "{name}");
+        assert_eq!(hook["sideEffects"], "None", "{name}");
+        assert!(hook["timeoutSeconds"].as_u64().unwrap() <= 10, "{name}");
+        assert_eq!(hook["rules"][0]["operations"], json!(["CREATE"]), "{name}");
+        assert_eq!(hook["rules"][0]["resources"], json!(["pods"]), "{name}");
+        assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate", "{name}");
+        let namespaces = expressions(&hook["namespaceSelector"]);
+        let excluded = namespaces
+            .iter()
+            .find(|e| e["key"] == "kubernetes.io/metadata.name" && e["operator"] == "NotIn")
+            .unwrap_or_else(|| panic!("{name}: no excluded namespaces"))["values"]
+            .to_string();
+        for ns in ["kube-system", "kube-public", "secretdrop-system"] {
+            assert!(
+                excluded.contains(ns),
+                "{name}: {ns} is not excluded: {excluded}"
+            );
+        }
+        // The webhook's own pods carry the label both objectSelectors skip.
+        let skip = expressions(&hook["objectSelector"])
+            .into_iter()
+            .find(|e| e["operator"] == "NotIn")
+            .unwrap_or_else(|| panic!("{name}: its own pods are not skipped"));
+        assert_eq!(
+            own_labels[skip["key"].as_str().unwrap()],
+            skip["values"][0],
+            "{name}"
+        );
+        assert!(
+            own_labels.get("secretdrop.dev/inject").is_none(),
+            "the webhook's pods never opt in"
+        );
+    }
+    // Opt-in is a label, so only pods that asked are ever sent (and failing closed is right
+    // for them): the first entry selects pods with the label (any value: the webhook rejects
+    // a value that is not a boolean), the second every pod of a labelled namespace that the
+    // first did not send already.
+    let inject = expressions(&hooks[0]["objectSelector"]);
+    assert!(
+        inject.contains(&json!({"key": "secretdrop.dev/inject", "operator": "Exists"})),
+        "{inject:?}"
+    );
+    let convert = &hooks[1];
+    assert!(expressions(&convert["namespaceSelector"]).contains(
+        &json!({"key": "secretdrop.dev/convert-csi", "operator": "In", "values": ["true"]})
+    ));
+    assert!(expressions(&convert["objectSelector"])
+        .contains(&json!({"key": "secretdrop.dev/inject", "operator": "DoesNotExist"})));
+    // Neither entry may select everything: each has a selector a pod or namespace must opt
+    // into (not only exclusions).
+    for hook in hooks {
+        let all: Vec<Value> = expressions(&hook["namespaceSelector"])
+            .into_iter()
+            .chain(expressions(&hook["objectSelector"]))
+            .collect();
+        assert!(
+            all.iter()
+                .any(|e| e["operator"] == "Exists" || e["operator"] == "In"),
+            "{}: selects pods that did not opt in",
+            hook["name"]
+        );
+    }
+
     assert_eq!(deployment["spec"]["replicas"], 2);
-    let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let class = pod["priorityClassName"].as_str().unwrap();
+    let priority = find(&docs, "PriorityClass", class);
+    assert!(priority["value"].as_i64().unwrap() > 0);
+    assert!(
+        priority["value"].as_i64().unwrap() < 1_000_000_000,
+        "user classes stay below system-*"
+    );
+    assert_eq!(priority["globalDefault"], false);
+    let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
-    assert_eq!(
-        deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
-        true
-    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert!(c.get("readinessProbe").is_some() && c.get("livenessProbe").is_some());
     assert_eq!(
         find(&docs, "PodDisruptionBudget", "secretdrop-webhook")["spec"]["minAvailable"],
@@ -119,6 +185,75 @@ fn the_webhook_is_deployed_the_safe_way() {
     );
     let ns = find(&docs, "Namespace", "secretdrop-system");
     assert_eq!(ns["metadata"]["labels"]["secretdrop.dev/webhook"], "skip");
+}
+
+fn expressions(selector: &Value) -> Vec<Value> {
+    selector["matchExpressions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// cert-manager issues a CA of our own (self-signed Issuer -> CA Certificate -> CA Issuer ->
+/// serving Certificate) and the cainjector puts that CA, not the serving certificate, into the
+/// webhook configuration: renewing the serving certificate leaves the caBundle as it is.
+#[test]
+fn the_cert_manager_overlay_issues_a_ca_chain_and_injects_the_ca() {
+    let docs = documents(&kustomize(&root().join("manifests/cert-manager")));
+    let config = find(&docs, "MutatingWebhookConfiguration", "secretdrop");
+    let from = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        .as_str()
+        .unwrap();
+    let (ns, ca_name) = from.split_once('/').unwrap();
+    assert_eq!(ns, "secretdrop-system");
+    let issuer_of = |cert: &Value| {
+        let r = &cert["spec"]["issuerRef"];
+        assert_eq!(r["kind"], "Issuer", "{cert}");
+        find(&docs, "Issuer", r["name"].as_str().unwrap()).clone()
+    };
+    // The injected CA: a CA certificate from a self-signed issuer, keeping its key on renewal.
+    let ca = find(&docs, "Certificate", ca_name);
+    assert_eq!(ca["spec"]["isCA"], true);
+    assert!(issuer_of(ca)["spec"].get("selfSigned").is_some());
+    assert_eq!(ca["spec"]["privateKey"]["rotationPolicy"], "Never");
+    // The CA issuer signs with that CA's secret.
+    let serving = find(&docs, "Certificate", "secretdrop-webhook");
+    let ca_issuer = issuer_of(serving);
+    assert_eq!(
+        ca_issuer["spec"]["ca"]["secretName"],
+        ca["spec"]["secretName"]
+    );
+    assert_ne!(serving["spec"]["isCA"], true);
+    assert_ne!(serving["metadata"]["name"], ca["metadata"]["name"]);
+    // The serving certificate is the one the webhook mounts, for the Service's names.
+    let deployment = find(&docs, "Deployment", "secretdrop-webhook");
+    let volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v.get("secret").is_some())
+        .unwrap();
+    assert_eq!(
+        volume["secret"]["secretName"],
+        serving["spec"]["secretName"]
+    );
+    let dns = serving["spec"]["dnsNames"].to_string();
+    assert!(
+        dns.contains("secretdrop-webhook.secretdrop-system.svc"),
+        "{dns}"
+    );
+    // Each entry of the configuration gets the caBundle (the annotation covers them all).
+    assert_eq!(config["webhooks"].as_array().unwrap().len(), 2);
+    // The serving certificate renews far more often than the CA it hangs off.
+    let hours = |c: &Value| {
+        c["spec"]["duration"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('h')
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(hours(ca) >= 10 * hours(serving));
 }
 
 #[test]
@@ -168,14 +303,19 @@ fn the_self_signed_bundle_verifies_and_lands_in_the_webhook_configuration() {
     let docs = documents(&kustomize(&out));
     validate(&kustomize(&out));
     let hook = find(&docs, "MutatingWebhookConfiguration", "secretdrop");
-    let ca = base64::engine::general_purpose::STANDARD
-        .decode(
-            hook["webhooks"][0]["clientConfig"]["caBundle"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-    assert_eq!(ca, std::fs::read(out.join("ca.crt")).unwrap());
+    let hooks = hook["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 2);
+    for h in hooks {
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(h["clientConfig"]["caBundle"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            ca,
+            std::fs::read(out.join("ca.crt")).unwrap(),
+            "{}",
+            h["name"]
+        );
+    }
     let secret = find(&docs, "Secret", "secretdrop-webhook-tls");
     assert_eq!(secret["type"], "kubernetes.io/tls");
     let verify = run(
@@ -214,8 +354,13 @@ fn injected_example_pods_validate_and_the_patch_applies_with_kubectl() {
     {
         let template = &d["spec"]["template"];
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
-                         "metadata": {"name": d["metadata"]["name"], "annotations": template["metadata"]["annotations"]},
+                         "metadata": {"name": d["metadata"]["name"], "labels": template["metadata"]["labels"],
+                                      "annotations": template["metadata"]["annotations"]},
                          "spec": template["spec"]});
+        // Only pods the webhook configuration sends are looked at: those with the label.
+        if template["metadata"]["labels"]["secretdrop.dev/inject"].is_null() {
+            continue;
+        }
         let mutate::Decision::Inject { pod: injected, .. } = mutate::mutate(&pod, &defaults) else {
             continue;
         };
