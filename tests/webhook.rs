@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cli::{read, secretdrop};
+use common::kubelet::Kubelet;
 use common::resident::Resident;
 use common::scenario::Pod;
-use common::kubelet::Kubelet;
 use common::webhook::{kubectl_agrees, patched, Webhook};
 use common::{unique, Bao, Server, TestDir};
 use serde_json::{json, Value};

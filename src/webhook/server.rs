@@ -423,13 +423,13 @@ async fn mutate(
     let outcome = a.outcome.name();
     match &a.outcome {
         Outcome::Rejected => {
-            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome, reason = %a.detail, "admission review")
+            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome = %outcome, reason = %a.detail, "admission review")
         }
         Outcome::Injected(_) => {
-            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome, mode = %a.detail, "admission review")
+            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome = %outcome, mode = %a.detail, "admission review")
         }
         Outcome::Skipped(_) => {
-            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome, reason = %a.detail, "admission review")
+            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome = %outcome, reason = %a.detail, "admission review")
         }
     }
     state.metrics.observe(started.elapsed().as_secs_f64());

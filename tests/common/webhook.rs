@@ -9,11 +9,11 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use base64::Engine;
-use serde_json::{json, Value};
 use secretdrop::webhook::patch;
+use serde_json::{json, Value};
 
 use super::cli::{bin, read};
 use super::{free_port, unique};
@@ -306,4 +306,3 @@ pub fn patched(pod: &Value, response: &Value) -> Value {
     let ops: Vec<Value> = serde_json::from_slice(&ops).unwrap();
     patch::apply(pod, &ops).unwrap()
 }
-
