@@ -618,6 +618,35 @@ mod tests {
     }
 
     #[test]
+    fn a_review_too_large_to_parse_reads_the_label_and_the_owner_too() {
+        let owners = json!([{"kind": "ReplicaSet", "name": "web-1", "controller": true}, {"kind": "X", "name": "y"}]);
+        let meta = |labels: Value| json!({"generateName": "web-1-", "labels": labels, "ownerReferences": owners});
+        let (text, shape) = oversized("CREATE", meta(json!({"secretdrop.dev/inject": "True"})));
+        let a = answer_text(&text, &shape, &Defaults::default(), usize::MAX).unwrap();
+        assert_eq!(a.outcome, Outcome::Rejected);
+        assert!(a.detail.contains("too large to inject"), "{}", a.detail);
+        assert_eq!(
+            (a.pod.as_str(), a.owner.as_str()),
+            ("web-1-", "ReplicaSet/web-1")
+        );
+        let (text, shape) = oversized("CREATE", meta(json!({"secretdrop.dev/inject": "yes"})));
+        let a = answer_text(&text, &shape, &Defaults::default(), usize::MAX).unwrap();
+        assert_eq!(a.outcome, Outcome::Rejected);
+        assert!(a.detail.contains("inject (label)"), "{}", a.detail);
+        let (text, shape) = oversized("CREATE", meta(json!({"secretdrop.dev/inject": "0"})));
+        let a = answer_text(&text, &shape, &Defaults::default(), usize::MAX).unwrap();
+        assert_eq!(a.outcome, Outcome::Skipped("not opted in"));
+        // The full path names the controller among several owners.
+        assert_eq!(
+            owner_of(Some(
+                &json!([{"kind": "A", "name": "a"}, {"kind": "B", "name": "b", "controller": true}])
+            )),
+            "B/b"
+        );
+        assert_eq!(owner_of(Some(&json!("junk"))), "");
+    }
+
+    #[test]
     fn an_answer_longer_than_allowed_becomes_a_rejection() {
         let d = Defaults {
             vault_address: Some("http://vault:8200".into()),
