@@ -7,7 +7,6 @@
 mod common;
 
 use common::Server;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -220,45 +219,13 @@ fn app_said(log: &Path, what: &str) -> bool {
     std::fs::read_to_string(log).is_ok_and(|t| t.contains(what))
 }
 
-/// A one-shot local HTTP endpoint that records the bodies POSTed to it.
-fn start_hook() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            seen.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&body).into_owned());
-            let mut s = stream;
-            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, bodies)
-}
-
 #[test]
 fn the_app_is_notified_by_signal_and_http_after_a_new_version_only() {
     let s = Setup::new(&["username=u", "password=before"]);
     let app_log = s.pod.dir.join("app.log");
     let name = format!("sdapp{}", std::process::id() % 100000);
     let mut app = start_app(s.pod.dir.path(), &name, &app_log);
-    let (port, bodies) = start_hook();
+    let (port, bodies) = common::start_hook();
     let notify = format!(
         "sidecar:\n  notify:\n    signal: SIGUSR1\n    process: {name}\n    url: http://127.0.0.1:{port}/reload\n"
     );

@@ -273,7 +273,7 @@ fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k
 
 /// Resources and the metrics/readiness port land on the injected sidecar; run as kubelet
 /// would, it serves the readinessProbe the webhook wrote, which answers 200 once the files are
-/// rendered.
+/// rendered; the poll interval and notify URL from the annotations are the ones it uses.
 #[test]
 fn resources_and_the_readiness_port_reach_the_sidecar_and_its_probe_works() {
     let bao = Bao::shared();
@@ -282,11 +282,13 @@ fn resources_and_the_readiness_port_reach_the_sidecar_and_its_probe_works() {
     let id = Pod::reading(bao, &path);
     let (w, crt) = webhook(id.dir.path(), &["--vault-address", &bao.addr()]);
     let port = free_port();
+    let (hook, bodies) = common::start_hook();
     let p = pod(
         json!({"role": id.role,
                "objects": format!("- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"),
                "cpu-request": "10m", "cpu-limit": "200m", "memory-request": "16Mi",
-               "memory-limit": "48Mi", "metrics-port": port.to_string(), "poll-interval": "2s"}),
+               "memory-limit": "48Mi", "metrics-port": port.to_string(), "poll-interval": "2s",
+               "notify-url": format!("http://127.0.0.1:{hook}/reload")}),
         spec_of(&id),
     );
     let response = w.review(&crt, &p);
@@ -322,14 +324,18 @@ fn resources_and_the_readiness_port_reach_the_sidecar_and_its_probe_works() {
         .expect("the readiness port answers");
     assert_eq!((status, body.trim()), (200, "ready"));
     // The poll interval from the annotation is what the sidecar uses: an edit in Vault shows
-    // up within it.
+    // up within it, and the app hears of it at the annotation's URL.
     bao.cli(&["kv", "put", &format!("secret/{path}"), "password=polled"]);
+    let notified = || !bodies.lock().unwrap().is_empty();
     assert!(
         r.eventually(Duration::from_secs(8), || read(k.volume.join("password"))
-            == "polled"),
+            == "polled"
+            && notified()),
         "{}",
         r.log_text()
     );
+    let body = bodies.lock().unwrap()[0].clone();
+    assert!(body.starts_with("{\"version\":\"..20"), "{body}");
     let (code, _) = r.stop();
     assert_eq!(code, Some(0));
 }

@@ -110,3 +110,96 @@ pub fn check(pod: &Value, s: &PodSettings, mode: Mode) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::mutate::{mutate, Decision, CONTAINER, INIT_CONTAINER};
+
+    fn injected(extra: Value, defaults: &Defaults) -> Value {
+        let mut a = json!({"secretdrop.dev/inject": "true", "secretdrop.dev/role": "r",
+            "secretdrop.dev/objects": "- {objectName: a, secretPath: secret/data/a, secretKey: k}"});
+        for (k, v) in extra.as_object().unwrap() {
+            a[format!("secretdrop.dev/{k}")] = v.clone();
+        }
+        let pod = json!({"metadata": {"name": "p", "annotations": a},
+                         "spec": {"containers": [{"name": "app", "image": "app"}]}});
+        match mutate(&pod, defaults) {
+            Decision::Inject { pod, .. } => pod,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn find<'a>(pod: &'a Value, name: &str) -> &'a Value {
+        ["initContainers", "containers"]
+            .iter()
+            .filter_map(|f| pod["spec"][f].as_array())
+            .flatten()
+            .find(|c| c["name"] == name)
+            .unwrap()
+    }
+
+    fn defaults() -> Defaults {
+        Defaults {
+            vault_address: Some("https://vault:8200".into()),
+            ..Defaults::default()
+        }
+    }
+
+    #[test]
+    fn without_settings_the_container_is_as_before() {
+        let pod = injected(json!({}), &defaults());
+        let c = find(&pod, CONTAINER);
+        assert_eq!(
+            c["resources"],
+            json!({"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}})
+        );
+        assert!(c.get("readinessProbe").is_none() && c.get("ports").is_none());
+        assert!(!c["env"].to_string().contains("VAULT_CACERT"));
+    }
+
+    #[test]
+    fn only_the_resident_container_listens_and_gets_a_readiness_probe() {
+        let pod = injected(
+            json!({"mode": "init+sidecar", "metrics-port": "9102"}),
+            &defaults(),
+        );
+        let init = find(&pod, INIT_CONTAINER);
+        assert!(!init["args"].to_string().contains("--listen"));
+        assert!(init.get("readinessProbe").is_none());
+        let sidecar = find(&pod, CONTAINER);
+        assert!(sidecar["args"]
+            .to_string()
+            .contains("\"--listen\",\":9102\""));
+        assert_eq!(sidecar["readinessProbe"]["httpGet"]["port"], 9102);
+    }
+
+    #[test]
+    fn the_default_ca_configmap_yields_to_the_pods_own_ca() {
+        let d = Defaults {
+            ca_configmap: Some(ConfigMapKey::parse("cluster-ca").unwrap()),
+            token_audience: Some("vault".into()),
+            ..defaults()
+        };
+        let pod = injected(json!({}), &d);
+        let volume = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == CA_VOLUME)
+            .unwrap();
+        assert_eq!(volume["configMap"]["name"], "cluster-ca");
+        assert_eq!(volume["configMap"]["items"][0]["key"], "ca.crt");
+        assert!(find(&pod, CONTAINER)["env"]
+            .to_string()
+            .contains("/etc/secretdrop-ca/ca.crt"));
+        let pod = injected(
+            json!({"ca-configmap": "mine/root.pem", "token-audience": "other"}),
+            &d,
+        );
+        assert!(pod["spec"]["volumes"].to_string().contains("\"mine\""));
+        assert!(pod["spec"]["volumes"]
+            .to_string()
+            .contains("\"audience\":\"other\""));
+    }
+}
