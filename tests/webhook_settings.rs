@@ -413,7 +413,8 @@ fn each_review_logs_namespace_pod_owner_outcome_and_reason() {
         assert!(!fields.contains(debug), "Debug text {debug:?} in {fields}");
     }
 
-    // The text format: the same fields as key=value, no Debug quoting of the outcome.
+    // The text format: the same fields as quoted key="value" pairs; a newline in a name (any
+    // client of the port can send one) is escaped, never a forged line.
     std::fs::create_dir(dir.join("text")).unwrap();
     let (w, crt) = webhook(
         &dir.join("text"),
@@ -423,17 +424,28 @@ fn each_review_logs_namespace_pod_owner_outcome_and_reason() {
         &crt,
         &owned(json!({"role": "r", "objects": objects, "mode": "daemon"})),
     );
+    let mut forged = owned(json!({"role": "r", "objects": objects}));
+    forged["metadata"]["generateName"] =
+        json!("web-\n2026-11-28T00:00:00Z  INFO admission review outcome=\"injected\"");
+    w.review(&crt, &forged);
     let text = read(&w.log);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("admission review"))
+            .count(),
+        2,
+        "{text}"
+    );
     let line = text
         .lines()
         .find(|l| l.contains("admission review"))
         .unwrap_or_else(|| panic!("{text}"));
     for want in [
-        "namespace=default",
-        "pod=webapp-7d4b9c-",
-        "owner=ReplicaSet/webapp-7d4b9c",
-        "outcome=rejected",
-        "reason=secretdrop.dev/mode",
+        "namespace=\"default\"",
+        "pod=\"webapp-7d4b9c-\"",
+        "owner=\"ReplicaSet/webapp-7d4b9c\"",
+        "outcome=\"rejected\"",
+        "reason=\"secretdrop.dev/mode: \\\"daemon\\\" is not a mode",
     ] {
         assert!(line.contains(want), "{want} not in {line}");
     }
@@ -549,7 +561,7 @@ fn every_new_annotation_refuses_hostile_values_at_admission_and_in_the_sidecar()
         (
             json!({"notify-signal": "HUP"}),
             "notify-signal",
-            "needs process",
+            "needs secretdrop.dev/notify-process",
         ),
         (
             json!({"notify-signal": "HUP", "notify-process": "app"}),

@@ -290,6 +290,46 @@ secretdrop.dev/vault-address="http://vault.vault:8200"
     }
 
     #[test]
+    fn per_pod_settings_reach_the_spec_the_sidecar_runs() {
+        let text = format!(
+            "{FILE}secretdrop.dev/auth-path=\"/auth/jwt/\"\nsecretdrop.dev/vault-namespace=\"team-a/apps\"\n\
+             secretdrop.dev/tls-server-name=\"vault.internal\"\nsecretdrop.dev/token-audience=\"vault\"\n\
+             secretdrop.dev/poll-interval=\"45s\"\nsecretdrop.dev/notify-url=\"http://127.0.0.1:8080/r\"\n\
+             secretdrop.dev/notify-signal=\"SIGHUP\"\nsecretdrop.dev/notify-process=\"nginx\"\n"
+        );
+        let env = VaultEnv {
+            namespace: Some("from-env".into()),
+            ..VaultEnv::default()
+        };
+        let spec = parse(Path::new("a"), &text, &env).unwrap();
+        let Auth::Kubernetes(login) = &spec.auth else {
+            panic!()
+        };
+        assert_eq!(login.mount, "jwt", "auth/jwt is the jwt mount");
+        assert_eq!(login.audience.as_deref(), Some("vault"));
+        assert_eq!(spec.vault.namespace.as_deref(), Some("team-a/apps"));
+        assert_eq!(
+            spec.vault.tls.server_name.as_deref(),
+            Some("vault.internal")
+        );
+        assert_eq!(
+            spec.sidecar.poll_interval,
+            Some(std::time::Duration::from_secs(45))
+        );
+        assert_eq!(spec.sidecar.notify.signal, Some(libc::SIGHUP));
+        assert_eq!(spec.sidecar.notify.process.as_deref(), Some("nginx"));
+        assert_eq!(
+            spec.sidecar.notify.url.as_deref(),
+            Some("http://127.0.0.1:8080/r")
+        );
+        // A mount literally called auth stays itself.
+        let plain = format!("{FILE}secretdrop.dev/auth-path=\"auth\"\n");
+        let spec = parse(Path::new("a"), &plain, &env).unwrap();
+        assert!(matches!(&spec.auth, Auth::Kubernetes(l) if l.mount == "auth"));
+        assert_eq!(spec.vault.namespace.as_deref(), Some("from-env"));
+    }
+
+    #[test]
     fn unknown_secretdrop_annotations_are_errors_others_are_ignored() {
         let text = format!("{FILE}secretdrop.dev/rolee=\"x\"\n");
         let e = parse(Path::new("a"), &text, &VaultEnv::default()).unwrap_err();

@@ -198,10 +198,21 @@ pub fn parse(file: &Path, ours: &BTreeMap<String, String>) -> Result<PodSettings
     if let Some(v) = get("notify-url") {
         s.notify.url = Some(check_notify_url(v).map_err(|m| err("notify-url", m))?);
     }
-    super::check_notify(&s.notify).map_err(|(field, m)| {
-        let m = m.replace("pidFile", "").replace(" or  to", " to");
-        err(&format!("notify-{field}"), m)
-    })?;
+    match (&s.notify.signal, &s.notify.process) {
+        (Some(_), None) => {
+            return Err(err(
+                "notify-signal",
+                format!("needs {PREFIX}notify-process: the name of the app's process to signal"),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "notify-process",
+                format!("needs {PREFIX}notify-signal: which signal to send, e.g. SIGHUP"),
+            ))
+        }
+        _ => {}
+    }
     if let Some(v) = get("poll-interval") {
         s.poll_interval = Some(
             super::native::parse_poll_interval(v.trim()).map_err(|m| err("poll-interval", m))?,
@@ -557,7 +568,11 @@ mod tests {
             );
         }
         let e = parsed(&[("notify-signal", "HUP")]).unwrap_err();
-        assert!(e.message.contains("needs process"), "{e}");
-        assert!(!e.message.contains("pidFile"), "{e}");
+        assert!(
+            e.message.contains("needs secretdrop.dev/notify-process"),
+            "{e}"
+        );
+        let e = parsed(&[("notify-process", "nginx")]).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("secretdrop.dev/notify-process"));
     }
 }

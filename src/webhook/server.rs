@@ -418,19 +418,30 @@ async fn mutate(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     // Only opted-in pods and pods of namespaces labelled for conversion are sent here (the
-    // webhook configurations' selectors), so every review is worth a line.
+    // webhook configurations' selectors), so every review is worth a line. The fields are
+    // recorded as strings, which the text format quotes and escapes: a pod name or a reason
+    // holding a newline cannot forge a log line.
     let a = &answered;
-    let outcome = a.outcome.name();
-    match &a.outcome {
-        Outcome::Rejected => {
-            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome = %outcome, reason = %a.detail, "admission review")
-        }
-        Outcome::Injected(_) => {
-            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome = %outcome, mode = %a.detail, "admission review")
-        }
-        Outcome::Skipped(_) => {
-            tracing::info!(namespace = %a.namespace, pod = %a.pod, owner = %a.owner, outcome = %outcome, reason = %a.detail, "admission review")
-        }
+    let (namespace, pod, owner) = (a.namespace.as_str(), a.pod.as_str(), a.owner.as_str());
+    let (outcome, detail) = (a.outcome.name(), a.detail.as_str());
+    if let Outcome::Injected(_) = a.outcome {
+        tracing::info!(
+            namespace,
+            pod,
+            owner,
+            outcome,
+            mode = detail,
+            "admission review"
+        );
+    } else {
+        tracing::info!(
+            namespace,
+            pod,
+            owner,
+            outcome,
+            reason = detail,
+            "admission review"
+        );
     }
     state.metrics.observe(started.elapsed().as_secs_f64());
     drop(answering);
