@@ -121,7 +121,7 @@ fn the_webhook_is_deployed_the_safe_way() {
         // The webhook's own pods carry the label both objectSelectors skip.
         let skip = expressions(&hook["objectSelector"])
             .into_iter()
-            .find(|e| e["operator"] == "NotIn")
+            .find(|e| e["key"] == "secretdrop.dev/webhook" && e["operator"] == "NotIn")
             .unwrap_or_else(|| panic!("{name}: its own pods are not skipped"));
         assert_eq!(
             own_labels[skip["key"].as_str().unwrap()],
@@ -134,33 +134,54 @@ fn the_webhook_is_deployed_the_safe_way() {
         );
     }
     // Opt-in is a label, so only pods that asked are ever sent (and failing closed is right
-    // for them): the first entry selects pods with the label (any value: the webhook rejects
-    // a value that is not a boolean), the second every pod of a labelled namespace that the
-    // first did not send already.
-    let inject = expressions(&hooks[0]["objectSelector"]);
+    // for them). The selectors are evaluated as the API server does, for pods and namespaces
+    // with and without the labels: (pod's inject label, namespace labelled for conversion) ->
+    // which entry sends the pod.
+    let sent_by = |inject: Option<&str>, convert: bool| -> Vec<&str> {
+        let mut pod = json!({});
+        if let Some(v) = inject {
+            pod["secretdrop.dev/inject"] = json!(v);
+        }
+        let mut ns = json!({"kubernetes.io/metadata.name": "team"});
+        if convert {
+            ns["secretdrop.dev/convert-csi"] = json!("true");
+        }
+        hooks
+            .iter()
+            .filter(|h| {
+                selects(&h["namespaceSelector"], &ns) && selects(&h["objectSelector"], &pod)
+            })
+            .map(|h| h["name"].as_str().unwrap())
+            .collect()
+    };
+    let inject = ["inject.secretdrop.dev"];
+    let convert = ["convert-csi.secretdrop.dev"];
+    for convert_ns in [false, true] {
+        // True values and values that are not booleans (rejected by the webhook) go to the
+        // first entry, once; false values opt out, even of conversion.
+        for v in ["true", "1", "True", "yes", ""] {
+            assert_eq!(sent_by(Some(v), convert_ns), inject, "{v:?} {convert_ns}");
+        }
+        for v in ["false", "0", "f", "F", "FALSE", "False"] {
+            assert!(
+                sent_by(Some(v), convert_ns).is_empty(),
+                "{v:?} {convert_ns}"
+            );
+        }
+    }
+    // No label: sent only from a namespace labelled for conversion.
     assert!(
-        inject.contains(&json!({"key": "secretdrop.dev/inject", "operator": "Exists"})),
-        "{inject:?}"
+        sent_by(None, false).is_empty(),
+        "a pod that did not opt in is sent"
     );
-    let convert = &hooks[1];
-    assert!(expressions(&convert["namespaceSelector"]).contains(
-        &json!({"key": "secretdrop.dev/convert-csi", "operator": "In", "values": ["true"]})
-    ));
-    assert!(expressions(&convert["objectSelector"])
-        .contains(&json!({"key": "secretdrop.dev/inject", "operator": "DoesNotExist"})));
-    // Neither entry may select everything: each has a selector a pod or namespace must opt
-    // into (not only exclusions).
-    for hook in hooks {
-        let all: Vec<Value> = expressions(&hook["namespaceSelector"])
-            .into_iter()
-            .chain(expressions(&hook["objectSelector"]))
-            .collect();
-        assert!(
-            all.iter()
-                .any(|e| e["operator"] == "Exists" || e["operator"] == "In"),
-            "{}: selects pods that did not opt in",
-            hook["name"]
-        );
+    assert_eq!(sent_by(None, true), convert);
+    // Never the webhook's own pods, nor system namespaces, whatever their labels.
+    let mut own = own_labels.clone();
+    own["secretdrop.dev/inject"] = json!("true");
+    for h in hooks {
+        assert!(!selects(&h["objectSelector"], &own), "{}", h["name"]);
+        let system = json!({"kubernetes.io/metadata.name": "kube-system", "secretdrop.dev/convert-csi": "true"});
+        assert!(!selects(&h["namespaceSelector"], &system), "{}", h["name"]);
     }
 
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -185,6 +206,29 @@ fn the_webhook_is_deployed_the_safe_way() {
     );
     let ns = find(&docs, "Namespace", "secretdrop-system");
     assert_eq!(ns["metadata"]["labels"]["secretdrop.dev/webhook"], "skip");
+}
+
+/// Whether a label selector (matchLabels and matchExpressions) selects an object with `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    let by_labels = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| label(k) == v.as_str()));
+    by_labels
+        && expressions(selector).iter().all(|e| {
+            let key = e["key"].as_str().unwrap();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|v| v.iter().map(|x| x.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            match e["operator"].as_str().unwrap() {
+                "In" => label(key).is_some_and(|v| values.contains(&v)),
+                "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
+                "Exists" => label(key).is_some(),
+                "DoesNotExist" => label(key).is_none(),
+                other => panic!("operator {other}"),
+            }
+        })
 }
 
 fn expressions(selector: &Value) -> Vec<Value> {
