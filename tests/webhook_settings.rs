@@ -2,7 +2,7 @@
 //! matters, the admitted pod run by the tests' Kubelet stand-in against OpenBao: the opt-in read
 //! like Go's ParseBool from the label or the annotation; a private Vault CA (as text, as the
 //! pod's ConfigMap, as the webhook's default ConfigMap); formats and templates in annotation
-//! objects, `auth-path: auth/kubernetes` (the vault-k8s spelling) and the token audience;
+//! objects, `auth-path: auth/<jwt mount>` (the vault-k8s spelling) and the token audience;
 //! resources and the readiness port with a readinessProbe that works; the review log a cluster
 //! operator reads; and every new annotation attacked with hostile values, refused by the
 //! webhook at admission and by the sidecar reading the downward-API file.
@@ -206,8 +206,9 @@ fn a_pod_with_a_private_vault_ca_renders_through_the_injected_container() {
 }
 
 /// `format` (dotenv, json with keys) and `template` in `secretdrop.dev/objects`; `auth-path:
-/// auth/kubernetes` logs in at `auth/kubernetes/login`, not `auth/auth/kubernetes/login`; the
-/// `token-audience` reaches the projected token and the sidecar's check of its token.
+/// auth/JWT-MOUNT` (the vault-k8s spelling) logs in to the jwt mount at
+/// `auth/JWT-MOUNT/login`, not `auth/auth/...`; the `token-audience` reaches the projected
+/// token and the sidecar's check of its token.
 #[test]
 fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k8s_spelling() {
     let bao = Bao::shared();
@@ -220,6 +221,27 @@ fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k
         "password=s3cr3t",
     ]);
     let id = Pod::reading(bao, &path);
+    // A jwt mount that validates the pod's token offline, with a role for the same identity.
+    let jwt = unique("jwt");
+    common::enable_jwt_auth(bao, &jwt);
+    let policy = unique("policy");
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    bao.cli(&[
+        "write",
+        &format!("auth/{jwt}/role/{}", id.role),
+        "role_type=jwt",
+        "user_claim=sub",
+        &format!("bound_audiences={DEFAULT_AUDIENCE}"),
+        &format!(
+            "bound_subject=system:serviceaccount:default:{}",
+            id.service_account
+        ),
+        &format!("policies={policy}"),
+        "ttl=20m",
+    ]);
     let (w, crt) = webhook(id.dir.path(), &["--vault-address", &bao.addr()]);
     let objects = format!(
         "- {{objectName: app.env, secretPath: secret/data/{path}, format: dotenv}}\n\
@@ -229,7 +251,7 @@ fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k
     let admit = |audience: &str| {
         let p = pod(
             json!({"role": id.role, "mode": "init", "objects": objects,
-                   "auth-path": "auth/kubernetes", "token-audience": audience}),
+                   "auth-path": format!("auth/{jwt}"), "token-audience": audience}),
             spec_of(&id),
         );
         let response = w.review(&crt, &p);

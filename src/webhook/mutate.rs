@@ -2,7 +2,8 @@
 //! pod alone, reject it with a message the user sees in `kubectl`, or return the mutated pod.
 //! The JSON Patch is computed from the two pods by [`super::patch::diff`].
 //!
-//! Invariants: pods without `secretdrop.dev/inject: "true"` are never changed; a pod already
+//! Invariants: pods that did not opt in (`secretdrop.dev/inject` true as a label or annotation,
+//! read like Go's ParseBool; any other value is a rejection) are never changed; a pod already
 //! injected is left alone (idempotent); the injected container reads its configuration from the
 //! pod's own annotations through a downward-API file, so no secret or config is copied into the
 //! pod spec; it runs non-root, read-only, with all capabilities dropped.
