@@ -18,7 +18,9 @@ use common::kubelet::{container, Kubelet};
 use common::resident::Resident;
 use common::scenario::Pod;
 use common::webhook::{kubectl_agrees, patched, Webhook};
-use common::{free_port, pki, unique, Bao, Server, TestDir, DEFAULT_AUDIENCE};
+use common::{
+    free_port, pki, unique, Bao, SaClaims, Server, TestDir, TokenReviewer, DEFAULT_AUDIENCE,
+};
 use serde_json::{json, Value};
 
 /// A pod with the opt-in label, `annotations` (the `secretdrop.dev/` prefix added to keys
@@ -291,6 +293,69 @@ fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("\"vault\""), "{}", r.stderr);
     assert!(!k.volume.join("dsn").exists());
+}
+
+/// `vault-namespace`: the injected container logs in and reads inside that OpenBao namespace
+/// (its own kubernetes mount, role and KV mount); the same pod without the annotation finds no
+/// such role at the root.
+#[test]
+fn the_vault_namespace_annotation_logs_in_and_reads_inside_the_namespace() {
+    let bao = Bao::shared();
+    let ns = unique("ns");
+    bao.cli(&["namespace", "create", &ns]);
+    let in_ns = format!("-namespace={ns}");
+    bao.cli(&["secrets", "enable", &in_ns, "-path=secret", "kv-v2"]);
+    bao.cli(&["auth", "enable", &in_ns, "kubernetes"]);
+    let tr = TokenReviewer::shared();
+    bao.cli(&[
+        "write",
+        &in_ns,
+        "auth/kubernetes/config",
+        &format!("kubernetes_host={}", tr.addr()),
+        &format!("token_reviewer_jwt={}", tr.reviewer_jwt()),
+        "disable_local_ca_jwt=true",
+        &format!("kubernetes_ca_cert=@{}", tr.ca_cert_pem_path().display()),
+    ]);
+    bao.cli_stdin(
+        &["policy", "write", &in_ns, "reader", "-"],
+        "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
+    );
+    let (role, sa) = (unique("role"), unique("sa"));
+    bao.cli(&[
+        "write",
+        &in_ns,
+        &format!("auth/kubernetes/role/{role}"),
+        &format!("bound_service_account_names={sa}"),
+        "bound_service_account_namespaces=default",
+        "policies=reader",
+        "ttl=20m",
+    ]);
+    bao.cli(&["kv", "put", &in_ns, "secret/app", "password=in-a-namespace"]);
+    let token = tr.mint(&SaClaims::new("default", &sa));
+
+    let dir = TestDir::new();
+    let (w, crt) = webhook(dir.path(), &["--vault-address", &bao.addr()]);
+    let spec = json!({"serviceAccountName": sa, "containers": [{"name": "app", "image": "app"}]});
+    let annotations = json!({"role": role, "mode": "init", "vault-namespace": ns,
+        "objects": "- {objectName: password, secretPath: secret/data/app, secretKey: password}\n"});
+    let p = pod(annotations.clone(), spec.clone());
+    let injected = patched(&p, &w.review(&crt, &p));
+    let k = Kubelet::new(&dir.join("namespaced"), &token);
+    k.project(1, &injected);
+    k.run(container(&injected, "secretdrop-init"))
+        .expect_code(0)
+        .expect_no_leak(&["in-a-namespace"]);
+    assert_eq!(read(k.volume.join("password")), "in-a-namespace");
+
+    let mut root = annotations;
+    root.as_object_mut().unwrap().remove("vault-namespace");
+    let p = pod(root, spec);
+    let injected = patched(&p, &w.review(&crt, &p));
+    let k = Kubelet::new(&dir.join("root"), &token);
+    k.project(1, &injected);
+    let r = k.run(container(&injected, "secretdrop-init"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!k.volume.join("password").exists());
 }
 
 /// Resources and the metrics/readiness port land on the injected sidecar; run as kubelet
