@@ -731,12 +731,25 @@ fn every_new_annotation_refuses_hostile_values_at_admission_and_in_the_sidecar()
             .expect_stderr(&[&format!("secretdrop.dev/{annotation}")]);
         assert!(!out.exists(), "{annotation}: output written");
     }
+    // A 100 KB value of every setting: refused with a short message naming the annotation.
+    let long = "x".repeat(100_000);
+    for name in secretdrop::config::pod_settings::NAMES {
+        let mut a = base.clone();
+        a[name] = json!(long);
+        let p = pod(a, json!({"containers": [{"name": "app", "image": "app"}]}));
+        let m = rejection(&w.review(&crt, &p));
+        assert!(
+            m.contains(&format!("secretdrop.dev/{name}")),
+            "{name}: {m:.300}"
+        );
+        assert!(m.len() < 400, "{name}: a {} byte message", m.len());
+    }
+    let rejected = cases.len() + secretdrop::config::pod_settings::NAMES.len();
     // Nothing above was admitted.
     let (_, metrics) = w.call(&crt, "GET", "/metrics", None);
     assert!(
         metrics.contains(&format!(
-            "secretdrop_webhook_reviews_total{{result=\"rejected\"}} {}",
-            cases.len()
+            "secretdrop_webhook_reviews_total{{result=\"rejected\"}} {rejected}"
         )),
         "{metrics}"
     );

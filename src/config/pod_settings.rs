@@ -20,6 +20,8 @@ use super::{ConfigError, NotifySettings};
 
 /// A CA bundle in an annotation larger than this is refused: a few dozen certificates fit.
 pub const MAX_CA_BYTES: usize = 64 * 1024;
+/// Longest value accepted for any setting but `ca-cert`.
+const MAX_VALUE: usize = 2048;
 /// Longest quantity accepted for a resource (`"128974848"`, `"1.5Gi"`, `"250m"`).
 const MAX_QUANTITY: usize = 20;
 /// The default requests and limits of the injected container.
@@ -83,8 +85,9 @@ impl ConfigMapKey {
         };
         if !dns(name) {
             return Err(format!(
-                "{name:?} is not a ConfigMap name: expected NAME or NAME/KEY, NAME being \
-                 lower-case letters, digits, '-' and '.' (at most 253)"
+                "{:?} is not a ConfigMap name: expected NAME or NAME/KEY, NAME being \
+                 lower-case letters, digits, '-' and '.' (at most 253)",
+                shorten(name)
             ));
         }
         let key_ok = !key.is_empty()
@@ -96,7 +99,8 @@ impl ConfigMapKey {
                 .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
         if !key_ok {
             return Err(format!(
-                "{key:?} is not a ConfigMap key: letters, digits, '-', '_' and '.' (at most 253)"
+                "{:?} is not a ConfigMap key: letters, digits, '-', '_' and '.' (at most 253)",
+                shorten(key)
             ));
         }
         Ok(ConfigMapKey {
@@ -157,6 +161,16 @@ pub fn parse(file: &Path, ours: &BTreeMap<String, String>) -> Result<PodSettings
     let err = |name: &str, m: String| ConfigError::field(file, format!("{PREFIX}{name}"), m);
     let get = |name: &str| ours.get(name).map(String::as_str);
     let mut s = PodSettings::default();
+    // Values are bounded before anything parses or quotes them: none of these is long, and
+    // the API server lets a pod carry 256 KiB of annotations.
+    for name in NAMES.iter().filter(|n| **n != "ca-cert") {
+        if let Some(v) = get(name).filter(|v| v.len() > MAX_VALUE) {
+            return Err(err(
+                name,
+                format!("{} bytes; at most {MAX_VALUE} are accepted", v.len()),
+            ));
+        }
+    }
 
     if let Some(v) = get("inject") {
         parse_inject(v).map_err(|m| err("inject", m))?;
@@ -181,13 +195,26 @@ pub fn parse(file: &Path, ours: &BTreeMap<String, String>) -> Result<PodSettings
         if rustls::pki_types::ServerName::try_from(v).is_err() || v.len() > 253 {
             return Err(err(
                 "tls-server-name",
-                format!("{v:?} is not a DNS name or IP address, e.g. vault.example.com"),
+                format!(
+                    "{:?} is not a DNS name or IP address, e.g. vault.example.com",
+                    shorten(v)
+                ),
             ));
         }
         s.tls_server_name = Some(v.to_string());
     }
     if let Some(v) = get("token-audience") {
         s.token_audience = Some(check_audience(v).map_err(|m| err("token-audience", m))?);
+    }
+    for name in ["notify-signal", "poll-interval"] {
+        if let Some(v) = get(name).filter(|v| v.len() > 64) {
+            let what = if name == "poll-interval" {
+                "a duration, e.g. 30s or 5m"
+            } else {
+                "a signal name, e.g. SIGHUP"
+            };
+            return Err(err(name, format!("{:?} is not {what}", shorten(v))));
+        }
     }
     if let Some(v) = get("notify-signal") {
         s.notify.signal = Some(super::parse_signal(v).map_err(|m| err("notify-signal", m))?);
