@@ -4,7 +4,8 @@
 //!
 //! Invariant: a review is parsed into a `Value` only when its estimated parsed size
 //! ([`Shape::heap`]) is at most [`MAX_HEAP`]; a larger one is read by a streaming pass that
-//! keeps only the request's kind, operation, uid, names and the opt-in annotation. Such a pod
+//! keeps only the request's kind, operation, uid, names, first owner and the opt-in label and
+//! annotation. Such a pod
 //! is allowed unchanged when it is not ours, exactly as the full path would decide, and
 //! rejected with a message when it is, so the memory one review needs stays bounded whatever
 //! its text.
@@ -406,8 +407,8 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// Of a pod's annotations, only the value of `secretdrop.dev/inject` (the last one, as a
-/// `Value` map keeps it), when it is a string.
+/// Of a pod's annotations or labels, only the value of `secretdrop.dev/inject` (the last one,
+/// as a `Value` map keeps it), when it is a string.
 #[derive(Default)]
 struct InjectAnnotation(Option<String>);
 
