@@ -5,10 +5,9 @@
 //! Invariant: a review is parsed into a `Value` only when its estimated parsed size
 //! ([`Shape::heap`]) is at most [`MAX_HEAP`]; a larger one is read by a streaming pass that
 //! keeps only the request's kind, operation, uid, names, first owner and the opt-in label and
-//! annotation. Such a pod
-//! is allowed unchanged when it is not ours, exactly as the full path would decide, and
-//! rejected with a message when it is, so the memory one review needs stays bounded whatever
-//! its text.
+//! annotation. Such a pod is allowed unchanged when it is not ours, exactly as the full path
+//! would decide, and rejected with a message when it is, so the memory one review needs stays
+//! bounded whatever its text.
 
 use std::fmt;
 use std::marker::PhantomData;
