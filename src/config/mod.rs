@@ -12,6 +12,7 @@ pub mod env;
 pub mod native;
 pub mod objects;
 pub mod spc;
+pub mod volumes;
 pub mod yaml;
 
 use std::fmt;
