@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod fetch;
+pub mod kube;
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod logging;
