@@ -188,6 +188,11 @@ const TOKEN_AUDIENCE: Flag = flag(
     Some("AUD"),
     "audience of the projected service-account token",
 );
+const KUBECONFIG: Flag = flag(
+    "kubeconfig",
+    Some("FILE"),
+    "Kubernetes API access for SecretProviderClasses [default: in-cluster]",
+);
 const SIZE_LIMIT: Flag = flag(
     "size-limit",
     Some("QTY"),
@@ -300,6 +305,7 @@ const COMMANDS: &[CommandDef] = &[
             ALLOWED_VAULT_ADDRESS,
             TOKEN_AUDIENCE,
             SIZE_LIMIT,
+            KUBECONFIG,
             LOG_LEVEL,
             LOG_FORMAT,
         ],
@@ -929,11 +935,33 @@ fn webhook(args: &Args) -> Result<(), Error> {
     if let Some(size) = args.get("size-limit") {
         defaults.size_limit = size.to_string();
     }
+    // The API is only needed for pods with CSI volumes: without it the webhook still serves
+    // everything else, and rejects those pods saying why.
+    let kube = match args.get("kubeconfig") {
+        Some(file) => Some(
+            crate::kube::Client::from_kubeconfig(std::path::Path::new(file))
+                .map_err(|e| Error::Usage(format!("--kubeconfig: {e}")))?,
+        ),
+        None => match crate::kube::Client::in_cluster() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(reason = %e, "no Kubernetes API access: pods with Secrets Store CSI volumes will be rejected");
+                None
+            }
+        },
+    };
+    if let Some(k) = &kube {
+        tracing::info!(
+            server = k.server(),
+            "reading SecretProviderClasses from the Kubernetes API"
+        );
+    }
     crate::webhook::server::run(crate::webhook::server::Options {
         tls_cert: args.path("tls-cert", None)?,
         tls_key: args.path("tls-key", None)?,
         listen,
         defaults,
+        kube,
     })
 }
 

@@ -107,8 +107,8 @@ impl Client {
     pub fn from_kubeconfig(path: &Path) -> Result<Client, ConfigError> {
         let text = read_file(path, "kubeconfig")?;
         let at = |m: &str| bad(format!("{}: {m}", path.display()));
-        let doc: serde_yaml::Value = serde_yaml::from_slice(&text)
-            .map_err(|e| at(&format!("not YAML: {e}")))?;
+        let doc: serde_yaml::Value =
+            serde_yaml::from_slice(&text).map_err(|e| at(&format!("not YAML: {e}")))?;
         let current = doc["current-context"]
             .as_str()
             .ok_or_else(|| at("current-context: missing"))?;
@@ -138,15 +138,16 @@ impl Client {
                 false => base.join(p),
             }
         };
-        let pem = |data_key: &str, file_key: &str, v: &serde_yaml::Value, what: &str| {
-            match (v[data_key].as_str(), v[file_key].as_str()) {
-                (Some(d), _) => base64::engine::general_purpose::STANDARD
-                    .decode(d.trim())
-                    .map(Some)
-                    .map_err(|_| at(&format!("{what}: {data_key} is not base64"))),
-                (None, Some(f)) => read_file(&relative(f), what).map(Some),
-                (None, None) => Ok(None),
-            }
+        let pem = |data_key: &str, file_key: &str, v: &serde_yaml::Value, what: &str| match (
+            v[data_key].as_str(),
+            v[file_key].as_str(),
+        ) {
+            (Some(d), _) => base64::engine::general_purpose::STANDARD
+                .decode(d.trim())
+                .map(Some)
+                .map_err(|_| at(&format!("{what}: {data_key} is not base64"))),
+            (None, Some(f)) => read_file(&relative(f), what).map(Some),
+            (None, None) => Ok(None),
         };
         let server = cluster["server"]
             .as_str()
@@ -306,8 +307,9 @@ impl Client {
         };
         if let Some(t) = token {
             let mut value =
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))
-                    .map_err(|_| failed("the token holds characters not allowed in a header".into()))?;
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose())).map_err(
+                    |_| failed("the token holds characters not allowed in a header".into()),
+                )?;
             value.set_sensitive(true);
             req = req.header(reqwest::header::AUTHORIZATION, value);
         }
@@ -355,7 +357,9 @@ impl Client {
         Err(match status {
             404 => KubeError::NotFound,
             401 | 403 => KubeError::Denied { status, message },
-            _ => failed(format!("the Kubernetes API answered HTTP {status}: {message}")),
+            _ => failed(format!(
+                "the Kubernetes API answered HTTP {status}: {message}"
+            )),
         })
     }
 }
@@ -441,9 +445,15 @@ mod tests {
         write("http://127.0.0.1:1", "");
         let e = Client::from_kubeconfig(&file).unwrap_err().to_string();
         assert!(e.contains("only https://"), "{e}");
-        write("https://127.0.0.1:1", "    insecure-skip-tls-verify: true\n");
+        write(
+            "https://127.0.0.1:1",
+            "    insecure-skip-tls-verify: true\n",
+        );
         let e = Client::from_kubeconfig(&file).unwrap_err().to_string();
-        assert!(e.contains("insecure-skip-tls-verify is not supported"), "{e}");
+        assert!(
+            e.contains("insecure-skip-tls-verify is not supported"),
+            "{e}"
+        );
         write("https://127.0.0.1:1", "");
         let e = Client::from_kubeconfig(&file).unwrap_err().to_string();
         assert!(e.contains("no certificate authority"), "{e}");

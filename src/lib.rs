@@ -12,9 +12,9 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod fetch;
-pub mod kube;
 #[doc(hidden)]
 pub mod fuzz_entry;
+pub mod kube;
 pub mod logging;
 pub mod observe;
 pub mod render;
