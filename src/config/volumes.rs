@@ -139,7 +139,9 @@ pub fn units(path: &Path, sources: Vec<Source>, layout: &Layout) -> Result<Vec<U
         }
     }
     let token_dir = layout.token_path.parent().unwrap_or(Path::new("/"));
-    let mut groups: Vec<(Vec<(Option<String>, PathBuf)>, Vec<Spec>)> = Vec::new();
+    /// Members (volume, directory) and their specs, which log in alike.
+    type Group = (Vec<(Option<String>, PathBuf)>, Vec<Spec>);
+    let mut groups: Vec<Group> = Vec::new();
     for mut source in sources {
         let dir = match &source.volume {
             None => layout.dir.clone(),
