@@ -44,6 +44,34 @@ fn patched(pod: &Value, response: &Value) -> Value {
     patch::apply(pod, &ops).unwrap()
 }
 
+/// The pod validates against the Kubernetes schema (`kubernetes-validate --strict`), as the
+/// API server will check it after admission.
+fn validates(pod: &Value) {
+    use std::io::Write;
+    let mut named = pod.clone();
+    let prefix = named["metadata"]["generateName"]
+        .as_str()
+        .unwrap_or("pod-")
+        .to_string();
+    named["metadata"]["name"] = json!(format!("{prefix}abcde"));
+    let mut child = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubernetes-validate (scripts/test.sh installs it)");
+    let stdin = child.stdin.take().unwrap();
+    { stdin }.write_all(named.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the converted pod does not validate:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn refusal(response: &Value) -> String {
     assert_eq!(response["allowed"], false, "{response}");
     response["status"]["message"].as_str().unwrap().to_string()
@@ -95,6 +123,7 @@ fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() 
     let pod = pod_of(&deployment);
     let injected = patched(&pod, &s.review(&pod));
 
+    validates(&injected);
     // The app container is byte for byte what the Deployment says; the volume keeps its name.
     assert_eq!(injected["spec"]["containers"], pod["spec"]["containers"]);
     let volume = &injected["spec"]["volumes"][0];
@@ -156,6 +185,7 @@ fn two_classes_and_annotations(
     s.api.put("default", class("class-b", "pass", "password"));
     let csi = |class: &str| json!({"driver": "secrets-store.csi.k8s.io", "readOnly": true, "volumeAttributes": {"secretProviderClass": class}});
     let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
         "metadata": {"generateName": "two-", "annotations": {
             "secretdrop.dev/inject": "true", "secretdrop.dev/role": identity.role,
             "secretdrop.dev/vault-address": bao.addr(), "secretdrop.dev/mode": mode,
@@ -182,6 +212,7 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
     let identity = Pod::reading(bao, &path);
     let s = Scene::new(|api| api.token.clone(), &[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "sidecar");
+    validates(&injected);
     let inits = injected["spec"]["initContainers"].as_array().unwrap();
     assert_eq!(inits.len(), 1, "one secretdrop container for three volumes");
 
