@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::config::annotations::MAX_ANNOTATION_BYTES;
 use crate::config::volumes::{audience_token_file, is_volume_name, CSI_PREFIX};
 use crate::config::{Auth, VaultEnv};
 use crate::kube::KubeError;
@@ -155,6 +156,27 @@ pub fn classes(
             }
         };
         out.push(check(name, namespace, class, &found, defaults).map_err(at)?);
+    }
+    // The classes travel as annotations: all of a pod's annotations must fit the API server's
+    // limit, or the pod would be refused after admission with a less helpful message.
+    let existing: usize = pod
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum()
+        });
+    let added: usize = out
+        .iter()
+        .map(|c| CSI_PREFIX.len() + c.name.len() + c.class.len())
+        .sum();
+    if existing + added > MAX_ANNOTATION_BYTES {
+        return Err(format!(
+            "the SecretProviderClasses of this pod take {added} bytes as annotations, and with \
+             its own {existing} bytes that exceeds the {MAX_ANNOTATION_BYTES} bytes Kubernetes \
+             allows for a pod's annotations"
+        ));
     }
     Ok(out)
 }
@@ -364,6 +386,16 @@ mod tests {
         d.allowed_vault_addresses = vec!["http://vault.vault:8200".into()];
         let m = classes(&pod(ok), "default", &d).unwrap_err();
         assert!(m.contains("not allowed by this webhook"), "{m}");
+    }
+
+    #[test]
+    fn classes_too_large_for_the_pods_annotations_are_refused() {
+        let big = format!("{OBJECTS}# {}\n", "x".repeat(300 * 1024));
+        let d = source(Ok(class(json!({"roleName": "r", "objects": big}))));
+        let p =
+            pod(json!({"driver": DRIVER, "volumeAttributes": {"secretProviderClass": "mycsispc"}}));
+        let m = classes(&p, "default", &d).unwrap_err();
+        assert!(m.contains("exceeds the 262144 bytes"), "{m}");
     }
 
     #[test]
