@@ -155,23 +155,24 @@ pub fn run(opts: Options) -> Result<(), Error> {
             let all: Vec<Arc<Metrics>> = sidecars.iter().map(|s| s.metrics.clone()).collect();
             tokio::spawn(crate::observe::serve(l, all[0].clone()));
         }
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(async move {
-                let mut running = tokio::task::JoinSet::new();
-                for mut sidecar in sidecars {
-                    running.spawn_local(async move { sidecar.run().await });
+        // Every loop on this one thread; the first error ends the process, as with one loop.
+        let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + '_>>> =
+            sidecars.iter_mut().map(|s| Box::pin(s.run()) as _).collect();
+        std::future::poll_fn(|cx| {
+            let mut i = 0;
+            while i < runs.len() {
+                match runs[i].as_mut().poll(cx) {
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Ready(Ok(())) => drop(runs.swap_remove(i)),
+                    std::task::Poll::Pending => i += 1,
                 }
-                while let Some(done) = running.join_next().await {
-                    match done {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Err(e),
-                        Err(e) => return Err(Error::Runtime(format!("a sidecar loop failed: {e}"))),
-                    }
-                }
-                Ok(())
-            })
-            .await
+            }
+            match runs.is_empty() {
+                true => std::task::Poll::Ready(Ok(())),
+                false => std::task::Poll::Pending,
+            }
+        })
+        .await
     })
 }
 
