@@ -411,3 +411,81 @@ fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
         .iter()
         .all(|a| a == &format!("Bearer {}", s.api.token)));
 }
+
+#[test]
+fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
+    let bao = Bao::shared();
+    let path = unique("aud");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=u-aud",
+        "password=p-aud",
+    ]);
+    let identity = Pod::reading(bao, &path);
+    // A second role for the same service account that only takes tokens for "vault-csi":
+    // OpenBao asks the TokenReview stand-in, which checks the token's audience.
+    let policy = unique("aud-policy");
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    let aud_role = unique("aud-role");
+    bao.cli(&[
+        "write",
+        &format!("auth/kubernetes/role/{aud_role}"),
+        &format!("bound_service_account_names={}", identity.service_account),
+        "bound_service_account_namespaces=default",
+        "audience=vault-csi",
+        &format!("policies={policy}"),
+        "ttl=20m",
+    ]);
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    let class = |name: &str, role: &str, extra: &str, object: &str, key: &str| {
+        yaml(&format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}{extra}\n    objects: |\n      - {{objectName: {object}, secretPath: secret/data/{path}, secretKey: {key}}}\n",
+            bao.addr()
+        ))
+    };
+    s.api.put(
+        "default",
+        class("plain", &identity.role, "", "user", "username"),
+    );
+    s.api.put(
+        "default",
+        class(
+            "aud",
+            &aud_role,
+            "\n    audience: vault-csi",
+            "pass",
+            "password",
+        ),
+    );
+    let csi = |class: &str| json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": class}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "aud-"},
+        "spec": {"serviceAccountName": identity.service_account,
+                 "containers": [{"name": "app", "image": "app", "volumeMounts": [
+                     {"name": "plain", "mountPath": "/etc/plain"}, {"name": "aud", "mountPath": "/etc/aud"}]}],
+                 "volumes": [{"name": "plain", "csi": csi("plain")}, {"name": "aud", "csi": csi("aud")}]}});
+    let injected = patched(&pod, &s.review(&pod));
+    validates(&injected);
+    let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/plain/user").unwrap()),
+        "u-aud"
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/aud/pass").unwrap()),
+        "p-aud"
+    );
+    let log = read(&sidecar.log);
+    assert_eq!(
+        log.matches("logged in to Vault").count(),
+        2,
+        "two roles and two tokens: two logins, in one process:\n{log}"
+    );
+}
