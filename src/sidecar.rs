@@ -156,7 +156,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             tokio::spawn(crate::observe::serve(l, all[0].clone()));
         }
         // Every loop on this one thread; the first error ends the process, as with one loop.
-        let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + '_>>> =
+        let mut runs: Vec<Loop<'_>> =
             sidecars.iter_mut().map(|s| Box::pin(s.run()) as _).collect();
         std::future::poll_fn(|cx| {
             let mut i = 0;
@@ -175,6 +175,9 @@ pub fn run(opts: Options) -> Result<(), Error> {
         .await
     })
 }
+
+/// One unit's event loop, boxed so that several are polled side by side.
+type Loop<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>>;
 
 /// When a step runs next, and how often it has failed in a row.
 #[derive(Debug, Clone, Copy)]
