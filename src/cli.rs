@@ -1058,8 +1058,21 @@ fn copy_self(args: &Args) -> Result<(), Error> {
 
 /// `secretdrop check`: the plan, without contacting Vault or printing secret values.
 fn check(args: &Args) -> Result<(), Error> {
-    let spec = load_spec(args)?;
-    print!("{}", plan(&spec));
+    let path = args.path("config", None)?;
+    let text = config::read_bounded(&path)?;
+    let sources = config::volumes::sources(&path, &text, &VaultEnv::from_process())?;
+    // A config of one volume prints as it always did; an annotations file with converted CSI
+    // volumes prints one plan per volume, each under its name.
+    let several = sources.len() > 1 || sources.iter().any(|s| s.volume.is_some());
+    for source in &sources {
+        if several {
+            match &source.volume {
+                None => println!("volume --dir (secretdrop.dev/objects):"),
+                Some(v) => println!("volume {v} (--volume {v}=DIR):"),
+            }
+        }
+        print!("{}", plan(&source.spec));
+    }
     Ok(())
 }
 

@@ -217,6 +217,20 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
     assert_eq!(inits.len(), 1, "one secretdrop container for three volumes");
 
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    // `check` on the annotations file the container reads shows one plan per volume.
+    let ours = kubelet.container("secretdrop");
+    let annotations = kubelet
+        .host_path(&ours, "/etc/secretdrop/annotations")
+        .unwrap();
+    let plan = common::cli::secretdrop(&["check", "--config", annotations.to_str().unwrap()], &[]);
+    plan.expect_code(0);
+    for want in [
+        "volume --dir",
+        "volume a (--volume a=DIR)",
+        "volume b (--volume b=DIR)",
+    ] {
+        assert!(plan.stdout.contains(want), "{want}: {}", plan.stdout);
+    }
     let probe = kubelet.probe("secretdrop");
     assert_eq!(probe.code, 1, "{}", probe.stderr);
     let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
