@@ -135,6 +135,11 @@ pub fn run(opts: Options) -> Result<(), Error> {
             volume,
         ));
     }
+    // One set of counters for the process; `/readyz` is ready only when every loop is.
+    let metrics = Arc::new(Metrics::for_loops(sidecars.len()));
+    for s in &mut sidecars {
+        s.metrics = metrics.clone();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,8 +157,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         }
         if let Some(l) = listener {
             tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz, /metrics");
-            let all: Vec<Arc<Metrics>> = sidecars.iter().map(|s| s.metrics.clone()).collect();
-            tokio::spawn(crate::observe::serve(l, all[0].clone()));
+            tokio::spawn(crate::observe::serve(l, metrics));
         }
         // Every loop on this one thread; the first error ends the process, as with one loop.
         let mut runs: Vec<Loop<'_>> =
@@ -1186,21 +1190,24 @@ impl Sidecar {
             })
             .collect();
         let ready = complete && !expired && self.committed_once;
-        self.metrics.publish(Status {
-            ready,
-            not_ready: if ready {
-                String::new()
-            } else {
-                self.not_ready_reason(now)
+        self.metrics.publish_loop(
+            self.opts.unit,
+            Status {
+                ready,
+                not_ready: if ready {
+                    String::new()
+                } else {
+                    self.not_ready_reason(now)
+                },
+                last_success: self.last_success,
+                token_expires: self
+                    .token
+                    .as_ref()
+                    .and_then(|t| t.expires)
+                    .map(|(_, wall)| wall),
+                expiries,
             },
-            last_success: self.last_success,
-            token_expires: self
-                .token
-                .as_ref()
-                .and_then(|t| t.expires)
-                .map(|(_, wall)| wall),
-            expiries,
-        });
+        );
     }
 }
 

@@ -503,3 +503,65 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
         "two roles and two tokens: two logins, in one process:\n{log}"
     );
 }
+
+#[test]
+fn one_volume_that_cannot_render_keeps_the_pod_unready_while_the_other_is_served() {
+    let bao = Bao::shared();
+    let path = unique("half");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=u-half",
+        "password=p-half",
+    ]);
+    let identity = Pod::reading(bao, &path);
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    let class = |name: &str, role: &str| {
+        yaml(&format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}\n    objects: |\n      - {{objectName: user, secretPath: secret/data/{path}, secretKey: username}}\n",
+            bao.addr()
+        ))
+    };
+    s.api.put("default", class("good", &identity.role));
+    // A role that does not exist: its login fails, whatever the token. It sorts after "good",
+    // so it is the second login of the process.
+    s.api
+        .put("default", class("z-broken", &unique("no-such-role")));
+    let csi = |class: &str| json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": class}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "half-"},
+        "spec": {"serviceAccountName": identity.service_account,
+                 "containers": [{"name": "app", "image": "app", "volumeMounts": [
+                     {"name": "good", "mountPath": "/etc/good"}, {"name": "z-broken", "mountPath": "/etc/z-broken"}]}],
+                 "volumes": [{"name": "good", "csi": csi("good")}, {"name": "z-broken", "csi": csi("z-broken")}]}});
+    let injected = patched(&pod, &s.review(&pod));
+    let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let sidecar = kubelet.start_with_env(
+        "secretdrop",
+        &identity.dir.join("sidecar.log"),
+        &[("SECRETDROP_LISTEN", &listen)],
+    );
+    let app = kubelet.container("app");
+    let good = kubelet.host_path(&app, "/etc/good/user").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !good.exists() {
+        assert!(Instant::now() < deadline, "{}", read(&sidecar.log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read(&good), "u-half");
+    // The served volume does not make the pod ready: the startupProbe and /readyz wait for both.
+    let probe = kubelet.probe("secretdrop");
+    assert_eq!(probe.code, 1, "{}", probe.stderr);
+    assert!(
+        probe.stderr.contains("volumes/z-broken"),
+        "{}",
+        probe.stderr
+    );
+    let (code, body) = common::http("GET", port, "/readyz", &[], "").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(&format!("secret/data/{path}")), "{body}");
+    let (code, _) = common::http("GET", port, "/healthz", &[], "").unwrap();
+    assert_eq!(code, 200);
+}

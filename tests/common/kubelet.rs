@@ -189,12 +189,19 @@ impl Kubelet {
 
     /// Starts the container (a sidecar), logging to `log`; killed with the test process.
     pub fn start(&self, name: &str, log: &Path) -> Running {
+        self.start_with_env(name, log, &[])
+    }
+
+    /// [`Kubelet::start`] with environment variables added to the container's, as a pod
+    /// author would add them to the spec (e.g. `SECRETDROP_LISTEN`).
+    pub fn start_with_env(&self, name: &str, log: &Path, extra: &[(&str, &str)]) -> Running {
         let c = self.container(name);
         let mut cmd = Command::new(bin());
         scrub_env(&mut cmd);
         let file = std::fs::File::create(log).unwrap();
         cmd.args(self.args(&c, &c["args"]))
             .envs(Kubelet::env(&c))
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
