@@ -103,6 +103,8 @@ pub fn sources(path: &Path, text: &str, env: &VaultEnv) -> Result<Vec<Source>, C
                  digits and '-', at most 63)",
             ));
         }
+        // Only a SecretProviderClass, parsed as the CSI provider reads one (whichever providers
+        // `spc` serves): an edited annotation gets no more than the class could say.
         let file = PathBuf::from(format!("{} ({key})", path.display()));
         out.push(Source {
             volume: Some(name.to_string()),
