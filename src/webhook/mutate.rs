@@ -128,7 +128,14 @@ pub fn mutate_with(pod: &Value, defaults: &Defaults, csi: &[CsiVolume]) -> Decis
             .map(String::as_str),
     );
     if !by_annotation && csi.is_empty() {
-        return Decision::Skip("not opted in");
+        // A pod injected for its CSI volumes alone has neither left when it comes back.
+        let injected = annotations
+            .get(&format!("{PREFIX}status"))
+            .map(String::as_str);
+        return Decision::Skip(match injected == Some("injected") {
+            true => "already injected",
+            false => "not opted in",
+        });
     }
     if annotations
         .get(&format!("{PREFIX}status"))
