@@ -289,7 +289,7 @@ pub fn admission_defaults() -> Defaults {
         token_audience: Some("vault".into()),
         // Every class exists but `missing`; each has an audience, so CSI volumes convert with
         // their own projected tokens.
-        classes: crate::webhook::csi::ClassSource::new(|_, name| match name {
+        classes: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
             "missing" => Err(crate::kube::KubeError::NotFound),
             _ => Ok(
                 serde_json::json!({"spec": {"provider": "vault", "parameters": {

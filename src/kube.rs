@@ -263,10 +263,12 @@ impl Client {
     }
 
     /// `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME`.
+    /// Bounded by `within`, at most [`TIMEOUT`].
     pub async fn secret_provider_class(
         &self,
         namespace: &str,
         name: &str,
+        within: Duration,
     ) -> Result<Value, KubeError> {
         for (what, v) in [("namespace", namespace), ("name", name)] {
             if !is_dns_subdomain(v) {
@@ -279,12 +281,13 @@ impl Client {
         let path = format!(
             "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{namespace}/secretproviderclasses/{name}"
         );
-        match tokio::time::timeout(TIMEOUT, self.get(&path)).await {
+        let within = within.min(TIMEOUT);
+        match tokio::time::timeout(within, self.get(&path)).await {
             Ok(r) => r,
             Err(_) => Err(KubeError::Failed(format!(
-                "the Kubernetes API at {} did not answer within {}s",
+                "the Kubernetes API at {} did not answer within {:.1}s",
                 self.server,
-                TIMEOUT.as_secs()
+                within.as_secs_f64()
             ))),
         }
     }

@@ -409,7 +409,7 @@ fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
     s.api.behave(Behaviour::Trickle);
     let started = Instant::now();
     let m = refusal(&s.review(&pod));
-    assert!(m.contains("did not answer within 3s"), "{m}");
+    assert!(m.contains("did not answer within 3.0s"), "{m}");
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_secs(5),

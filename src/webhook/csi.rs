@@ -14,6 +14,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -30,15 +31,21 @@ pub const CSI_DIR: &str = "/mnt/secretdrop-csi";
 /// More CSI volumes than this in one pod is refused: each costs one API call.
 pub const MAX_VOLUMES: usize = 16;
 
-/// Reads a SecretProviderClass by namespace and name.
-pub type Lookup = dyn Fn(&str, &str) -> Result<Value, KubeError> + Send + Sync;
+/// Reads a SecretProviderClass by namespace and name, within the time given.
+pub type Lookup = dyn Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync;
+
+/// All lookups of one pod together must end within this: the API server waits for the webhook
+/// for its timeoutSeconds (5 in manifests/), and a pod with many volumes must not use it all.
+pub const LOOKUP_BUDGET: Duration = Duration::from_secs(3);
 
 /// The webhook's way to read SecretProviderClasses; none when it has no API access.
 #[derive(Clone, Default)]
 pub struct ClassSource(Option<Arc<Lookup>>);
 
 impl ClassSource {
-    pub fn new(f: impl Fn(&str, &str) -> Result<Value, KubeError> + Send + Sync + 'static) -> Self {
+    pub fn new(
+        f: impl Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync + 'static,
+    ) -> Self {
         ClassSource(Some(Arc::new(f)))
     }
 }
@@ -110,7 +117,9 @@ pub fn classes(
         .filter(|n| !n.is_empty())
         .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
         .unwrap_or("default");
-    let mut out = Vec::new();
+    let mut out: Vec<CsiVolume> = Vec::new();
+    let mut classes_read: Vec<String> = Vec::new();
+    let started = Instant::now();
     for v in csi {
         let name = v["name"].as_str().unwrap_or("");
         if !is_volume_name(name) {
@@ -140,7 +149,27 @@ pub fn classes(
                  access (run it in a cluster or give it --kubeconfig)"
             )));
         };
-        let found = match lookup(namespace, class) {
+        let left = LOOKUP_BUDGET.saturating_sub(started.elapsed());
+        // Two volumes of one class cost one GET.
+        let cached = out
+            .iter()
+            .zip(&classes_read)
+            .find(|(_, c)| c.as_str() == class)
+            .map(|(v, _): (&CsiVolume, _)| v.clone());
+        if let Some(mut same) = cached {
+            same.name = name.to_string();
+            out.push(same);
+            classes_read.push(class.to_string());
+            continue;
+        }
+        if left.is_zero() {
+            return Err(at(format!(
+                "cannot read SecretProviderClass {namespace}/{class}: the Kubernetes API used \
+                 up the {} this webhook allows for one pod",
+                crate::logging::Dur(LOOKUP_BUDGET)
+            )));
+        }
+        let found = match lookup(namespace, class, left) {
             Ok(found) => found,
             // The CSI driver's own wording, so runbooks that grep for it keep working.
             Err(KubeError::NotFound) => {
@@ -156,6 +185,7 @@ pub fn classes(
             }
         };
         out.push(check(name, namespace, class, &found, defaults).map_err(at)?);
+        classes_read.push(class.to_string());
     }
     // The classes travel as annotations: all of a pod's annotations must fit the API server's
     // limit, or the pod would be refused after admission with a less helpful message.
@@ -300,7 +330,7 @@ mod tests {
     fn source(found: Result<Value, KubeError>) -> Defaults {
         Defaults {
             vault_address: Some("http://vault.vault:8200".into()),
-            classes: ClassSource::new(move |_, _| found.clone()),
+            classes: ClassSource::new(move |_, _, _| found.clone()),
             ..Defaults::default()
         }
     }
@@ -396,6 +426,37 @@ mod tests {
             pod(json!({"driver": DRIVER, "volumeAttributes": {"secretProviderClass": "mycsispc"}}));
         let m = classes(&p, "default", &d).unwrap_err();
         assert!(m.contains("exceeds the 262144 bytes"), "{m}");
+    }
+
+    #[test]
+    fn one_class_is_read_once_and_all_reads_share_one_time_budget() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let d = Defaults {
+            vault_address: Some("http://vault.vault:8200".into()),
+            classes: ClassSource::new(move |_, _, within| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // A slow API server: each GET takes 1.2 s, or all the time it is given.
+                std::thread::sleep(within.min(Duration::from_millis(1200)));
+                Ok(class(json!({"roleName": "r", "objects": OBJECTS})))
+            }),
+            ..Defaults::default()
+        };
+        let vol = |name: &str, class: &str| json!({"name": name, "csi": {"driver": DRIVER, "volumeAttributes": {"secretProviderClass": class}}});
+        let two = json!({"spec": {"volumes": [vol("a", "same"), vol("b", "same")]}});
+        let got = classes(&two, "default", &d).unwrap();
+        assert_eq!((got[0].name.as_str(), got[1].name.as_str()), ("a", "b"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one GET for one class");
+        let four = json!({"spec": {"volumes": [vol("a", "c1"), vol("b", "c2"), vol("c", "c3"), vol("d", "c4")]}});
+        let started = Instant::now();
+        let m = classes(&four, "default", &d).unwrap_err();
+        assert!(m.contains("used up the 3s"), "{m}");
+        assert!(
+            started.elapsed() < LOOKUP_BUDGET + Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -121,8 +121,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
             // Reviews are answered on blocking threads; the lookup waits there for the
             // request this runtime drives.
             let handle = tokio::runtime::Handle::current();
-            defaults.classes = super::csi::ClassSource::new(move |ns, name| {
-                handle.block_on(kube.secret_provider_class(ns, name))
+            defaults.classes = super::csi::ClassSource::new(move |ns, name, within| {
+                handle.block_on(kube.secret_provider_class(ns, name, within))
             });
         }
         let state = Arc::new(State::new(defaults));
