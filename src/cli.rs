@@ -11,7 +11,7 @@ use crate::config::{self, Auth, Output, Spec, VaultEnv};
 use crate::error::{Error, ExitCode};
 use crate::fetch::Fetcher;
 use crate::render;
-use crate::volume::{Commit, Volume};
+use crate::volume::{Commit, Volume, VolumeSet};
 
 pub const DEFAULT_DIR: &str = "/mnt/secrets";
 pub const DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -52,6 +52,16 @@ const DIR: Flag = flag(
     "dir",
     Some("DIR"),
     "output directory, a memory-backed emptyDir [default: /mnt/secrets]",
+);
+const VOLUME: Flag = repeated(
+    "volume",
+    "NAME=DIR",
+    "write the config's volume NAME (a converted CSI volume) into DIR (repeatable)",
+);
+const PROBE_DIR: Flag = repeated(
+    "dir",
+    "DIR",
+    "a volume to check; repeat for several, all must be ready [default: /mnt/secrets]",
 );
 const TOKEN_PATH: Flag = flag(
     "token-path",
@@ -184,6 +194,11 @@ const CA_CONFIGMAP: Flag = flag(
     "Vault CA for pods that set none: mount KEY (default ca.crt) of this ConfigMap of the pod's \
      namespace into the injected container",
 );
+const KUBECONFIG: Flag = flag(
+    "kubeconfig",
+    Some("FILE"),
+    "Kubernetes API access for SecretProviderClasses [default: in-cluster]",
+);
 const SIZE_LIMIT: Flag = flag(
     "size-limit",
     Some("QTY"),
@@ -248,6 +263,7 @@ const COMMANDS: &[CommandDef] = &[
         flags: &[
             CONFIG,
             DIR,
+            VOLUME,
             TOKEN_PATH,
             TIMEOUT,
             ALLOW_DISK,
@@ -265,6 +281,7 @@ const COMMANDS: &[CommandDef] = &[
         flags: &[
             CONFIG,
             DIR,
+            VOLUME,
             TOKEN_PATH,
             POLL_INTERVAL,
             LISTEN,
@@ -295,6 +312,7 @@ const COMMANDS: &[CommandDef] = &[
             TOKEN_AUDIENCE,
             CA_CONFIGMAP,
             SIZE_LIMIT,
+            KUBECONFIG,
             LOG_LEVEL,
             LOG_FORMAT,
         ],
@@ -306,8 +324,8 @@ const COMMANDS: &[CommandDef] = &[
     },
     CommandDef {
         name: "probe",
-        about: "exit 0 once a complete render exists in --dir (a startupProbe)",
-        flags: &[DIR],
+        about: "exit 0 once a complete render exists in every --dir (a startupProbe)",
+        flags: &[PROBE_DIR],
     },
     CommandDef {
         name: "exec",
@@ -402,6 +420,27 @@ impl Args {
             )
             .map(Some),
         }
+    }
+
+    /// `--volume NAME=DIR`, each checked, no name twice.
+    fn volumes(&self) -> Result<Vec<(String, PathBuf)>, Error> {
+        let mut out: Vec<(String, PathBuf)> = Vec::new();
+        for v in self.list("volume") {
+            let (name, dir) = v
+                .split_once('=')
+                .filter(|(n, d)| config::volumes::is_volume_name(n) && d.starts_with('/'))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--volume: {v:?} is not NAME=DIR (a volume name, then an absolute \
+                         directory), e.g. secrets-store-inline=/mnt/secretdrop-csi/secrets-store-inline"
+                    ))
+                })?;
+            if out.iter().any(|(n, _)| n == name) {
+                return Err(Error::Usage(format!("--volume {name}=... given twice")));
+            }
+            out.push((name.to_string(), PathBuf::from(dir)));
+        }
+        Ok(out)
     }
 
     /// `--revoke-replaced-after`: a duration, or `never`.
@@ -730,51 +769,79 @@ fn load_spec(args: &Args) -> Result<Spec, Error> {
     Ok(config::load(&path, &VaultEnv::from_process())?)
 }
 
-/// `secretdrop init`: one complete render, or nothing changed and exit code != 0.
+/// `secretdrop init`: one complete render of every volume, or nothing changed and exit
+/// code != 0. Volumes that log in the same way share one login (see [`config::volumes`]).
 fn init(args: &Args) -> Result<(), Error> {
     let started = Instant::now();
     // Flags first: a usage error is reported before the config file is even read.
-    let volume = Volume::new(
-        args.path("dir", Some(DEFAULT_DIR))?,
-        args.switch("allow-disk")?,
-    );
+    let dir = args.path("dir", Some(DEFAULT_DIR))?;
+    let allow_disk = args.switch("allow-disk")?;
     let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
     let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
     let policy = args.client_policy()?;
     let grace = args.revoke_replaced_after()?;
-    let state_dir = args.state_dir(volume.dir())?;
-    let spec = load_spec(args)?;
-    volume.check_filesystem()?;
-    crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
-    let fetcher = Fetcher::new(&spec, &token_path, &policy)?;
+    let volumes = args.volumes()?;
+    let state_dir = args.state_dir(&dir)?;
+    let path = args.path("config", None)?;
+    let text = config::read_bounded(&path)?;
+    let layout = config::volumes::Layout {
+        dir,
+        volumes,
+        token_path: token_path.clone(),
+    };
+    let units = config::volumes::load_units(&path, &text, &VaultEnv::from_process(), &layout)?;
+    let several = units.len() > 1;
+    let mut prepared = Vec::new();
+    for (i, unit) in units.into_iter().enumerate() {
+        let volume = VolumeSet::new(
+            unit.dirs
+                .iter()
+                .map(|d| Volume::new(d, allow_disk))
+                .collect(),
+        );
+        volume.check_filesystem()?;
+        crate::volume::check_ownership(&unit.spec.objects).map_err(Error::Unfit)?;
+        let fetcher = Fetcher::new(&unit.spec, &token_path, &policy)?;
+        let state_dir = match (&state_dir, several) {
+            (Some(sd), true) => Some(crate::state::StateDir::prepare(
+                &sd.path().join(format!("unit-{i}")),
+                volume.dir(),
+                allow_disk,
+            )?),
+            (sd, _) => sd.clone(),
+        };
+        prepared.push((unit.spec, volume, fetcher, state_dir));
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     let deadline = started + timeout;
-    let (outcome, files) = match &state_dir {
-        Some(sd) => runtime.block_on(crate::state::init(
-            sd, &spec, &fetcher, &volume, grace, deadline,
-        ))?,
-        None => {
-            let snapshot = runtime.block_on(fetcher.fetch(&spec.reads, deadline))?;
-            let payload = render::render(&spec, &snapshot)?;
-            (volume.commit(&payload)?, payload.files.len())
-        }
-    };
-    let (what, version) = match &outcome {
-        Commit::Written { version } => ("rendered", version),
-        Commit::Unchanged { version } => ("unchanged", version),
-    };
-    tracing::info!(
-        dir = %volume.dir().display(),
-        version = %version,
-        files,
-        reads = spec.reads.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "{what}"
-    );
+    for (spec, volume, fetcher, state_dir) in &prepared {
+        let (outcome, files) = match state_dir {
+            Some(sd) => runtime.block_on(crate::state::init(
+                sd, spec, fetcher, volume, grace, deadline,
+            ))?,
+            None => {
+                let snapshot = runtime.block_on(fetcher.fetch(&spec.reads, deadline))?;
+                let payload = render::render(spec, &snapshot)?;
+                (volume.commit(&payload)?, payload.files.len())
+            }
+        };
+        let (what, version) = match &outcome {
+            Commit::Written { version } => ("rendered", version),
+            Commit::Unchanged { version } => ("unchanged", version),
+        };
+        tracing::info!(
+            dir = %volume.describe(),
+            version = %version,
+            files,
+            reads = spec.reads.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "{what}"
+        );
+    }
     Ok(())
 }
 
@@ -819,6 +886,9 @@ fn sidecar(args: &Args) -> Result<(), Error> {
         listen,
         revoke_on_exit: args.switch("revoke-on-exit")?,
         policy: args.client_policy()?,
+        volumes: args.volumes()?,
+        unit: 0,
+        members: Vec::new(),
     };
     crate::sidecar::run(opts)
 }
@@ -878,24 +948,52 @@ fn webhook(args: &Args) -> Result<(), Error> {
                 .map_err(|m| Error::Usage(format!("--ca-configmap: {m}")))?,
         );
     }
+    // The API is only needed for pods with CSI volumes: without it the webhook still serves
+    // everything else, and rejects those pods saying why.
+    let kube = match args.get("kubeconfig") {
+        Some(file) => Some(
+            crate::kube::Client::from_kubeconfig(std::path::Path::new(file))
+                .map_err(|e| Error::Usage(format!("--kubeconfig: {e}")))?,
+        ),
+        None => match crate::kube::Client::in_cluster() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(reason = %e, "no Kubernetes API access: pods with Secrets Store CSI volumes will be rejected");
+                None
+            }
+        },
+    };
+    if let Some(k) = &kube {
+        tracing::info!(
+            server = k.server(),
+            "reading SecretProviderClasses from the Kubernetes API"
+        );
+    }
     crate::webhook::server::run(crate::webhook::server::Options {
         tls_cert: args.path("tls-cert", None)?,
         tls_key: args.path("tls-key", None)?,
         listen,
         defaults,
+        kube,
     })
 }
 
-/// `secretdrop probe`: 0 when `..data` points at a complete version, 1 otherwise.
+/// `secretdrop probe`: 0 when `..data` points at a complete version in every `--dir`, 1
+/// otherwise (naming the first directory that is not ready).
 fn probe(args: &Args) -> Result<(), Error> {
-    let dir = args.path("dir", Some(DEFAULT_DIR))?;
-    match Volume::new(&dir, true).readiness() {
-        Ok(version) => {
-            println!("{}: {version}", dir.display());
-            Ok(())
+    let dirs: Vec<PathBuf> = match args.list("dir") {
+        [] => vec![PathBuf::from(DEFAULT_DIR)],
+        list => list.iter().map(PathBuf::from).collect(),
+    };
+    let mut ready = Vec::new();
+    for dir in &dirs {
+        match Volume::new(dir, true).readiness() {
+            Ok(version) => ready.push(format!("{}: {version}", dir.display())),
+            Err(why) => return Err(Error::NotReady(format!("{}: {why}", dir.display()))),
         }
-        Err(why) => Err(Error::NotReady(format!("{}: {why}", dir.display()))),
     }
+    println!("{}", ready.join("\n"));
+    Ok(())
 }
 
 /// `secretdrop exec`: see [`crate::exec`]. Values come from `--dir` (the default) or, with
@@ -973,8 +1071,21 @@ fn copy_self(args: &Args) -> Result<(), Error> {
 
 /// `secretdrop check`: the plan, without contacting Vault or printing secret values.
 fn check(args: &Args) -> Result<(), Error> {
-    let spec = load_spec(args)?;
-    print!("{}", plan(&spec));
+    let path = args.path("config", None)?;
+    let text = config::read_bounded(&path)?;
+    let sources = config::volumes::sources(&path, &text, &VaultEnv::from_process())?;
+    // A config of one volume prints as it always did; an annotations file with converted CSI
+    // volumes prints one plan per volume, each under its name.
+    let several = sources.len() > 1 || sources.iter().any(|s| s.volume.is_some());
+    for source in &sources {
+        if several {
+            match &source.volume {
+                None => println!("volume --dir (secretdrop.dev/objects):"),
+                Some(v) => println!("volume {v} (--volume {v}=DIR):"),
+            }
+        }
+        print!("{}", plan(&source.spec));
+    }
     Ok(())
 }
 

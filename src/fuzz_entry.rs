@@ -287,6 +287,17 @@ pub fn admission_defaults() -> Defaults {
     Defaults {
         vault_address: Some("http://vault.vault:8200".into()),
         token_audience: Some("vault".into()),
+        // Every class exists but `missing`; each has an audience, so CSI volumes convert with
+        // their own projected tokens.
+        classes: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
+            "missing" => Err(crate::kube::KubeError::NotFound),
+            _ => Ok(
+                serde_json::json!({"spec": {"provider": "vault", "parameters": {
+                    "roleName": "r", "audience": name,
+                    "objects": "- {objectName: myPassword, secretPath: secret/data/app, secretKey: password}\n"
+                }}}),
+            ),
+        }),
         ..Defaults::default()
     }
 }
@@ -405,7 +416,12 @@ fn check_injection(review: &Value, response: &Value, defaults: &Defaults) {
         Ok(p) => p,
         Err(e) => panic!("the patch does not apply to its pod: {e}"),
     };
-    match mutate::mutate(pod, defaults) {
+    let namespace = review["request"]["namespace"].as_str().unwrap_or("");
+    let decided = match crate::webhook::csi::classes(pod, namespace, defaults) {
+        Ok(csi) => mutate::mutate_with(pod, defaults, &csi),
+        Err(m) => Decision::Reject(m),
+    };
+    match decided {
         Decision::Inject { pod: injected, .. } => {
             assert!(
                 patched == injected,

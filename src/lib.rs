@@ -14,6 +14,7 @@ pub mod exec;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzz_entry;
+pub mod kube;
 pub mod logging;
 pub mod observe;
 pub mod render;

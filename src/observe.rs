@@ -28,7 +28,8 @@ pub struct Metrics {
     pub revocations: AtomicU64,
     pub notifications_failed: AtomicU64,
     failures: Mutex<BTreeMap<&'static str, u64>>,
-    status: Mutex<Status>,
+    /// One status per event loop of the process (several when volumes log in differently).
+    status: Mutex<Vec<Status>>,
 }
 
 /// The loop's view of freshness, published after each step.
@@ -55,14 +56,55 @@ impl Metrics {
         }
     }
 
+    /// Metrics shared by `loops` event loops; until each has published, it counts as not ready.
+    pub fn for_loops(loops: usize) -> Metrics {
+        let m = Metrics::default();
+        if let Ok(mut s) = m.status.lock() {
+            *s = vec![Status::default(); loops.max(1)];
+        }
+        m
+    }
+
     pub fn publish(&self, status: Status) {
+        self.publish_loop(0, status);
+    }
+
+    /// The status of event loop `i` (see [`Metrics::for_loops`]).
+    pub fn publish_loop(&self, i: usize, status: Status) {
         if let Ok(mut s) = self.status.lock() {
-            *s = status;
+            if s.len() <= i {
+                s.resize(i + 1, Status::default());
+            }
+            s[i] = status;
         }
     }
 
+    /// All loops together: ready when every one is; the first reason a loop is not; the
+    /// earliest token expiry and last success; every expiry.
     pub fn status(&self) -> Status {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let all = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut combined = Status {
+            ready: !all.is_empty() && all.iter().all(|s| s.ready),
+            ..Status::default()
+        };
+        for s in all {
+            if !s.ready && combined.not_ready.is_empty() {
+                combined.not_ready = match s.not_ready.is_empty() {
+                    true => "starting".into(),
+                    false => s.not_ready,
+                };
+            }
+            combined.token_expires = match (combined.token_expires, s.token_expires) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            combined.last_success = match (combined.last_success, s.last_success) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            combined.expiries.extend(s.expiries);
+        }
+        combined
     }
 
     /// The Prometheus text exposition.
@@ -273,5 +315,37 @@ mod tests {
         assert_eq!(parse_listen(":9090").unwrap().port(), 9090);
         assert!(parse_listen("127.0.0.1:0").is_ok());
         assert!(parse_listen("localhost").is_err());
+    }
+
+    #[test]
+    fn several_loops_are_ready_only_together() {
+        let m = Metrics::for_loops(2);
+        assert!(!m.status().ready);
+        assert_eq!(m.status().not_ready, "starting");
+        m.publish_loop(
+            0,
+            Status {
+                ready: true,
+                ..Status::default()
+            },
+        );
+        assert!(!m.status().ready, "the second loop has not rendered");
+        m.publish_loop(
+            1,
+            Status {
+                ready: false,
+                not_ready: "secret/data/b has not been read".into(),
+                ..Status::default()
+            },
+        );
+        assert_eq!(m.status().not_ready, "secret/data/b has not been read");
+        m.publish_loop(
+            1,
+            Status {
+                ready: true,
+                ..Status::default()
+            },
+        );
+        assert!(m.status().ready);
     }
 }

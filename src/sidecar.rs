@@ -38,7 +38,7 @@ use crate::secret::SecretString;
 use crate::state::{self, ReadRecord, Rendered, Replaced, StateDir, TokenRecord};
 use crate::vault::auth::VaultToken;
 use crate::vault::Response;
-use crate::volume::{Commit, Volume};
+use crate::volume::{Commit, Volume, VolumeSet};
 
 pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
 /// How long one network step may retry transient failures (a blip) before it counts as failed
@@ -74,16 +74,72 @@ pub struct Options {
     /// What the operator allows the Vault client (pinned addresses, answer size), applied to
     /// every config, including one reloaded later.
     pub policy: crate::vault::ClientPolicy,
+    /// `--volume NAME=DIR`: where each volume the config names is written.
+    pub volumes: Vec<(String, PathBuf)>,
+    /// Which unit of the config this loop serves, and its volumes (set by [`run`]).
+    pub unit: usize,
+    pub members: Vec<Option<String>>,
 }
 
-/// Starts the sidecar and runs until SIGTERM or SIGINT.
+impl Options {
+    fn layout(&self) -> config::volumes::Layout {
+        config::volumes::Layout {
+            dir: self.dir.clone(),
+            volumes: self.volumes.clone(),
+            token_path: self.token_path.clone(),
+        }
+    }
+}
+
+/// Starts the sidecar and runs until SIGTERM or SIGINT: one event loop per unit of volumes
+/// that log in the same way (see [`config::volumes`]), all in this one process.
 pub fn run(opts: Options) -> Result<(), Error> {
     let text = config::read_bounded(&opts.config)?;
-    let spec = config::parse(&opts.config, &text, &VaultEnv::from_process())?;
-    let volume = Volume::new(&opts.dir, opts.allow_disk).keeping_previous();
-    volume.check_filesystem()?;
-    crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
-    let fetcher = Fetcher::new(&spec, &opts.token_path, &opts.policy)?.quiet();
+    let units = config::volumes::load_units(
+        &opts.config,
+        &text,
+        &VaultEnv::from_process(),
+        &opts.layout(),
+    )?;
+    let several = units.len() > 1;
+    let mut sidecars = Vec::new();
+    for (i, unit) in units.into_iter().enumerate() {
+        let volumes = unit
+            .dirs
+            .iter()
+            .map(|d| Volume::new(d, opts.allow_disk))
+            .collect();
+        let volume = VolumeSet::new(volumes).keeping_previous();
+        volume.check_filesystem()?;
+        crate::volume::check_ownership(&unit.spec.objects).map_err(Error::Unfit)?;
+        let fetcher = Fetcher::new(&unit.spec, &opts.token_path, &opts.policy)?.quiet();
+        let mut unit_opts = opts.clone();
+        unit_opts.unit = i;
+        unit_opts.members = unit.volumes.clone();
+        if several {
+            // Each login keeps its own token and leases for the next process.
+            unit_opts.state_dir = match &opts.state_dir {
+                Some(sd) => Some(StateDir::prepare(
+                    &sd.path().join(format!("unit-{i}")),
+                    volume.dir(),
+                    opts.allow_disk,
+                )?),
+                None => None,
+            };
+        }
+        sidecars.push(Sidecar::new(
+            unit_opts,
+            unit.spec,
+            text.clone(),
+            fetcher,
+            volume,
+        ));
+    }
+    // One set of counters for the process; `/readyz` is ready only when every loop is.
+    let metrics = Arc::new(Metrics::for_loops(sidecars.len()));
+    for s in &mut sidecars {
+        s.metrics = metrics.clone();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,15 +152,36 @@ pub fn run(opts: Options) -> Result<(), Error> {
             ),
             None => None,
         };
-        let mut sidecar = Sidecar::new(opts, spec, text, fetcher, volume);
-        sidecar.adopt().await;
+        for sidecar in &mut sidecars {
+            sidecar.adopt().await;
+        }
         if let Some(l) = listener {
             tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz, /metrics");
-            tokio::spawn(crate::observe::serve(l, sidecar.metrics.clone()));
+            tokio::spawn(crate::observe::serve(l, metrics));
         }
-        sidecar.run().await
+        // Every loop on this one thread; the first error ends the process, as with one loop.
+        let mut runs: Vec<Loop<'_>> =
+            sidecars.iter_mut().map(|s| Box::pin(s.run()) as _).collect();
+        std::future::poll_fn(|cx| {
+            let mut i = 0;
+            while i < runs.len() {
+                match runs[i].as_mut().poll(cx) {
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Ready(Ok(())) => drop(runs.swap_remove(i)),
+                    std::task::Poll::Pending => i += 1,
+                }
+            }
+            match runs.is_empty() {
+                true => std::task::Poll::Ready(Ok(())),
+                false => std::task::Poll::Pending,
+            }
+        })
+        .await
     })
 }
+
+/// One unit's event loop, boxed so that several are polled side by side.
+type Loop<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>>;
 
 /// When a step runs next, and how often it has failed in a row.
 #[derive(Debug, Clone, Copy)]
@@ -224,7 +301,7 @@ struct Sidecar {
     spec: Spec,
     config_text: String,
     fetcher: Arc<Fetcher>,
-    volume: Volume,
+    volume: VolumeSet,
     notifier: Notifier,
     poll: Duration,
     metrics: Arc<Metrics>,
@@ -256,7 +333,7 @@ impl Sidecar {
         spec: Spec,
         config_text: String,
         fetcher: Fetcher,
-        volume: Volume,
+        volume: VolumeSet,
     ) -> Sidecar {
         let slots = spec
             .reads
@@ -449,7 +526,7 @@ impl Sidecar {
         };
         tracing::info!(
             config = %self.opts.config.display(),
-            dir = %self.volume.dir().display(),
+            dir = %self.volume.describe(),
             reads = self.slots.len(),
             files = self.spec.objects.len(),
             poll = %crate::logging::Dur(self.poll),
@@ -905,7 +982,7 @@ impl Sidecar {
                 self.committed(&version, fingerprint);
                 Metrics::inc(&self.metrics.renders_written);
                 self.last_success = Some(SystemTime::now());
-                tracing::info!(version = %version, files, dir = %self.volume.dir().display(), "committed a new version");
+                tracing::info!(version = %version, files, dir = %self.volume.describe(), "committed a new version");
                 if let Some(old) = before {
                     self.retire.push((old, Instant::now() + RETIRE_AFTER));
                 }
@@ -980,8 +1057,23 @@ impl Sidecar {
         if text == self.config_text && why != "SIGHUP" {
             return false;
         }
-        let spec = match config::parse(&self.opts.config, &text, &VaultEnv::from_process()) {
-            Ok(s) => s,
+        let units = config::volumes::load_units(
+            &self.opts.config,
+            &text,
+            &VaultEnv::from_process(),
+            &self.opts.layout(),
+        );
+        let spec = match units.map(|mut u| {
+            let unit = (self.opts.unit < u.len()).then(|| u.swap_remove(self.opts.unit));
+            unit.filter(|u| u.volumes == self.opts.members)
+        }) {
+            Ok(Some(u)) => u.spec,
+            Ok(None) => {
+                self.metrics.failure("config");
+                tracing::error!(trigger = why, "the new config groups the volumes differently; keeping the running one (restart the pod to apply it)");
+                self.config_text = text;
+                return false;
+            }
             Err(e) => {
                 self.metrics.failure("config");
                 tracing::error!(trigger = why, error = %e, "the new config is invalid; keeping the running one");
@@ -1098,28 +1190,31 @@ impl Sidecar {
             })
             .collect();
         let ready = complete && !expired && self.committed_once;
-        self.metrics.publish(Status {
-            ready,
-            not_ready: if ready {
-                String::new()
-            } else {
-                self.not_ready_reason(now)
+        self.metrics.publish_loop(
+            self.opts.unit,
+            Status {
+                ready,
+                not_ready: if ready {
+                    String::new()
+                } else {
+                    self.not_ready_reason(now)
+                },
+                last_success: self.last_success,
+                token_expires: self
+                    .token
+                    .as_ref()
+                    .and_then(|t| t.expires)
+                    .map(|(_, wall)| wall),
+                expiries,
             },
-            last_success: self.last_success,
-            token_expires: self
-                .token
-                .as_ref()
-                .and_then(|t| t.expires)
-                .map(|(_, wall)| wall),
-            expiries,
-        });
+        );
     }
 }
 
 impl Sidecar {
     /// What `/readyz` says when not ready: the first thing missing, by path, never a value.
     fn not_ready_reason(&self, now: Instant) -> String {
-        let dir = self.volume.dir().display();
+        let dir = self.volume.describe();
         if let Some(s) = self.slots.iter().find(|s| s.fetched.is_none()) {
             return format!(
                 "{} has not been read from Vault yet (see the log)",

@@ -40,7 +40,7 @@ use crate::schedule::{self, Lifetime};
 use crate::secret::{wipe, SecretString};
 use crate::vault::Response;
 use crate::volume::dir::Dir;
-use crate::volume::{Commit, Volume, VolumeError};
+use crate::volume::{Commit, Volume, VolumeError, VolumeSet};
 
 pub const FILE_NAME: &str = "state.json";
 const TMP_NAME: &str = "state.json.tmp";
@@ -267,7 +267,7 @@ pub fn payload(p: &Payload) -> String {
 }
 
 /// The current version on disk and the fingerprint of its files.
-pub fn on_disk(volume: &Volume) -> Option<Rendered> {
+pub fn on_disk(volume: &VolumeSet) -> Option<Rendered> {
     let mut h = FilesHash::new();
     let version = volume.visit_current(|rel, mode, data| h.add(rel, mode, data))?;
     Some(Rendered {
@@ -485,7 +485,7 @@ pub async fn adopt(
     state_dir: &StateDir,
     spec: &Spec,
     fetcher: &Fetcher,
-    volume: &Volume,
+    volume: &VolumeSet,
     deadline: Instant,
 ) -> Option<Adoption> {
     let dir = state_dir.path().display();
@@ -614,7 +614,7 @@ pub async fn init(
     state_dir: &StateDir,
     spec: &Spec,
     fetcher: &Fetcher,
-    volume: &Volume,
+    volume: &VolumeSet,
     grace: Option<Duration>,
     deadline: Instant,
 ) -> Result<(Commit, usize), Error> {

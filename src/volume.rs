@@ -30,6 +30,7 @@
 
 pub(crate) mod dir;
 mod read;
+pub mod set;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -42,6 +43,7 @@ use crate::render::{FileContent, Payload};
 use crate::secret::SecretBytes;
 use dir::{statfs_type, Dir, Kind};
 pub use read::{Objects, ReadError};
+pub use set::VolumeSet;
 
 pub const DATA_LINK: &str = "..data";
 const DATA_TMP_LINK: &str = "..data_tmp";
@@ -65,6 +67,9 @@ pub enum VolumeError {
          another --dir"
     )]
     Foreign { path: PathBuf, found: String },
+    /// A payload name of a several-volume set without its member's `..N/` prefix: a bug.
+    #[error("internal: payload entry {name:?} names no volume of the set")]
+    Unprefixed { name: String },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

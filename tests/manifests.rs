@@ -434,3 +434,78 @@ fn injected_example_pods_validate_and_the_patch_applies_with_kubectl() {
     }
     assert_eq!(injected_any, 2, "the injected Deployment and the Job");
 }
+
+#[test]
+fn the_webhook_may_only_get_secret_provider_classes() {
+    let docs = documents(&kustomize(&root().join("manifests/base")));
+    let role = find(&docs, "ClusterRole", "secretdrop-webhook");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": ["secrets-store.csi.x-k8s.io"],
+                "resources": ["secretproviderclasses"], "verbs": ["get"]}]),
+        "one rule, one verb"
+    );
+    assert!(
+        !docs
+            .iter()
+            .any(|d| (d["kind"] == "Role" || d["kind"] == "ClusterRole")
+                && d["metadata"]["name"] != "secretdrop-webhook"),
+        "no other role"
+    );
+    let binding = find(&docs, "ClusterRoleBinding", "secretdrop-webhook");
+    assert_eq!(binding["roleRef"]["name"], "secretdrop-webhook");
+    let pod = &find(&docs, "Deployment", "secretdrop-webhook")["spec"]["template"]["spec"];
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "secretdrop-system"}])
+    );
+    // In-cluster config needs the standard token files in the webhook's own pods only.
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    let sa = find(&docs, "ServiceAccount", "secretdrop-webhook");
+    assert_eq!(sa["automountServiceAccountToken"], false);
+}
+
+#[test]
+fn the_secret_provider_class_crd_is_an_optional_component() {
+    let base = documents(&kustomize(&root().join("manifests/base")));
+    assert!(
+        !base.iter().any(|d| d["kind"] == "CustomResourceDefinition"),
+        "clusters with the driver already have the CRD"
+    );
+    // An overlay for a cluster that never had the driver, as the component's comment says.
+    let dir = TestDir::new();
+    run(
+        Command::new("cp")
+            .arg("-r")
+            .arg(root().join("manifests"))
+            .arg(dir.path()),
+        None,
+    );
+    let overlay = dir.join("manifests/no-driver");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources: [../base]\ncomponents: [../components/secretproviderclass-crd]\n",
+    )
+    .unwrap();
+    let yaml = kustomize(&overlay);
+    let report = validate(&yaml);
+    assert!(report.contains("passed"), "{report}");
+    let docs = documents(&yaml);
+    let crd = find(
+        &docs,
+        "CustomResourceDefinition",
+        "secretproviderclasses.secrets-store.csi.x-k8s.io",
+    );
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert!(crd["metadata"].get("namespace").is_none(), "cluster-scoped");
+    let v1 = &crd["spec"]["versions"][0];
+    assert_eq!(
+        (v1["name"].as_str(), v1["storage"].as_bool()),
+        (Some("v1"), Some(true))
+    );
+    // The class the webhook reads, as users write it, fits the schema.
+    let spec = &v1["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(spec["parameters"]["additionalProperties"]["type"], "string");
+    assert_eq!(spec["provider"]["type"], "string");
+}

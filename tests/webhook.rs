@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cli::{read, secretdrop};
-use common::kubelet::Kubelet;
+use common::kubelet_paths::Kubelet;
 use common::resident::Resident;
 use common::scenario::Pod;
 use common::webhook::{kubectl_agrees, patched, Webhook};

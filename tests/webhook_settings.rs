@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::cli::{read, secretdrop};
-use common::kubelet::{container, Kubelet};
+use common::kubelet_paths::{container, Kubelet};
 use common::resident::Resident;
 use common::scenario::Pod;
 use common::webhook::{kubectl_agrees, patched, Webhook};

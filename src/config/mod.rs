@@ -13,6 +13,7 @@ pub mod native;
 pub mod objects;
 pub mod pod_settings;
 pub mod spc;
+pub mod volumes;
 pub mod yaml;
 
 use std::fmt;

@@ -1,6 +1,8 @@
 //! The mutating admission webhook (docs/webhook.md): [`mutate`] is the pure injection, [`patch`]
-//! turns its result into a JSON Patch, [`review`] answers an AdmissionReview.
+//! turns its result into a JSON Patch, [`review`] answers an AdmissionReview, [`csi`] converts
+//! Secrets Store CSI volumes.
 
+pub mod csi;
 pub mod mutate;
 pub mod patch;
 pub mod review;

@@ -18,6 +18,8 @@ use crate::config::annotations::{self, PREFIX};
 use crate::config::pod_settings::{self, ConfigMapKey, PodSettings};
 use crate::config::VaultEnv;
 
+use super::csi::{self, CsiVolume};
+
 pub const CONTAINER: &str = "secretdrop";
 pub const INIT_CONTAINER: &str = "secretdrop-init";
 pub const SECRETS_VOLUME: &str = "secretdrop-secrets";
@@ -52,6 +54,8 @@ pub struct Defaults {
     /// The Vault CA for pods that name none (`--ca-configmap`): a ConfigMap every namespace
     /// has, e.g. one a trust distributor keeps in each.
     pub ca_configmap: Option<ConfigMapKey>,
+    /// Reads the SecretProviderClass of a CSI volume (see [`super::csi`]).
+    pub classes: super::csi::ClassSource,
 }
 
 impl Default for Defaults {
@@ -63,6 +67,7 @@ impl Default for Defaults {
             token_audience: None,
             size_limit: "1Mi".into(),
             ca_configmap: None,
+            classes: Default::default(),
         }
     }
 }
@@ -109,6 +114,12 @@ pub enum Decision {
 
 /// Decides what to do with a pod.
 pub fn mutate(pod: &Value, defaults: &Defaults) -> Decision {
+    mutate_with(pod, defaults, &[])
+}
+
+/// [`mutate`] for a pod whose CSI volumes' classes were read ([`super::csi::classes`]): those
+/// volumes are converted, and a pod that has some is injected even without the opt-in.
+pub fn mutate_with(pod: &Value, defaults: &Defaults, csi: &[CsiVolume]) -> Decision {
     let annotations: BTreeMap<String, String> = pod
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
@@ -125,10 +136,19 @@ pub fn mutate(pod: &Value, defaults: &Defaults) -> Decision {
     let annotation = annotations
         .get(&format!("{PREFIX}inject"))
         .map(String::as_str);
-    match opted_in(annotation, label) {
-        Ok(true) => {}
-        Ok(false) => return Decision::Skip("not opted in"),
+    let asked = match opted_in(annotation, label) {
+        Ok(asked) => asked,
         Err(message) => return Decision::Reject(message),
+    };
+    if !asked && csi.is_empty() {
+        // A pod injected for its CSI volumes alone has neither left when it comes back.
+        let injected = annotations
+            .get(&format!("{PREFIX}status"))
+            .map(String::as_str);
+        return Decision::Skip(match injected == Some("injected") {
+            true => "already injected",
+            false => "not opted in",
+        });
     }
     if annotations
         .get(&format!("{PREFIX}status"))
@@ -142,7 +162,14 @@ pub fn mutate(pod: &Value, defaults: &Defaults) -> Decision {
     if let Err(message) = check_shape(pod) {
         return Decision::Reject(message);
     }
-    match plan(pod, &annotations, defaults) {
+    let planned = match asked {
+        true => plan(pod, &annotations, defaults),
+        false => csi_only_plan(pod, &annotations, defaults, csi),
+    };
+    match planned.map(|p| Plan {
+        csi: csi.to_vec(),
+        ..p
+    }) {
         Ok(p) => Decision::Inject {
             pod: inject(pod, &p, defaults),
             mode: p.mode,
@@ -210,6 +237,46 @@ struct Plan {
     env: Option<Vec<String>>,
     /// CA, audience, resources, port: what [`settings`] adds to the injected containers.
     settings: PodSettings,
+    /// Whether the annotations describe objects of their own (the `secretdrop-secrets` volume).
+    objects: bool,
+    /// Converted CSI volumes.
+    csi: Vec<CsiVolume>,
+}
+
+/// A pod injected only for its CSI volumes: no volume of our own, a native sidecar unless
+/// `secretdrop.dev/mode` says otherwise.
+fn csi_only_plan(
+    pod: &Value,
+    all: &BTreeMap<String, String>,
+    defaults: &Defaults,
+    csi: &[CsiVolume],
+) -> Result<Plan, String> {
+    let mode = match all.get(&format!("{PREFIX}mode")) {
+        None => Mode::Sidecar,
+        Some(m) => Mode::parse(m).ok_or_else(|| {
+            format!("{PREFIX}mode: {m:?} is not a mode: allowed are sidecar, init, init+sidecar")
+        })?,
+    };
+    // Per-pod settings (resources, CA, port...) apply to a pod injected for its CSI volumes too.
+    let file = Path::new("pod annotations");
+    let ours = annotations::ours(file, all).map_err(|e| strip_file(&e.to_string()))?;
+    let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
+    settings::check(pod, &pod_settings, mode)?;
+    let address = defaults
+        .vault_address
+        .clone()
+        .or_else(|| csi.first().map(|c| c.address.clone()))
+        .unwrap_or_default();
+    Ok(Plan {
+        mode,
+        mount_path: DEFAULT_MOUNT_PATH.to_string(),
+        containers: None,
+        address,
+        env: None,
+        settings: pod_settings,
+        objects: false,
+        csi: Vec::new(),
+    })
 }
 
 fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Result<Plan, String> {
@@ -276,6 +343,8 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         address,
         env,
         settings: pod_settings,
+        objects: true,
+        csi: Vec::new(),
     })
 }
 
@@ -382,7 +451,10 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     let mut pod = pod.clone();
     let spec = &mut pod["spec"];
     let mut volumes = take_array(spec, "volumes");
-    volumes.push(json!({"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": defaults.size_limit}}));
+    csi::replace_volumes(&mut volumes, &plan.csi, &defaults.size_limit);
+    if plan.objects {
+        volumes.push(json!({"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": defaults.size_limit}}));
+    }
     volumes.push(json!({"name": PODINFO_VOLUME, "downwardAPI": {"items": [
         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
     ]}}));
@@ -391,9 +463,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
         token["audience"] = json!(aud);
     }
     volumes.extend(settings::volumes(&plan.settings, defaults));
-    volumes.push(
-        json!({"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}),
-    );
+    volumes.push(json!({"name": TOKEN_VOLUME, "projected": {"sources": csi::token_sources(token, &plan.csi)}}));
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
     if plan.env.is_some() {
@@ -431,7 +501,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
             false,
         )),
     }
-    for c in inits.iter_mut().skip(at) {
+    for c in inits.iter_mut().skip(at).filter(|_| plan.objects) {
         add_mount(c, &app_mount);
     }
     let tail = inits.split_off(at);
@@ -449,7 +519,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
             None => true,
             Some(set) => c["name"].as_str().is_some_and(|n| set.contains(n)),
         };
-        if selected {
+        if selected && plan.objects {
             add_mount(c, &app_mount);
             if let Some(flags) = &plan.env {
                 wrap_command(c, &plan.mount_path, flags);
@@ -464,6 +534,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     spec["containers"] = Value::Array(containers);
 
     let annotations = &mut pod["metadata"]["annotations"];
+    csi::annotate(annotations, &plan.csi);
     annotations[format!("{PREFIX}status")] = json!("injected");
     pod
 }
@@ -570,7 +641,38 @@ fn sidecar_container(
             "failureThreshold": 300
         });
     }
+    if !plan.csi.is_empty() {
+        with_csi(&mut c, plan);
+    }
     c
+}
+
+/// The injected container of a pod with converted CSI volumes: those volumes too, every
+/// class's Vault address pinned, and `--dir` only when the annotations have objects.
+fn with_csi(c: &mut Value, plan: &Plan) {
+    let first = (!plan.address.is_empty()).then_some(plan.address.as_str());
+    let pinned = csi::addresses(first, &plan.csi).join(",");
+    if let Some(env) = c["env"].as_array_mut() {
+        for e in env.iter_mut() {
+            if e["name"] == "SECRETDROP_ALLOWED_VAULT_ADDRESS" {
+                e["value"] = json!(pinned);
+            }
+        }
+    }
+    if !plan.objects {
+        if let Some(args) = c["args"].as_array_mut() {
+            if let Some(i) = args.iter().position(|a| a == "--dir") {
+                args.drain(i..i + 2);
+            }
+        }
+        if let Some(mounts) = c["volumeMounts"].as_array_mut() {
+            mounts.retain(|m| m["name"] != SECRETS_VOLUME);
+        }
+        if let Some(cmd) = c.pointer_mut("/startupProbe/exec/command") {
+            *cmd = json!(["/secretdrop", "probe"]);
+        }
+    }
+    csi::extend_container(c, &plan.csi);
 }
 
 #[cfg(test)]

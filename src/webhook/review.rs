@@ -180,7 +180,15 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
         request.get("operation").and_then(Value::as_str),
     );
     let pod = request.get("object").filter(|_| is_pod_create);
-    let (response, outcome) = match pod.map(|p| mutate::mutate(p, defaults)) {
+    let namespace = request
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let decide = |p: &Value| match super::csi::classes(p, namespace, defaults) {
+        Ok(csi) => mutate::mutate_with(p, defaults, &csi),
+        Err(message) => Decision::Reject(message),
+    };
+    let (response, outcome) = match pod.map(decide) {
         None => (allowed(uid), Outcome::Skipped("not a pod create")),
         Some(Decision::Skip(why)) => (allowed(uid), Outcome::Skipped(why)),
         Some(Decision::Reject(message)) => (rejected(uid, &message), Outcome::Rejected),

@@ -86,6 +86,8 @@ pub struct Options {
     pub tls_key: PathBuf,
     pub listen: std::net::SocketAddr,
     pub defaults: Defaults,
+    /// The Kubernetes API, for the SecretProviderClasses of CSI volumes.
+    pub kube: Option<crate::kube::Client>,
 }
 
 /// Serves until SIGTERM or SIGINT.
@@ -114,7 +116,16 @@ pub fn run(opts: Options) -> Result<(), Error> {
             .map_err(|e| Error::Runtime(format!("cannot install a signal handler: {e}")))?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|e| Error::Runtime(format!("cannot install a signal handler: {e}")))?;
-        let state = Arc::new(State::new(opts.defaults.clone()));
+        let mut defaults = opts.defaults.clone();
+        if let Some(kube) = opts.kube.clone() {
+            // Reviews are answered on blocking threads; the lookup waits there for the
+            // request this runtime drives.
+            let handle = tokio::runtime::Handle::current();
+            defaults.classes = super::csi::ClassSource::new(move |ns, name, within| {
+                handle.block_on(kube.secret_provider_class(ns, name, within))
+            });
+        }
+        let state = Arc::new(State::new(defaults));
         let limits = Limits::new(MAX_CONNECTIONS, KEEP_FREE_FDS, TIMEOUT);
         tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), connections = limits.connections, "webhook serving /mutate, /healthz, /metrics");
         let server = serve::serve(listener, limits, move |stream, conn| {

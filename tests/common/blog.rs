@@ -61,3 +61,38 @@ spec:
         addr = bao.addr()
     )
 }
+
+/// The post's Deployment, which mounts the SecretProviderClass through the Secrets Store CSI
+/// driver. With secretdrop's webhook converting CSI volumes, it applies unchanged.
+pub const DEPLOYMENT: &str = r#"kind: Deployment
+apiVersion: apps/v1
+metadata:
+  name: mywebapp
+  labels:
+    app: demo
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: demo
+  template:
+    metadata:
+      labels:
+        app: demo
+    spec:
+      serviceAccountName: mycsiserviceaccount
+      containers:
+      - name: app
+        image: jweissig/app:0.0.1
+        volumeMounts:
+        - name: secrets-store-inline
+          mountPath: "/mnt/csi"
+          readOnly: true
+      volumes:
+        - name: secrets-store-inline
+          csi:
+            driver: secrets-store.csi.k8s.io
+            readOnly: true
+            volumeAttributes:
+              secretProviderClass: "mycsispc"
+"#;

@@ -1,45 +1,75 @@
-//! A Kubelet stand-in for injected pods: what kubelet provides to the injected container, on the
-//! test's disk — the downward-API annotations file (`annotations -> ..data/annotations`,
-//! `..data` swapped on change), the projected token, the secrets volume, secretdrop's state
-//! volume and the Vault CA ConfigMap volume — and the container's args and env with container
-//! paths turned into these ([`Kubelet::map`]).
+//! A stand-in for what kubelet does with an admitted pod spec, and nothing more: it lays out
+//! the pod's volumes on the test's tmpfs (emptyDir: a directory; downwardAPI
+//! `metadata.annotations`: the Go-quoted file behind a `..data` link; projected
+//! serviceAccountToken: a token minted for each source's audience), resolves a container's
+//! paths through its own volumeMounts, and runs a container's command line with its env. So a
+//! test runs the injected containers from the admitted spec alone, and reads what an app
+//! container would read at its mount path.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::cli::{secretdrop, write, Run};
+use super::cli::{bin, scrub_env, secretdrop, Run};
+use super::{spawn_tied_to_process, SaClaims, TokenReviewer};
 
 pub struct Kubelet {
-    pub podinfo: PathBuf,
-    pub token_dir: PathBuf,
-    pub volume: PathBuf,
-    pub state: PathBuf,
-    pub ca: PathBuf,
+    root: PathBuf,
+    pod: Value,
 }
 
 impl Kubelet {
-    pub fn new(dir: &Path, token: &str) -> Kubelet {
+    /// Lays out the volumes of `pod` under `root`; tokens are minted for the pod's
+    /// serviceAccountName in `namespace`.
+    pub fn new(root: &Path, namespace: &str, pod: &Value) -> Kubelet {
         let k = Kubelet {
-            podinfo: dir.join("podinfo"),
-            token_dir: dir.join("projected-token"),
-            volume: dir.join("secrets-volume"),
-            state: dir.join("state-volume"),
-            ca: dir.join("ca-volume"),
+            root: root.join("kubelet"),
+            pod: pod.clone(),
         };
-        std::fs::create_dir_all(&k.token_dir).unwrap();
-        write(&k.token_dir, "token", token);
+        let sa = pod["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default");
+        for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+            let dir = k.volume(v["name"].as_str().unwrap());
+            std::fs::create_dir_all(&dir).unwrap();
+            if v.get("downwardAPI").is_some() {
+                k.project(1, pod);
+            }
+            for s in v
+                .pointer("/projected/sources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(t) = s.get("serviceAccountToken") else {
+                    continue;
+                };
+                let mut claims = SaClaims::new(namespace, sa);
+                if let Some(aud) = t["audience"].as_str() {
+                    claims = claims.with_audiences(&[aud]);
+                }
+                let token = TokenReviewer::shared().mint(&claims);
+                std::fs::write(dir.join(t["path"].as_str().unwrap()), token).unwrap();
+            }
+        }
         k
     }
 
-    /// Writes the pod's annotations as generation `generation` of the downward-API volume,
-    /// values quoted like Go's strconv.Quote (JSON escaping agrees for these characters).
+    /// The host directory behind the pod volume `name`.
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.root.join("volumes").join(name)
+    }
+
+    /// Writes the downward-API annotations file as generation `generation` (values quoted like
+    /// Go's strconv.Quote; JSON escaping agrees for these characters), into every downwardAPI
+    /// volume of the pod.
     pub fn project(&self, generation: u32, pod: &Value) {
         let mut lines: Vec<String> = pod["metadata"]["annotations"]
             .as_object()
-            .unwrap()
-            .iter()
+            .into_iter()
+            .flatten()
             .map(|(k, v)| {
                 format!(
                     "{k}={}",
@@ -48,108 +78,175 @@ impl Kubelet {
             })
             .collect();
         lines.sort();
-        let version = self.podinfo.join(format!("..v{generation}"));
-        std::fs::create_dir_all(&version).unwrap();
-        std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
-        let tmp = self.podinfo.join("..data_tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
-        std::fs::rename(&tmp, self.podinfo.join("..data")).unwrap();
-        let link = self.podinfo.join("annotations");
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink("..data/annotations", &link).unwrap();
+        for v in self.pod["spec"]["volumes"].as_array().into_iter().flatten() {
+            if v.get("downwardAPI").is_none() {
+                continue;
+            }
+            let dir = self.volume(v["name"].as_str().unwrap());
+            let version = dir.join(format!("..v{generation}"));
+            std::fs::create_dir_all(&version).unwrap();
+            std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
+            let tmp = dir.join("..data_tmp");
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
+            std::fs::rename(&tmp, dir.join("..data")).unwrap();
+            let link = dir.join("annotations");
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink("..data/annotations", &link).unwrap();
+            }
         }
     }
 
-    /// Fills the pod's `secretdrop-ca` ConfigMap volume from `maps` (name → key → text), the
-    /// items as the volume lists them; panics, as kubelet would refuse to start the pod, when
-    /// the ConfigMap or key does not exist.
-    pub fn config_maps(&self, pod: &Value, maps: &BTreeMap<&str, BTreeMap<&str, &str>>) {
-        let volume = pod["spec"]["volumes"]
-            .as_array()
-            .unwrap()
+    /// The container called `name`, among init and app containers.
+    pub fn container(&self, name: &str) -> Value {
+        ["initContainers", "containers"]
             .iter()
-            .find(|v| v["name"] == "secretdrop-ca")
-            .expect("no secretdrop-ca volume");
-        let name = volume["configMap"]["name"].as_str().unwrap();
-        let data = maps
-            .get(name)
-            .unwrap_or_else(|| panic!("configmap {name:?} not found"));
-        std::fs::create_dir_all(&self.ca).unwrap();
-        for item in volume["configMap"]["items"].as_array().unwrap() {
-            let key = item["key"].as_str().unwrap();
-            let text = data
-                .get(key)
-                .unwrap_or_else(|| panic!("configmap {name:?} has no key {key:?}"));
-            write(&self.ca, item["path"].as_str().unwrap(), text);
-        }
+            .flat_map(|k| self.pod["spec"][k].as_array().cloned().unwrap_or_default())
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
     }
 
-    /// A container path as the test's disk has it.
-    pub fn map(&self, arg: &Value) -> String {
-        let mut s = arg.as_str().unwrap().to_string();
-        // Longest first: /etc/secretdrop is a prefix of /etc/secretdrop-ca.
-        for (from, to) in [
-            ("/etc/secretdrop-ca", &self.ca),
-            ("/etc/secretdrop", &self.podinfo),
-            ("/var/run/secrets/secretdrop", &self.token_dir),
-            ("/mnt/secretdrop", &self.volume),
-            ("/var/run/secretdrop-state", &self.state),
-        ] {
-            s = s.replace(from, to.to_str().unwrap());
+    /// Where `path`, as `container` sees it, is on the host (through its volumeMounts; the
+    /// longest mountPath wins, subPath honoured).
+    pub fn host_path(&self, container: &Value, path: &str) -> Option<PathBuf> {
+        let mounts = container["volumeMounts"].as_array()?;
+        let best = mounts
+            .iter()
+            .filter(|m| {
+                let mp = m["mountPath"].as_str().unwrap();
+                path == mp || path.starts_with(&format!("{}/", mp.trim_end_matches('/')))
+            })
+            .max_by_key(|m| m["mountPath"].as_str().unwrap().len())?;
+        let mp = best["mountPath"].as_str().unwrap();
+        let mut host = self.volume(best["name"].as_str().unwrap());
+        if let Some(sub) = best["subPath"].as_str() {
+            host = host.join(sub);
         }
-        s
+        let rest = path[mp.len()..].trim_start_matches('/');
+        Some(if rest.is_empty() {
+            host
+        } else {
+            host.join(rest)
+        })
     }
 
-    pub fn args(&self, list: &Value) -> Vec<String> {
+    /// A command-line argument with every container path in it mapped to the host.
+    fn map_arg(&self, container: &Value, arg: &str) -> String {
+        let mut mounts: Vec<&str> = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        // NAME=PATH (e.g. --volume) and plain paths.
+        let (prefix, value) = match arg.split_once('=') {
+            Some((p, v)) if v.starts_with('/') => (format!("{p}="), v),
+            _ => (String::new(), arg),
+        };
+        for m in mounts {
+            if value == m || value.starts_with(&format!("{m}/")) {
+                let host = self.host_path(container, value).unwrap();
+                return format!("{prefix}{}", host.display());
+            }
+        }
+        arg.to_string()
+    }
+
+    /// The container's args (or the given list), mapped.
+    pub fn args(&self, container: &Value, list: &Value) -> Vec<String> {
         list.as_array()
             .unwrap()
             .iter()
-            .map(|a| self.map(a))
+            .map(|a| self.map_arg(container, a.as_str().unwrap()))
             .collect()
     }
 
-    /// The container's `env`, values mapped like paths.
-    pub fn env(&self, container: &Value) -> Vec<(String, String)> {
+    fn env(container: &Value) -> Vec<(String, String)> {
         container["env"]
             .as_array()
-            .map_or(&[][..], Vec::as_slice)
-            .iter()
+            .into_iter()
+            .flatten()
             .map(|e| {
-                (
-                    e["name"].as_str().unwrap().to_string(),
-                    self.map(&e["value"]),
-                )
+                let (k, v) = (
+                    e["name"].as_str().unwrap(),
+                    e["value"].as_str().unwrap_or(""),
+                );
+                (k.to_string(), v.to_string())
             })
             .collect()
     }
 
-    /// Runs a run-to-completion container (`secretdrop init`) with its args and env.
-    pub fn run(&self, container: &Value) -> Run {
-        let args = self.args(&container["args"]);
-        let env = self.env(container);
+    /// Runs the container to completion (an init container), as its args and env say.
+    pub fn run(&self, name: &str) -> Run {
+        let c = self.container(name);
+        let args = self.args(&c, &c["args"]);
+        let env = Kubelet::env(&c);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         secretdrop(&args, &env)
     }
+
+    /// Starts the container (a sidecar), logging to `log`; killed with the test process.
+    pub fn start(&self, name: &str, log: &Path) -> Running {
+        self.start_with_env(name, log, &[])
+    }
+
+    /// [`Kubelet::start`] with environment variables added to the container's, as a pod
+    /// author would add them to the spec (e.g. `SECRETDROP_LISTEN`).
+    pub fn start_with_env(&self, name: &str, log: &Path, extra: &[(&str, &str)]) -> Running {
+        let c = self.container(name);
+        let mut cmd = Command::new(bin());
+        scrub_env(&mut cmd);
+        let file = std::fs::File::create(log).unwrap();
+        cmd.args(self.args(&c, &c["args"]))
+            .envs(Kubelet::env(&c))
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        Running {
+            child: spawn_tied_to_process(cmd).expect("start the container"),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Runs the container's startupProbe command once (its first word is the binary).
+    pub fn probe(&self, name: &str) -> Run {
+        let c = self.container(name);
+        let cmd = self.args(&c, &c["startupProbe"]["exec"]["command"]);
+        let args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
+        secretdrop(&args, &[])
+    }
+
+    /// Probes until it passes (as kubelet does before starting the app), or panics.
+    pub fn wait_started(&self, name: &str, running: &Running, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let run = self.probe(name);
+            if run.code == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "startupProbe never passed: {}\n{}",
+                run.stderr,
+                super::cli::read(&running.log)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
-/// The names of a pod's containers of one kind (`initContainers`, `containers`).
-pub fn names(pod: &Value, field: &str) -> Vec<String> {
-    pod["spec"][field]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice)
-        .iter()
-        .map(|c| c["name"].as_str().unwrap_or("").to_string())
-        .collect()
+/// A container process started by [`Kubelet::start`]; killed when dropped.
+pub struct Running {
+    child: Child,
+    pub log: PathBuf,
 }
 
-/// The container named `name` among init and app containers.
-pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    ["initContainers", "containers"]
-        .iter()
-        .filter_map(|f| pod["spec"][f].as_array())
-        .flatten()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no container {name}"))
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -16,7 +16,9 @@
 pub mod blog;
 pub mod cli;
 pub mod hostile;
+pub mod kube_api;
 pub mod kubelet;
+pub mod kubelet_paths;
 pub mod pki;
 pub mod postgres;
 pub mod process;
@@ -803,7 +805,7 @@ fn read_request(conn: &TcpStream) -> Result<Request, String> {
 }
 
 /// An error answer in the apiserver's `Status` shape.
-fn k8s_status(code: u16, reason: &str, message: &str) -> (u16, String) {
+pub fn k8s_status(code: u16, reason: &str, message: &str) -> (u16, String) {
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code});
     (code, status.to_string())

@@ -1,0 +1,321 @@
+//! Several volumes from one config source, served by one process (docs/pod.md, "Several
+//! volumes").
+//!
+//! A config file (SecretProviderClass or native) describes one volume, written to `--dir`. The
+//! downward-API annotations file of an injected pod can describe several: the
+//! `secretdrop.dev/objects` annotations (to `--dir`, as before) and one
+//! `csi.secretdrop.dev/<volume>` annotation per CSI volume the webhook converted, holding that
+//! volume's SecretProviderClass verbatim (to the directory `--volume <volume>=DIR` names).
+//!
+//! Volumes that log in the same way (same Vault settings, same auth) form one [`Unit`]: one
+//! login, reads deduplicated across its volumes, one render split into the volumes. Invariants:
+//! every source has exactly one directory and every `--volume` flag names a source, else the
+//! error says which; inside a unit with several volumes, object names carry the member's index
+//! as a `..N/` prefix (a form no object name can have), which [`crate::volume::set`] strips.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{annotations, spc, Auth, ConfigError, Spec, VaultEnv};
+
+/// Annotation prefix of a converted CSI volume's SecretProviderClass; the name part is the
+/// volume's name (a DNS label of at most 63 characters, as Kubernetes requires of both).
+pub const CSI_PREFIX: &str = "csi.secretdrop.dev/";
+
+/// One volume a config source describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// None: the config's own objects (written to `--dir`); Some: a converted CSI volume.
+    pub volume: Option<String>,
+    pub spec: Spec,
+}
+
+/// Where each volume goes, and the token file the flags name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub dir: PathBuf,
+    /// `--volume NAME=DIR`, in command-line order.
+    pub volumes: Vec<(String, PathBuf)>,
+    pub token_path: PathBuf,
+}
+
+/// Volumes that share one login.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    /// The merged spec: every read once, object names prefixed `..N/` when there are several
+    /// members.
+    pub spec: Spec,
+    /// The members' directories, in prefix order.
+    pub dirs: Vec<PathBuf>,
+    /// The members' volume names (None: `--dir`), for messages and reloads.
+    pub volumes: Vec<Option<String>>,
+}
+
+/// Whether Kubernetes accepts `name` as a volume name (a DNS-1123 label).
+pub fn is_volume_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The file name, inside the projected token volume, of a token with this audience. The
+/// webhook projects it and the sidecar reads it; the audience itself may be any string (often
+/// a URL), so the name is derived from its SHA-256.
+pub fn audience_token_file(audience: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, audience.as_bytes());
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("token-{hex}")
+}
+
+/// Every volume `text` describes.
+pub fn sources(path: &Path, text: &str, env: &VaultEnv) -> Result<Vec<Source>, ConfigError> {
+    if !annotations::looks_like_annotations(text) {
+        return Ok(vec![Source {
+            volume: None,
+            spec: super::parse(path, text, env)?,
+        }]);
+    }
+    let all = annotations::parse_file(path, text)?;
+    let ours = annotations::ours(path, &all)?;
+    let mut out = Vec::new();
+    if ours.contains_key("role") || ours.contains_key("objects") {
+        out.push(Source {
+            volume: None,
+            spec: annotations::spec_from(path, &ours, env)?,
+        });
+    }
+    for (key, value) in &all {
+        let Some(name) = key.strip_prefix(CSI_PREFIX) else {
+            continue;
+        };
+        if !is_volume_name(name) {
+            return Err(ConfigError::field(
+                path,
+                key.as_str(),
+                "the part after csi.secretdrop.dev/ must be a volume name (lowercase letters, \
+                 digits and '-', at most 63)",
+            ));
+        }
+        // Only a SecretProviderClass, parsed as the CSI provider reads one (whichever providers
+        // `spc` serves): an edited annotation gets no more than the class could say.
+        let file = PathBuf::from(format!("{} ({key})", path.display()));
+        out.push(Source {
+            volume: Some(name.to_string()),
+            spec: spc::parse(&file, value, env)?,
+        });
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            "nothing to render: no secretdrop.dev/role and secretdrop.dev/objects, and no \
+             csi.secretdrop.dev/<volume> annotation",
+        ));
+    }
+    Ok(out)
+}
+
+/// Groups the sources into units and gives each volume its directory.
+pub fn units(path: &Path, sources: Vec<Source>, layout: &Layout) -> Result<Vec<Unit>, ConfigError> {
+    for (name, _) in &layout.volumes {
+        if !sources.iter().any(|s| s.volume.as_deref() == Some(name)) {
+            let known: Vec<String> = sources.iter().filter_map(|s| s.volume.clone()).collect();
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "--volume {name}=...: the config describes no volume {name:?}; its volumes \
+                     are {}",
+                    if known.is_empty() {
+                        "none (only --dir)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let token_dir = layout.token_path.parent().unwrap_or(Path::new("/"));
+    /// Members (volume, directory) and their specs, which log in alike.
+    type Group = (Vec<(Option<String>, PathBuf)>, Vec<Spec>);
+    let mut groups: Vec<Group> = Vec::new();
+    for mut source in sources {
+        let dir = match &source.volume {
+            None => layout.dir.clone(),
+            Some(name) => layout
+                .volumes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, d)| d.clone())
+                .ok_or_else(|| {
+                    ConfigError::field(
+                        path,
+                        format!("{CSI_PREFIX}{name}"),
+                        format!(
+                            "no directory for volume {name:?}: add --volume {name}=DIR (where \
+                             this container mounts it)"
+                        ),
+                    )
+                })?,
+        };
+        // A converted volume whose class names an audience logs in with the token the webhook
+        // projected for that audience.
+        if source.volume.is_some() {
+            if let Auth::Kubernetes(login) = &mut source.spec.auth {
+                if let (Some(aud), None) = (&login.audience, &login.token_path) {
+                    login.token_path = Some(token_dir.join(audience_token_file(aud)));
+                }
+            }
+        }
+        let spec = source.spec;
+        match groups
+            .iter_mut()
+            .find(|(_, specs)| specs[0].vault == spec.vault && specs[0].auth == spec.auth)
+        {
+            Some((members, specs)) => {
+                members.push((source.volume, dir));
+                specs.push(spec);
+            }
+            None => groups.push((vec![(source.volume, dir)], vec![spec])),
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(members, specs)| Unit {
+            spec: merge(specs),
+            dirs: members.iter().map(|(_, d)| d.clone()).collect(),
+            volumes: members.into_iter().map(|(v, _)| v).collect(),
+        })
+        .collect())
+}
+
+/// One spec reading every read of `specs` once; objects prefixed with their member's index.
+fn merge(mut specs: Vec<Spec>) -> Spec {
+    if specs.len() == 1 {
+        return specs.remove(0);
+    }
+    let mut merged = specs[0].clone();
+    merged.reads.clear();
+    merged.objects.clear();
+    let mut index: HashMap<super::Read, usize> = HashMap::new();
+    for (member, spec) in specs.into_iter().enumerate() {
+        for mut object in spec.objects {
+            let read = spec.reads[object.read].clone();
+            let next = merged.reads.len();
+            object.read = *index.entry(read.clone()).or_insert_with(|| {
+                merged.reads.push(read);
+                next
+            });
+            object.name = format!("..{member}/{}", object.name);
+            merged.objects.push(object);
+        }
+    }
+    merged
+}
+
+/// Every unit of the config at `path`: [`sources`] then [`units`].
+pub fn load_units(
+    path: &Path,
+    text: &str,
+    env: &VaultEnv,
+    layout: &Layout,
+) -> Result<Vec<Unit>, ConfigError> {
+    units(path, sources(path, text, env)?, layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPC: &str = r#"{"apiVersion":"secrets-store.csi.x-k8s.io/v1","kind":"SecretProviderClass","metadata":{"name":"a"},"spec":{"provider":"vault","parameters":{"roleName":"r","vaultAddress":"http://v:8200","objects":"- {objectName: myPassword, secretPath: secret/data/app, secretKey: password}\n"}}}"#;
+
+    fn quoted(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    fn layout() -> Layout {
+        Layout {
+            dir: "/mnt/secretdrop".into(),
+            volumes: vec![
+                ("one".into(), "/mnt/csi/one".into()),
+                ("two".into(), "/mnt/csi/two".into()),
+            ],
+            token_path: "/var/run/secrets/secretdrop/token".into(),
+        }
+    }
+
+    #[test]
+    fn two_classes_with_one_login_form_one_unit_with_shared_reads() {
+        let other = SPC.replace("myPassword", "pw");
+        let text = format!(
+            "csi.secretdrop.dev/one={}\ncsi.secretdrop.dev/two={}\n",
+            quoted(SPC),
+            quoted(&other)
+        );
+        let units = load_units(Path::new("a"), &text, &VaultEnv::default(), &layout()).unwrap();
+        assert_eq!(units.len(), 1);
+        let u = &units[0];
+        assert_eq!(u.spec.reads.len(), 1, "one GET for both volumes");
+        let names: Vec<&str> = u.spec.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["..0/myPassword", "..1/pw"]);
+        assert_eq!(
+            u.dirs,
+            [PathBuf::from("/mnt/csi/one"), PathBuf::from("/mnt/csi/two")]
+        );
+    }
+
+    #[test]
+    fn another_role_or_audience_is_another_login() {
+        let other = SPC.replace(r#""roleName":"r""#, r#""roleName":"r","audience":"vault""#);
+        let text = format!(
+            "csi.secretdrop.dev/one={}\ncsi.secretdrop.dev/two={}\n",
+            quoted(SPC),
+            quoted(&other)
+        );
+        let units = load_units(Path::new("a"), &text, &VaultEnv::default(), &layout()).unwrap();
+        assert_eq!(units.len(), 2);
+        let Auth::Kubernetes(l) = &units[1].spec.auth else {
+            panic!()
+        };
+        assert_eq!(
+            l.token_path.as_deref(),
+            Some(
+                Path::new("/var/run/secrets/secretdrop")
+                    .join(audience_token_file("vault"))
+                    .as_path()
+            )
+        );
+    }
+
+    #[test]
+    fn volumes_and_flags_must_match() {
+        let text = format!("csi.secretdrop.dev/three={}\n", quoted(SPC));
+        let e = load_units(Path::new("a"), &text, &VaultEnv::default(), &layout()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--volume one=...: the config describes no volume"),
+            "{e}"
+        );
+        let mut l = layout();
+        l.volumes.clear();
+        let e = load_units(Path::new("a"), &text, &VaultEnv::default(), &l).unwrap_err();
+        assert!(e.to_string().contains("add --volume three=DIR"), "{e}");
+        let e = load_units(Path::new("a"), "x.y/z=\"1\"\n", &VaultEnv::default(), &l).unwrap_err();
+        assert!(e.to_string().contains("nothing to render"), "{e}");
+        let bad = format!("csi.secretdrop.dev/Bad_Name={}\n", quoted(SPC));
+        let e = load_units(Path::new("a"), &bad, &VaultEnv::default(), &l).unwrap_err();
+        assert!(e.to_string().contains("must be a volume name"), "{e}");
+    }
+
+    #[test]
+    fn audience_token_files_are_stable_and_distinct() {
+        assert_eq!(audience_token_file("vault"), audience_token_file("vault"));
+        assert_ne!(audience_token_file("vault"), audience_token_file("bao"));
+        assert!(audience_token_file("https://x/y").starts_with("token-"));
+    }
+}

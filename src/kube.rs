@@ -1,0 +1,466 @@
+//! The webhook's Kubernetes API client, for its one call: GET of a SecretProviderClass
+//! (docs/webhook.md, "Converting CSI volumes"). No Kubernetes client library: reqwest over
+//! rustls, as for Vault.
+//!
+//! Configuration: in-cluster (the service-account token and CA under
+//! `/var/run/secrets/kubernetes.io/serviceaccount/`, `KUBERNETES_SERVICE_HOST` and `_PORT`) or
+//! a kubeconfig file (`--kubeconfig`): the current context's cluster `server`,
+//! `certificate-authority` or `-data`, and its user's `token` or `tokenFile`, with an optional
+//! client certificate.
+//!
+//! Invariants: the bearer token goes only to the configured server (https only, redirects are
+//! never followed: a 3xx is an error); every request is bounded in time ([`TIMEOUT`], headers
+//! and body together) and bytes ([`MAX_BODY`], counted as it arrives); namespace and name are
+//! checked to be DNS names before they go into a path; the token file is read at each request
+//! (projected tokens rotate), and the token never appears in errors or `Debug`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+
+use crate::secret::SecretString;
+
+/// One GET, headers and body, must end within this: the API server waits for the webhook for
+/// its timeoutSeconds (5 in manifests/), and a slow answer must not use all of it.
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest answer read. A SecretProviderClass is a few KiB; etcd stores objects of up to
+/// 1.5 MiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Where the bearer token comes from.
+#[derive(Clone)]
+enum Token {
+    None,
+    Inline(SecretString),
+    File(PathBuf),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// `https://host:port`, without a trailing slash.
+    server: String,
+    token: Token,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("kube::Client")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a GET did not return the object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KubeError {
+    #[error("not found")]
+    NotFound,
+    /// 401 or 403: the API server's own message.
+    #[error("the Kubernetes API refused the webhook (HTTP {status}): {message}")]
+    Denied { status: u16, message: String },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A configuration problem (exit code 2 at start-up).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+fn bad(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+impl Client {
+    /// The in-cluster configuration, as client-go's `rest.InClusterConfig` reads it.
+    pub fn in_cluster() -> Result<Client, ConfigError> {
+        let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
+        let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
+        if host.is_empty() || port.is_empty() {
+            return Err(bad(
+                "not running in a cluster (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT \
+                 are not set) and no --kubeconfig given",
+            ));
+        }
+        let host = match host.contains(':') {
+            true => format!("[{host}]"),
+            false => host,
+        };
+        let dir = Path::new(IN_CLUSTER_DIR);
+        let ca = read_file(&dir.join("ca.crt"), "in-cluster CA")?;
+        Client::new(
+            &format!("https://{host}:{port}"),
+            Some(&ca),
+            None,
+            Token::File(dir.join("token")),
+        )
+    }
+
+    /// The current context of a kubeconfig file.
+    pub fn from_kubeconfig(path: &Path) -> Result<Client, ConfigError> {
+        let text = read_file(path, "kubeconfig")?;
+        let at = |m: &str| bad(format!("{}: {m}", path.display()));
+        let doc: serde_yaml::Value =
+            serde_yaml::from_slice(&text).map_err(|e| at(&format!("not YAML: {e}")))?;
+        let current = doc["current-context"]
+            .as_str()
+            .ok_or_else(|| at("current-context: missing"))?;
+        let named = |list: &str, name: &str| -> Result<serde_yaml::Value, ConfigError> {
+            doc[list]
+                .as_sequence()
+                .and_then(|s| s.iter().find(|e| e["name"].as_str() == Some(name)))
+                .map(|e| e[list.trim_end_matches('s')].clone())
+                .ok_or_else(|| at(&format!("{list}: no entry named {name:?}")))
+        };
+        let context = named("contexts", current)?;
+        let cluster_name = context["cluster"]
+            .as_str()
+            .ok_or_else(|| at(&format!("context {current:?}: cluster missing")))?;
+        let user_name = context["user"].as_str().unwrap_or("");
+        let cluster = named("clusters", cluster_name)?;
+        let user = if user_name.is_empty() {
+            serde_yaml::Value::Null
+        } else {
+            named("users", user_name)?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let relative = |p: &str| {
+            let p = Path::new(p);
+            match p.is_absolute() {
+                true => p.to_path_buf(),
+                false => base.join(p),
+            }
+        };
+        let pem = |data_key: &str, file_key: &str, v: &serde_yaml::Value, what: &str| match (
+            v[data_key].as_str(),
+            v[file_key].as_str(),
+        ) {
+            (Some(d), _) => base64::engine::general_purpose::STANDARD
+                .decode(d.trim())
+                .map(Some)
+                .map_err(|_| at(&format!("{what}: {data_key} is not base64"))),
+            (None, Some(f)) => read_file(&relative(f), what).map(Some),
+            (None, None) => Ok(None),
+        };
+        let server = cluster["server"]
+            .as_str()
+            .ok_or_else(|| at(&format!("cluster {cluster_name:?}: server missing")))?;
+        if cluster["insecure-skip-tls-verify"].as_bool() == Some(true) {
+            return Err(at(&format!(
+                "cluster {cluster_name:?}: insecure-skip-tls-verify is not supported: the \
+                 webhook sends a bearer token and must verify the server"
+            )));
+        }
+        let ca = pem(
+            "certificate-authority-data",
+            "certificate-authority",
+            &cluster,
+            "cluster CA",
+        )?;
+        let cert = pem(
+            "client-certificate-data",
+            "client-certificate",
+            &user,
+            "client certificate",
+        )?;
+        let key = pem("client-key-data", "client-key", &user, "client key")?;
+        let token = match (user["token"].as_str(), user["tokenFile"].as_str()) {
+            (Some(t), _) => Token::Inline(SecretString::new(t.trim().to_string())),
+            (None, Some(f)) => Token::File(relative(f)),
+            (None, None) => Token::None,
+        };
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(at(&format!(
+                    "user {user_name:?}: a client certificate needs its key and vice versa"
+                )))
+            }
+        };
+        if matches!(token, Token::None) && identity.is_none() {
+            return Err(at(&format!(
+                "user {user_name:?}: no token, tokenFile or client certificate (exec and \
+                 auth-provider plugins are not supported)"
+            )));
+        }
+        Client::new(server, ca.as_deref(), identity, token).map_err(|e| at(&e.0))
+    }
+
+    fn new(
+        server: &str,
+        ca: Option<&[u8]>,
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+        token: Token,
+    ) -> Result<Client, ConfigError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = reqwest::Url::parse(server)
+            .map_err(|_| bad(format!("server {server:?} is not a URL")))?;
+        if url.scheme() != "https" || url.host_str().is_none() {
+            return Err(bad(format!(
+                "server {server:?}: only https:// API servers are supported (the token must \
+                 not travel in clear)"
+            )));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| bad(format!("CA: not PEM: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| bad(format!("CA: unusable certificate: {e}")))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad("CA: no certificate in it"));
+                }
+            }
+            None => return Err(bad("no certificate authority for the API server")),
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots);
+        let tls = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| bad(format!("client certificate: not PEM: {e}")))?;
+                let key = PrivateKeyDer::from_pem_slice(&key)
+                    .map_err(|e| bad(format!("client key: not a PEM private key: {e}")))?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| bad(format!("client certificate: {e}")))?
+            }
+        };
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .no_proxy()
+            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            server: url.as_str().trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME`.
+    /// Bounded by `within`, at most [`TIMEOUT`].
+    pub async fn secret_provider_class(
+        &self,
+        namespace: &str,
+        name: &str,
+        within: Duration,
+    ) -> Result<Value, KubeError> {
+        for (what, v) in [("namespace", namespace), ("name", name)] {
+            if !is_dns_subdomain(v) {
+                return Err(KubeError::Failed(format!(
+                    "{what} {:?} is not a Kubernetes object name",
+                    v.chars().take(64).collect::<String>()
+                )));
+            }
+        }
+        let path = format!(
+            "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{namespace}/secretproviderclasses/{name}"
+        );
+        let within = within.min(TIMEOUT);
+        match tokio::time::timeout(within, self.get(&path)).await {
+            Ok(r) => r,
+            Err(_) => Err(KubeError::Failed(format!(
+                "the Kubernetes API at {} did not answer within {:.1}s",
+                self.server,
+                within.as_secs_f64()
+            ))),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, KubeError> {
+        let failed = |m: String| KubeError::Failed(m);
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.server))
+            .header("Accept", "application/json");
+        let token = match &self.token {
+            Token::None => None,
+            Token::Inline(t) => Some(t.clone()),
+            Token::File(f) => Some(SecretString::new(
+                std::fs::read_to_string(f)
+                    .map_err(|e| failed(format!("cannot read the token {}: {e}", f.display())))?
+                    .trim()
+                    .to_string(),
+            )),
+        };
+        if let Some(t) = token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose())).map_err(
+                    |_| failed("the token holds characters not allowed in a header".into()),
+                )?;
+            value.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            failed(format!(
+                "cannot reach the Kubernetes API at {}: {}",
+                self.server,
+                chain(&e)
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            return Err(failed(format!(
+                "the Kubernetes API at {} answered HTTP {status} (a redirect); not followed",
+                self.server
+            )));
+        }
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| failed(format!("reading the answer: {}", chain(&e))))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        if status == 200 {
+            return parsed.ok_or_else(|| failed("HTTP 200 with a body that is not JSON".into()));
+        }
+        // A Status object says why; its message is the API server's, shortened.
+        let message: String = parsed
+            .as_ref()
+            .and_then(|v| v["message"].as_str())
+            .unwrap_or("no Status message")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        Err(match status {
+            404 => KubeError::NotFound,
+            401 | 403 => KubeError::Denied { status, message },
+            _ => failed(format!(
+                "the Kubernetes API answered HTTP {status}: {message}"
+            )),
+        })
+    }
+}
+
+/// An error and its sources, for messages (reqwest's top error only says "error sending
+/// request"). None of them holds the token: it travels in a header reqwest never prints.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+fn too_big() -> KubeError {
+    KubeError::Failed(format!(
+        "the Kubernetes API's answer is larger than {MAX_BODY} bytes; nothing was kept"
+    ))
+}
+
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| bad(format!("cannot read the {what} {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read the {what} {}: {e}", path.display())))?;
+    if bytes.len() > MAX_BODY {
+        return Err(bad(format!(
+            "the {what} {} is larger than {MAX_BODY} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// A DNS-1123 subdomain (what namespaces and SecretProviderClass names are).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_leave_the_path_are_refused() {
+        for bad in ["", "..", "a/b", "A", "a%2f", "a?x", "-a", &"a".repeat(254)] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
+        for good in ["default", "mycsispc", "a.b-c", "x1"] {
+            assert!(is_dns_subdomain(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn kubeconfigs_without_a_verifiable_https_server_are_refused() {
+        let dir = std::env::temp_dir().join(format!("sd-kubeconfig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config");
+        let write = |server: &str, extra: &str| {
+            std::fs::write(
+                &file,
+                format!(
+                    "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\nclusters:\n- name: k\n  cluster:\n    server: {server}\n{extra}users:\n- name: u\n  user: {{token: t0ps3cret}}\n"
+                ),
+            )
+            .unwrap();
+        };
+        write("http://127.0.0.1:1", "");
+        let e = Client::from_kubeconfig(&file).unwrap_err().to_string();
+        assert!(e.contains("only https://"), "{e}");
+        write(
+            "https://127.0.0.1:1",
+            "    insecure-skip-tls-verify: true\n",
+        );
+        let e = Client::from_kubeconfig(&file).unwrap_err().to_string();
+        assert!(
+            e.contains("insecure-skip-tls-verify is not supported"),
+            "{e}"
+        );
+        write("https://127.0.0.1:1", "");
+        let e = Client::from_kubeconfig(&file).unwrap_err().to_string();
+        assert!(e.contains("no certificate authority"), "{e}");
+        assert!(!e.contains("t0ps3cret"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,567 @@
+//! Zero-edit migration from the Secrets Store CSI driver: the webhook reads each CSI volume's
+//! SecretProviderClass from a Kubernetes API stand-in (TLS, bearer token, RBAC-like 403,
+//! Status objects), converts the volume, and the admitted pod, run from its spec alone by the
+//! tests' kubelet stand-in, gets its files from a real OpenBao. Several classes and annotation
+//! objects are served by one process. Refusals reach `kubectl`; a hostile API server gets no
+//! token elsewhere and cannot stall the webhook.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::cli::read;
+use common::kube_api::{Behaviour, Elsewhere, KubeApi};
+use common::kubelet::Kubelet;
+use common::scenario::Pod;
+use common::webhook::Webhook;
+use common::{blog, enable_kubernetes_auth, unique, Bao, Server, TestDir};
+use secretdrop::webhook::patch;
+use serde_json::{json, Value};
+
+fn yaml(text: &str) -> Value {
+    serde_yaml::from_str(text).unwrap()
+}
+
+/// The pod a Deployment's ReplicaSet creates from its template.
+fn pod_of(deployment: &Value) -> Value {
+    let template = &deployment["spec"]["template"];
+    let mut metadata = template["metadata"].clone();
+    metadata["generateName"] = json!(format!(
+        "{}-5c8f7d9b6-",
+        deployment["metadata"]["name"].as_str().unwrap()
+    ));
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
+}
+
+fn patched(pod: &Value, response: &Value) -> Value {
+    assert_eq!(response["allowed"], true, "{response}");
+    let ops = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let ops: Vec<Value> = serde_json::from_slice(&ops).unwrap();
+    patch::apply(pod, &ops).unwrap()
+}
+
+/// The pod validates against the Kubernetes schema (`kubernetes-validate --strict`), as the
+/// API server will check it after admission.
+fn validates(pod: &Value) {
+    use std::io::Write;
+    let mut named = pod.clone();
+    let prefix = named["metadata"]["generateName"]
+        .as_str()
+        .unwrap_or("pod-")
+        .to_string();
+    named["metadata"]["name"] = json!(format!("{prefix}abcde"));
+    let mut child = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubernetes-validate (scripts/test.sh installs it)");
+    let stdin = child.stdin.take().unwrap();
+    { stdin }.write_all(named.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the converted pod does not validate:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn refusal(response: &Value) -> String {
+    assert_eq!(response["allowed"], false, "{response}");
+    response["status"]["message"].as_str().unwrap().to_string()
+}
+
+/// A Kubernetes API stand-in and a webhook reading classes from it through a kubeconfig.
+struct Scene {
+    dir: TestDir,
+    api: KubeApi,
+    webhook: Webhook,
+    crt: std::path::PathBuf,
+}
+
+impl Scene {
+    fn new(token: impl FnOnce(&KubeApi) -> String, extra: &[&str]) -> Scene {
+        let dir = TestDir::new();
+        let api = KubeApi::start(dir.path());
+        let kubeconfig = api.kubeconfig(dir.path(), &token(&api), true);
+        let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
+        let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let webhook = Webhook::start(dir.path(), &crt, &key, &args);
+        Scene {
+            dir,
+            api,
+            webhook,
+            crt,
+        }
+    }
+
+    fn review(&self, pod: &Value) -> Value {
+        self.webhook.review(&self.crt, pod)
+    }
+
+    fn log(&self) -> String {
+        read(&self.webhook.log)
+    }
+}
+
+#[test]
+fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() {
+    let bao = Bao::shared();
+    enable_kubernetes_auth(bao, "kubernetes");
+    blog::vault_setup(bao, "kubernetes");
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    s.api.put("default", yaml(&blog::spc(bao, "")));
+
+    let deployment = yaml(blog::DEPLOYMENT);
+    let pod = pod_of(&deployment);
+    let injected = patched(&pod, &s.review(&pod));
+
+    validates(&injected);
+    // The app container is byte for byte what the Deployment says; the volume keeps its name.
+    assert_eq!(injected["spec"]["containers"], pod["spec"]["containers"]);
+    let volume = &injected["spec"]["volumes"][0];
+    assert_eq!(
+        volume,
+        &json!({"name": "secrets-store-inline", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    );
+    assert!(
+        injected["metadata"]["annotations"]["csi.secretdrop.dev/secrets-store-inline"]
+            .as_str()
+            .unwrap()
+            .contains("mycsirole"),
+        "the class travels inside the pod"
+    );
+    // Only the webhook's token reached the API, once.
+    assert_eq!(s.api.authorizations(), [format!("Bearer {}", s.api.token)]);
+
+    // Kubelet runs the pod from its spec: the native sidecar first, the app once it started.
+    let kubelet = Kubelet::new(s.dir.path(), "default", &injected);
+    assert_ne!(
+        kubelet.probe("secretdrop").code,
+        0,
+        "not ready before it ran"
+    );
+    let sidecar = kubelet.start("secretdrop", &s.dir.join("sidecar.log"));
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
+    let app = kubelet.container("app");
+    let password = kubelet.host_path(&app, "/mnt/csi/myPassword").unwrap();
+    assert_eq!(read(&password), "p4ssw0rd");
+    assert_eq!(
+        std::fs::read_link(&password).unwrap(),
+        Path::new("..data/myPassword"),
+        "through ..data, as the CSI driver lays it out"
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/mnt/csi/myUsername").unwrap()),
+        "admin"
+    );
+    let log = read(&sidecar.log);
+    assert!(!log.contains("p4ssw0rd") && !s.log().contains(&s.api.token));
+}
+
+/// Two classes (one login between them) and the pod's own annotation objects.
+fn two_classes_and_annotations(
+    s: &Scene,
+    bao: &Bao,
+    identity: &Pod,
+    path: &str,
+    mode: &str,
+) -> Value {
+    let class = |name: &str, object: &str, key: &str| {
+        yaml(&format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {}\n    vaultAddress: {}\n    objects: |\n      - {{objectName: {object}, secretPath: secret/data/{path}, secretKey: {key}}}\n",
+            identity.role,
+            bao.addr()
+        ))
+    };
+    s.api.put("default", class("class-a", "user", "username"));
+    s.api.put("default", class("class-b", "pass", "password"));
+    let csi = |class: &str| json!({"driver": "secrets-store.csi.k8s.io", "readOnly": true, "volumeAttributes": {"secretProviderClass": class}});
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "two-", "annotations": {
+            "secretdrop.dev/inject": "true", "secretdrop.dev/role": identity.role,
+            "secretdrop.dev/vault-address": bao.addr(), "secretdrop.dev/mode": mode,
+            "secretdrop.dev/objects": format!("- {{objectName: annotated, secretPath: secret/data/{path}, secretKey: password}}\n")}},
+        "spec": {"serviceAccountName": identity.service_account, "containers": [{"name": "app", "image": "app",
+            "volumeMounts": [{"name": "a", "mountPath": "/etc/a", "readOnly": true},
+                             {"name": "b", "mountPath": "/etc/b", "readOnly": true}]}],
+                 "volumes": [{"name": "a", "csi": csi("class-a")}, {"name": "b", "csi": csi("class-b")}]}
+    });
+    patched(&pod, &s.review(&pod))
+}
+
+#[test]
+fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login() {
+    let bao = Bao::shared();
+    let path = unique("two");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=u-two",
+        "password=p-two",
+    ]);
+    let identity = Pod::reading(bao, &path);
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    let injected = two_classes_and_annotations(&s, bao, &identity, &path, "sidecar");
+    validates(&injected);
+    let inits = injected["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(inits.len(), 1, "one secretdrop container for three volumes");
+
+    let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    // `check` on the annotations file the container reads shows one plan per volume.
+    let ours = kubelet.container("secretdrop");
+    let annotations = kubelet
+        .host_path(&ours, "/etc/secretdrop/annotations")
+        .unwrap();
+    let plan = common::cli::secretdrop(&["check", "--config", annotations.to_str().unwrap()], &[]);
+    plan.expect_code(0);
+    for want in [
+        "volume --dir",
+        "volume a (--volume a=DIR)",
+        "volume b (--volume b=DIR)",
+    ] {
+        assert!(plan.stdout.contains(want), "{want}: {}", plan.stdout);
+    }
+    let probe = kubelet.probe("secretdrop");
+    assert_eq!(probe.code, 1, "{}", probe.stderr);
+    let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/a/user").unwrap()),
+        "u-two"
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/b/pass").unwrap()),
+        "p-two"
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/mnt/secrets/annotated").unwrap()),
+        "p-two"
+    );
+    // Each volume has its own ..data; each holds only its own files.
+    for (vol, only) in [("a", "user"), ("b", "pass")] {
+        let names: Vec<String> = std::fs::read_dir(kubelet.volume(vol))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(".."))
+            .collect();
+        assert_eq!(names, [only], "volume {vol}");
+    }
+    let log = read(&sidecar.log);
+    assert_eq!(
+        log.matches("logged in to Vault").count(),
+        1,
+        "one login for one Vault address and role:\n{log}"
+    );
+    assert_eq!(log.matches("sidecar starting").count(), 1, "{log}");
+    assert!(!log.contains("p-two") && !log.contains("u-two"));
+}
+
+#[test]
+fn init_mode_fills_every_volume_and_exits() {
+    let bao = Bao::shared();
+    let path = unique("init");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=u-init",
+        "password=p-init",
+    ]);
+    let identity = Pod::reading(bao, &path);
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    let injected = two_classes_and_annotations(&s, bao, &identity, &path, "init");
+    let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    kubelet
+        .run("secretdrop-init")
+        .expect_code(0)
+        .expect_no_leak(&["p-init", "u-init"]);
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/a/user").unwrap()),
+        "u-init"
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/b/pass").unwrap()),
+        "p-init"
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/mnt/secrets/annotated").unwrap()),
+        "p-init"
+    );
+}
+
+#[test]
+fn missing_classes_node_publish_secrets_and_other_providers_are_refused_with_a_reason() {
+    let s = Scene::new(
+        |api| api.token.clone(),
+        &["--vault-address", "http://127.0.0.1:8200"],
+    );
+    s.api.put(
+        "default",
+        json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+               "metadata": {"name": "azure-kv"},
+               "spec": {"provider": "azure", "parameters": {"keyvaultName": "kv", "objects": "array: []"}}}),
+    );
+    let pod = |csi: Value| {
+        json!({"metadata": {"generateName": "web-"}, "spec": {
+            "containers": [{"name": "app", "image": "app", "volumeMounts": [{"name": "secrets", "mountPath": "/mnt/secrets-store"}]}],
+            "volumes": [{"name": "secrets", "csi": csi}]}})
+    };
+    let cases = [
+        (
+            json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "nope"}}),
+            vec![
+                "volume \"secrets\"",
+                "SecretProviderClass \"nope\" not found in namespace \"default\"",
+            ],
+        ),
+        (
+            json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "azure-kv"},
+                   "nodePublishSecretRef": {"name": "secrets-store-creds"}}),
+            vec!["nodePublishSecretRef cannot be honoured", "no node driver"],
+        ),
+        (
+            json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "azure-kv"}}),
+            vec![
+                "SecretProviderClass default/azure-kv",
+                "\"azure\" is not supported",
+            ],
+        ),
+    ];
+    for (csi, want) in cases {
+        let m = refusal(&s.review(&pod(csi)));
+        for w in want {
+            assert!(m.contains(w), "{w:?} not in {m}");
+        }
+    }
+    // Volumes of other CSI drivers are not ours: the pod is allowed unchanged, nothing asked.
+    let before = s.api.requests();
+    let other = s.review(&pod(json!({"driver": "ebs.csi.aws.com"})));
+    assert_eq!(other["allowed"], true);
+    assert!(other.get("patch").is_none());
+    assert_eq!(s.api.requests(), before);
+}
+
+#[test]
+fn the_api_servers_401_and_403_are_refusals_that_say_so() {
+    let spc = json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+                     "metadata": {"name": "c"}, "spec": {"provider": "vault", "parameters": {}}});
+    let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
+        "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
+    let stranger = Scene::new(|_| "not-a-token-the-api-knows".into(), &[]);
+    stranger.api.put("default", spc.clone());
+    let m = refusal(&stranger.review(&pod));
+    assert!(m.contains("HTTP 401") && m.contains("Unauthorized"), "{m}");
+    assert!(!m.contains("not-a-token-the-api-knows"));
+
+    let nobody = Scene::new(|api| api.unprivileged_token.clone(), &[]);
+    nobody.api.put("default", spc);
+    let m = refusal(&nobody.review(&pod));
+    assert!(
+        m.contains("HTTP 403") && m.contains("cannot get resource \"secretproviderclasses\""),
+        "{m}"
+    );
+    assert!(!m.contains(&nobody.api.unprivileged_token));
+    assert!(!nobody.log().contains(&nobody.api.unprivileged_token));
+}
+
+#[test]
+fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
+        "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
+
+    // A redirect to another origin is not followed: nothing connects there.
+    let elsewhere = Elsewhere::start();
+    s.api.behave(Behaviour::RedirectTo(format!(
+        "http://127.0.0.1:{}/steal",
+        elsewhere.port
+    )));
+    let m = refusal(&s.review(&pod));
+    assert!(m.contains("redirect") && m.contains("not followed"), "{m}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(elsewhere.connections(), 0, "{}", elsewhere.received());
+
+    // An endless body: the webhook stops at its limit and answers.
+    s.api.behave(Behaviour::EndlessBody);
+    let started = Instant::now();
+    let m = refusal(&s.review(&pod));
+    assert!(m.contains("larger than 1048576 bytes"), "{m}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body that trickles: the webhook gives up at its time limit, well inside the API
+    // server's timeoutSeconds.
+    s.api.behave(Behaviour::Trickle);
+    let started = Instant::now();
+    let m = refusal(&s.review(&pod));
+    assert!(m.contains("did not answer within 3.0s"), "{m}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    let log = s.log();
+    assert!(!log.contains(&s.api.token), "the token is never logged");
+    // Every request carried the token, and only to the configured server.
+    assert!(s
+        .api
+        .authorizations()
+        .iter()
+        .all(|a| a == &format!("Bearer {}", s.api.token)));
+}
+
+#[test]
+fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
+    let bao = Bao::shared();
+    let path = unique("aud");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=u-aud",
+        "password=p-aud",
+    ]);
+    let identity = Pod::reading(bao, &path);
+    // A second role for the same service account that only takes tokens for "vault-csi":
+    // OpenBao asks the TokenReview stand-in, which checks the token's audience.
+    let policy = unique("aud-policy");
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    let aud_role = unique("aud-role");
+    bao.cli(&[
+        "write",
+        &format!("auth/kubernetes/role/{aud_role}"),
+        &format!("bound_service_account_names={}", identity.service_account),
+        "bound_service_account_namespaces=default",
+        "audience=vault-csi",
+        &format!("policies={policy}"),
+        "ttl=20m",
+    ]);
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    let class = |name: &str, role: &str, extra: &str, object: &str, key: &str| {
+        yaml(&format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}{extra}\n    objects: |\n      - {{objectName: {object}, secretPath: secret/data/{path}, secretKey: {key}}}\n",
+            bao.addr()
+        ))
+    };
+    s.api.put(
+        "default",
+        class("plain", &identity.role, "", "user", "username"),
+    );
+    s.api.put(
+        "default",
+        class(
+            "aud",
+            &aud_role,
+            "\n    audience: vault-csi",
+            "pass",
+            "password",
+        ),
+    );
+    let csi = |class: &str| json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": class}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "aud-"},
+        "spec": {"serviceAccountName": identity.service_account,
+                 "containers": [{"name": "app", "image": "app", "volumeMounts": [
+                     {"name": "plain", "mountPath": "/etc/plain"}, {"name": "aud", "mountPath": "/etc/aud"}]}],
+                 "volumes": [{"name": "plain", "csi": csi("plain")}, {"name": "aud", "csi": csi("aud")}]}});
+    let injected = patched(&pod, &s.review(&pod));
+    validates(&injected);
+    let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/plain/user").unwrap()),
+        "u-aud"
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/aud/pass").unwrap()),
+        "p-aud"
+    );
+    let log = read(&sidecar.log);
+    assert_eq!(
+        log.matches("logged in to Vault").count(),
+        2,
+        "two roles and two tokens: two logins, in one process:\n{log}"
+    );
+}
+
+#[test]
+fn one_volume_that_cannot_render_keeps_the_pod_unready_while_the_other_is_served() {
+    let bao = Bao::shared();
+    let path = unique("half");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "username=u-half",
+        "password=p-half",
+    ]);
+    let identity = Pod::reading(bao, &path);
+    let s = Scene::new(|api| api.token.clone(), &[]);
+    let class = |name: &str, role: &str| {
+        yaml(&format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}\n    objects: |\n      - {{objectName: user, secretPath: secret/data/{path}, secretKey: username}}\n",
+            bao.addr()
+        ))
+    };
+    s.api.put("default", class("good", &identity.role));
+    // A role that does not exist: its login fails, whatever the token. It sorts after "good",
+    // so it is the second login of the process.
+    s.api
+        .put("default", class("z-broken", &unique("no-such-role")));
+    let csi = |class: &str| json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": class}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "half-"},
+        "spec": {"serviceAccountName": identity.service_account,
+                 "containers": [{"name": "app", "image": "app", "volumeMounts": [
+                     {"name": "good", "mountPath": "/etc/good"}, {"name": "z-broken", "mountPath": "/etc/z-broken"}]}],
+                 "volumes": [{"name": "good", "csi": csi("good")}, {"name": "z-broken", "csi": csi("z-broken")}]}});
+    let injected = patched(&pod, &s.review(&pod));
+    let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let sidecar = kubelet.start_with_env(
+        "secretdrop",
+        &identity.dir.join("sidecar.log"),
+        &[("SECRETDROP_LISTEN", &listen)],
+    );
+    let app = kubelet.container("app");
+    let good = kubelet.host_path(&app, "/etc/good/user").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !good.exists() {
+        assert!(Instant::now() < deadline, "{}", read(&sidecar.log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read(&good), "u-half");
+    // The served volume does not make the pod ready: the startupProbe and /readyz wait for both.
+    let probe = kubelet.probe("secretdrop");
+    assert_eq!(probe.code, 1, "{}", probe.stderr);
+    assert!(
+        probe.stderr.contains("volumes/z-broken"),
+        "{}",
+        probe.stderr
+    );
+    let (code, body) = common::http("GET", port, "/readyz", &[], "").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(&format!("secret/data/{path}")), "{body}");
+    let (code, _) = common::http("GET", port, "/healthz", &[], "").unwrap();
+    assert_eq!(code, 200);
+}
