@@ -967,6 +967,9 @@ fn check(args: &Args) -> Result<(), Error> {
 
 /// A human-readable plan of a spec.
 pub fn plan(spec: &Spec) -> String {
+    if let Some(aws) = &spec.aws {
+        return crate::aws::plan(&spec.source, aws);
+    }
     let mut s = format!("config: {} (valid)\n", spec.source.display());
     let tls = &spec.vault.tls;
     let mut tls_desc = vec![];

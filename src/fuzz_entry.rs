@@ -254,6 +254,7 @@ fn settings_of(spec: &Spec) -> Spec {
         reads: Vec::new(),
         objects: Vec::new(),
         sidecar: spec.sidecar.clone(),
+        aws: spec.aws.clone(),
     }
 }
 

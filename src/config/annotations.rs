@@ -187,6 +187,7 @@ pub fn spec_from(
         reads,
         objects,
         sidecar: Default::default(),
+        aws: None,
     })
 }
 

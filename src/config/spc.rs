@@ -64,23 +64,25 @@ const LEGACY_IGNORED: &[&str] = &["kubernetesServiceAccountPath", "vaultCAPem"];
 pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
     let manifest: Manifest = yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
     let spec = manifest.spec;
-    let prefix = match spec.provider.as_str() {
-        "vault" => "vault",
-        "openbao" => "openbao",
-        other => {
-            return Err(ConfigError::field(
-                file,
-                "spec.provider",
-                format!("{other:?} is not supported: allowed are vault, openbao"),
-            ))
-        }
-    };
     if spec.secret_objects.is_some() {
         tracing::warn!(
             file = %file.display(),
             "spec.secretObjects is ignored: secretdrop writes files only and never syncs Kubernetes Secrets"
         );
     }
+    let prefix = match spec.provider.as_str() {
+        "vault" => "vault",
+        "openbao" => "openbao",
+        // The AWS provider's parameters (docs/aws.md).
+        "aws" => return super::aws::from_spc(file, spec.parameters, env),
+        other => {
+            return Err(ConfigError::field(
+                file,
+                "spec.provider",
+                format!("{other:?} is not supported: allowed are vault, openbao, aws"),
+            ))
+        }
+    };
     let params = Params::new(file, prefix, spec.parameters)?;
 
     let role = params.get("roleName").ok_or_else(|| {
@@ -183,6 +185,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         reads,
         objects,
         sidecar: Default::default(),
+        aws: None,
     })
 }
 
