@@ -6,7 +6,11 @@
 //! [`jmespath`] the expression subset, [`fetch`] turns an [`crate::config::aws::AwsSpec`] into
 //! values with failover, and [`render`] turns those into a [`crate::render::Payload`].
 
+pub mod credentials;
+pub mod http;
 pub mod jmespath;
+pub mod sigv4;
+pub mod time;
 
 use crate::config::aws::{AwsSpec, ObjectRef, Service};
 
