@@ -737,6 +737,10 @@ fn init(args: &Args) -> Result<(), Error> {
     let grace = args.revoke_replaced_after()?;
     let state_dir = args.state_dir(volume.dir())?;
     let spec = load_spec(args)?;
+    if let Some(aws) = &spec.aws {
+        // provider: aws (docs/aws.md).
+        return crate::aws::run::init(aws, &volume, started, timeout);
+    }
     volume.check_filesystem()?;
     crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
     let fetcher = Fetcher::new(&spec, &token_path, &policy)?;
@@ -920,8 +924,16 @@ fn exec(args: Args) -> Result<(), Error> {
         let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
         let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
         let policy = args.client_policy()?;
+        let spec = load_spec(&args)?;
+        if spec.aws.is_some() {
+            return Err(usage(
+                "--config with provider aws is not supported by exec: run secretdrop init or \
+                 sidecar with it and read the files with --dir"
+                    .into(),
+            ));
+        }
         crate::exec::Source::Vault {
-            spec: Box::new(load_spec(&args)?),
+            spec: Box::new(spec),
             token_path,
             timeout,
             policy,

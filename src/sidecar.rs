@@ -80,6 +80,10 @@ pub struct Options {
 pub fn run(opts: Options) -> Result<(), Error> {
     let text = config::read_bounded(&opts.config)?;
     let spec = config::parse(&opts.config, &text, &VaultEnv::from_process())?;
+    if spec.aws.is_some() {
+        // provider: aws (docs/aws.md) polls versions; no token or lease lifecycle.
+        return crate::aws::run::sidecar(opts, spec);
+    }
     let volume = Volume::new(&opts.dir, opts.allow_disk).keeping_previous();
     volume.check_filesystem()?;
     crate::volume::check_ownership(&spec.objects).map_err(Error::Unfit)?;
@@ -1153,7 +1157,7 @@ impl Sidecar {
 }
 
 /// Poll interval and notifier from flags over config.
-fn settings(opts: &Options, spec: &Spec) -> (Duration, Notifier) {
+pub(crate) fn settings(opts: &Options, spec: &Spec) -> (Duration, Notifier) {
     let poll = opts
         .poll_interval
         .or(spec.sidecar.poll_interval)

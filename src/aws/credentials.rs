@@ -11,7 +11,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::secret::SecretString;
@@ -324,7 +323,9 @@ fn read_token(path: &Path, what: &str) -> Result<SecretString, CredentialError> 
 pub struct Credentials {
     source: Source,
     http: Http,
-    held: Mutex<Option<(Keys, Instant)>>,
+    /// Held keys and when to refresh them; locked across an exchange, so concurrent
+    /// requests wait for one exchange instead of each making their own.
+    held: tokio::sync::Mutex<Option<(Keys, Instant)>>,
     /// How many exchanges were made (STS calls or agent GETs), for tests and metrics.
     pub exchanges: std::sync::atomic::AtomicU64,
 }
@@ -334,7 +335,7 @@ impl Credentials {
         Credentials {
             source,
             http,
-            held: Mutex::new(None),
+            held: tokio::sync::Mutex::new(None),
             exchanges: Default::default(),
         }
     }
@@ -346,8 +347,8 @@ impl Credentials {
     /// Valid keys: the held ones until their refresh time, else new ones. A failed refresh
     /// falls back to held keys that have not expired yet.
     pub async fn get(&self, timeout: Duration) -> Result<Keys, CredentialError> {
-        let held = self.held.lock().ok().and_then(|h| h.clone());
-        if let Some((keys, refresh_at)) = &held {
+        let mut held = self.held.lock().await;
+        if let Some((keys, refresh_at)) = held.as_ref() {
             if Instant::now() < *refresh_at {
                 return Ok(keys.clone());
             }
@@ -356,20 +357,17 @@ impl Credentials {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.exchange(timeout).await {
             Ok(keys) => {
-                let refresh_at = refresh_time(keys.expires);
-                if let Ok(mut h) = self.held.lock() {
-                    *h = Some((keys.clone(), refresh_at));
-                }
+                *held = Some((keys.clone(), refresh_time(keys.expires)));
                 Ok(keys)
             }
-            Err(e) => match held {
+            Err(e) => match held.as_ref() {
                 Some((keys, _))
                     if keys
                         .expires
                         .is_some_and(|t| t > SystemTime::now() + Duration::from_secs(10)) =>
                 {
                     tracing::warn!(error = %e, "refreshing AWS credentials failed; the held ones are still valid");
-                    Ok(keys)
+                    Ok(keys.clone())
                 }
                 _ => Err(e),
             },
@@ -377,10 +375,8 @@ impl Credentials {
     }
 
     /// Forget held keys (after the service said they are expired or invalid).
-    pub fn forget(&self) {
-        if let Ok(mut h) = self.held.lock() {
-            *h = None;
-        }
+    pub async fn forget(&self) {
+        *self.held.lock().await = None;
     }
 
     async fn exchange(&self, timeout: Duration) -> Result<Keys, CredentialError> {
@@ -563,7 +559,7 @@ fn refresh_time(expires: Option<SystemTime>) -> Instant {
 
 /// The text between `<name>` and the next `</name>`, both found once at most; entities
 /// decoded; at most [`MAX_FIELD`] bytes and no markup inside.
-fn xml_field(doc: &str, name: &str) -> Option<String> {
+pub(crate) fn xml_field(doc: &str, name: &str) -> Option<String> {
     let raw = xml_section(doc, name)?;
     if raw.len() > MAX_FIELD || raw.contains('<') {
         return None;

@@ -6,10 +6,16 @@
 //! [`jmespath`] the expression subset, [`fetch`] turns an [`crate::config::aws::AwsSpec`] into
 //! values with failover, and [`render`] turns those into a [`crate::render::Payload`].
 
+pub mod api;
 pub mod credentials;
+pub mod fetch;
 pub mod http;
 pub mod jmespath;
+pub mod render;
+pub mod run;
+pub mod secrets_manager;
 pub mod sigv4;
+pub mod ssm;
 pub mod time;
 
 use crate::config::aws::{AwsSpec, ObjectRef, Service};
