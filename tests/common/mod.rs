@@ -16,6 +16,7 @@
 pub mod blog;
 pub mod cli;
 pub mod hostile;
+pub mod moto;
 pub mod pki;
 pub mod postgres;
 pub mod process;
