@@ -738,3 +738,97 @@ fn moto_checks_our_signatures_a_wrong_secret_key_is_refused() {
         .expect_stderr(&["Signature"])
         .expect_no_leak(&["WRONGKEY"]);
 }
+
+/// moto behind a proxy that answers 503 for every signed request to `down` (the region is in
+/// SigV4's credential scope) and passes everything else on with its `Host` intact.
+fn region_outage(moto: &Moto, down: &'static str) -> Proxy {
+    Proxy::start("127.0.0.1", Some(moto.port()), move |seen| {
+        let scope = format!("/{down}/");
+        if seen
+            .header("Authorization")
+            .is_some_and(|a| a.contains(&scope))
+        {
+            Act::Reply(json_reply(
+                503,
+                &json!({"__type": "InternalServiceError", "message": "region down"}),
+            ))
+        } else {
+            Act::ForwardKeepingHost
+        }
+    })
+}
+
+#[test]
+fn failover_happens_only_when_the_primary_fails_with_a_non_4xx_error() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let (secret, param) = (unique("fo-secret"), unique("fo-param"));
+    let mut calls = Vec::new();
+    for region in [REGION, FAILOVER] {
+        calls.push(call(
+            "secretsmanager",
+            region,
+            "create_secret",
+            json!({"Name": secret, "SecretString": format!("secret-from-{region}")}),
+        ));
+        calls.push(call(
+            "ssm",
+            region,
+            "put_parameter",
+            json!({"Name": param, "Value": format!("param-from-{region}"), "Type": "SecureString"}),
+        ));
+    }
+    moto.admin(Value::Array(calls));
+    let role = moto.role(&unique("fo-reader"), true);
+    let (token_file, _) = trusted_token(moto, &dir);
+    let arn = |region: &str| {
+        format!(
+            "arn:aws:secretsmanager:{region}:{}:secret:{secret}",
+            common::moto::ACCOUNT
+        )
+    };
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: f}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    failoverRegion: {FAILOVER}\n    objects: |\n      - objectName: {}\n        objectAlias: secret\n        failoverObject:\n          objectName: {}\n      - objectName: {param}\n        objectType: ssmparameter\n", arn(REGION), arn(FAILOVER)));
+    let env_via = |p: &Proxy| {
+        let mut env = irsa_env(moto, &role, &token_file);
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL".into(), p.addr()));
+        env
+    };
+
+    // Both regions up: the primary answers, the failover region is never asked.
+    let healthy = region_outage(moto, "nowhere-1");
+    let out = dir.join("healthy");
+    std::fs::create_dir(&out).unwrap();
+    let r = init(&config, &out, &env_via(&healthy), &[]);
+    r.expect_code(0);
+    assert_eq!(read(out.join("secret")), "secret-from-us-west-2");
+    assert_eq!(read(out.join(&param)), "param-from-us-west-2");
+    assert!(healthy.seen().iter().all(|s| !s
+        .header("Authorization")
+        .unwrap_or("")
+        .contains("/us-east-2/")));
+
+    // The primary answers 503: after a few attempts, the failover region and failoverObject.
+    let outage = region_outage(moto, REGION);
+    let out = dir.join("outage");
+    std::fs::create_dir(&out).unwrap();
+    let r = init(&config, &out, &env_via(&outage), &[]);
+    r.expect_code(0);
+    assert_eq!(read(out.join("secret")), "secret-from-us-east-2");
+    assert_eq!(read(out.join(&param)), "param-from-us-east-2");
+    let failover_bodies: Vec<String> = outage
+        .seen()
+        .iter()
+        .filter(|s| {
+            s.header("Authorization")
+                .unwrap_or("")
+                .contains("/us-east-2/secretsmanager/")
+        })
+        .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+        .collect();
+    assert!(
+        !failover_bodies.is_empty() && failover_bodies.iter().all(|b| b.contains(&arn(FAILOVER))),
+        "{failover_bodies:?}"
+    );
+}
