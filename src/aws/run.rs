@@ -190,7 +190,11 @@ pub fn sidecar(opts: Options, spec: Spec) -> Result<(), Error> {
                         Some(h) => aws.objects.iter().zip(h.values.iter().zip(&snapshot.values)).filter(|(_, (a, b))| a.version != b.version || a.value != b.value).map(|(o, _)| o.file.as_str()).collect(),
                         None => Vec::new(),
                     };
-                    tracing::info!(version = %version, files, changed = %changed.join(", "), dir = %volume.dir().display(), "committed a new version");
+                    if held.is_some() {
+                        tracing::info!(version = %version, files, changed = %changed.join(", "), dir = %volume.dir().display(), "committed a new version");
+                    } else {
+                        tracing::info!(version = %version, files, dir = %volume.dir().display(), "committed a new version");
+                    }
                     if let Some(old) = before {
                         retire.push((old, Instant::now() + RETIRE_AFTER));
                     }
