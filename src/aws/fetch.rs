@@ -115,7 +115,6 @@ fn hint(code: &str) -> &'static str {
         "UnrecognizedClientException" | "InvalidSignatureException" => {
             " (the credentials were not accepted: check the role's trust policy and the endpoint)"
         }
-        "Credentials" => "",
         _ => "",
     }
 }
@@ -332,12 +331,8 @@ impl Fetcher {
                     .join(", ")
             )
         };
-        let used_failover = std::sync::Mutex::new(false);
         let (answer, region) = self
             .in_regions(&what, deadline, |region, failover, timeout| {
-                if let Ok(mut u) = used_failover.lock() {
-                    *u = failover;
-                }
                 let body = ssm::request(&names(failover));
                 async move {
                     api::call(
@@ -353,7 +348,7 @@ impl Fetcher {
                 }
             })
             .await?;
-        let failover = used_failover.lock().map(|u| *u).unwrap_or(false);
+        let failover = self.inner.spec.failover_region.as_ref() == Some(&region);
         let asked = names(failover);
         let values = ssm::values_of(&asked, &answer).map_err(|m| {
             let code = if m.starts_with("InvalidParameters") {

@@ -118,9 +118,11 @@ pub struct AwsDefaults {
     pub group: Option<u32>,
 }
 
-/// The parameters of a `provider: aws` SecretProviderClass.
+/// The parameters of a `provider: aws` SecretProviderClass (`text` is the whole manifest, to
+/// place YAML errors inside `objects` on its lines).
 pub fn from_spc(
     file: &Path,
+    text: &str,
     parameters: BTreeMap<String, Value>,
     env: &VaultEnv,
 ) -> Result<Spec, ConfigError> {
@@ -161,17 +163,8 @@ pub fn from_spc(
             "missing: the list of objects to write",
         )
     })?;
-    let objects: Value = super::yaml::from_str(objects_text).map_err(|e| {
-        let mut c = ConfigError::yaml(file, &e);
-        c.field = Some("spec.parameters.objects".into());
-        if let (Some(l), Some(col)) = (c.line.take(), c.column.take()) {
-            c.message = format!(
-                "{} (at line {l} column {col} of the objects string)",
-                c.message
-            );
-        }
-        c
-    })?;
+    let objects: Value = super::yaml::from_str(objects_text)
+        .map_err(|e| super::spc::objects_yaml_error(file, text, objects_text, &e))?;
     let p = |k: &str| params.get(k).map(String::as_str);
     let aws = compile(
         file,

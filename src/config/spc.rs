@@ -74,7 +74,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         "vault" => "vault",
         "openbao" => "openbao",
         // The AWS provider's parameters (docs/aws.md).
-        "aws" => return super::aws::from_spc(file, spec.parameters, env),
+        "aws" => return super::aws::from_spc(file, text, spec.parameters, env),
         other => {
             return Err(ConfigError::field(
                 file,
@@ -291,7 +291,7 @@ fn scalar_text(v: &serde_yaml::Value) -> String {
 
 /// Maps a parse error inside the `objects` string back to a line of the manifest when the string
 /// is a block scalar whose first line can be found in the file.
-fn objects_yaml_error(
+pub(super) fn objects_yaml_error(
     file: &Path,
     whole: &str,
     objects: &str,
