@@ -12,14 +12,24 @@ use super::credentials::Credentials;
 use super::http::{host_header, Call, Http, HttpError, MAX_ANSWER_BYTES};
 use super::sigv4::{self, Scope};
 
-/// A JSON API: its signing name, target prefix and endpoint.
+/// A JSON API: its signing name, target prefix and endpoint in each region it is used in.
 #[derive(Debug, Clone)]
 pub struct Api {
     /// SigV4 service name: `secretsmanager` or `ssm`.
     pub signing_name: &'static str,
     /// `X-Amz-Target` prefix: `secretsmanager` or `AmazonSSM`.
     pub target_prefix: &'static str,
-    pub endpoint: reqwest::Url,
+    /// (region, endpoint): the regional endpoint, or the same override for every region.
+    pub endpoints: Vec<(String, reqwest::Url)>,
+}
+
+impl Api {
+    pub fn endpoint(&self, region: &str) -> Option<&reqwest::Url> {
+        self.endpoints
+            .iter()
+            .find(|(r, _)| r == region)
+            .map(|(_, u)| u)
+    }
 }
 
 /// Why a call failed.
@@ -78,6 +88,9 @@ pub async fn call(
     body: &serde_json::Value,
     timeout: Duration,
 ) -> Result<serde_json::Value, ApiError> {
+    let endpoint = api.endpoint(region).ok_or_else(|| {
+        ApiError::local("Request", format!("no endpoint for region {region}"), false)
+    })?;
     let keys = creds.get(timeout).await.map_err(|e| ApiError {
         status: None,
         code: "Credentials".into(),
@@ -92,7 +105,7 @@ pub async fn call(
             "Content-Type".to_string(),
             "application/x-amz-json-1.1".to_string(),
         ),
-        ("Host".to_string(), host_header(&api.endpoint)),
+        ("Host".to_string(), host_header(endpoint)),
         ("X-Amz-Date".to_string(), amz_date.clone()),
         (
             "X-Amz-Target".to_string(),
@@ -102,7 +115,7 @@ pub async fn call(
     if let Some(t) = &keys.session_token {
         headers.push(("X-Amz-Security-Token".to_string(), t.expose().to_string()));
     }
-    let path = api.endpoint.path().to_string();
+    let path = endpoint.path().to_string();
     let authorization = sigv4::authorization(
         &sigv4::Request {
             method: "POST",
@@ -123,7 +136,7 @@ pub async fn call(
         .send(
             Call {
                 method: reqwest::Method::POST,
-                url: api.endpoint.clone(),
+                url: endpoint.clone(),
                 headers: &headers,
                 sensitive: &["Authorization", "X-Amz-Security-Token"],
                 body,

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::aws::{AwsSpec, ObjectRef, Service};
 use crate::retry::Backoff;
@@ -152,14 +152,24 @@ impl Fetcher {
             &spec.region,
         )
         .map_err(|e| AwsError::Config(e.message))?;
-        let endpoint = |given: Option<&String>, service: &str, var: &str| {
-            credentials::endpoint(given.or(env.endpoint_url.as_ref()), service, &spec.region)
-                .map_err(|e| AwsError::Config(format!("{var}: {e}")))
+        let regions: Vec<&String> = std::iter::once(&spec.region)
+            .chain(spec.failover_region.as_ref())
+            .collect();
+        // Each region's own endpoint, unless AWS_ENDPOINT_URL(_SERVICE) names one for all.
+        let endpoints = |given: Option<&String>, service: &str, var: &str| {
+            regions
+                .iter()
+                .map(|r| {
+                    credentials::endpoint(given.or(env.endpoint_url.as_ref()), service, r)
+                        .map(|u| (r.to_string(), u))
+                        .map_err(|e| AwsError::Config(format!("{var}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
         };
         let secrets_manager = Api {
             signing_name: "secretsmanager",
             target_prefix: "secretsmanager",
-            endpoint: endpoint(
+            endpoints: endpoints(
                 env.endpoint_url_secrets_manager.as_ref(),
                 "secretsmanager",
                 "AWS_ENDPOINT_URL_SECRETS_MANAGER",
@@ -168,7 +178,7 @@ impl Fetcher {
         let ssm = Api {
             signing_name: "ssm",
             target_prefix: "AmazonSSM",
-            endpoint: endpoint(env.endpoint_url_ssm.as_ref(), "ssm", "AWS_ENDPOINT_URL_SSM")?,
+            endpoints: endpoints(env.endpoint_url_ssm.as_ref(), "ssm", "AWS_ENDPOINT_URL_SSM")?,
         };
         Ok(Fetcher {
             inner: Arc::new(Inner {
@@ -187,6 +197,16 @@ impl Fetcher {
     pub fn quiet(self) -> Fetcher {
         self.inner.quiet.store(true, Ordering::Relaxed);
         self
+    }
+
+    /// Where `service` (`secretsmanager` or `ssm`) is asked in `region`.
+    pub fn endpoint(&self, service: &str, region: &str) -> Option<String> {
+        let api = if service == "ssm" {
+            &self.inner.ssm
+        } else {
+            &self.inner.secrets_manager
+        };
+        api.endpoint(region).map(|u| u.to_string())
     }
 
     /// Secrets Manager and SSM requests sent so far (each attempt counts).
@@ -259,21 +279,13 @@ impl Fetcher {
             }
         };
         let (answer, region) = self
-            .in_regions(&what, deadline, |region, failover, timeout| {
-                let body = secrets_manager::request(refs(failover));
-                async move {
-                    api::call(
-                        &self.inner.http,
-                        &self.inner.creds,
-                        &self.inner.secrets_manager,
-                        region,
-                        secrets_manager::OPERATION,
-                        &body,
-                        timeout,
-                    )
-                    .await
-                }
-            })
+            .in_regions(
+                &what,
+                deadline,
+                &self.inner.secrets_manager,
+                secrets_manager::OPERATION,
+                &|failover| secrets_manager::request(refs(failover)),
+            )
             .await?;
         let (value, version) = secrets_manager::value_of(&answer).map_err(|m| {
             self.error(
@@ -332,21 +344,13 @@ impl Fetcher {
             )
         };
         let (answer, region) = self
-            .in_regions(&what, deadline, |region, failover, timeout| {
-                let body = ssm::request(&names(failover));
-                async move {
-                    api::call(
-                        &self.inner.http,
-                        &self.inner.creds,
-                        &self.inner.ssm,
-                        region,
-                        ssm::OPERATION,
-                        &body,
-                        timeout,
-                    )
-                    .await
-                }
-            })
+            .in_regions(
+                &what,
+                deadline,
+                &self.inner.ssm,
+                ssm::OPERATION,
+                &|failover| ssm::request(&names(failover)),
+            )
             .await?;
         let failover = self.inner.spec.failover_region.as_ref() == Some(&region);
         let asked = names(failover);
@@ -401,21 +405,20 @@ impl Fetcher {
         }
     }
 
-    /// Runs `attempt` in the primary region, retrying transient failures; with a failover
-    /// region, after [`PRIMARY_ATTEMPTS`] transient failures, in the failover region until
-    /// `deadline`. Returns the answer and the region that gave it.
-    async fn in_regions<'a, F, Fut>(
-        &'a self,
+    /// Calls `operation` with `body(failover)` in the primary region, retrying transient
+    /// failures; with a failover region, after [`PRIMARY_ATTEMPTS`] transient failures, in the
+    /// failover region until `deadline`. Returns the answer and the region that gave it. (Not
+    /// generic over the call: one copy in the binary for both services.)
+    async fn in_regions(
+        &self,
         what: &str,
         deadline: Instant,
-        mut attempt: F,
-    ) -> Result<(serde_json::Value, String), AwsError>
-    where
-        F: FnMut(&'a str, bool, Duration) -> Fut,
-        Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>> + 'a,
-    {
+        api: &Api,
+        operation: &str,
+        body: &(dyn Fn(bool) -> serde_json::Value + Sync),
+    ) -> Result<(serde_json::Value, String), AwsError> {
         let spec = &self.inner.spec;
-        let mut regions: Vec<(&'a str, bool)> = vec![(spec.region.as_str(), false)];
+        let mut regions: Vec<(&str, bool)> = vec![(spec.region.as_str(), false)];
         if let Some(f) = &spec.failover_region {
             regions.push((f.as_str(), true));
         }
@@ -427,7 +430,17 @@ impl Fetcher {
             loop {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 self.inner.requests.fetch_add(1, Ordering::Relaxed);
-                match attempt(region, *failover, remaining).await {
+                let request = body(*failover);
+                let call = api::call(
+                    &self.inner.http,
+                    &self.inner.creds,
+                    api,
+                    region,
+                    operation,
+                    &request,
+                    remaining,
+                );
+                match call.await {
                     Ok(v) => {
                         if *failover {
                             tracing::warn!(what, region, "answered by the failover region");
@@ -465,5 +478,66 @@ impl Fetcher {
             }
         }
         Err(last.unwrap_or_else(|| AwsError::Config(format!("{what}: no region to ask"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::aws::AddressType;
+
+    fn spec() -> AwsSpec {
+        AwsSpec {
+            region: "us-west-2".into(),
+            failover_region: Some("us-east-2".into()),
+            use_pod_identity: false,
+            preferred_address_type: AddressType::Auto,
+            objects: Vec::new(),
+        }
+    }
+
+    fn irsa_env(extra: &[(&str, &str)]) -> AwsEnv {
+        let vars: Vec<(String, String)> = [
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        AwsEnv::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn each_region_is_asked_at_its_own_endpoint_unless_one_is_configured() {
+        let f = Fetcher::new(&spec(), &irsa_env(&[])).unwrap();
+        assert_eq!(
+            f.endpoint("secretsmanager", "us-east-2").unwrap(),
+            "https://secretsmanager.us-east-2.amazonaws.com/"
+        );
+        assert_eq!(
+            f.endpoint("ssm", "us-west-2").unwrap(),
+            "https://ssm.us-west-2.amazonaws.com/"
+        );
+        let f = Fetcher::new(
+            &spec(),
+            &irsa_env(&[
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+                ("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:9999"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            f.endpoint("secretsmanager", "us-east-2").unwrap(),
+            "http://127.0.0.1:4566/"
+        );
+        assert_eq!(
+            f.endpoint("ssm", "us-east-2").unwrap(),
+            "http://127.0.0.1:9999/"
+        );
+        assert!(Fetcher::new(&spec(), &AwsEnv::default())
+            .err()
+            .unwrap()
+            .is_config());
     }
 }
