@@ -832,3 +832,78 @@ fn failover_happens_only_when_the_primary_fails_with_a_non_4xx_error() {
         "{failover_bodies:?}"
     );
 }
+
+#[test]
+fn versions_labels_binary_values_and_parameter_batches() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let (secret, binary, param) = (
+        unique("ver-secret"),
+        unique("bin-secret"),
+        unique("ver-param"),
+    );
+    let raw: Vec<u8> = vec![0, 159, 146, 150, 255, b'\n', 1];
+    use base64::Engine as _;
+    let created = moto.admin(json!([
+        call("secretsmanager", REGION, "create_secret", json!({"Name": secret, "SecretString": "first"})),
+        call("secretsmanager", REGION, "put_secret_value", json!({"SecretId": secret, "SecretString": "second"})),
+        call("secretsmanager", REGION, "create_secret", json!({"Name": binary, "SecretBinary": {"base64": base64::engine::general_purpose::STANDARD.encode(&raw)}})),
+        call("ssm", REGION, "put_parameter", json!({"Name": param, "Value": "p-one", "Type": "SecureString"})),
+        call("ssm", REGION, "put_parameter", json!({"Name": param, "Value": "p-two", "Type": "SecureString", "Overwrite": true})),
+    ]));
+    let first_id = created[0]["VersionId"].as_str().unwrap().to_string();
+    // Twelve more parameters: with the versioned one, 14 SSM objects in two GetParameters.
+    let many: Vec<String> = (0..12).map(|i| format!("{param}-{i}")).collect();
+    moto.admin(Value::Array(
+        many.iter()
+            .map(|n| {
+                call(
+                    "ssm",
+                    REGION,
+                    "put_parameter",
+                    json!({"Name": n, "Value": format!("value-of-{n}"), "Type": "String"}),
+                )
+            })
+            .collect(),
+    ));
+    let mut objects = format!(
+        "      - objectName: {secret}\n        objectType: secretsmanager\n\
+         \x20     - objectName: {secret}\n        objectType: secretsmanager\n        objectVersionLabel: AWSPREVIOUS\n        objectAlias: previous\n\
+         \x20     - objectName: {secret}\n        objectType: secretsmanager\n        objectVersion: {first_id}\n        objectAlias: by-id\n\
+         \x20     - objectName: {binary}\n        objectType: secretsmanager\n\
+         \x20     - objectName: {param}\n        objectType: ssmparameter\n\
+         \x20     - objectName: {param}\n        objectType: ssmparameter\n        objectVersion: \"1\"\n        objectAlias: param-v1\n");
+    for n in &many {
+        objects.push_str(&format!(
+            "      - objectName: {n}\n        objectType: ssmparameter\n"
+        ));
+    }
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: v}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n{objects}"));
+    let role = moto.role(&unique("ver-reader"), true);
+    let (token_file, _) = trusted_token(moto, &dir);
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = init(&config, &out, &irsa_env(moto, &role, &token_file), &[]);
+    r.expect_code(0);
+    assert_eq!(read(out.join(&secret)), "second");
+    assert_eq!(read(out.join("previous")), "first");
+    assert_eq!(read(out.join("by-id")), "first");
+    assert_eq!(
+        std::fs::read(out.join(&binary)).unwrap(),
+        raw,
+        "SecretBinary is written as its raw bytes"
+    );
+    assert_eq!(read(out.join(&param)), "p-two");
+    assert_eq!(read(out.join("param-v1")), "p-one");
+    for n in &many {
+        assert_eq!(read(out.join(n)), format!("value-of-{n}"));
+    }
+    // 4 GetSecretValue + ceil(14 / 10) GetParameters.
+    assert_eq!(
+        logged_number(&r.stderr, "aws_requests"),
+        Some(6),
+        "{}",
+        r.stderr
+    );
+}

@@ -35,18 +35,66 @@ pub fn values_of(asked: &[String], answer: &Value) -> Result<Vec<(SecretBytes, S
         .get("Parameters")
         .and_then(|v| v.as_array())
         .ok_or_else(|| "the answer holds no Parameters".to_string())?;
+    // Each answer is matched once: by name (or ARN) plus `Selector`, as AWS answers. A server
+    // that omits `Selector` (moto) is matched by `Version` for `name:N`, by the highest
+    // version for a plain name, and for `name:label` by elimination.
+    let mut taken = vec![false; params.len()];
+    let mut found: Vec<Option<usize>> = vec![None; asked.len()];
+    let field = |p: &Value, k: &str| p.get(k).and_then(|n| n.as_str()).map(str::to_string);
+    let selector = |p: &Value| field(p, "Selector").unwrap_or_default();
+    let version = |p: &Value| p.get("Version").and_then(|v| v.as_u64()).unwrap_or(0);
+    // Answers for `base` without a Selector, not matched yet.
+    let bare = |taken: &[bool], base: &str| -> Vec<usize> {
+        (0..params.len())
+            .filter(|&i| {
+                let p = &params[i];
+                !taken[i]
+                    && selector(p).is_empty()
+                    && (field(p, "Name").as_deref() == Some(base)
+                        || field(p, "ARN").as_deref() == Some(base))
+            })
+            .collect()
+    };
+    for pass in 0..4 {
+        for (w, want) in asked.iter().enumerate() {
+            if found[w].is_some() {
+                continue;
+            }
+            let (base, sel) = split_selector(want);
+            let hit = match (pass, sel) {
+                (0, _) => (0..params.len()).find(|&i| {
+                    let p = &params[i];
+                    !taken[i]
+                        && !selector(p).is_empty()
+                        && ["Name", "ARN"].iter().any(|k| {
+                            field(p, k).is_some_and(|n| format!("{n}{}", selector(p)) == *want)
+                        })
+                }),
+                (1, Some(s)) if s.bytes().all(|b| b.is_ascii_digit()) => bare(&taken, base)
+                    .into_iter()
+                    .find(|&i| version(&params[i]).to_string() == s),
+                (2, None) => bare(&taken, base)
+                    .into_iter()
+                    .max_by_key(|&i| version(&params[i])),
+                (3, Some(_)) => match bare(&taken, base).as_slice() {
+                    [only] => Some(*only),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(i) = hit {
+                taken[i] = true;
+                found[w] = Some(i);
+            }
+        }
+    }
     asked
         .iter()
-        .map(|want| {
-            let found = params.iter().find(|p| {
-                let selector = p.get("Selector").and_then(|s| s.as_str()).unwrap_or("");
-                ["Name", "ARN"].iter().any(|k| {
-                    p.get(k)
-                        .and_then(|n| n.as_str())
-                        .is_some_and(|n| format!("{n}{selector}") == *want)
-                })
-            });
-            let p = found.ok_or_else(|| format!("the answer holds no parameter {want:?}"))?;
+        .zip(found)
+        .map(|(want, i)| {
+            let p = i
+                .map(|i| &params[i])
+                .ok_or_else(|| format!("the answer holds no parameter {want:?}"))?;
             let value = p
                 .get("Value")
                 .and_then(|v| v.as_str())
@@ -59,6 +107,20 @@ pub fn values_of(asked: &[String], answer: &Value) -> Result<Vec<(SecretBytes, S
             Ok((SecretBytes::new(value.as_bytes().to_vec()), version))
         })
         .collect()
+}
+
+/// `name:selector` → (`name`, `Some(selector)`); SSM names hold no colon, and an ARN
+/// (`arn:aws:ssm:REGION:ACCOUNT:parameter/NAME`) has five before its selector.
+fn split_selector(want: &str) -> (&str, Option<&str>) {
+    let colons_before_selector = if want.starts_with("arn:") { 6 } else { 1 };
+    if want.matches(':').count() == colons_before_selector {
+        if let Some((base, sel)) = want.rsplit_once(':') {
+            if !sel.is_empty() {
+                return (base, Some(sel));
+            }
+        }
+    }
+    (want, None)
 }
 
 #[cfg(test)]
