@@ -907,3 +907,50 @@ fn versions_labels_binary_values_and_parameter_batches() {
         r.stderr
     );
 }
+
+#[test]
+fn sighup_makes_the_sidecar_poll_at_once_instead_of_ending_it() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let param = unique("hup-param");
+    moto.admin(json!([call(
+        "ssm",
+        REGION,
+        "put_parameter",
+        json!({"Name": param, "Value": "one", "Type": "String"})
+    )]));
+    let role = moto.role(&unique("hup-reader"), true);
+    let (token_file, _) = trusted_token(moto, &dir);
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: h}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n      - objectName: {param}\n        objectType: ssmparameter\n"));
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let env = irsa_env(moto, &role, &token_file);
+    let mut sidecar = Resident::start_with(
+        &config,
+        &out,
+        &dir.join("log"),
+        &["--poll-interval", "1h"],
+        |c| {
+            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        },
+    );
+    sidecar.wait_ready(Duration::from_secs(20));
+    moto.admin(json!([call(
+        "ssm",
+        REGION,
+        "put_parameter",
+        json!({"Name": param, "Value": "two", "Type": "String", "Overwrite": true})
+    )]));
+    sidecar.signal(libc::SIGHUP);
+    assert!(
+        sidecar.eventually(Duration::from_secs(10), || read(out.join(&param)) == "two"),
+        "{}",
+        sidecar.log_text()
+    );
+    assert_eq!(
+        sidecar.stop().0,
+        Some(0),
+        "still running after SIGHUP, and stops cleanly"
+    );
+}

@@ -112,6 +112,8 @@ pub fn sidecar(opts: Options, spec: Spec) -> Result<(), Error> {
         };
         let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+        // SIGHUP would end the process by default; here it asks for a poll now.
+        let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut held: Option<AwsSnapshot> = None;
         let mut failures = 0u32;
         let mut next_poll = Instant::now();
@@ -123,6 +125,10 @@ pub fn sidecar(opts: Options, spec: Spec) -> Result<(), Error> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: polling now (a changed config file takes effect at the next start)");
+                    next_poll = Instant::now();
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             let now = Instant::now();
