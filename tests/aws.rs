@@ -698,6 +698,21 @@ fn check_prints_the_plan_and_bad_classes_exit_2() {
             "failoverObject.objectName",
             "must match region us-east-2",
         ]);
+    // exec --config reads Vault only: a usage error before anything runs.
+    secretdrop(
+        &[
+            "exec",
+            "--config",
+            fixture("BasicTestMountSPC-irsa.yaml").to_str().unwrap(),
+            "--env",
+            "U=ssmUsername",
+            "--",
+            "true",
+        ],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["provider aws", "--dir"]);
     // No credentials in the environment: exit 2 before any request.
     let out = dir.join("out");
     std::fs::create_dir(&out).unwrap();

@@ -60,6 +60,9 @@ pub enum AwsError {
     /// Something the user fixes in the config or the pod's environment (exit 2).
     #[error("{0}")]
     Config(String),
+    /// A fault of secretdrop itself (a read task that did not finish): exit 1.
+    #[error("{0}")]
+    Internal(String),
     #[error("{what} in {region} as {who}: {error}{hint}")]
     Request {
         what: String,
@@ -81,6 +84,7 @@ impl AwsError {
     pub fn cause(&self) -> &'static str {
         match self {
             AwsError::Config(_) => "config",
+            AwsError::Internal(_) => "internal",
             AwsError::Request { code, status, .. } => match (code.as_str(), status) {
                 ("AccessDeniedException", _) | (_, Some(403)) => "denied",
                 ("ResourceNotFoundException" | "ParameterNotFound" | "InvalidParameters", _) => {
@@ -259,13 +263,13 @@ impl Fetcher {
                     }
                 }
                 Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(AwsError::Config(format!("a read task failed: {e}"))),
+                Err(e) => return Err(AwsError::Internal(format!("a read task failed: {e}"))),
             }
         }
         let values = values
             .into_iter()
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| AwsError::Config("a read task did not finish".into()))?;
+            .ok_or_else(|| AwsError::Internal("a read task did not finish".into()))?;
         Ok(AwsSnapshot { values })
     }
 
@@ -477,7 +481,7 @@ impl Fetcher {
                 break;
             }
         }
-        Err(last.unwrap_or_else(|| AwsError::Config(format!("{what}: no region to ask"))))
+        Err(last.unwrap_or_else(|| AwsError::Internal(format!("{what}: no region to ask"))))
     }
 }
 
