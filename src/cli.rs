@@ -790,6 +790,12 @@ fn init(args: &Args) -> Result<(), Error> {
         token_path: token_path.clone(),
     };
     let units = config::volumes::load_units(&path, &text, &VaultEnv::from_process(), &layout)?;
+    if let Some((spec, dir)) = config::volumes::aws_unit(&path, &units)? {
+        if let Some(aws) = &spec.aws {
+            // provider: aws (docs/aws.md).
+            return crate::aws::run::init(aws, &Volume::new(&dir, allow_disk), started, timeout);
+        }
+    }
     let several = units.len() > 1;
     let mut prepared = Vec::new();
     for (i, unit) in units.into_iter().enumerate() {
@@ -1031,8 +1037,16 @@ fn exec(args: Args) -> Result<(), Error> {
         let token_path = args.path("token-path", Some(DEFAULT_TOKEN_PATH))?;
         let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
         let policy = args.client_policy()?;
+        let spec = load_spec(&args)?;
+        if spec.aws.is_some() {
+            return Err(usage(
+                "--config with provider aws is not supported by exec: run secretdrop init or \
+                 sidecar with it and read the files with --dir"
+                    .into(),
+            ));
+        }
         crate::exec::Source::Vault {
-            spec: Box::new(load_spec(&args)?),
+            spec: Box::new(spec),
             token_path,
             timeout,
             policy,
@@ -1091,6 +1105,9 @@ fn check(args: &Args) -> Result<(), Error> {
 
 /// A human-readable plan of a spec.
 pub fn plan(spec: &Spec) -> String {
+    if let Some(aws) = &spec.aws {
+        return crate::aws::plan(&spec.source, aws);
+    }
     let mut s = format!("config: {} (valid)\n", spec.source.display());
     let tls = &spec.vault.tls;
     let mut tls_desc = vec![];

@@ -153,6 +153,9 @@ fn with_secret_args(text: &str) -> Option<String> {
 /// is false when the config itself holds the marker where a render error or the payload's
 /// `Debug` may quote it (a key's or a file's name).
 fn check_spec(spec: &Spec, secret_check: bool) {
+    if let Some(aws) = &spec.aws {
+        return check_aws_spec(aws, secret_check);
+    }
     let addr = &spec.vault.address;
     assert!(
         (addr.starts_with("http://") || addr.starts_with("https://")) && !addr.ends_with('/'),
@@ -220,6 +223,65 @@ fn check_spec(spec: &Spec, secret_check: bool) {
     }
 }
 
+/// The invariants of a `provider: aws` spec, then a render against values that are all secret
+/// (valid JSON for objects with jmesPath entries): files valid, unique, never under one another,
+/// modes ≤ 0777; errors and the payload's `Debug` never show a value.
+fn check_aws_spec(aws: &config::aws::AwsSpec, secret_check: bool) {
+    use crate::aws::fetch::{AwsSnapshot, Fetched};
+    assert!(!aws.region.is_empty(), "no region");
+    assert!(!aws.objects.is_empty(), "a spec without objects");
+    assert_ne!(aws.failover_region.as_ref(), Some(&aws.region));
+    let files: Vec<(&str, u32)> = aws
+        .objects
+        .iter()
+        .flat_map(|o| {
+            std::iter::once((o.file.as_str(), o.mode))
+                .chain(o.jmes.iter().map(|j| (j.file.as_str(), j.mode)))
+        })
+        .collect();
+    let mut names = HashSet::new();
+    for (name, mode) in &files {
+        if let Err(m) = objects::validate_name(name) {
+            panic!("file name {name:?} passed but is invalid: {m}");
+        }
+        assert!(names.insert(*name), "{name:?} twice");
+        assert!(*mode <= 0o777, "mode {mode:o}");
+    }
+    for (name, _) in &files {
+        let mut p = *name;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            assert!(!names.contains(parent), "{name:?} is under a file");
+            p = parent;
+        }
+    }
+    for o in &aws.objects {
+        if o.failover.is_some() {
+            assert!(
+                aws.failover_region.is_some(),
+                "failoverObject without failoverRegion"
+            );
+        }
+    }
+    let values = aws
+        .objects
+        .iter()
+        .map(|o| Fetched {
+            value: crate::secret::SecretBytes::new(
+                serde_json::json!({"username": MARKER, "password": MARKER, "n": 1})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            version: format!("v-{}", o.file.len()),
+            region: aws.region.clone(),
+        })
+        .collect();
+    match crate::aws::render::render(aws, &AwsSnapshot { values }) {
+        Ok(payload) if secret_check => assert_debug_redacted("payload", &payload),
+        Err(e) if secret_check => assert_no_marker("render error", &e),
+        _ => {}
+    }
+}
+
 fn check_read(r: &Read) {
     assert!(
         ["GET", "POST", "PUT", "PATCH"].contains(&r.method.as_str()),
@@ -254,6 +316,7 @@ fn settings_of(spec: &Spec) -> Spec {
         reads: Vec::new(),
         objects: Vec::new(),
         sidecar: spec.sidecar.clone(),
+        aws: spec.aws.clone(),
     }
 }
 

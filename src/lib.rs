@@ -7,6 +7,7 @@
 //! and runs the commands.
 
 pub mod app_notify;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -101,6 +101,10 @@ pub fn run(opts: Options) -> Result<(), Error> {
         &VaultEnv::from_process(),
         &opts.layout(),
     )?;
+    if let Some((spec, dir)) = config::volumes::aws_unit(&opts.config, &units)? {
+        // provider: aws (docs/aws.md) polls versions; no token or lease lifecycle.
+        return crate::aws::run::sidecar(Options { dir, ..opts }, spec);
+    }
     let several = units.len() > 1;
     let mut sidecars = Vec::new();
     for (i, unit) in units.into_iter().enumerate() {
@@ -1248,7 +1252,7 @@ impl Sidecar {
 }
 
 /// Poll interval and notifier from flags over config.
-fn settings(opts: &Options, spec: &Spec) -> (Duration, Notifier) {
+pub(crate) fn settings(opts: &Options, spec: &Spec) -> (Duration, Notifier) {
     let poll = opts
         .poll_interval
         .or(spec.sidecar.poll_interval)

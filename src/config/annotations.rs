@@ -202,6 +202,7 @@ pub fn spec_from(
             poll_interval: settings.poll_interval,
             notify: settings.notify,
         },
+        aws: None,
     })
 }
 

@@ -17,6 +17,8 @@ pub struct VaultEnv {
     pub tls_server_name: Option<String>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`: the region of a `provider: aws` config without one.
+    pub aws_region: Option<String>,
 }
 
 impl VaultEnv {
@@ -39,6 +41,9 @@ impl VaultEnv {
             tls_server_name: var("TLS_SERVER_NAME"),
             client_cert: var("CLIENT_CERT").map(PathBuf::from),
             client_key: var("CLIENT_KEY").map(PathBuf::from),
+            aws_region: get("AWS_REGION")
+                .filter(|v| !v.is_empty())
+                .or_else(|| get("AWS_DEFAULT_REGION").filter(|v| !v.is_empty())),
         }
     }
 }

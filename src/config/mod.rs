@@ -8,6 +8,7 @@
 //! the line and column.
 
 pub mod annotations;
+pub mod aws;
 pub mod env;
 pub mod native;
 pub mod objects;
@@ -33,6 +34,9 @@ pub struct Spec {
     pub objects: Vec<ObjectSpec>,
     /// Settings only the resident sidecar uses (native config `sidecar:`; flags override them).
     pub sidecar: SidecarSettings,
+    /// `provider: aws` (docs/aws.md): when set, this spec is an AWS one and `vault`, `auth`,
+    /// `reads` and `objects` are empty and unused; the AWS spec holds the objects and files.
+    pub aws: Option<Box<aws::AwsSpec>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -56,6 +56,9 @@ struct ConfigFile {
     objects: Vec<ObjectEntry>,
     #[serde(default)]
     sidecar: SidecarSection,
+    /// `provider: aws` with an `aws:` section (docs/aws.md); absent means Vault.
+    provider: Option<String>,
+    aws: Option<serde_yaml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -112,6 +115,9 @@ struct FilesSection {
 
 pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
     let cfg: ConfigFile = yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
+    if let Some(spec) = aws_config(file, &cfg, env)? {
+        return Ok(spec);
+    }
 
     let address =
         match (&cfg.vault.address, &env.addr) {
@@ -177,7 +183,73 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         reads,
         objects,
         sidecar,
+        aws: None,
     })
+}
+
+/// `provider: aws`: the `aws:` section plus `files:` and `sidecar:`; Vault's sections and
+/// top-level `objects` do not apply. `None` for a Vault config.
+fn aws_config(file: &Path, cfg: &ConfigFile, env: &VaultEnv) -> Result<Option<Spec>, ConfigError> {
+    match cfg.provider.as_deref() {
+        None | Some("vault") | Some("openbao") => {
+            if cfg.aws.is_some() {
+                return Err(ConfigError::field(
+                    file,
+                    "aws",
+                    "only applies with provider: aws",
+                ));
+            }
+            return Ok(None);
+        }
+        Some("aws") => {}
+        Some(other) => {
+            return Err(ConfigError::field(
+                file,
+                "provider",
+                format!("{other:?} is not supported: allowed are vault, openbao, aws"),
+            ))
+        }
+    }
+    let vault_set = cfg.vault.address.is_some() || cfg.vault.namespace.is_some();
+    if let Some(f) = [
+        ("vault", vault_set),
+        ("auth", cfg.auth.is_some()),
+        ("objects", !cfg.objects.is_empty()),
+    ]
+    .iter()
+    .find(|(_, set)| *set)
+    {
+        return Err(ConfigError::field(
+            file,
+            f.0,
+            "does not apply with provider: aws (objects go under aws.objects)",
+        ));
+    }
+    let mode = match &cfg.files.mode {
+        None => NATIVE_DEFAULT_MODE,
+        Some(m) => {
+            objects::parse_mode(m).map_err(|msg| ConfigError::field(file, "files.mode", msg))?
+        }
+    };
+    let defaults = super::aws::AwsDefaults {
+        mode,
+        owner: cfg.files.owner,
+        group: cfg.files.group,
+    };
+    let sidecar = compile_sidecar(
+        file,
+        SidecarSection {
+            poll_interval: cfg.sidecar.poll_interval.clone(),
+            notify: NotifySection {
+                signal: cfg.sidecar.notify.signal.clone(),
+                process: cfg.sidecar.notify.process.clone(),
+                pid_file: cfg.sidecar.notify.pid_file.clone(),
+                url: cfg.sidecar.notify.url.clone(),
+            },
+        },
+    )?;
+    let section = cfg.aws.clone().unwrap_or(serde_yaml::Value::Null);
+    super::aws::from_native(file, &section, defaults, sidecar, env).map(Some)
 }
 
 fn compile_sidecar(file: &Path, s: SidecarSection) -> Result<SidecarSettings, ConfigError> {

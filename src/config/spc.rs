@@ -64,23 +64,25 @@ const LEGACY_IGNORED: &[&str] = &["kubernetesServiceAccountPath", "vaultCAPem"];
 pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
     let manifest: Manifest = yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
     let spec = manifest.spec;
-    let prefix = match spec.provider.as_str() {
-        "vault" => "vault",
-        "openbao" => "openbao",
-        other => {
-            return Err(ConfigError::field(
-                file,
-                "spec.provider",
-                format!("{other:?} is not supported: allowed are vault, openbao"),
-            ))
-        }
-    };
     if spec.secret_objects.is_some() {
         tracing::warn!(
             file = %file.display(),
             "spec.secretObjects is ignored: secretdrop writes files only and never syncs Kubernetes Secrets"
         );
     }
+    let prefix = match spec.provider.as_str() {
+        "vault" => "vault",
+        "openbao" => "openbao",
+        // The AWS provider's parameters (docs/aws.md).
+        "aws" => return super::aws::from_spc(file, text, spec.parameters, env),
+        other => {
+            return Err(ConfigError::field(
+                file,
+                "spec.provider",
+                format!("{other:?} is not supported: allowed are vault, openbao, aws"),
+            ))
+        }
+    };
     let params = Params::new(file, prefix, spec.parameters)?;
 
     let role = params.get("roleName").ok_or_else(|| {
@@ -184,6 +186,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         reads,
         objects,
         sidecar: Default::default(),
+        aws: None,
     })
 }
 
@@ -289,7 +292,7 @@ fn scalar_text(v: &serde_yaml::Value) -> String {
 
 /// Maps a parse error inside the `objects` string back to a line of the manifest when the string
 /// is a block scalar whose first line can be found in the file.
-fn objects_yaml_error(
+pub(super) fn objects_yaml_error(
     file: &Path,
     whole: &str,
     objects: &str,

@@ -175,7 +175,13 @@ pub fn units(path: &Path, sources: Vec<Source>, layout: &Layout) -> Result<Vec<U
         let spec = source.spec;
         match groups
             .iter_mut()
-            .find(|(_, specs)| specs[0].vault == spec.vault && specs[0].auth == spec.auth)
+            .find(|(_, specs)| {
+                // AWS volumes share no Vault login: each is a unit of its own.
+                specs[0].aws.is_none()
+                    && spec.aws.is_none()
+                    && specs[0].vault == spec.vault
+                    && specs[0].auth == spec.auth
+            })
         {
             Some((members, specs)) => {
                 members.push((source.volume, dir));
@@ -219,6 +225,26 @@ fn merge(mut specs: Vec<Spec>) -> Spec {
 }
 
 /// Every unit of the config at `path`: [`sources`] then [`units`].
+/// `provider: aws` volumes are served one per process for now (docs/aws.md): the AWS spec
+/// and its directory when the config describes exactly one volume and it is AWS, `None`
+/// when it has no AWS volume, an error when it mixes AWS with other volumes.
+pub fn aws_unit(path: &Path, units: &[Unit]) -> Result<Option<(Spec, PathBuf)>, ConfigError> {
+    if !units.iter().any(|u| u.spec.aws.is_some()) {
+        return Ok(None);
+    }
+    match units {
+        [u] if u.dirs.len() == 1 => Ok(Some((u.spec.clone(), u.dirs[0].clone()))),
+        _ => Err(ConfigError::new(
+            path,
+            format!(
+                "a provider: aws volume must be the only volume of its secretdrop process, and \
+                 this config describes {} volumes: serve the others from another container",
+                units.iter().map(|u| u.dirs.len()).sum::<usize>()
+            ),
+        )),
+    }
+}
+
 pub fn load_units(
     path: &Path,
     text: &str,

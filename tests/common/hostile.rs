@@ -50,6 +50,9 @@ impl Seen {
 pub enum Act {
     /// Pass it to the real server and relay its answer unchanged.
     Forward,
+    /// The same, keeping the client's `Host` header: a signed request (AWS SigV4 signs the
+    /// host) stays valid through the proxy.
+    ForwardKeepingHost,
     /// Pass it on, then edit the JSON body of the answer.
     Rewrite(fn(&mut Value)),
     /// Answer with these raw bytes (status line, headers, body) and close.
@@ -188,13 +191,14 @@ fn serve_one(
             let _ = client.write_all(&bytes);
         }
         Act::Flood { total, announce } => flood(client, total, announce),
-        Act::Forward => {
-            if let Some(raw) = upstream.and_then(|p| forward(p, &req)) {
+        act @ (Act::Forward | Act::ForwardKeepingHost) => {
+            let keep_host = matches!(act, Act::ForwardKeepingHost);
+            if let Some(raw) = upstream.and_then(|p| forward(p, &req, keep_host)) {
                 let _ = client.write_all(&raw);
             }
         }
         Act::Rewrite(edit) => {
-            if let Some(raw) = upstream.and_then(|p| forward(p, &req)) {
+            if let Some(raw) = upstream.and_then(|p| forward(p, &req, false)) {
                 let _ = client.write_all(&rewrite(&raw, edit));
             }
         }
@@ -268,16 +272,20 @@ fn read_request(stream: &mut impl Read) -> Option<Seen> {
 }
 
 /// The request sent on to the real server over HTTP/1.0; its whole answer.
-fn forward(port: u16, req: &Seen) -> Option<Vec<u8>> {
+fn forward(port: u16, req: &Seen, keep_host: bool) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut head = format!("{} {} HTTP/1.0\r\n", req.method, req.path);
     for (k, v) in &req.headers {
-        if !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("host") {
+        let host = k.eq_ignore_ascii_case("host");
+        if !k.eq_ignore_ascii_case("connection") && (!host || keep_host) {
             head += &format!("{k}: {v}\r\n");
         }
     }
-    head += &format!("Host: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if !keep_host {
+        head += &format!("Host: 127.0.0.1:{port}\r\n");
+    }
+    head += "Connection: close\r\n\r\n";
     s.write_all(head.as_bytes()).ok()?;
     s.write_all(&req.body).ok()?;
     let mut raw = Vec::new();

@@ -19,6 +19,7 @@ pub mod hostile;
 pub mod kube_api;
 pub mod kubelet;
 pub mod kubelet_paths;
+pub mod moto;
 pub mod pki;
 pub mod postgres;
 pub mod process;

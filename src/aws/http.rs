@@ -1,0 +1,163 @@
+//! The one HTTP client of the AWS provider: STS, Secrets Manager, SSM and the Pod Identity
+//! agent. Never follows a redirect (a signed request or a token must not travel elsewhere),
+//! bounds every attempt in time and every answer in bytes, and keeps no proxy settings.
+
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+/// The longest one attempt may take, whatever the caller's deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Answers larger than this are refused unread: a Secrets Manager value is at most 64 KiB
+/// (base64 of SecretBinary a third more), ten SSM advanced parameters 80 KiB.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// Error answers are only read for their code and message.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+/// One request: where, what, and the largest successful answer to accept.
+pub struct Call<'a> {
+    pub method: reqwest::Method,
+    pub url: reqwest::Url,
+    pub headers: &'a [(String, String)],
+    /// Header names whose values are credentials (kept out of HTTP-layer logs).
+    pub sensitive: &'a [&'a str],
+    pub body: Vec<u8>,
+    pub limit: usize,
+}
+
+/// A complete answer: status and body (zeroed on drop: bodies hold secrets and credentials).
+pub struct Answer {
+    pub status: u16,
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+/// Why no answer came: always worth another attempt, except a failed certificate check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    Transport(String),
+    TooBig(usize),
+    Tls(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Transport(c) => write!(f, "{c}"),
+            HttpError::TooBig(n) => {
+                write!(f, "the answer is larger than {n} bytes; nothing was kept")
+            }
+            HttpError::Tls(c) => write!(f, "TLS: {c}"),
+        }
+    }
+}
+
+impl Http {
+    pub fn new(ca_bundle: Option<&std::path::Path>) -> Result<Http, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = crate::config::TlsSettings {
+            ca_cert: ca_bundle.map(|p| p.to_path_buf()),
+            ..Default::default()
+        };
+        let config = crate::vault::tls::client_config(&tls).map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .no_proxy()
+            .use_preconfigured_tls(config)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Http { client })
+    }
+
+    /// One attempt of `call`, bounded by `timeout` (capped at 30 s).
+    pub async fn send(&self, call: Call<'_>, timeout: Duration) -> Result<Answer, HttpError> {
+        let mut req = self
+            .client
+            .request(call.method, call.url)
+            .timeout(timeout.min(REQUEST_TIMEOUT).max(Duration::from_millis(1)));
+        for (name, value) in call.headers {
+            let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                HttpError::Transport(format!(
+                    "header {name} holds characters not allowed in a header"
+                ))
+            })?;
+            if call.sensitive.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                v.set_sensitive(true);
+            }
+            req = req.header(name.as_str(), v);
+        }
+        if !call.body.is_empty() {
+            // The body may hold a token: the copy handed to the HTTP stack is zeroed once sent.
+            let body = Zeroizing::new(call.body);
+            req = req.body(crate::secret::zeroizing_bytes(&body));
+        }
+        let limit = call.limit;
+        let mut resp = req.send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let limit = if (200..300).contains(&status) {
+            limit
+        } else {
+            MAX_ERROR_BYTES
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(HttpError::TooBig(limit));
+        }
+        let mut body = Zeroizing::new(Vec::with_capacity(
+            resp.content_length().unwrap_or(0).min(limit as u64) as usize,
+        ));
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                return Err(HttpError::TooBig(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer { status, body })
+    }
+}
+
+fn classify(err: reqwest::Error) -> HttpError {
+    let mut cause = String::new();
+    let top: &(dyn std::error::Error + 'static) = &err;
+    let mut source = Some(top);
+    let mut tls = false;
+    while let Some(e) = source {
+        let text = e.to_string();
+        tls = tls
+            || ["invalid peer certificate", "peer sent no certificates"]
+                .iter()
+                .any(|m| text.contains(m));
+        if !cause.contains(&text) {
+            if !cause.is_empty() {
+                cause.push_str(": ");
+            }
+            cause.push_str(&text);
+        }
+        source = e.source();
+    }
+    if err.is_timeout() && !cause.contains("timed out") {
+        cause.push_str(" (timed out)");
+    }
+    if tls {
+        HttpError::Tls(cause)
+    } else {
+        HttpError::Transport(cause)
+    }
+}
+
+/// `host` or `host:port` as the `Host` header (and SigV4's `host`) spell it.
+pub fn host_header(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}

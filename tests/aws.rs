@@ -1,0 +1,971 @@
+//! `provider: aws` end to end against moto with SigV4 signatures and IAM policies enforced:
+//! the AWS provider's own integration SecretProviderClass under IRSA and under EKS Pod
+//! Identity, rotation through the sidecar, refusals, and hostile peers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::cli::{assert_layout, read, secretdrop, Run};
+use common::hostile::{json_reply, redirect, Act, Proxy};
+use common::moto::{call, irsa_env, Moto};
+use common::resident::Resident;
+use common::{unique, TestDir};
+use serde_json::{json, Value};
+
+const REGION: &str = "us-west-2";
+const FAILOVER: &str = "us-east-2";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/aws")
+        .join(name)
+}
+
+/// The secrets and parameters of the provider's generate-test-files.py, in both regions.
+fn create_provider_resources(moto: &Moto, suffix: &str) {
+    let secrets = [
+        ("SecretsManagerTest1", "SecretsManagerTest1Value"),
+        ("SecretsManagerTest2", "SecretsManagerTest2Value"),
+        ("SecretsManagerSync", "SecretUser"),
+        ("SecretsManagerRotationTest", "BeforeRotation"),
+        (
+            "secretsManagerJson",
+            r#"{"username": "SecretsManagerUser", "password": "PasswordForSecretsManager"}"#,
+        ),
+    ];
+    let parameters = [
+        ("ParameterStoreTest1", "ParameterStoreTest1Value"),
+        ("ParameterStoreTestWithLongName", "ParameterStoreTest2Value"),
+        ("ParameterStoreRotationTest", "BeforeRotation"),
+        (
+            "jsonSsm",
+            r#"{"username": "ParameterStoreUser", "password": "PasswordForParameterStore"}"#,
+        ),
+    ];
+    let mut calls = Vec::new();
+    for region in [REGION, FAILOVER] {
+        for (base, value) in secrets {
+            calls.push(call(
+                "secretsmanager",
+                region,
+                "create_secret",
+                json!({"Name": format!("{base}-{suffix}"), "SecretString": value}),
+            ));
+        }
+        for (base, value) in parameters {
+            calls.push(call("ssm", region, "put_parameter",
+                json!({"Name": format!("{base}-{suffix}"), "Value": value, "Type": "SecureString", "Overwrite": false})));
+        }
+    }
+    moto.admin(Value::Array(calls));
+}
+
+/// Every file the provider's integration test expects, with its content.
+fn expected_files(suffix: &str) -> Vec<(String, &'static str)> {
+    vec![
+        (
+            format!("ParameterStoreTest1-{suffix}"),
+            "ParameterStoreTest1Value",
+        ),
+        ("ParameterStoreTest2".into(), "ParameterStoreTest2Value"),
+        (
+            format!("ParameterStoreRotationTest-{suffix}"),
+            "BeforeRotation",
+        ),
+        (
+            format!("SecretsManagerRotationTest-{suffix}"),
+            "BeforeRotation",
+        ),
+        (
+            format!("SecretsManagerTest1-{suffix}"),
+            "SecretsManagerTest1Value",
+        ),
+        ("SecretsManagerTest2".into(), "SecretsManagerTest2Value"),
+        (format!("SecretsManagerSync-{suffix}"), "SecretUser"),
+        ("ssmUsername".into(), "ParameterStoreUser"),
+        ("ssmPassword".into(), "PasswordForParameterStore"),
+        ("secretsManagerUsername".into(), "SecretsManagerUser"),
+        ("secretsManagerPassword".into(), "PasswordForSecretsManager"),
+    ]
+}
+
+fn run(args: &[&str], env: &[(String, String)]) -> Run {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    secretdrop(args, &env)
+}
+
+fn init(config: &Path, dir: &Path, env: &[(String, String)], extra: &[&str]) -> Run {
+    let mut args = vec![
+        "init",
+        "--config",
+        config.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run(&args, env)
+}
+
+/// A token file holding a fresh token that moto's STS trusts.
+fn trusted_token(moto: &Moto, dir: &TestDir) -> (PathBuf, String) {
+    let token = format!("eyJ.{}.sig", unique("web-identity"));
+    moto.trust_token(&token);
+    let path = dir.join("token");
+    std::fs::write(&path, &token).unwrap();
+    (path, token)
+}
+
+fn logged_number(stderr: &str, key: &str) -> Option<u64> {
+    let at = stderr.find(&format!("{key}="))? + key.len() + 1;
+    stderr[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn the_providers_integration_class_renders_completely_under_irsa() {
+    let moto = Moto::shared();
+    create_provider_resources(moto, "x64-irsa");
+    let dir = TestDir::new();
+    let role = moto.role(&unique("irsa-reader"), true);
+    let (token_file, token) = trusted_token(moto, &dir);
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let started = Instant::now();
+    let r = init(
+        &fixture("BasicTestMountSPC-irsa.yaml"),
+        &out,
+        &irsa_env(moto, &role, &token_file),
+        &[],
+    );
+    r.expect_code(0).expect_no_leak(&[
+        &token,
+        "PasswordForSecretsManager",
+        "PasswordForParameterStore",
+    ]);
+    let files = expected_files("x64-irsa");
+    let mut names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    names.extend([
+        "jsonSsm-x64-irsa".to_string(),
+        "secretsManagerJson-x64-irsa".to_string(),
+    ]);
+    assert_layout(&out, &names.iter().map(String::as_str).collect::<Vec<_>>());
+    for (name, value) in &files {
+        assert_eq!(read(out.join(name)), *value, "{name}");
+        assert_eq!(common::cli::mode_of(out.join(name)), 0o644, "{name}");
+    }
+    let whole: Value =
+        serde_json::from_str(&read(out.join("secretsManagerJson-x64-irsa"))).unwrap();
+    assert_eq!(whole["username"], "SecretsManagerUser");
+    // One GetSecretValue per secret (5) and one GetParameters for the 4 parameters: the
+    // failover region is never asked while the primary answers (the provider asks both).
+    assert_eq!(
+        logged_number(&r.stderr, "aws_requests"),
+        Some(6),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        logged_number(&r.stderr, "credential_exchanges"),
+        Some(1),
+        "{}",
+        r.stderr
+    );
+    eprintln!(
+        "init of the provider's class (IRSA): {:?}",
+        started.elapsed()
+    );
+}
+
+/// The EKS Pod Identity agent's credentials endpoint: answers a GET whose `Authorization` is
+/// the token the agent currently expects (`expected` file, rotated by the test like kubelet
+/// rotates the projected token) with the role's temporary keys; anything else gets a 401.
+fn pod_identity_agent(keys: Value, expected: PathBuf, expires_in: Duration) -> Proxy {
+    Proxy::start("127.0.0.1", None, move |seen| {
+        let want = std::fs::read_to_string(&expected).unwrap_or_default();
+        if seen.method != "GET"
+            || seen.header("Authorization") != Some(want.trim())
+            || want.trim().is_empty()
+        {
+            return Act::Reply(json_reply(401, &json!({"message": "invalid token"})));
+        }
+        let expiration = std::time::SystemTime::now() + expires_in;
+        let secs = expiration
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Act::Reply(json_reply(
+            200,
+            &json!({
+                "AccessKeyId": keys["AccessKeyId"], "SecretAccessKey": keys["SecretAccessKey"],
+                "Token": keys["SessionToken"], "AccountId": common::moto::ACCOUNT,
+                "Expiration": iso8601(secs),
+            }),
+        ))
+    })
+}
+
+fn iso8601(secs: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn pod_identity_env(moto: &Moto, agent: &Proxy, token_file: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            format!("{}/v1/credentials", agent.addr()),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+            token_file.display().to_string(),
+        ),
+        ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
+    ]
+}
+
+#[test]
+fn the_providers_integration_class_renders_completely_under_pod_identity() {
+    let moto = Moto::shared();
+    create_provider_resources(moto, "x64-pod-identity");
+    let dir = TestDir::new();
+    let role = moto.role(&unique("pod-identity-reader"), true);
+    let keys = moto.assume(&role);
+    let expected = dir.join("agent-expects");
+    std::fs::write(&expected, "pod-identity-token-1").unwrap();
+    let agent = pod_identity_agent(keys.clone(), expected.clone(), Duration::from_secs(3600));
+    let token_file = dir.join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-token-1\n").unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let env = pod_identity_env(moto, &agent, &token_file);
+    let secret_key = keys["SecretAccessKey"].as_str().unwrap().to_string();
+    let r = init(
+        &fixture("BasicTestMountSPC-pod-identity.yaml"),
+        &out,
+        &env,
+        &[],
+    );
+    r.expect_code(0).expect_no_leak(&[
+        "pod-identity-token-1",
+        &secret_key,
+        "PasswordForSecretsManager",
+    ]);
+    for (name, value) in expected_files("x64-pod-identity") {
+        assert_eq!(read(out.join(&name)), value, "{name}");
+    }
+    let seen = agent.seen();
+    assert_eq!(seen.len(), 1, "one credentials GET for the whole render");
+    assert_eq!(
+        seen[0].header("Authorization"),
+        Some("pod-identity-token-1")
+    );
+
+    // A token the agent does not accept: exit 1, naming the agent, nothing new written.
+    std::fs::write(&token_file, "stale-token").unwrap();
+    let before = common::cli::current_version(&out);
+    let r = init(
+        &fixture("BasicTestMountSPC-pod-identity.yaml"),
+        &out,
+        &env,
+        &["--timeout", "3s"],
+    );
+    r.expect_code(1)
+        .expect_stderr(&["Pod Identity", "401"])
+        .expect_no_leak(&["stale-token", &secret_key]);
+    assert_eq!(common::cli::current_version(&out), before);
+}
+
+#[test]
+fn pod_identity_keys_are_refreshed_without_a_gap_and_the_token_file_is_read_again() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let name = unique("refresh");
+    moto.admin(json!([call(
+        "ssm",
+        REGION,
+        "put_parameter",
+        json!({"Name": name, "Value": "v1", "Type": "SecureString"})
+    )]));
+    let role = moto.role(&unique("refresh-reader"), true);
+    let expected = dir.join("agent-expects");
+    std::fs::write(&expected, "token-A").unwrap();
+    // Keys said to expire in 16 s are replaced after 8 s (half their life when that is shorter
+    // than the usual five minutes).
+    let agent = pod_identity_agent(
+        moto.assume(&role),
+        expected.clone(),
+        Duration::from_secs(16),
+    );
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "token-A").unwrap();
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: r}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    usePodIdentity: \"true\"\n    objects: |\n      - objectName: {name}\n        objectType: ssmparameter\n"));
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let env = pod_identity_env(moto, &agent, &token_file);
+    let port = common::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut sidecar = Resident::start_with(
+        &config,
+        &out,
+        &dir.join("log"),
+        &["--poll-interval", "1s", "--listen", &listen],
+        |c| {
+            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        },
+    );
+    sidecar.wait_ready(Duration::from_secs(20));
+    // The kubelet rotates the projected token: the agent now wants token-B, and the file says so.
+    std::fs::write(&expected, "token-B").unwrap();
+    std::fs::write(&token_file, "token-B").unwrap();
+    assert!(
+        sidecar.eventually(Duration::from_secs(20), || agent
+            .seen()
+            .iter()
+            .any(|s| s.header("Authorization") == Some("token-B"))),
+        "the keys were never refreshed with the new token:\n{}",
+        sidecar.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = agent.seen();
+    assert!(seen
+        .iter()
+        .all(|s| matches!(s.header("Authorization"), Some("token-A" | "token-B"))));
+    let log = sidecar.log_text();
+    assert!(
+        !log.contains("poll failed"),
+        "no poll failed around the refresh:\n{log}"
+    );
+    assert!(
+        sidecar
+            .metric("secretdrop_reads_unchanged_total")
+            .unwrap_or(0.0)
+            >= 3.0,
+        "{log}"
+    );
+    assert_eq!(read(out.join(&name)), "v1");
+}
+
+#[test]
+fn rotations_of_a_secret_and_a_parameter_arrive_through_the_sidecar() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let (secret, param) = (unique("rot-secret"), unique("rot-param"));
+    moto.admin(json!([
+        call(
+            "secretsmanager",
+            REGION,
+            "create_secret",
+            json!({"Name": secret, "SecretString": "{\"password\":\"before-1\"}"})
+        ),
+        call(
+            "ssm",
+            REGION,
+            "put_parameter",
+            json!({"Name": format!("/app/{param}"), "Value": "before-2", "Type": "SecureString"})
+        ),
+    ]));
+    let role = moto.role(&unique("rot-reader"), true);
+    let (token_file, _) = trusted_token(moto, &dir);
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: r}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n      - objectName: {secret}\n        objectType: secretsmanager\n        objectAlias: db.json\n        jmesPath:\n          - path: password\n            objectAlias: password\n            filePermission: \"0400\"\n      - objectName: /app/{param}\n        objectType: ssmparameter\n"));
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let env = irsa_env(moto, &role, &token_file);
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut sidecar = Resident::start_with(
+        &config,
+        &out,
+        &dir.join("log"),
+        &["--poll-interval", "1s", "--listen", &listen],
+        |c| {
+            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        },
+    );
+    sidecar.wait_ready(Duration::from_secs(20));
+    let pfile = format!("_app_{param}");
+    assert_eq!(read(out.join("password")), "before-1");
+    assert_eq!(common::cli::mode_of(out.join("password")), 0o400);
+    assert_eq!(read(out.join(&pfile)), "before-2");
+    let first = common::cli::current_version(&out);
+    // Unchanged versions write nothing.
+    assert!(sidecar.eventually(Duration::from_secs(10), || sidecar
+        .metric("secretdrop_reads_unchanged_total")
+        .unwrap_or(0.0)
+        >= 4.0));
+    assert_eq!(
+        common::cli::current_version(&out),
+        first,
+        "an unchanged poll wrote a new version"
+    );
+
+    moto.admin(json!([
+        call("secretsmanager", REGION, "put_secret_value", json!({"SecretId": secret, "SecretString": "{\"password\":\"after-1\"}"})),
+        call("ssm", REGION, "put_parameter", json!({"Name": format!("/app/{param}"), "Value": "after-2", "Type": "SecureString", "Overwrite": true})),
+    ]));
+    assert!(
+        sidecar.eventually(Duration::from_secs(15), || read(out.join("password"))
+            == "after-1"
+            && read(out.join(&pfile)) == "after-2"),
+        "rotation never arrived:\n{}",
+        sidecar.log_text()
+    );
+    assert_eq!(read(out.join("db.json")), "{\"password\":\"after-1\"}");
+    let log = sidecar.log_text();
+    assert!(log.contains("committed a new version"), "{log}");
+    assert!(
+        !log.contains("after-1") && !log.contains("before-1"),
+        "a value in the log:\n{log}"
+    );
+    let (code, _) = sidecar.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_role_without_a_read_policy_is_refused_with_object_region_and_role() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let secret = unique("denied");
+    moto.admin(json!([call(
+        "secretsmanager",
+        REGION,
+        "create_secret",
+        json!({"Name": secret, "SecretString": "denied-value"})
+    )]));
+    let role = moto.role(&unique("no-policy"), false);
+    let (token_file, token) = trusted_token(moto, &dir);
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: d}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    failoverRegion: {FAILOVER}\n    objects: |\n      - objectName: {secret}\n        objectType: secretsmanager\n"));
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let started = Instant::now();
+    let r = init(&config, &out, &irsa_env(moto, &role, &token_file), &[]);
+    r.expect_code(1)
+        .expect_stderr(&[
+            &format!("object {secret:?}"),
+            &format!("secretsmanager {secret}"),
+            "in us-west-2",
+            &role,
+            "AccessDenied",
+        ])
+        .expect_no_leak(&["denied-value", &token]);
+    assert!(
+        !r.stderr.contains(FAILOVER),
+        "a 4xx must not fail over:\n{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a refusal is not retried"
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // An untrusted web identity token: STS refuses, exit 1, the token never printed.
+    std::fs::write(&token_file, "not-trusted-token").unwrap();
+    let r = init(&config, &out, &irsa_env(moto, &role, &token_file), &[]);
+    r.expect_code(1)
+        .expect_stderr(&["InvalidIdentityToken", &role])
+        .expect_no_leak(&["not-trusted-token"]);
+}
+
+#[test]
+fn a_credentials_url_on_another_host_gets_no_token_and_no_redirect_is_followed() {
+    let dir = TestDir::new();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "agent-token").unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let spc = fixture("BasicTestMountSPC-pod-identity.yaml");
+    for url in [
+        "http://attacker.example/creds",
+        "http://10.1.2.3/creds",
+        "http://169.254.169.254/latest/meta-data/iam",
+    ] {
+        let env = vec![
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
+                url.to_string(),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
+                token_file.display().to_string(),
+            ),
+        ];
+        init(&spc, &out, &env, &[])
+            .expect_code(2)
+            .expect_stderr(&["AWS_CONTAINER_CREDENTIALS_FULL_URI", "not sent"]);
+    }
+    // An allowed agent address that redirects elsewhere: not followed.
+    let bystander = Proxy::start("127.0.0.2", None, |_| {
+        Act::Reply(json_reply(200, &json!({})))
+    });
+    let target = format!("{}/steal", bystander.addr());
+    let agent = Proxy::start("127.0.0.1", None, move |_| {
+        Act::Reply(redirect(302, &target))
+    });
+    let env = vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
+            format!("{}/v1/credentials", agent.addr()),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
+            token_file.display().to_string(),
+        ),
+        (
+            "AWS_ENDPOINT_URL".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+    ];
+    init(&spc, &out, &env, &["--timeout", "2s"])
+        .expect_code(1)
+        .expect_no_leak(&["agent-token"]);
+    assert!(bystander.seen().is_empty(), "the redirect was followed");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}
+
+/// A proxy in front of moto that tampers with the answers to one operation.
+fn tampering(moto: &Moto, target: &'static str, act: fn() -> Act) -> Proxy {
+    Proxy::start("127.0.0.1", Some(moto.port()), move |seen| {
+        let hit = seen
+            .header("X-Amz-Target")
+            .is_some_and(|t| t.ends_with(target))
+            || String::from_utf8_lossy(&seen.body).contains(&format!("Action={target}"));
+        if hit {
+            act()
+        } else {
+            Act::Forward
+        }
+    })
+}
+
+fn one_secret_spc(dir: &TestDir, secret: &str, jmes: &str) -> PathBuf {
+    common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: h}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n      - objectName: {secret}\n        objectType: secretsmanager\n{jmes}"))
+}
+
+#[test]
+fn hostile_answers_are_bounded_and_never_half_written() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let secret = unique("hostile");
+    moto.admin(json!([call(
+        "secretsmanager",
+        REGION,
+        "create_secret",
+        json!({"Name": secret, "SecretString": "{\"n\": 5, \"s\": \"hostile-value\"}"})
+    )]));
+    let role = moto.role(&unique("hostile-reader"), true);
+    let (token_file, token) = trusted_token(moto, &dir);
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let with_endpoint = |p: &Proxy| {
+        let mut env = irsa_env(moto, &role, &token_file);
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL".into(), p.addr()));
+        env
+    };
+    let config = one_secret_spc(&dir, &secret, "");
+
+    // 64 MiB without a Content-Length: refused after 1 MiB, quickly.
+    let huge = tampering(moto, "GetSecretValue", || Act::Flood {
+        total: 64 << 20,
+        announce: false,
+    });
+    let started = Instant::now();
+    init(&config, &out, &with_endpoint(&huge), &["--timeout", "5s"])
+        .expect_code(1)
+        .expect_stderr(&["larger than"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // An answer that never comes: init gives up at --timeout.
+    let slow = tampering(moto, "GetSecretValue", || {
+        std::thread::sleep(Duration::from_secs(30));
+        Act::Reply(json_reply(200, &json!({})))
+    });
+    let started = Instant::now();
+    init(&config, &out, &with_endpoint(&slow), &["--timeout", "2s"]).expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // STS answers with two access keys, or markup inside a field: refused, nothing printed.
+    let doubled = tampering(moto, "AssumeRoleWithWebIdentity", || {
+        Act::Reply(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nConnection: close\r\n\r\n<R><Credentials><AccessKeyId>AKIA1</AccessKeyId><AccessKeyId>AKIA2</AccessKeyId><SecretAccessKey>sts-secret-xyz</SecretAccessKey><SessionToken>t</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></R>".to_vec())
+    });
+    init(
+        &config,
+        &out,
+        &with_endpoint(&doubled),
+        &["--timeout", "2s"],
+    )
+    .expect_code(1)
+    .expect_stderr(&["AccessKeyId"])
+    .expect_no_leak(&["sts-secret-xyz", &token]);
+
+    // Secrets Manager says 200 with something that is not JSON.
+    let garbage = tampering(moto, "GetSecretValue", || {
+        Act::Reply(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n<html".to_vec(),
+        )
+    });
+    init(
+        &config,
+        &out,
+        &with_endpoint(&garbage),
+        &["--timeout", "2s"],
+    )
+    .expect_code(1)
+    .expect_stderr(&["not JSON"]);
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing written by any of them"
+    );
+
+    // A jmesPath that selects a number: exit 1 naming the path, never the value.
+    let config = one_secret_spc(
+        &dir,
+        &secret,
+        "        jmesPath:\n          - path: n\n            objectAlias: n\n",
+    );
+    init(&config, &out, &irsa_env(moto, &role, &token_file), &[])
+        .expect_code(1)
+        .expect_stderr(&["jmesPath \"n\"", "number"])
+        .expect_no_leak(&["hostile-value"]);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}
+
+#[test]
+fn check_prints_the_plan_and_bad_classes_exit_2() {
+    let r = secretdrop(
+        &[
+            "check",
+            "--config",
+            fixture("BasicTestMountSPC-irsa.yaml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.expect_code(0);
+    assert!(
+        r.stdout
+            .contains("aws: region us-west-2, failover region us-east-2"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("requests per render: 5 secretsmanager:GetSecretValue, 1 ssm:GetParameters"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("ssmUsername 0644 <- jmesPath \"username\" of jsonSsm-x64-irsa"),
+        "{}",
+        r.stdout
+    );
+    let dir = TestDir::new();
+    let text = std::fs::read_to_string(fixture("BasicTestMountSPC-irsa.yaml")).unwrap();
+    let bad = common::cli::write(
+        dir.path(),
+        "bad.yaml",
+        &text.replace("us-east-2:123456789012", "eu-west-1:123456789012"),
+    );
+    secretdrop(&["check", "--config", bad.to_str().unwrap()], &[])
+        .expect_code(2)
+        .expect_stderr(&[
+            "bad.yaml",
+            "failoverObject.objectName",
+            "must match region us-east-2",
+        ]);
+    // exec --config reads Vault only: a usage error before anything runs.
+    secretdrop(
+        &[
+            "exec",
+            "--config",
+            fixture("BasicTestMountSPC-irsa.yaml").to_str().unwrap(),
+            "--env",
+            "U=ssmUsername",
+            "--",
+            "true",
+        ],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["provider aws", "--dir"]);
+    // No credentials in the environment: exit 2 before any request.
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    secretdrop(
+        &[
+            "init",
+            "--config",
+            fixture("BasicTestMountSPC-irsa.yaml").to_str().unwrap(),
+            "--dir",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]);
+}
+
+#[test]
+fn moto_checks_our_signatures_a_wrong_secret_key_is_refused() {
+    // The positive renders above only prove SigV4 right if moto really verifies signatures.
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let role = moto.role(&unique("sig-reader"), true);
+    let mut keys = moto.assume(&role);
+    keys["SecretAccessKey"] = json!("wJalrXUtnFEMI/K7MDENG+bPxRfiCYWRONGKEY");
+    let expected = dir.join("agent-expects");
+    std::fs::write(&expected, "t").unwrap();
+    let agent = pod_identity_agent(keys, expected.clone(), Duration::from_secs(3600));
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = init(
+        &fixture("BasicTestMountSPC-pod-identity.yaml"),
+        &out,
+        &pod_identity_env(moto, &agent, &expected),
+        &["--timeout", "3s"],
+    );
+    r.expect_code(1)
+        .expect_stderr(&["Signature"])
+        .expect_no_leak(&["WRONGKEY"]);
+}
+
+/// moto behind a proxy that answers 503 for every signed request to `down` (the region is in
+/// SigV4's credential scope) and passes everything else on with its `Host` intact.
+fn region_outage(moto: &Moto, down: &'static str) -> Proxy {
+    Proxy::start("127.0.0.1", Some(moto.port()), move |seen| {
+        let scope = format!("/{down}/");
+        if seen
+            .header("Authorization")
+            .is_some_and(|a| a.contains(&scope))
+        {
+            Act::Reply(json_reply(
+                503,
+                &json!({"__type": "InternalServiceError", "message": "region down"}),
+            ))
+        } else {
+            Act::ForwardKeepingHost
+        }
+    })
+}
+
+#[test]
+fn failover_happens_only_when_the_primary_fails_with_a_non_4xx_error() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let (secret, param) = (unique("fo-secret"), unique("fo-param"));
+    let mut calls = Vec::new();
+    for region in [REGION, FAILOVER] {
+        calls.push(call(
+            "secretsmanager",
+            region,
+            "create_secret",
+            json!({"Name": secret, "SecretString": format!("secret-from-{region}")}),
+        ));
+        calls.push(call(
+            "ssm",
+            region,
+            "put_parameter",
+            json!({"Name": param, "Value": format!("param-from-{region}"), "Type": "SecureString"}),
+        ));
+    }
+    moto.admin(Value::Array(calls));
+    let role = moto.role(&unique("fo-reader"), true);
+    let (token_file, _) = trusted_token(moto, &dir);
+    let arn = |region: &str| {
+        format!(
+            "arn:aws:secretsmanager:{region}:{}:secret:{secret}",
+            common::moto::ACCOUNT
+        )
+    };
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: f}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    failoverRegion: {FAILOVER}\n    objects: |\n      - objectName: {}\n        objectAlias: secret\n        failoverObject:\n          objectName: {}\n      - objectName: {param}\n        objectType: ssmparameter\n", arn(REGION), arn(FAILOVER)));
+    let env_via = |p: &Proxy| {
+        let mut env = irsa_env(moto, &role, &token_file);
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL".into(), p.addr()));
+        env
+    };
+
+    // Both regions up: the primary answers, the failover region is never asked.
+    let healthy = region_outage(moto, "nowhere-1");
+    let out = dir.join("healthy");
+    std::fs::create_dir(&out).unwrap();
+    let r = init(&config, &out, &env_via(&healthy), &[]);
+    r.expect_code(0);
+    assert_eq!(read(out.join("secret")), "secret-from-us-west-2");
+    assert_eq!(read(out.join(&param)), "param-from-us-west-2");
+    assert!(healthy.seen().iter().all(|s| !s
+        .header("Authorization")
+        .unwrap_or("")
+        .contains("/us-east-2/")));
+
+    // The primary answers 503: after a few attempts, the failover region and failoverObject.
+    let outage = region_outage(moto, REGION);
+    let out = dir.join("outage");
+    std::fs::create_dir(&out).unwrap();
+    let r = init(&config, &out, &env_via(&outage), &[]);
+    r.expect_code(0);
+    assert_eq!(read(out.join("secret")), "secret-from-us-east-2");
+    assert_eq!(read(out.join(&param)), "param-from-us-east-2");
+    let failover_bodies: Vec<String> = outage
+        .seen()
+        .iter()
+        .filter(|s| {
+            s.header("Authorization")
+                .unwrap_or("")
+                .contains("/us-east-2/secretsmanager/")
+        })
+        .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+        .collect();
+    assert!(
+        !failover_bodies.is_empty() && failover_bodies.iter().all(|b| b.contains(&arn(FAILOVER))),
+        "{failover_bodies:?}"
+    );
+}
+
+#[test]
+fn versions_labels_binary_values_and_parameter_batches() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let (secret, binary, param) = (
+        unique("ver-secret"),
+        unique("bin-secret"),
+        unique("ver-param"),
+    );
+    let raw: Vec<u8> = vec![0, 159, 146, 150, 255, b'\n', 1];
+    use base64::Engine as _;
+    let created = moto.admin(json!([
+        call("secretsmanager", REGION, "create_secret", json!({"Name": secret, "SecretString": "first"})),
+        call("secretsmanager", REGION, "put_secret_value", json!({"SecretId": secret, "SecretString": "second"})),
+        call("secretsmanager", REGION, "create_secret", json!({"Name": binary, "SecretBinary": {"base64": base64::engine::general_purpose::STANDARD.encode(&raw)}})),
+        call("ssm", REGION, "put_parameter", json!({"Name": param, "Value": "p-one", "Type": "SecureString"})),
+        call("ssm", REGION, "put_parameter", json!({"Name": param, "Value": "p-two", "Type": "SecureString", "Overwrite": true})),
+    ]));
+    let first_id = created[0]["VersionId"].as_str().unwrap().to_string();
+    // Twelve more parameters: with the versioned one, 14 SSM objects in two GetParameters.
+    let many: Vec<String> = (0..12).map(|i| format!("{param}-{i}")).collect();
+    moto.admin(Value::Array(
+        many.iter()
+            .map(|n| {
+                call(
+                    "ssm",
+                    REGION,
+                    "put_parameter",
+                    json!({"Name": n, "Value": format!("value-of-{n}"), "Type": "String"}),
+                )
+            })
+            .collect(),
+    ));
+    let mut objects = format!(
+        "      - objectName: {secret}\n        objectType: secretsmanager\n\
+         \x20     - objectName: {secret}\n        objectType: secretsmanager\n        objectVersionLabel: AWSPREVIOUS\n        objectAlias: previous\n\
+         \x20     - objectName: {secret}\n        objectType: secretsmanager\n        objectVersion: {first_id}\n        objectAlias: by-id\n\
+         \x20     - objectName: {binary}\n        objectType: secretsmanager\n\
+         \x20     - objectName: {param}\n        objectType: ssmparameter\n\
+         \x20     - objectName: {param}\n        objectType: ssmparameter\n        objectVersion: \"1\"\n        objectAlias: param-v1\n");
+    for n in &many {
+        objects.push_str(&format!(
+            "      - objectName: {n}\n        objectType: ssmparameter\n"
+        ));
+    }
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: v}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n{objects}"));
+    let role = moto.role(&unique("ver-reader"), true);
+    let (token_file, _) = trusted_token(moto, &dir);
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = init(&config, &out, &irsa_env(moto, &role, &token_file), &[]);
+    r.expect_code(0);
+    assert_eq!(read(out.join(&secret)), "second");
+    assert_eq!(read(out.join("previous")), "first");
+    assert_eq!(read(out.join("by-id")), "first");
+    assert_eq!(
+        std::fs::read(out.join(&binary)).unwrap(),
+        raw,
+        "SecretBinary is written as its raw bytes"
+    );
+    assert_eq!(read(out.join(&param)), "p-two");
+    assert_eq!(read(out.join("param-v1")), "p-one");
+    for n in &many {
+        assert_eq!(read(out.join(n)), format!("value-of-{n}"));
+    }
+    // 4 GetSecretValue + ceil(14 / 10) GetParameters.
+    assert_eq!(
+        logged_number(&r.stderr, "aws_requests"),
+        Some(6),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn sighup_makes_the_sidecar_poll_at_once_instead_of_ending_it() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let param = unique("hup-param");
+    moto.admin(json!([call(
+        "ssm",
+        REGION,
+        "put_parameter",
+        json!({"Name": param, "Value": "one", "Type": "String"})
+    )]));
+    let role = moto.role(&unique("hup-reader"), true);
+    let (token_file, _) = trusted_token(moto, &dir);
+    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: h}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n      - objectName: {param}\n        objectType: ssmparameter\n"));
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let env = irsa_env(moto, &role, &token_file);
+    let mut sidecar = Resident::start_with(
+        &config,
+        &out,
+        &dir.join("log"),
+        &["--poll-interval", "1h"],
+        |c| {
+            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        },
+    );
+    sidecar.wait_ready(Duration::from_secs(20));
+    moto.admin(json!([call(
+        "ssm",
+        REGION,
+        "put_parameter",
+        json!({"Name": param, "Value": "two", "Type": "String", "Overwrite": true})
+    )]));
+    sidecar.signal(libc::SIGHUP);
+    assert!(
+        sidecar.eventually(Duration::from_secs(10), || read(out.join(&param)) == "two"),
+        "{}",
+        sidecar.log_text()
+    );
+    assert_eq!(
+        sidecar.stop().0,
+        Some(0),
+        "still running after SIGHUP, and stops cleanly"
+    );
+}
