@@ -248,9 +248,9 @@ pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no container {name}"))
 }
 
-/// Writes the downward-API annotations file of `pod` into `dir` as generation `generation`:
-/// `annotations -> ..data/annotations`, `..data -> ..vN` swapped atomically, values quoted like
-/// Go's strconv.Quote (JSON escaping agrees for these characters).
+/// Writes the downward-API annotations file of `pod` into `dir` as generation `generation`
+/// ([`project_file`]), values quoted like Go's strconv.Quote (JSON escaping agrees for these
+/// characters).
 pub fn project_annotations(dir: &Path, generation: u32, pod: &Value) {
     let mut lines: Vec<String> = pod["metadata"]["annotations"]
         .as_object()
@@ -264,17 +264,25 @@ pub fn project_annotations(dir: &Path, generation: u32, pod: &Value) {
         })
         .collect();
     lines.sort();
+    project_file(dir, generation, "annotations", &lines.join("\n"));
+}
+
+/// Writes `text` as the file `name` of a projected volume in `dir`, generation `generation`,
+/// the way kubelet's atomic writer lays it out: `NAME -> ..data/NAME`, `..data -> ..vN`
+/// swapped atomically. Returns the path of `NAME`.
+pub fn project_file(dir: &Path, generation: u32, name: &str, text: &str) -> PathBuf {
     let version = dir.join(format!("..v{generation}"));
     std::fs::create_dir_all(&version).unwrap();
-    std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
+    std::fs::write(version.join(name), text).unwrap();
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
     std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    let link = dir.join("annotations");
+    let link = dir.join(name);
     if std::fs::symlink_metadata(&link).is_err() {
-        std::os::unix::fs::symlink("..data/annotations", &link).unwrap();
+        std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
     }
+    link
 }
 
 /// Fills a configMap volume's directory from `maps`: the volume's items (key → path), or every
