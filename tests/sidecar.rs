@@ -275,18 +275,7 @@ fn the_app_is_notified_by_signal_and_http_after_a_new_version_only() {
 
 /// Lays out `dir` the way kubelet projects a ConfigMap: `config.yaml -> ..data/config.yaml`.
 fn project_config(dir: &Path, generation: u32, text: &str) -> PathBuf {
-    let version = dir.join(format!("..v{generation}"));
-    std::fs::create_dir_all(&version).unwrap();
-    std::fs::write(version.join("config.yaml"), text).unwrap();
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    let link = dir.join("config.yaml");
-    if std::fs::symlink_metadata(&link).is_err() {
-        std::os::unix::fs::symlink("..data/config.yaml", &link).unwrap();
-    }
-    link
+    common::kubelet::project_file(dir, generation, "config.yaml", text)
 }
 
 #[test]

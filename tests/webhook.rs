@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cli::{read, secretdrop};
-use common::kubelet_paths::Kubelet;
+use common::cli::read;
+use common::kubelet::Kubelet;
 use common::resident::Resident;
 use common::scenario::Pod;
 use common::webhook::{kubectl_agrees, patched, Webhook};
@@ -279,23 +279,11 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
     });
     let injected = patched(&pod, &w.review(&crt, &pod));
     let init = &injected["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "secretdrop-init");
 
-    let kubelet = Kubelet::new(dir.path(), &pod_identity.token);
-    kubelet.project(1, &injected);
-    let args = kubelet.args(&init["args"]);
-    let env: Vec<(String, String)> = init["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["value"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    secretdrop(&strs(&args), &env)
+    let kubelet = Kubelet::new(dir.path(), "default", &injected);
+    kubelet
+        .run("secretdrop-init")
         .expect_code(0)
         .expect_no_leak(&["from-the-webhook"]);
 
@@ -308,7 +296,10 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
         .find(|m| m["name"] == "secretdrop-secrets")
         .unwrap();
     assert_eq!(mount["mountPath"], "/mnt/secrets");
-    assert_eq!(read(kubelet.volume.join("password")), "from-the-webhook");
+    assert_eq!(
+        read(kubelet.host_path(app, "/mnt/secrets/password").unwrap()),
+        "from-the-webhook"
+    );
 }
 
 #[test]
@@ -335,9 +326,8 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
     let sidecar = injected["spec"]["initContainers"][0].clone();
     assert_eq!(sidecar["restartPolicy"], "Always");
 
-    let kubelet = Kubelet::new(dir.path(), &pod_identity.token);
-    kubelet.project(1, &injected);
-    let args = kubelet.args(&sidecar["args"]);
+    let kubelet = Kubelet::new(dir.path(), "default", &injected);
+    let args = kubelet.args(&sidecar, &sidecar["args"]);
     assert_eq!(&args[..2], ["sidecar", "--config"]);
     assert_eq!(args[3], "--dir");
     let mut r = Resident::start(
@@ -347,10 +337,15 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
         &strs(&args[5..]),
     );
     r.wait_ready(Duration::from_secs(20));
-    assert_eq!(read(kubelet.volume.join("password")), "p");
+    let app = kubelet.container("web");
+    let file = |name: &str| {
+        kubelet
+            .host_path(&app, &format!("/mnt/secrets/{name}"))
+            .unwrap()
+    };
+    assert_eq!(read(file("password")), "p");
     // The startupProbe the webhook wrote passes now.
-    let probe = kubelet.args(&sidecar["startupProbe"]["exec"]["command"]);
-    secretdrop(&strs(&probe[1..]), &[]).expect_code(0);
+    kubelet.probe("secretdrop").expect_code(0);
 
     // `kubectl annotate` adds an object; kubelet updates the downward-API file; it appears.
     injected["metadata"]["annotations"]["secretdrop.dev/objects"] = json!(format!(
@@ -360,14 +355,11 @@ fn the_injected_native_sidecar_renders_and_follows_annotation_edits() {
     ));
     kubelet.project(2, &injected);
     assert!(
-        r.eventually(Duration::from_secs(5), || kubelet
-            .volume
-            .join("username")
-            .exists()),
+        r.eventually(Duration::from_secs(5), || file("username").exists()),
         "the annotation edit did not reach the sidecar:\n{}",
         r.log_text()
     );
-    assert_eq!(read(kubelet.volume.join("username")), "admin");
+    assert_eq!(read(file("username")), "admin");
     let (code, _) = r.stop();
     assert_eq!(code, Some(0));
 }
@@ -400,43 +392,21 @@ fn secretdrop_dev_env_runs_the_app_with_secrets_as_variables_as_kubelet_would() 
     let injected = patched(&pod, &response);
     kubectl_agrees_with_the_env_pod(dir.path(), &pod, &response, &injected);
 
-    let kubelet = Kubelet::new(dir.path(), &pod_identity.token);
-    kubelet.project(1, &injected);
-    let bin_dir = dir.join("secretdrop-bin");
-    std::fs::create_dir(&bin_dir).unwrap();
-    let map = |args: Vec<String>| -> Vec<String> {
-        args.into_iter()
-            .map(|a| {
-                a.replace("/secretdrop-bin", bin_dir.to_str().unwrap())
-                    .replace("/etc/app/secrets", kubelet.volume.to_str().unwrap())
-            })
-            .collect()
-    };
+    let kubelet = Kubelet::new(dir.path(), "default", &injected);
     // The init containers in order: the copy, then the render.
     let inits = injected["spec"]["initContainers"].as_array().unwrap();
     assert_eq!(inits[0]["name"], "secretdrop-copy");
-    secretdrop(&strs(&map(kubelet.args(&inits[0]["args"]))), &[]).expect_code(0);
-    let copied = bin_dir.join("secretdrop");
+    kubelet.run("secretdrop-copy").expect_code(0);
+    let copied = kubelet.volume("secretdrop-bin").join("secretdrop");
     assert_eq!(common::cli::mode_of(&copied), 0o555);
-    let env: Vec<(String, String)> = inits[1]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().into(),
-                e["value"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    secretdrop(&strs(&kubelet.args(&inits[1]["args"])), &env).expect_code(0);
+    let render = inits[1]["name"].as_str().unwrap();
+    kubelet.run(render).expect_code(0);
 
     // The app container: command then args, as the runtime joins them, with `$$` unescaped as
     // kubelet does.
     let app = &injected["spec"]["containers"][0];
-    let mut argv = map(kubelet.args(&app["command"]));
-    argv.extend(kubelet.args(&app["args"]));
+    let mut argv = kubelet.args(app, &app["command"]);
+    argv.extend(kubelet.args(app, &app["args"]));
     let argv: Vec<String> = argv.into_iter().map(|a| a.replace("$$", "$")).collect();
     assert_eq!(argv[0], copied.to_str().unwrap());
     let mut cmd = Command::new(&argv[0]);

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use common::cli::{read, secretdrop};
-use common::kubelet_paths::{container, Kubelet};
+use common::kubelet::{container, project_annotations, Cluster, ConfigMaps, Kubelet};
 use common::resident::Resident;
 use common::scenario::Pod;
 use common::webhook::{kubectl_agrees, patched, Webhook};
@@ -156,17 +155,18 @@ fn a_pod_with_a_private_vault_ca_renders_through_the_injected_container() {
         injected
     };
     let run = |case: &str, injected: &Value, maps: &[(&str, &str, &str)]| {
-        let k = Kubelet::new(&id.dir.join(case), &id.token);
-        k.project(1, injected);
-        if !maps.is_empty() {
-            let mut all: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
-            for (name, key, text) in maps {
-                all.entry(name).or_default().insert(key, text);
-            }
-            k.config_maps(injected, &all);
+        let mut config_maps = ConfigMaps::new();
+        for (name, key, text) in maps {
+            config_maps.entry(name).or_default().insert(key, text);
         }
-        let run = k.run(container(injected, "secretdrop-init"));
-        (k, run)
+        let cluster = Cluster {
+            config_maps,
+            token: None,
+        };
+        let k = Kubelet::with(&id.dir.join(case), "default", injected, &cluster);
+        let run = k.run("secretdrop-init");
+        let password = k.host_path(container(injected, "app"), "/mnt/secrets/password");
+        (password.unwrap(), run)
     };
     let volumes = |p: &Value| -> Vec<String> {
         p["spec"]["volumes"]
@@ -180,9 +180,9 @@ fn a_pod_with_a_private_vault_ca_renders_through_the_injected_container() {
     // As text: no ConfigMap is mounted, not even the webhook's default.
     let inline = admit(json!({"ca-cert": pem, "tls-server-name": "localhost"}));
     assert!(!volumes(&inline).contains(&"secretdrop-ca".to_string()));
-    let (k, r) = run("inline", &inline, &[]);
+    let (password, r) = run("inline", &inline, &[]);
     r.expect_code(0).expect_no_leak(&["behind-a-private-ca"]);
-    assert_eq!(read(k.volume.join("password")), "behind-a-private-ca");
+    assert_eq!(read(&password), "behind-a-private-ca");
 
     // The pod's ConfigMap, a key of its choice.
     let named = admit(json!({"ca-configmap": "team-vault-ca/bundle.pem"}));
@@ -190,21 +190,21 @@ fn a_pod_with_a_private_vault_ca_renders_through_the_injected_container() {
     assert!(ca["volumeMounts"]
         .to_string()
         .contains("/etc/secretdrop-ca"));
-    let (k, r) = run("named", &named, &[("team-vault-ca", "bundle.pem", &pem)]);
+    let (password, r) = run("named", &named, &[("team-vault-ca", "bundle.pem", &pem)]);
     r.expect_code(0);
-    assert_eq!(read(k.volume.join("password")), "behind-a-private-ca");
+    assert_eq!(read(&password), "behind-a-private-ca");
 
     // Neither: the webhook's default ConfigMap, key ca.crt.
     let default = admit(json!({}));
-    let (k, r) = run("default", &default, &[("cluster-vault-ca", "ca.crt", &pem)]);
+    let (password, r) = run("default", &default, &[("cluster-vault-ca", "ca.crt", &pem)]);
     r.expect_code(0);
-    assert_eq!(read(k.volume.join("password")), "behind-a-private-ca");
+    assert_eq!(read(&password), "behind-a-private-ca");
 
     // The default ConfigMap holding another CA: the handshake fails, nothing is written.
     let other = read(&crt);
-    let (k, r) = run("wrong", &default, &[("cluster-vault-ca", "ca.crt", &other)]);
+    let (password, r) = run("wrong", &default, &[("cluster-vault-ca", "ca.crt", &other)]);
     r.expect_code(1).expect_stderr(&["certificate"]);
-    assert!(!k.volume.join("password").exists());
+    assert!(!password.exists());
 }
 
 /// `format` (dotenv, json with keys) and `template` in `secretdrop.dev/objects`; `auth-path:
@@ -272,27 +272,33 @@ fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k
         token["projected"]["sources"][0]["serviceAccountToken"]["audience"],
         DEFAULT_AUDIENCE
     );
-    let k = Kubelet::new(&id.dir.join("formats"), &id.token);
-    k.project(1, &injected);
-    k.run(container(&injected, "secretdrop-init"))
+    let k = Kubelet::new(&id.dir.join("formats"), "default", &injected);
+    k.run("secretdrop-init")
         .expect_code(0)
         .expect_no_leak(&["s3cr3t"]);
+    let app = k.container("app");
+    let file =
+        |k: &Kubelet, name: &str| k.host_path(&app, &format!("/mnt/secrets/{name}")).unwrap();
     assert_eq!(
-        read(k.volume.join("app.env")),
+        read(file(&k, "app.env")),
         "password=s3cr3t\nusername=admin\n"
     );
-    let json: Value = serde_json::from_str(&read(k.volume.join("db.json"))).unwrap();
+    let json: Value = serde_json::from_str(&read(file(&k, "db.json"))).unwrap();
     assert_eq!(json, json!({"password": "s3cr3t"}));
-    assert_eq!(read(k.volume.join("dsn")), "postgres://admin:s3cr3t@db/app");
+    assert_eq!(read(file(&k, "dsn")), "postgres://admin:s3cr3t@db/app");
 
-    // An audience the token does not carry: the sidecar refuses before sending it to Vault.
+    // An audience the token does not carry (the pod's token, minted for the default
+    // audience): the sidecar refuses before sending it to Vault.
     let other = admit("vault");
-    let k = Kubelet::new(&id.dir.join("audience"), &id.token);
-    k.project(1, &other);
-    let r = k.run(container(&other, "secretdrop-init"));
+    let cluster = Cluster {
+        token: Some(&id.token),
+        ..Cluster::default()
+    };
+    let k = Kubelet::with(&id.dir.join("audience"), "default", &other, &cluster);
+    let r = k.run("secretdrop-init");
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("\"vault\""), "{}", r.stderr);
-    assert!(!k.volume.join("dsn").exists());
+    assert!(!file(&k, "dsn").exists());
 }
 
 /// `vault-namespace`: the injected container logs in and reads inside that OpenBao namespace
@@ -340,22 +346,28 @@ fn the_vault_namespace_annotation_logs_in_and_reads_inside_the_namespace() {
         "objects": "- {objectName: password, secretPath: secret/data/app, secretKey: password}\n"});
     let p = pod(annotations.clone(), spec.clone());
     let injected = patched(&p, &w.review(&crt, &p));
-    let k = Kubelet::new(&dir.join("namespaced"), &token);
-    k.project(1, &injected);
-    k.run(container(&injected, "secretdrop-init"))
+    let cluster = Cluster {
+        token: Some(&token),
+        ..Cluster::default()
+    };
+    let password = |k: &Kubelet| {
+        k.host_path(&k.container("app"), "/mnt/secrets/password")
+            .unwrap()
+    };
+    let k = Kubelet::with(&dir.join("namespaced"), "default", &injected, &cluster);
+    k.run("secretdrop-init")
         .expect_code(0)
         .expect_no_leak(&["in-a-namespace"]);
-    assert_eq!(read(k.volume.join("password")), "in-a-namespace");
+    assert_eq!(read(password(&k)), "in-a-namespace");
 
     let mut root = annotations;
     root.as_object_mut().unwrap().remove("vault-namespace");
     let p = pod(root, spec);
     let injected = patched(&p, &w.review(&crt, &p));
-    let k = Kubelet::new(&dir.join("root"), &token);
-    k.project(1, &injected);
-    let r = k.run(container(&injected, "secretdrop-init"));
+    let k = Kubelet::with(&dir.join("root"), "default", &injected, &cluster);
+    let r = k.run("secretdrop-init");
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(!k.volume.join("password").exists());
+    assert!(!password(&k).exists());
 }
 
 /// Resources and the metrics/readiness port land on the injected sidecar; run as kubelet
@@ -390,11 +402,13 @@ fn resources_and_the_readiness_port_reach_the_sidecar_and_its_probe_works() {
     let probe = &sidecar["readinessProbe"]["httpGet"];
     assert_eq!(probe["port"], port);
 
-    let k = Kubelet::new(&id.dir.join("kubelet"), &id.token);
-    k.project(1, &injected);
-    let args = k.args(&sidecar["args"]);
+    let k = Kubelet::new(&id.dir.join("kubelet"), "default", &injected);
+    let args = k.args(sidecar, &sidecar["args"]);
     assert_eq!(&args[..2], ["sidecar", "--config"]);
     let env = k.env(sidecar);
+    let password = k
+        .host_path(container(&injected, "app"), "/mnt/secrets/password")
+        .unwrap();
     let rest: Vec<&str> = args[5..].iter().map(String::as_str).collect();
     let mut r = Resident::start_with(
         Path::new(&args[2]),
@@ -415,8 +429,7 @@ fn resources_and_the_readiness_port_reach_the_sidecar_and_its_probe_works() {
     bao.cli(&["kv", "put", &format!("secret/{path}"), "password=polled"]);
     let notified = || !bodies.lock().unwrap().is_empty();
     assert!(
-        r.eventually(Duration::from_secs(8), || read(k.volume.join("password"))
-            == "polled"
+        r.eventually(Duration::from_secs(8), || read(&password) == "polled"
             && notified()),
         "{}",
         r.log_text()
@@ -713,10 +726,9 @@ fn every_new_annotation_refuses_hostile_values_at_admission_and_in_the_sidecar()
             continue;
         }
         let case = dir.join(unique("file"));
-        let k = Kubelet::new(&case, "not-a-token");
-        k.project(1, &p);
+        project_annotations(&case, 1, &p);
         let out = case.join("out");
-        let annotations_file = k.podinfo.join("annotations");
+        let annotations_file = case.join("annotations");
         let r = secretdrop(
             &[
                 "init",

@@ -287,7 +287,8 @@ pub fn parse_inject(v: &str) -> Result<bool, String> {
 }
 
 /// A value quoted for a message, cut to 64 characters: a message stays short for any input.
-fn shorten(v: &str) -> String {
+/// Every rejection that quotes a pod author's value uses it (src/webhook/mutate.rs too).
+pub(crate) fn shorten(v: &str) -> String {
     match v.char_indices().nth(64) {
         Some((i, _)) => format!("{}...", &v[..i]),
         None => v.to_string(),

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::settings;
 use crate::config::annotations::{self, PREFIX};
-use crate::config::pod_settings::{self, ConfigMapKey, PodSettings};
+use crate::config::pod_settings::{self, shorten, ConfigMapKey, PodSettings};
 use crate::config::VaultEnv;
 
 use super::csi::{self, CsiVolume};
@@ -251,12 +251,7 @@ fn csi_only_plan(
     defaults: &Defaults,
     csi: &[CsiVolume],
 ) -> Result<Plan, String> {
-    let mode = match all.get(&format!("{PREFIX}mode")) {
-        None => Mode::Sidecar,
-        Some(m) => Mode::parse(m).ok_or_else(|| {
-            format!("{PREFIX}mode: {m:?} is not a mode: allowed are sidecar, init, init+sidecar")
-        })?,
-    };
+    let mode = mode_of(all.get(&format!("{PREFIX}mode")))?;
     // Per-pod settings (resources, CA, port...) apply to a pod injected for its CSI volumes too.
     let file = Path::new("pod annotations");
     let ours = annotations::ours(file, all).map_err(|e| strip_file(&e.to_string()))?;
@@ -298,19 +293,17 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
             defaults.allowed_vault_addresses.join(", ")
         ));
     }
-    let mode = match ours.get("mode") {
-        None => Mode::Sidecar,
-        Some(m) => Mode::parse(m).ok_or_else(|| {
-            format!("{PREFIX}mode: {m:?} is not a mode: allowed are sidecar, init, init+sidecar")
-        })?,
-    };
+    let mode = mode_of(ours.get("mode"))?;
     let mount_path = ours
         .get("mount-path")
         .cloned()
         .unwrap_or_else(|| DEFAULT_MOUNT_PATH.to_string());
     if !mount_path.starts_with('/') || mount_path.split('/').any(|p| p == "..") || mount_path == "/"
     {
-        return Err(format!("{PREFIX}mount-path: {mount_path:?} must be an absolute path without '..', e.g. /mnt/secrets"));
+        return Err(format!(
+            "{PREFIX}mount-path: {:?} must be an absolute path without '..', e.g. /mnt/secrets",
+            shorten(&mount_path)
+        ));
     }
     let names: Vec<String> = container_names(pod, "/spec/containers");
     let containers = match ours.get("containers") {
@@ -325,7 +318,8 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
             let known: HashSet<&str> = names.iter().map(String::as_str).collect();
             if let Some(missing) = wanted.iter().find(|w| !known.contains(w.as_str())) {
                 return Err(format!(
-                    "{PREFIX}containers: the pod has no container {missing:?}; its containers are {}",
+                    "{PREFIX}containers: the pod has no container {:?}; its containers are {}",
+                    shorten(missing),
                     some_of(&names)
                 ));
             }
@@ -408,11 +402,12 @@ fn check_commands(pod: &Value, selected: Option<&[String]>) -> Result<(), String
             .is_some_and(|cmd| !cmd.is_empty() && cmd.iter().all(Value::is_string));
         if !ok {
             return Err(format!(
-                "{PREFIX}env: container {name:?} has no command. secretdrop runs it as \
+                "{PREFIX}env: container {:?} has no command. secretdrop runs it as \
                  `secretdrop exec ... -- <command> <args>`, and the webhook cannot know the \
                  image's entrypoint (it never reads image registries): set command (and args) \
                  to what the image runs, e.g. command: [\"/app/server\"], or leave it out of \
-                 {PREFIX}containers"
+                 {PREFIX}containers",
+                shorten(name)
             ));
         }
     }
@@ -420,8 +415,23 @@ fn check_commands(pod: &Value, selected: Option<&[String]>) -> Result<(), String
 }
 
 /// The first few names and how many there are: a message stays readable for any pod.
+/// The first few of `names`, each cut like a quoted value: a message stays short for any pod.
 fn some_of(names: &[String]) -> String {
-    crate::error::first_few(names, 10)
+    let short: Vec<String> = names.iter().map(|n| shorten(n)).collect();
+    crate::error::first_few(&short, 10)
+}
+
+/// `secretdrop.dev/mode`: sidecar when absent.
+fn mode_of(value: Option<&String>) -> Result<Mode, String> {
+    match value {
+        None => Ok(Mode::Sidecar),
+        Some(m) => Mode::parse(m).ok_or_else(|| {
+            format!(
+                "{PREFIX}mode: {:?} is not a mode: allowed are sidecar, init, init+sidecar",
+                shorten(m)
+            )
+        }),
+    }
 }
 
 /// Messages name the annotation, not the pseudo-file "pod annotations: ".
@@ -846,6 +856,58 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A huge value is quoted cut to 64 characters: the rejection names the annotation and
+    /// stays short, whatever the pod's author sent (or named its containers).
+    #[test]
+    fn rejections_quote_huge_values_cut_short() {
+        let huge = "x".repeat(100_000);
+        let cut = format!("\"{}...\"", "x".repeat(64));
+        let cases = [
+            ("secretdrop.dev/mode", huge.clone()),
+            ("secretdrop.dev/containers", format!("app,{huge}")),
+            ("secretdrop.dev/mount-path", huge.clone()),
+        ];
+        for (key, value) in cases {
+            let mut a = opted_in();
+            a[key] = json!(value);
+            let Decision::Reject(m) = mutate(&pod(a), &defaults()) else {
+                panic!("{key}: not rejected");
+            };
+            assert!(m.starts_with(key) && m.contains(&cut), "{key}: {m:.300}");
+            assert!(m.len() < 400, "{key}: a {} byte message", m.len());
+        }
+        // The pod's own container names, listed in the message, are cut the same way.
+        let mut a = opted_in();
+        a["secretdrop.dev/containers"] = json!("nope");
+        let mut p = pod(a);
+        for (i, c) in p["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            c["name"] = json!(format!("{i}{huge}"));
+        }
+        let Decision::Reject(m) = mutate(&p, &defaults()) else {
+            panic!("not rejected");
+        };
+        assert!(
+            m.contains("no container \"nope\"") && m.contains("0xxx"),
+            "{m:.300}"
+        );
+        assert!(m.len() < 400, "a {} byte message", m.len());
+        // An env pod whose huge-named container has no command.
+        let mut a = opted_in();
+        a["secretdrop.dev/env"] = json!("P=myPassword");
+        let mut p = pod(a);
+        p["spec"]["containers"][0]["name"] = json!(huge);
+        let Decision::Reject(m) = mutate(&p, &defaults()) else {
+            panic!("not rejected");
+        };
+        assert!(m.contains("has no command") && m.contains(&cut), "{m:.300}");
+        assert!(m.len() < 1000, "a {} byte message", m.len());
     }
 
     #[test]

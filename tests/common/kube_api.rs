@@ -2,7 +2,11 @@
 //! `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME`, over
 //! TLS with its own certificate. Like a real apiserver with static bearer tokens and RBAC: no
 //! or an unknown token is 401, a known token without a role allowing `get` is 403, a missing
-//! object is 404, each as a `Status` object with the apiserver's wording.
+//! object is 404, each as a `Status` object with the apiserver's wording. A variant
+//! ([`KubeApi::start_requiring_client_certs`]) also requires a client certificate issued by
+//! its client CA, as `--client-ca-file` makes an apiserver verify them: a certificate from
+//! elsewhere fails the handshake, the webhook's authenticates it without a token, and another
+//! user's is 403.
 //!
 //! It can also misbehave, for the tests that attack the webhook's client: answer with a
 //! redirect to another origin, with an endless body, or with a body that trickles.
@@ -40,6 +44,16 @@ struct Shared {
     requests: AtomicUsize,
     /// Every Authorization header seen, for tests that check where a token went.
     authorizations: Mutex<Vec<String>>,
+    /// DER of the client certificates of the webhook's user and of one without a role.
+    client_certs: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The client certificates (PEM files) of [`KubeApi::start_requiring_client_certs`].
+pub struct ClientCerts {
+    /// The webhook's user, allowed to `get`: (certificate, key).
+    pub webhook: (PathBuf, PathBuf),
+    /// A user without a role: 403.
+    pub unprivileged: (PathBuf, PathBuf),
 }
 
 pub struct KubeApi {
@@ -50,25 +64,56 @@ pub struct KubeApi {
     pub token: String,
     /// A token that authenticates but has no role: 403.
     pub unprivileged_token: String,
+    /// Set when the server requires client certificates.
+    pub client_certs: Option<ClientCerts>,
     shared: Arc<Shared>,
+}
+
+fn certs_of(pem: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(pem)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 impl KubeApi {
     /// Serves on a free port with a certificate written into `dir`.
     pub fn start(dir: &Path) -> KubeApi {
+        KubeApi::start_with(dir, false)
+    }
+
+    /// [`KubeApi::start`], requiring every client to present a certificate issued by a client
+    /// CA of its own; [`KubeApi::client_certs`] are issued by it.
+    pub fn start_requiring_client_certs(dir: &Path) -> KubeApi {
+        KubeApi::start_with(dir, true)
+    }
+
+    fn start_with(dir: &Path, client_auth: bool) -> KubeApi {
         let (crt, key) = super::pki::self_signed(dir, "kube-apiserver");
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&crt)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let certs = certs_of(&crt);
         let key = PrivateKeyDer::from_pem_file(&key).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
             .unwrap();
+        let (builder, client_certs) = if client_auth {
+            let ca = super::pki::ca(dir, "kube-client-ca");
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(certs_of(&ca.0).remove(0)).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            let issue = |name: &str, user: &str| super::pki::client_cert(dir, name, user, &ca);
+            let certs = ClientCerts {
+                webhook: issue("webhook-client", "system:serviceaccount:secretdrop:webhook"),
+                unprivileged: issue("nobody-client", "nobody"),
+            };
+            (builder.with_client_cert_verifier(verifier), Some(certs))
+        } else {
+            (builder.with_no_client_auth(), None)
+        };
+        let config = builder.with_single_cert(certs, key).unwrap();
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -82,7 +127,12 @@ impl KubeApi {
                 behaviour: Mutex::new(Behaviour::Normal),
                 requests: AtomicUsize::new(0),
                 authorizations: Mutex::new(Vec::new()),
+                client_certs: client_certs.as_ref().map(|c| {
+                    let der = |p: &Path| certs_of(p).remove(0).to_vec();
+                    (der(&c.webhook.0), der(&c.unprivileged.0))
+                }),
             }),
+            client_certs,
         };
         let (shared, tokens) = (
             api.shared.clone(),
@@ -140,6 +190,40 @@ impl KubeApi {
         } else {
             format!("token: {token}")
         };
+        self.kubeconfig_for(dir, &user)
+    }
+
+    /// A kubeconfig in `dir` for this server with a client certificate and key and no token:
+    /// as `client-certificate`/`client-key` files, or inline as `-data` (base64).
+    pub fn kubeconfig_with_cert(
+        &self,
+        dir: &Path,
+        cert: &(PathBuf, PathBuf),
+        inline: bool,
+    ) -> PathBuf {
+        let user = if inline {
+            let b64 = |p: &Path| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap())
+            };
+            format!(
+                "client-certificate-data: {}\n    client-key-data: {}",
+                b64(&cert.0),
+                b64(&cert.1)
+            )
+        } else {
+            format!(
+                "client-certificate: {}\n    client-key: {}",
+                cert.0.display(),
+                cert.1.display()
+            )
+        };
+        self.kubeconfig_for(dir, &user)
+    }
+
+    /// A kubeconfig in `dir` for this server; `user` is the body of the user entry (indented
+    /// by four spaces after its first line).
+    fn kubeconfig_for(&self, dir: &Path, user: &str) -> PathBuf {
         let text = format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: test\ncontexts:\n- name: test\n  context:\n    cluster: kind\n    user: webhook\nclusters:\n- name: kind\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: webhook\n  user:\n    {user}\n",
             self.url(),
@@ -193,7 +277,19 @@ fn serve(
     if let Some(a) = &auth {
         shared.authorizations.lock().unwrap().push(a.clone());
     }
-    let bearer = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+    let mut bearer = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+    // Without a token, a verified client certificate names the user (x509 authentication):
+    // the webhook's stands for its token, another user's for a token without a role.
+    let peer = tls.conn.peer_certificates().and_then(|c| c.first());
+    if let (None, Some(cert), Some((webhook, nobody))) = (bearer, peer, &shared.client_certs) {
+        bearer = if cert.as_ref() == webhook.as_slice() {
+            Some(token)
+        } else if cert.as_ref() == nobody.as_slice() {
+            Some(unprivileged)
+        } else {
+            None
+        };
+    }
     let target = path
         .strip_prefix(PREFIX)
         .and_then(|rest| rest.split_once("/secretproviderclasses/"))

@@ -1,11 +1,13 @@
 //! A stand-in for what kubelet does with an admitted pod spec, and nothing more: it lays out
 //! the pod's volumes on the test's tmpfs (emptyDir: a directory; downwardAPI
 //! `metadata.annotations`: the Go-quoted file behind a `..data` link; projected
-//! serviceAccountToken: a token minted for each source's audience), resolves a container's
-//! paths through its own volumeMounts, and runs a container's command line with its env. So a
-//! test runs the injected containers from the admitted spec alone, and reads what an app
-//! container would read at its mount path.
+//! serviceAccountToken: a token minted for each source's audience, or the test's own; configMap:
+//! the items of a ConfigMap the test says the cluster holds), resolves a container's paths
+//! through its own volumeMounts (in args and env values), and runs a container's command line
+//! with its env. So a test runs the injected containers from the admitted spec alone, and reads
+//! what an app container would read at its mount path.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,10 +22,29 @@ pub struct Kubelet {
     pod: Value,
 }
 
+/// ConfigMaps as the cluster holds them: name → key → text.
+pub type ConfigMaps<'a> = BTreeMap<&'a str, BTreeMap<&'a str, &'a str>>;
+
+/// What the cluster holds besides the pod spec, for [`Kubelet::with`].
+#[derive(Default)]
+pub struct Cluster<'a> {
+    /// The ConfigMaps the pod's configMap volumes may name; one missing (or a key of it)
+    /// panics, as kubelet would not start the pod.
+    pub config_maps: ConfigMaps<'a>,
+    /// Written into every projected serviceAccountToken in place of a minted token (a test's
+    /// token without the audience the spec asks for, or not a token at all).
+    pub token: Option<&'a str>,
+}
+
 impl Kubelet {
     /// Lays out the volumes of `pod` under `root`; tokens are minted for the pod's
     /// serviceAccountName in `namespace`.
     pub fn new(root: &Path, namespace: &str, pod: &Value) -> Kubelet {
+        Kubelet::with(root, namespace, pod, &Cluster::default())
+    }
+
+    /// [`Kubelet::new`] with ConfigMaps to fill configMap volumes from, and a given token.
+    pub fn with(root: &Path, namespace: &str, pod: &Value, cluster: &Cluster) -> Kubelet {
         let k = Kubelet {
             root: root.join("kubelet"),
             pod: pod.clone(),
@@ -36,6 +57,9 @@ impl Kubelet {
             std::fs::create_dir_all(&dir).unwrap();
             if v.get("downwardAPI").is_some() {
                 k.project(1, pod);
+            }
+            if let Some(cm) = v.get("configMap") {
+                fill_config_map(&dir, cm, &cluster.config_maps);
             }
             for s in v
                 .pointer("/projected/sources")
@@ -50,7 +74,10 @@ impl Kubelet {
                 if let Some(aud) = t["audience"].as_str() {
                     claims = claims.with_audiences(&[aud]);
                 }
-                let token = TokenReviewer::shared().mint(&claims);
+                let token = match cluster.token {
+                    Some(t) => t.to_string(),
+                    None => TokenReviewer::shared().mint(&claims),
+                };
                 std::fs::write(dir.join(t["path"].as_str().unwrap()), token).unwrap();
             }
         }
@@ -66,44 +93,16 @@ impl Kubelet {
     /// Go's strconv.Quote; JSON escaping agrees for these characters), into every downwardAPI
     /// volume of the pod.
     pub fn project(&self, generation: u32, pod: &Value) {
-        let mut lines: Vec<String> = pod["metadata"]["annotations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    serde_json::to_string(v.as_str().unwrap()).unwrap()
-                )
-            })
-            .collect();
-        lines.sort();
         for v in self.pod["spec"]["volumes"].as_array().into_iter().flatten() {
-            if v.get("downwardAPI").is_none() {
-                continue;
-            }
-            let dir = self.volume(v["name"].as_str().unwrap());
-            let version = dir.join(format!("..v{generation}"));
-            std::fs::create_dir_all(&version).unwrap();
-            std::fs::write(version.join("annotations"), lines.join("\n")).unwrap();
-            let tmp = dir.join("..data_tmp");
-            let _ = std::fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
-            std::fs::rename(&tmp, dir.join("..data")).unwrap();
-            let link = dir.join("annotations");
-            if std::fs::symlink_metadata(&link).is_err() {
-                std::os::unix::fs::symlink("..data/annotations", &link).unwrap();
+            if v.get("downwardAPI").is_some() {
+                project_annotations(&self.volume(v["name"].as_str().unwrap()), generation, pod);
             }
         }
     }
 
     /// The container called `name`, among init and app containers.
     pub fn container(&self, name: &str) -> Value {
-        ["initContainers", "containers"]
-            .iter()
-            .flat_map(|k| self.pod["spec"][k].as_array().cloned().unwrap_or_default())
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no container {name}"))
+        container(&self.pod, name).clone()
     }
 
     /// Where `path`, as `container` sees it, is on the host (through its volumeMounts; the
@@ -162,7 +161,8 @@ impl Kubelet {
             .collect()
     }
 
-    fn env(container: &Value) -> Vec<(String, String)> {
+    /// The container's `env`, values that are container paths mapped like args.
+    pub fn env(&self, container: &Value) -> Vec<(String, String)> {
         container["env"]
             .as_array()
             .into_iter()
@@ -172,7 +172,7 @@ impl Kubelet {
                     e["name"].as_str().unwrap(),
                     e["value"].as_str().unwrap_or(""),
                 );
-                (k.to_string(), v.to_string())
+                (k.to_string(), self.map_arg(container, v))
             })
             .collect()
     }
@@ -181,7 +181,7 @@ impl Kubelet {
     pub fn run(&self, name: &str) -> Run {
         let c = self.container(name);
         let args = self.args(&c, &c["args"]);
-        let env = Kubelet::env(&c);
+        let env = self.env(&c);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         secretdrop(&args, &env)
@@ -200,7 +200,7 @@ impl Kubelet {
         scrub_env(&mut cmd);
         let file = std::fs::File::create(log).unwrap();
         cmd.args(self.args(&c, &c["args"]))
-            .envs(Kubelet::env(&c))
+            .envs(self.env(&c))
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -235,6 +235,82 @@ impl Kubelet {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// The container named `name` among the init and app containers of `pod`.
+pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| pod["spec"][f].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+/// Writes the downward-API annotations file of `pod` into `dir` as generation `generation`
+/// ([`project_file`]), values quoted like Go's strconv.Quote (JSON escaping agrees for these
+/// characters).
+pub fn project_annotations(dir: &Path, generation: u32, pod: &Value) {
+    let mut lines: Vec<String> = pod["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                serde_json::to_string(v.as_str().unwrap()).unwrap()
+            )
+        })
+        .collect();
+    lines.sort();
+    project_file(dir, generation, "annotations", &lines.join("\n"));
+}
+
+/// Writes `text` as the file `name` of a projected volume in `dir`, generation `generation`,
+/// the way kubelet's atomic writer lays it out: `NAME -> ..data/NAME`, `..data -> ..vN`
+/// swapped atomically. Returns the path of `NAME`.
+pub fn project_file(dir: &Path, generation: u32, name: &str, text: &str) -> PathBuf {
+    let version = dir.join(format!("..v{generation}"));
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::write(version.join(name), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..v{generation}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join(name);
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+    }
+    link
+}
+
+/// Fills a configMap volume's directory from `maps`: the volume's items (key → path), or every
+/// key when it lists none. Panics, as kubelet would not start the pod, when the ConfigMap or
+/// a listed key does not exist (unless the volume is `optional`).
+fn fill_config_map(dir: &Path, volume: &Value, maps: &ConfigMaps) {
+    let name = volume["name"].as_str().unwrap();
+    let Some(data) = maps.get(name) else {
+        assert!(
+            volume["optional"] == true,
+            "configmap {name:?} not found: kubelet would not start the pod"
+        );
+        return;
+    };
+    let items: Vec<(&str, &str)> = match volume["items"].as_array() {
+        Some(items) => items
+            .iter()
+            .map(|i| (i["key"].as_str().unwrap(), i["path"].as_str().unwrap()))
+            .collect(),
+        None => data.keys().map(|k| (*k, *k)).collect(),
+    };
+    for (key, path) in items {
+        let text = data
+            .get(key)
+            .unwrap_or_else(|| panic!("configmap {name:?} has no key {key:?}"));
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
     }
 }
 

@@ -18,7 +18,6 @@ pub mod cli;
 pub mod hostile;
 pub mod kube_api;
 pub mod kubelet;
-pub mod kubelet_paths;
 pub mod moto;
 pub mod pki;
 pub mod postgres;

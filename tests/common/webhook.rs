@@ -46,10 +46,31 @@ impl Webhook {
         extra: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Webhook {
+        Webhook::start_wrapped(dir, cert, key, extra, &[], adjust)
+    }
+
+    /// [`Webhook::start_with`], run by `wrapper`: a command line to which the webhook's is
+    /// appended, and which must end by exec'ing it (so [`Webhook::pid`] is the webhook's),
+    /// e.g. `unshare --mount ... sh -c '...; exec "$@"' sh`.
+    pub fn start_wrapped(
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        extra: &[&str],
+        wrapper: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Webhook {
         let port = free_port();
         let log = dir.join("webhook.log");
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.args([
             "webhook",
             "--tls-cert",
