@@ -34,7 +34,8 @@ cc_var="CC_${target//-/_}"
 export "$cc_var=musl-gcc"
 # The static build allocates with mimalloc (src/main.rs; musl's own allocator cost 1.7x the
 # CPU of glibc's per webhook request, docs/benchmarks.md). Arenas are committed as they are
-# used, not eagerly: eager commit kept ~30 MiB resident in the webhook under load, 6 MiB without.
+# used, not eagerly: eager commit kept 33-47 MiB resident in the webhook under load, 6 MiB
+# without. (Its purge delay has no build-time default; src/main.rs sets it.)
 cflags_var="CFLAGS_${target//-/_}"
 export "$cflags_var=-DMI_DEFAULT_ARENA_EAGER_COMMIT=0 -fno-asynchronous-unwind-tables -fno-unwind-tables"
 # Size (docs/benchmarks.md has the bytes of each): with panic = "abort" nothing unwinds, so no

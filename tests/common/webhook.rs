@@ -44,10 +44,23 @@ impl Webhook {
         extra: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Webhook {
+        Webhook::start_program(&bin(), dir, cert, key, extra, adjust)
+    }
+
+    /// [`Webhook::start_with`] running `program` (e.g. the static build) instead of the test
+    /// build.
+    pub fn start_program(
+        program: &Path,
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Webhook {
         let port = free_port();
         let log = dir.join("webhook.log");
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(program);
         cmd.args([
             "webhook",
             "--tls-cert",
