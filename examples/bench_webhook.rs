@@ -6,7 +6,7 @@
 //! pod, opted in, so every request runs the full validation, mutation and patch.
 //!
 //! RATES (requests/s, comma-separated; default 500) are run one after the other against one
-//! webhook for SECONDS each (default 10). For each: latency from send and from schedule, the
+//! webhook for RATE_SECONDS each (default 10). For each: latency from send and from schedule, the
 //! webhook's CPU (utime + stime from /proc) per request, and the load generator's (this
 //! process, one thread) — both share the machine's cores. With several rates it also prints
 //! the capacity: the highest rate whose p99 from schedule is under 10 ms. RSS is VmRSS/VmHWM
@@ -117,9 +117,9 @@ fn main() {
                 .expect("RATES: requests/s, comma-separated")
         })
         .collect();
-    let seconds: u32 = std::env::var("SECONDS")
+    let seconds: u32 = std::env::var("RATE_SECONDS")
         .ok()
-        .map_or(10, |s| s.parse().expect("SECONDS: a whole number"));
+        .map_or(10, |s| s.parse().expect("RATE_SECONDS: a whole number"));
     let pid = webhook.id().to_string();
     let runs: Vec<Run> = runtime.block_on(async move {
         // Warm the connections.
