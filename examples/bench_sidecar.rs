@@ -8,6 +8,9 @@
 //! 2. Idle: both tools side by side with only a KV secret (5 min poll) and a 20 min token; CPU
 //!    time and context switches over a 60 s window, and steady-state RSS.
 //!
+//! RSS is VmRSS from /proc/PID/status of the running tool: the resident pages of its own memory
+//! image (exec replaced the spawner's), unlike a peak read from wait4 (see examples/bench.rs).
+//!
 //! Writes target/bench/sidecar.json and images/bench-sidecar.svg. Run with
 //! scripts/bench-sidecar.sh (it builds the static release binary this measures).
 
@@ -366,7 +369,7 @@ fn main() {
             "",
         ),
         (
-            "steady RSS (MiB)",
+            "steady RSS (MiB; VmRSS of the running process, /proc/PID/status)",
             mib(sd1.rss_kib),
             mib(ag1.rss_kib),
             " MiB",

@@ -32,6 +32,18 @@ while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^CARGO_(MANIFEST_
 
 cc_var="CC_${target//-/_}"
 export "$cc_var=musl-gcc"
+# The static build allocates with mimalloc (src/main.rs; musl's own allocator cost 1.7x the
+# CPU of glibc's per webhook request, docs/benchmarks.md). Arenas are committed as they are
+# used, not eagerly: eager commit kept 33-47 MiB resident in the webhook under load, 6 MiB
+# without. (Its purge delay has no build-time default; src/main.rs sets it.)
+cflags_var="CFLAGS_${target//-/_}"
+export "$cflags_var=-DMI_DEFAULT_ARENA_EAGER_COMMIT=0 -fno-asynchronous-unwind-tables -fno-unwind-tables"
+# Size (docs/benchmarks.md has the bytes of each): with panic = "abort" nothing unwinds, so no
+# unwind tables for our code (a panic's backtrace, with RUST_BACKTRACE set, stops at the
+# standard library's frames); and relocations packed (RELR), which musl's static-PIE start-up
+# applies, so the binary stays position-independent (ASLR).
+rustflags_var="CARGO_TARGET_$(tr '[:lower:]-' '[:upper:]_' <<<"$target")_RUSTFLAGS"
+export "$rustflags_var=-C force-unwind-tables=no -C link-arg=-Wl,-z,pack-relative-relocs"
 cargo build --release --locked --target "$target" >&2
 
 mkdir -p target/static

@@ -252,6 +252,20 @@ fn a_directory_on_disk_is_refused_unless_allowed() {
     assert_eq!(read(out.join("password")), SECRET);
 }
 
+/// Host names are ASCII only (the binary carries no Unicode tables for them): a Unicode one
+/// is refused before anything is contacted, with its xn-- form named as the way out.
+#[test]
+fn an_internationalised_vault_host_is_refused_with_its_way_out() {
+    let r = Rendered::new();
+    let config = spc_text("https://bücher.example:8200", &r.pod.role, &r.good_objects);
+    r.expect_failure(
+        &config,
+        &[],
+        2,
+        &["Vault address", "bücher.example", "must be ASCII", "xn--"],
+    );
+}
+
 #[test]
 fn usage_errors_exit_2() {
     secretdrop(&["init", "--config"], &[])

@@ -184,10 +184,18 @@ fn in_cluster_the_webhook_reads_its_service_account_and_converts_a_csi_volume() 
         sa.to_str().unwrap(),
     ];
     let port = api.port.to_string();
-    let w = Webhook::start_wrapped(dir.path(), &crt, &key, &[], &wrapper, |cmd| {
-        cmd.env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-            .env("KUBERNETES_SERVICE_PORT", &port);
-    });
+    let w = Webhook::start_program(
+        &common::cli::bin(),
+        dir.path(),
+        &crt,
+        &key,
+        &[],
+        &wrapper,
+        |cmd| {
+            cmd.env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+                .env("KUBERNETES_SERVICE_PORT", &port);
+        },
+    );
     let log = read(&w.log);
     assert!(
         log.contains("reading SecretProviderClasses from the Kubernetes API")

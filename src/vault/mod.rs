@@ -187,10 +187,17 @@ impl Client {
     pub fn new(settings: &VaultSettings, policy: &ClientPolicy) -> Result<Client, TlsSetupError> {
         // reqwest builds a TLS context even for http:// clients; it needs a process-wide provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let base = reqwest::Url::parse(&settings.address).map_err(|_| TlsSetupError {
+        let base = reqwest::Url::parse(&settings.address).map_err(|e| TlsSetupError {
             what: "Vault address",
             path: settings.address.clone().into(),
-            message: "is not a URL".into(),
+            // The static build carries no Unicode tables for host names (Cargo.toml, idna_adapter).
+            message: match settings.address.is_ascii() {
+                true => format!("is not a URL ({e})"),
+                false => format!(
+                    "is not a URL ({e}): host names must be ASCII; write an internationalised \
+                     name in its xn-- form"
+                ),
+            },
         })?;
         let home = origin(&base);
         let origin_text = home.clone();

@@ -174,7 +174,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
 /// reused by another: every blocking thread that ever computed a large review would keep that
 /// review's peak resident, and the budgets above would not add up. One arena for the process
 /// (its two review threads rarely allocate at once) keeps freed memory reusable wherever the
-/// next review runs. musl's allocator, which the static build uses, has no per-thread arenas.
+/// next review runs. mimalloc, which the static build uses (src/main.rs), gives threads heaps
+/// of their own too, but returns the pages that frees empty to the system after a short delay.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before the other threads start.
@@ -242,6 +243,50 @@ impl State {
             reviews: Arc::new(Semaphore::new(REVIEWS_AT_ONCE)),
             large_review: Arc::new(Semaphore::new(1)),
         }
+    }
+}
+
+/// A request body as it arrives. An ordinary review comes in one piece (hyper reads up to
+/// [`serve::READ_BUFFER`] at a time), which is kept as hyper handed it: a slice of the
+/// connection's read buffer, so a review in progress holds at most [`serve::READ_BUFFER`]
+/// beyond its reserved body (hyper reads the next request into a new one). Only a body in
+/// several pieces is copied into one buffer, allocated once at the declared length.
+#[derive(Default)]
+enum Text {
+    #[default]
+    Empty,
+    One(Bytes),
+    Joined(Vec<u8>),
+}
+
+impl Text {
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Empty => &[],
+            Text::One(b) => b,
+            Text::Joined(v) => v,
+        }
+    }
+
+    /// Appends `data`; `want` (the declared length, or the limit) sizes the joined buffer.
+    fn push(&mut self, data: Bytes, want: usize) {
+        *self = match std::mem::take(self) {
+            Text::Empty => Text::One(data),
+            Text::One(first) => {
+                let mut joined = Vec::with_capacity(want.max(first.len() + data.len()));
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+                Text::Joined(joined)
+            }
+            Text::Joined(mut joined) => {
+                joined.extend_from_slice(&data);
+                Text::Joined(joined)
+            }
+        };
     }
 }
 
@@ -367,7 +412,7 @@ async fn mutate(
     let Some(body_bytes) = reserve(budget, want).await else {
         return unavailable();
     };
-    let mut text = Vec::with_capacity(want);
+    let mut text = Text::default();
     let mut shape = Shape::new();
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
@@ -379,7 +424,7 @@ async fn mutate(
                 return too_large(state);
             }
             shape.feed(&data);
-            text.extend_from_slice(&data);
+            text.push(data, want);
         }
     }
     drop(body);
@@ -402,7 +447,7 @@ async fn mutate(
     // The permits travel with the work: a review whose client left still counts until its
     // thread is done with it.
     let work = tokio::task::spawn_blocking(move || {
-        let answered = review::answer_text(&text, &shape, &st.defaults, MAX_ANSWER);
+        let answered = review::answer_text(text.bytes(), &shape, &st.defaults, MAX_ANSWER);
         drop((text, body_bytes));
         (answered, large, slot)
     });
@@ -511,7 +556,8 @@ fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Respons
     r
 }
 
-/// A response body handed to hyper in [`ANSWER_PIECE`] copies; it holds its share of the
+/// A response body handed to hyper in [`ANSWER_PIECE`] copies (an answer of at most one piece,
+/// which is every ordinary one, without a copy); it holds its share of the
 /// [`ANSWERS`] budget until hyper has taken the last piece and dropped it.
 pub struct Answer {
     rest: Bytes,
@@ -530,9 +576,16 @@ impl hyper::body::Body for Answer {
         if this.rest.is_empty() {
             return Poll::Ready(None);
         }
-        let n = this.rest.len().min(ANSWER_PIECE);
-        let piece = Bytes::copy_from_slice(&this.rest[..n]);
-        this.rest = this.rest.slice(n..);
+        // An answer of one piece goes as it is: the piece hyper may still queue is then the
+        // whole answer, no larger than a copied piece would be.
+        let piece = match this.rest.len() <= ANSWER_PIECE {
+            true => std::mem::take(&mut this.rest),
+            false => {
+                let piece = Bytes::copy_from_slice(&this.rest[..ANSWER_PIECE]);
+                this.rest = this.rest.slice(ANSWER_PIECE..);
+                piece
+            }
+        };
         Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 

@@ -46,13 +46,15 @@ impl Webhook {
         extra: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Webhook {
-        Webhook::start_wrapped(dir, cert, key, extra, &[], adjust)
+        Webhook::start_program(&bin(), dir, cert, key, extra, &[], adjust)
     }
 
-    /// [`Webhook::start_with`], run by `wrapper`: a command line to which the webhook's is
+    /// [`Webhook::start_with`] for `program` (e.g. the static build) instead of the test build,
+    /// run by `wrapper` when it is not empty: a command line to which the webhook's is
     /// appended, and which must end by exec'ing it (so [`Webhook::pid`] is the webhook's),
     /// e.g. `unshare --mount ... sh -c '...; exec "$@"' sh`.
-    pub fn start_wrapped(
+    pub fn start_program(
+        program: &Path,
         dir: &Path,
         cert: &Path,
         key: &Path,
@@ -64,12 +66,12 @@ impl Webhook {
         let log = dir.join("webhook.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(bin());
+            Some((first, args)) => {
+                let mut c = Command::new(first);
+                c.args(args).arg(program);
                 c
             }
-            None => Command::new(bin()),
+            None => Command::new(program),
         };
         cmd.args([
             "webhook",
