@@ -481,7 +481,7 @@ fn check_injection(review: &Value, response: &Value, defaults: &Defaults) {
     };
     let namespace = review["request"]["namespace"].as_str().unwrap_or("");
     let decided = match crate::webhook::csi::classes(pod, namespace, defaults) {
-        Ok(csi) => mutate::mutate_with(pod, defaults, &csi),
+        Ok(csi) => mutate::mutate_in(pod, namespace, defaults, &csi),
         Err(m) => Decision::Reject(m),
     };
     match decided {

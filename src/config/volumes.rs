@@ -173,16 +173,13 @@ pub fn units(path: &Path, sources: Vec<Source>, layout: &Layout) -> Result<Vec<U
             }
         }
         let spec = source.spec;
-        match groups
-            .iter_mut()
-            .find(|(_, specs)| {
-                // AWS volumes share no Vault login: each is a unit of its own.
-                specs[0].aws.is_none()
-                    && spec.aws.is_none()
-                    && specs[0].vault == spec.vault
-                    && specs[0].auth == spec.auth
-            })
-        {
+        match groups.iter_mut().find(|(_, specs)| {
+            // AWS volumes share no Vault login: each is a unit of its own.
+            specs[0].aws.is_none()
+                && spec.aws.is_none()
+                && specs[0].vault == spec.vault
+                && specs[0].auth == spec.auth
+        }) {
             Some((members, specs)) => {
                 members.push((source.volume, dir));
                 specs.push(spec);
