@@ -154,7 +154,9 @@ pub fn check_role_arn(arn: &str) -> Result<String, String> {
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
     let name = resource.strip_prefix("role/").unwrap_or("");
     let name_ok = !name.is_empty()
-        && !name.split('/').any(str::is_empty)
+        && !name
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b));

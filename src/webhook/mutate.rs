@@ -270,7 +270,12 @@ fn with_aws(
             volumes.join(", ")
         ));
     }
-    p.aws = Some(super::aws::identity(pod, namespace, defaults, using)?);
+    // A converted volume is named, as its other refusals are.
+    let at = match p.csi.first() {
+        Some(c) if p.aws_use.is_none() => format!("volume {:?} ({}): ", c.name, csi::DRIVER),
+        _ => String::new(),
+    };
+    p.aws = Some(super::aws::identity(pod, namespace, defaults, using).map_err(|m| at + &m)?);
     Ok(p)
 }
 
