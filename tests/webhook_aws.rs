@@ -354,7 +354,7 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
         ),
         (
             with(json!({"secretdrop.dev/objects": objects})),
-            vec!["secretdrop.dev/region: missing"],
+            vec!["secretdrop.dev/region: missing, and this webhook has no --aws-region"],
         ),
     ];
     for (pod, want) in cases {
@@ -461,4 +461,70 @@ fn junk_role_arns_and_regions_naming_hosts_or_paths_never_reach_the_pod() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
+    let moto = Moto::shared();
+    let value = unique("pi-value");
+    let (secret, param, role) = resources(moto, &value);
+    let s = Scene::new(&[]);
+    s.api.put(
+        NAMESPACE,
+        aws_class(
+            "aws-pi",
+            json!({"region": REGION, "usePodIdentity": "true", "objects": objects(&secret, &param)}),
+        ),
+    );
+    // No ServiceAccount at all: Pod Identity needs none at admission.
+    let pod = csi_pod("app-sa", "aws-pi");
+    let injected = patched(&pod, &s.review(&pod));
+    assert_eq!(s.api.requests(), 1, "the class GET only");
+    let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
+    assert_eq!(
+        env_of(&kubelet, "secretdrop", "AWS_CONTAINER_CREDENTIALS_FULL_URI").as_deref(),
+        Some("http://169.254.170.23/v1/credentials")
+    );
+    let token_path = env_of(
+        &kubelet,
+        "secretdrop",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    )
+    .unwrap();
+    assert_eq!(
+        token_path,
+        "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"
+    );
+    // The agent (link-local in EKS, loopback here) accepts exactly the token kubelet minted
+    // for the spec's audience.
+    let c = kubelet.container("secretdrop");
+    let minted = kubelet.host_path(&c, &token_path).unwrap();
+    let agent = common::moto::pod_identity_agent(
+        moto.assume(&role),
+        minted.clone(),
+        Duration::from_secs(3600),
+    );
+    let mut env = host_env(&kubelet, "secretdrop", moto);
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_CONTAINER_CREDENTIALS_FULL_URI" {
+            *v = format!("{}/v1/credentials", agent.addr());
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/mnt/secrets-store/db").unwrap()),
+        value
+    );
+    assert_eq!(agent.seen().len(), 1, "one credentials GET");
+    assert!(common::moto::audience_is(
+        &read(&minted),
+        "pods.eks.amazonaws.com"
+    ));
+    assert!(!common::moto::audience_is(
+        &common::TokenReviewer::shared().mint(&common::SaClaims::new(NAMESPACE, "app-sa")),
+        "pods.eks.amazonaws.com"
+    ));
 }

@@ -167,6 +167,15 @@ pub fn check_role_arn(arn: &str) -> Result<String, String> {
     }
 }
 
+/// A config error about a missing region, as the webhook says it: its fallback is
+/// `--aws-region`, not the environment the message names for the sidecar.
+pub fn region_hint(message: String) -> String {
+    message.replace(
+        "neither AWS_REGION nor AWS_DEFAULT_REGION is set",
+        "this webhook has no --aws-region",
+    )
+}
+
 /// The projected token source of `id`, in place of secretdrop's Vault token.
 pub fn token_source(id: &Identity) -> Value {
     let (path, audience) = match id {

@@ -244,7 +244,8 @@ fn check(
         ..Default::default()
     };
     let file = format!("SecretProviderClass {namespace}/{class}");
-    let parsed = crate::config::parse(Path::new(&file), &text, &env).map_err(|e| e.to_string())?;
+    let parsed = crate::config::parse(Path::new(&file), &text, &env)
+        .map_err(|e| super::aws::region_hint(e.to_string()))?;
     if let Some(aws) = &parsed.aws {
         return Ok(CsiVolume {
             name: volume.to_string(),

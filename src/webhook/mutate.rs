@@ -345,7 +345,8 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         aws_region: defaults.aws_region.clone(),
         ..Default::default()
     };
-    let spec = annotations::spec_from(file, &ours, &env).map_err(|e| strip_file(&e.to_string()))?;
+    let spec = annotations::spec_from(file, &ours, &env)
+        .map_err(|e| super::aws::region_hint(strip_file(&e.to_string())))?;
     let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
     let env = env_flags(&ours, &spec)?;
     let address = spec.vault.address.clone();
