@@ -443,4 +443,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn the_fuzz_seeds_reach_the_aws_injection() {
+        use super::super::review::{answer, Outcome};
+        let d = crate::fuzz_entry::admission_defaults();
+        for (seed, mode) in [
+            ("aws-annotations.json", "init"),
+            ("aws-csi-pod-identity.json", "sidecar"),
+        ] {
+            let path = format!("{}/fuzz/seeds/admission/{seed}", env!("CARGO_MANIFEST_DIR"));
+            let review: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let (_, outcome) = answer(&review, &d).unwrap();
+            assert_eq!(outcome, Outcome::Injected(mode), "{seed}");
+        }
+    }
 }
