@@ -199,6 +199,12 @@ const KUBECONFIG: Flag = flag(
     Some("FILE"),
     "Kubernetes API access for SecretProviderClasses [default: in-cluster]",
 );
+const AWS_REGION: Flag = flag(
+    "aws-region",
+    Some("REGION"),
+    "region of provider: aws volumes that name none (the cluster's), set as AWS_REGION in their \
+     injected container",
+);
 const SIZE_LIMIT: Flag = flag(
     "size-limit",
     Some("QTY"),
@@ -312,6 +318,7 @@ const COMMANDS: &[CommandDef] = &[
             TOKEN_AUDIENCE,
             CA_CONFIGMAP,
             SIZE_LIMIT,
+            AWS_REGION,
             KUBECONFIG,
             LOG_LEVEL,
             LOG_FORMAT,
@@ -947,6 +954,12 @@ fn webhook(args: &Args) -> Result<(), Error> {
     defaults.token_audience = args.get("token-audience").map(str::to_string);
     if let Some(size) = args.get("size-limit") {
         defaults.size_limit = size.to_string();
+    }
+    if let Some(r) = args.get("aws-region") {
+        // Checked as a class's region is: it becomes AWS_REGION, and endpoint host names.
+        let checked = config::aws::check_region(std::path::Path::new("--aws-region"), "value", r)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        defaults.aws_region = Some(checked);
     }
     if let Some(cm) = args.get("ca-configmap") {
         defaults.ca_configmap = Some(

@@ -354,6 +354,13 @@ pub fn admission_defaults() -> Defaults {
         // their own projected tokens.
         classes: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
             "missing" => Err(crate::kube::KubeError::NotFound),
+            // provider: aws classes, IRSA or Pod Identity by name.
+            n if n.starts_with("aws") => Ok(
+                serde_json::json!({"spec": {"provider": "aws", "parameters": {
+                    "region": "us-west-2", "usePodIdentity": (n == "aws-pi").to_string(),
+                    "objects": "- {objectName: prod/db, objectType: secretsmanager, jmesPath: [{path: a.b, objectAlias: ab}]}\n"
+                }}}),
+            ),
             _ => Ok(
                 serde_json::json!({"spec": {"provider": "vault", "parameters": {
                     "roleName": "r", "audience": name,
@@ -361,6 +368,16 @@ pub fn admission_defaults() -> Defaults {
                 }}}),
             ),
         }),
+        // Every ServiceAccount has an IRSA role but `ghost` (missing) and `norole`.
+        service_accounts: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
+            "ghost" => Err(crate::kube::KubeError::NotFound),
+            "norole" => Ok(serde_json::json!({"metadata": {"name": name}})),
+            _ => Ok(
+                serde_json::json!({"metadata": {"name": name, "annotations": {
+                "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/app"}}}),
+            ),
+        }),
+        aws_region: Some("eu-west-1".into()),
         ..Defaults::default()
     }
 }
@@ -481,7 +498,7 @@ fn check_injection(review: &Value, response: &Value, defaults: &Defaults) {
     };
     let namespace = review["request"]["namespace"].as_str().unwrap_or("");
     let decided = match crate::webhook::csi::classes(pod, namespace, defaults) {
-        Ok(csi) => mutate::mutate_with(pod, defaults, &csi),
+        Ok(csi) => mutate::mutate_in(pod, namespace, defaults, &csi),
         Err(m) => Decision::Reject(m),
     };
     match decided {

@@ -270,6 +270,37 @@ impl Client {
         name: &str,
         within: Duration,
     ) -> Result<Value, KubeError> {
+        self.get_named(
+            "/apis/secrets-store.csi.x-k8s.io/v1",
+            "secretproviderclasses",
+            namespace,
+            name,
+            within,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/namespaces/NS/serviceaccounts/NAME`: the pod's ServiceAccount, for the
+    /// IRSA role its `eks.amazonaws.com/role-arn` annotation names. Bounded like
+    /// [`Client::secret_provider_class`].
+    pub async fn service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+        within: Duration,
+    ) -> Result<Value, KubeError> {
+        self.get_named("/api/v1", "serviceaccounts", namespace, name, within)
+            .await
+    }
+
+    async fn get_named(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        within: Duration,
+    ) -> Result<Value, KubeError> {
         for (what, v) in [("namespace", namespace), ("name", name)] {
             if !is_dns_subdomain(v) {
                 return Err(KubeError::Failed(format!(
@@ -278,9 +309,7 @@ impl Client {
                 )));
             }
         }
-        let path = format!(
-            "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{namespace}/secretproviderclasses/{name}"
-        );
+        let path = format!("{group}/namespaces/{namespace}/{resource}/{name}");
         let within = within.min(TIMEOUT);
         match tokio::time::timeout(within, self.get(&path)).await {
             Ok(r) => r,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::cli::{assert_layout, read, secretdrop, Run};
 use common::hostile::{json_reply, redirect, Act, Proxy};
-use common::moto::{call, irsa_env, Moto};
+use common::moto::{call, irsa_env, pod_identity_agent, Moto};
 use common::resident::Resident;
 use common::{unique, TestDir};
 use serde_json::{json, Value};
@@ -179,42 +179,6 @@ fn the_providers_integration_class_renders_completely_under_irsa() {
         "init of the provider's class (IRSA): {:?}",
         started.elapsed()
     );
-}
-
-/// The EKS Pod Identity agent's credentials endpoint: answers a GET whose `Authorization` is
-/// the token the agent currently expects (`expected` file, rotated by the test like kubelet
-/// rotates the projected token) with the role's temporary keys; anything else gets a 401.
-fn pod_identity_agent(keys: Value, expected: PathBuf, expires_in: Duration) -> Proxy {
-    Proxy::start("127.0.0.1", None, move |seen| {
-        let want = std::fs::read_to_string(&expected).unwrap_or_default();
-        if seen.method != "GET"
-            || seen.header("Authorization") != Some(want.trim())
-            || want.trim().is_empty()
-        {
-            return Act::Reply(json_reply(401, &json!({"message": "invalid token"})));
-        }
-        let expiration = std::time::SystemTime::now() + expires_in;
-        let secs = expiration
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        Act::Reply(json_reply(
-            200,
-            &json!({
-                "AccessKeyId": keys["AccessKeyId"], "SecretAccessKey": keys["SecretAccessKey"],
-                "Token": keys["SessionToken"], "AccountId": common::moto::ACCOUNT,
-                "Expiration": iso8601(secs),
-            }),
-        ))
-    })
-}
-
-fn iso8601(secs: u64) -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn pod_identity_env(moto: &Moto, agent: &Proxy, token_file: &Path) -> Vec<(String, String)> {

@@ -436,14 +436,15 @@ fn injected_example_pods_validate_and_the_patch_applies_with_kubectl() {
 }
 
 #[test]
-fn the_webhook_may_only_get_secret_provider_classes() {
+fn the_webhook_may_only_get_secret_provider_classes_and_service_accounts() {
     let docs = documents(&kustomize(&root().join("manifests/base")));
     let role = find(&docs, "ClusterRole", "secretdrop-webhook");
     assert_eq!(
         role["rules"],
         json!([{"apiGroups": ["secrets-store.csi.x-k8s.io"],
-                "resources": ["secretproviderclasses"], "verbs": ["get"]}]),
-        "one rule, one verb"
+                "resources": ["secretproviderclasses"], "verbs": ["get"]},
+               {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]}]),
+        "two rules, one verb each"
     );
     assert!(
         !docs

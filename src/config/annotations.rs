@@ -33,7 +33,47 @@ pub const KNOWN: &[&str] = &[
     "env",
     "env-file",
     "status",
+    // provider: aws (docs/webhook.md, "AWS"); the others are the AWS parameters'
+    // kebab-case names (config::aws::ANNOTATIONS).
+    "provider",
+    "region",
+    "failover-region",
+    "path-translation",
+    "use-pod-identity",
+    "preferred-address-type",
 ];
+
+/// Annotations that only mean something for Vault: refused on a `provider: aws` pod, rather
+/// than silently ignored.
+pub const VAULT_ONLY: &[&str] = &[
+    "role",
+    "vault-address",
+    "auth-path",
+    "vault-namespace",
+    "ca-cert",
+    "ca-configmap",
+    "tls-server-name",
+    "token-audience",
+    "env",
+    "env-file",
+];
+
+/// Which secret store the annotations describe: `vault` (default; `openbao` is the same) or
+/// `aws`. Anything else is an error naming the allowed values.
+pub fn is_aws(file: &Path, a: &BTreeMap<String, String>) -> Result<bool, ConfigError> {
+    match a.get("provider").map(String::as_str) {
+        None | Some("vault") | Some("openbao") => Ok(false),
+        Some("aws") => Ok(true),
+        Some(other) => Err(ConfigError::field(
+            file,
+            format!("{PREFIX}provider"),
+            format!(
+                "{:?} is not a provider: allowed are vault (the default), openbao, aws",
+                other.chars().take(64).collect::<String>()
+            ),
+        )),
+    }
+}
 
 /// True when `text` looks like a downward-API annotations file rather than YAML.
 pub fn looks_like_annotations(text: &str) -> bool {
@@ -128,6 +168,19 @@ pub fn spec_from(
     env: &VaultEnv,
 ) -> Result<Spec, ConfigError> {
     let field = |n: &str| format!("{PREFIX}{n}");
+    if is_aws(file, a)? {
+        return aws_spec(file, a, env);
+    }
+    if let Some((_, an)) = super::aws::ANNOTATIONS
+        .iter()
+        .find(|(_, an)| *an != "objects" && a.contains_key(*an))
+    {
+        return Err(ConfigError::field(
+            file,
+            field(an),
+            format!("only applies with {PREFIX}provider: aws"),
+        ));
+    }
     let role = a
         .get("role")
         .filter(|r| !r.trim().is_empty())
@@ -204,6 +257,31 @@ pub fn spec_from(
         },
         aws: None,
     })
+}
+
+/// A `provider: aws` pod: the AWS descriptors in `objects`, the parameters as annotations;
+/// Vault's annotations are refused, the resident settings (poll interval, notify) apply.
+fn aws_spec(
+    file: &Path,
+    a: &BTreeMap<String, String>,
+    env: &VaultEnv,
+) -> Result<Spec, ConfigError> {
+    if let Some(name) = VAULT_ONLY.iter().find(|n| a.contains_key(**n)) {
+        return Err(ConfigError::field(
+            file,
+            format!("{PREFIX}{name}"),
+            format!(
+                "only applies to Vault, and this pod has {PREFIX}provider: aws (its credentials \
+                 come from IRSA or EKS Pod Identity): remove it"
+            ),
+        ));
+    }
+    let settings = pod_settings::parse(file, a)?;
+    let sidecar = SidecarSettings {
+        poll_interval: settings.poll_interval,
+        notify: settings.notify,
+    };
+    super::aws::from_annotations(file, a, sidecar, env)
 }
 
 /// The auth mount of `auth-path`. vault-k8s's annotation takes the full path (`auth/jwt`), ours

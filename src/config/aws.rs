@@ -257,6 +257,86 @@ pub fn from_native(
     Ok(spec_of(file, aws, sidecar))
 }
 
+/// The pod annotations of an annotation pod with `secretdrop.dev/provider: aws`
+/// (docs/webhook.md, "AWS"): the SecretProviderClass parameters under kebab-case names, and
+/// `objects` holding the same descriptors. `a` holds the annotations without their prefix.
+pub fn from_annotations(
+    file: &Path,
+    a: &BTreeMap<String, String>,
+    sidecar: SidecarSettings,
+    env: &VaultEnv,
+) -> Result<Spec, ConfigError> {
+    let at = super::annotations::PREFIX;
+    let text = a.get("objects").ok_or_else(|| {
+        ConfigError::field(
+            file,
+            join(at, "objects"),
+            "missing: a YAML list of objects, as in the AWS provider's SecretProviderClass",
+        )
+    })?;
+    let objects: Value = super::yaml::from_str(text).map_err(|e| {
+        let mut err = ConfigError::yaml(file, &e);
+        err.field = Some(join(at, "objects"));
+        if let (Some(l), Some(c)) = (err.line.take(), err.column.take()) {
+            err.message = format!("{} (at line {l} column {c} of the annotation)", err.message);
+        }
+        err
+    })?;
+    let p = |k: &str| {
+        a.get(
+            ANNOTATIONS
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map_or(k, |(_, an)| an),
+        )
+        .map(String::as_str)
+    };
+    let aws = compile(
+        file,
+        at,
+        Settings {
+            region: p("region"),
+            failover_region: p("failoverRegion"),
+            path_translation: p("pathTranslation"),
+            use_pod_identity: p("usePodIdentity"),
+            preferred_address_type: p("preferredAddressType"),
+        },
+        &objects,
+        AwsDefaults {
+            mode: AWS_DEFAULT_MODE,
+            owner: None,
+            group: None,
+        },
+        env,
+    )?;
+    Ok(spec_of(file, aws, sidecar))
+}
+
+/// SecretProviderClass parameter → pod annotation name (without `secretdrop.dev/`).
+pub const ANNOTATIONS: &[(&str, &str)] = &[
+    ("region", "region"),
+    ("failoverRegion", "failover-region"),
+    ("pathTranslation", "path-translation"),
+    ("usePodIdentity", "use-pod-identity"),
+    ("preferredAddressType", "preferred-address-type"),
+    ("objects", "objects"),
+];
+
+/// The name of parameter `name` under `at`: `spec.parameters.region`, `aws.region`, or for
+/// annotations (`at` is the prefix `secretdrop.dev/`) `secretdrop.dev/failover-region`.
+fn join(at: &str, name: &str) -> String {
+    match at.strip_suffix('/') {
+        Some(_) => {
+            let an = ANNOTATIONS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(name, |(_, a)| a);
+            format!("{at}{an}")
+        }
+        None => format!("{at}.{name}"),
+    }
+}
+
 fn spec_of(file: &Path, aws: AwsSpec, sidecar: SidecarSettings) -> Spec {
     Spec {
         source: file.to_path_buf(),
@@ -280,7 +360,7 @@ struct Settings<'a> {
 }
 
 /// An AWS region name: lowercase letters, digits and dashes (`us-west-2`, `us-gov-east-1`).
-fn check_region(file: &Path, field: &str, r: &str) -> Result<String, ConfigError> {
+pub fn check_region(file: &Path, field: &str, r: &str) -> Result<String, ConfigError> {
     let ok = !r.is_empty()
         && r.len() <= 64
         && r.bytes()
@@ -306,7 +386,7 @@ fn compile(
     defaults: AwsDefaults,
     env: &VaultEnv,
 ) -> Result<AwsSpec, ConfigError> {
-    let field = |name: &str| format!("{at}.{name}");
+    let field = |name: &str| join(at, name);
     let region = match s.region.filter(|r| !r.is_empty()) {
         Some(r) => check_region(file, &field("region"), r)?,
         None => match &env.aws_region {
@@ -411,7 +491,7 @@ fn compile(
     };
     let mut out = Vec::with_capacity(list.len());
     for (i, v) in list.iter().enumerate() {
-        let label = format!("{at}.objects[{i}]");
+        let label = format!("{}[{i}]", join(at, "objects"));
         out.push(ctx.object(&label, v)?);
     }
     check_duplicates(file, at, &out, list)?;
@@ -832,7 +912,11 @@ fn check_duplicates(
     let mut seen_names: HashMap<&str, (Option<String>, Option<&str>)> = HashMap::new();
     let mut seen_aliases: HashMap<String, usize> = HashMap::new();
     for (i, o) in objects.iter().enumerate() {
-        let field = format!("{at}.objects[{i}] (objectName {:?})", o.primary.name);
+        let field = format!(
+            "{}[{i}] (objectName {:?})",
+            join(at, "objects"),
+            o.primary.name
+        );
         let alias = alias_of(i);
         let label = o.primary.version_stage.as_deref();
         if let Some((fa, fl)) = seen_names.get(o.primary.name.as_str()) {
@@ -881,13 +965,13 @@ fn check_duplicates(
     // Files: every final name once, and none inside another.
     let mut files: HashMap<&str, String> = HashMap::new();
     for (i, o) in objects.iter().enumerate() {
-        let mut all = vec![(o.file.as_str(), format!("{at}.objects[{i}]"))];
-        all.extend(
-            o.jmes
-                .iter()
-                .enumerate()
-                .map(|(k, j)| (j.file.as_str(), format!("{at}.objects[{i}].jmesPath[{k}]"))),
-        );
+        let mut all = vec![(o.file.as_str(), format!("{}[{i}]", join(at, "objects")))];
+        all.extend(o.jmes.iter().enumerate().map(|(k, j)| {
+            (
+                j.file.as_str(),
+                format!("{}[{i}].jmesPath[{k}]", join(at, "objects")),
+            )
+        }));
         for (name, where_) in all {
             if let Some(prev) = files.insert(name, where_.clone()) {
                 return Err(ConfigError::field(

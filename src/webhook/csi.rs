@@ -48,6 +48,11 @@ impl ClassSource {
     ) -> Self {
         ClassSource(Some(Arc::new(f)))
     }
+
+    /// The lookup, if the webhook has API access.
+    pub fn lookup(&self) -> Option<&Arc<Lookup>> {
+        self.0.as_ref()
+    }
 }
 
 impl std::fmt::Debug for ClassSource {
@@ -78,8 +83,10 @@ pub struct CsiVolume {
     pub class: String,
     /// The class's `audience`: the token the volume logs in with.
     pub audience: Option<String>,
-    /// The Vault address the class logs in to.
+    /// The Vault address the class logs in to (empty for `provider: aws`).
     pub address: String,
+    /// `provider: aws`: how the volume gets AWS credentials (see [`super::aws`]).
+    pub aws: Option<super::aws::AwsUse>,
 }
 
 impl CsiVolume {
@@ -233,10 +240,21 @@ fn check(
     let text = manifest.to_string();
     let env = VaultEnv {
         addr: defaults.vault_address.clone(),
+        aws_region: defaults.aws_region.clone(),
         ..Default::default()
     };
     let file = format!("SecretProviderClass {namespace}/{class}");
-    let parsed = crate::config::parse(Path::new(&file), &text, &env).map_err(|e| e.to_string())?;
+    let parsed = crate::config::parse(Path::new(&file), &text, &env)
+        .map_err(|e| super::aws::region_hint(e.to_string()))?;
+    if let Some(aws) = &parsed.aws {
+        return Ok(CsiVolume {
+            name: volume.to_string(),
+            class: text,
+            audience: None,
+            address: String::new(),
+            aws: Some(super::aws::AwsUse::of(aws)),
+        });
+    }
     let address = parsed.vault.address.clone();
     if !defaults.allowed_vault_addresses.is_empty()
         && !crate::vault::is_allowed(&defaults.allowed_vault_addresses, &address)
@@ -255,6 +273,7 @@ fn check(
         class: text,
         audience,
         address,
+        aws: None,
     })
 }
 
@@ -315,7 +334,7 @@ pub fn extend_container(c: &mut Value, csi: &[CsiVolume]) {
 /// Every Vault address the pod may log in to: `first`, then the classes', each once.
 pub fn addresses(first: Option<&str>, csi: &[CsiVolume]) -> Vec<String> {
     let mut out: Vec<String> = first.map(str::to_string).into_iter().collect();
-    for c in csi {
+    for c in csi.iter().filter(|c| c.aws.is_none()) {
         if !out.contains(&c.address) {
             out.push(c.address.clone());
         }

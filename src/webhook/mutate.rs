@@ -56,6 +56,11 @@ pub struct Defaults {
     pub ca_configmap: Option<ConfigMapKey>,
     /// Reads the SecretProviderClass of a CSI volume (see [`super::csi`]).
     pub classes: super::csi::ClassSource,
+    /// Reads a ServiceAccount, for its IRSA role (see [`super::aws`]).
+    pub service_accounts: super::csi::ClassSource,
+    /// `--aws-region`: the region of AWS volumes that name none (the cluster's region; the
+    /// CSI provider would ask the node's), set as the injected container's `AWS_REGION`.
+    pub aws_region: Option<String>,
 }
 
 impl Default for Defaults {
@@ -68,6 +73,8 @@ impl Default for Defaults {
             size_limit: "1Mi".into(),
             ca_configmap: None,
             classes: Default::default(),
+            service_accounts: Default::default(),
+            aws_region: None,
         }
     }
 }
@@ -120,6 +127,12 @@ pub fn mutate(pod: &Value, defaults: &Defaults) -> Decision {
 /// [`mutate`] for a pod whose CSI volumes' classes were read ([`super::csi::classes`]): those
 /// volumes are converted, and a pod that has some is injected even without the opt-in.
 pub fn mutate_with(pod: &Value, defaults: &Defaults, csi: &[CsiVolume]) -> Decision {
+    mutate_in(pod, "", defaults, csi)
+}
+
+/// [`mutate_with`] for a pod of `namespace` (the AdmissionReview's; empty: the pod's own), the
+/// namespace whose ServiceAccount an IRSA pod's role is read from.
+pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVolume]) -> Decision {
     let annotations: BTreeMap<String, String> = pod
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
@@ -166,10 +179,14 @@ pub fn mutate_with(pod: &Value, defaults: &Defaults, csi: &[CsiVolume]) -> Decis
         true => plan(pod, &annotations, defaults),
         false => csi_only_plan(pod, &annotations, defaults, csi),
     };
-    match planned.map(|p| Plan {
-        csi: csi.to_vec(),
-        ..p
-    }) {
+    let planned = planned.and_then(|p| {
+        let p = Plan {
+            csi: csi.to_vec(),
+            ..p
+        };
+        with_aws(pod, namespace, defaults, p)
+    });
+    match planned {
         Ok(p) => Decision::Inject {
             pod: inject(pod, &p, defaults),
             mode: p.mode,
@@ -227,6 +244,41 @@ pub fn opted_in(annotation: Option<&str>, label: Option<&str>) -> Result<bool, S
     }
 }
 
+/// An AWS volume must be its process's only volume (`config::volumes::aws_unit`): the pod is
+/// rejected otherwise; else its credentials are resolved ([`super::aws::identity`]).
+fn with_aws(
+    pod: &Value,
+    namespace: &str,
+    defaults: &Defaults,
+    mut p: Plan,
+) -> Result<Plan, String> {
+    let mut volumes: Vec<String> = Vec::new();
+    if p.objects {
+        volumes.push(format!("the {PREFIX}objects volume"));
+    }
+    volumes.extend(p.csi.iter().map(|c| format!("volume {:?}", c.name)));
+    let using = p.aws_use.or_else(|| p.csi.iter().find_map(|c| c.aws));
+    let Some(using) = using else {
+        return Ok(p);
+    };
+    if volumes.len() > 1 {
+        return Err(format!(
+            "a provider: aws volume must be the only secretdrop volume of its pod for now (one \
+             secretdrop process serves one AWS volume), and this pod has {}: {}. Move the \
+             others to another pod, or convert them one pod at a time",
+            volumes.len(),
+            volumes.join(", ")
+        ));
+    }
+    // A converted volume is named, as its other refusals are.
+    let at = match p.csi.first() {
+        Some(c) if p.aws_use.is_none() => format!("volume {:?} ({}): ", c.name, csi::DRIVER),
+        _ => String::new(),
+    };
+    p.aws = Some(super::aws::identity(pod, namespace, defaults, using).map_err(|m| at + &m)?);
+    Ok(p)
+}
+
 /// What the annotations ask for, validated.
 struct Plan {
     mode: Mode,
@@ -241,6 +293,10 @@ struct Plan {
     objects: bool,
     /// Converted CSI volumes.
     csi: Vec<CsiVolume>,
+    /// `secretdrop.dev/provider: aws`: how the annotation objects get credentials.
+    aws_use: Option<super::aws::AwsUse>,
+    /// The AWS credentials of the one AWS volume, resolved.
+    aws: Option<super::aws::Identity>,
 }
 
 /// A pod injected only for its CSI volumes: no volume of our own, a native sidecar unless
@@ -271,6 +327,8 @@ fn csi_only_plan(
         settings: pod_settings,
         objects: false,
         csi: Vec::new(),
+        aws_use: None,
+        aws: None,
     })
 }
 
@@ -279,13 +337,17 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
     let ours = annotations::ours(file, all).map_err(|e| strip_file(&e.to_string()))?;
     let env = VaultEnv {
         addr: defaults.vault_address.clone(),
+        aws_region: defaults.aws_region.clone(),
         ..Default::default()
     };
-    let spec = annotations::spec_from(file, &ours, &env).map_err(|e| strip_file(&e.to_string()))?;
+    let spec = annotations::spec_from(file, &ours, &env)
+        .map_err(|e| super::aws::region_hint(strip_file(&e.to_string())))?;
     let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
     let env = env_flags(&ours, &spec)?;
-    let address = spec.vault.address;
-    if !defaults.allowed_vault_addresses.is_empty()
+    let address = spec.vault.address.clone();
+    // provider: aws has no Vault address to allow (docs/webhook.md, "AWS").
+    if spec.aws.is_none()
+        && !defaults.allowed_vault_addresses.is_empty()
         && !crate::vault::is_allowed(&defaults.allowed_vault_addresses, &address)
     {
         return Err(format!(
@@ -339,6 +401,8 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         settings: pod_settings,
         objects: true,
         csi: Vec::new(),
+        aws_use: spec.aws.as_deref().map(super::aws::AwsUse::of),
+        aws: None,
     })
 }
 
@@ -472,8 +536,15 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     if let Some(aud) = settings::token_audience(&plan.settings, defaults) {
         token["audience"] = json!(aud);
     }
-    volumes.extend(settings::volumes(&plan.settings, defaults));
-    volumes.push(json!({"name": TOKEN_VOLUME, "projected": {"sources": csi::token_sources(token, &plan.csi)}}));
+    if plan.aws.is_none() {
+        volumes.extend(settings::volumes(&plan.settings, defaults));
+    }
+    let sources = match &plan.aws {
+        // The AWS token replaces Vault's: an AWS pod has no Vault to log in to.
+        Some(id) => vec![super::aws::token_source(id)],
+        None => csi::token_sources(token, &plan.csi),
+    };
+    volumes.push(json!({"name": TOKEN_VOLUME, "projected": {"sources": sources}}));
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
     if plan.env.is_some() {
@@ -653,6 +724,9 @@ fn sidecar_container(
     }
     if !plan.csi.is_empty() {
         with_csi(&mut c, plan);
+    }
+    if let Some(id) = &plan.aws {
+        super::aws::dress(&mut c, id, defaults.aws_region.as_deref());
     }
     c
 }

@@ -185,7 +185,7 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
         .and_then(Value::as_str)
         .unwrap_or("");
     let decide = |p: &Value| match super::csi::classes(p, namespace, defaults) {
-        Ok(csi) => mutate::mutate_with(p, defaults, &csi),
+        Ok(csi) => mutate::mutate_in(p, namespace, defaults, &csi),
         Err(message) => Decision::Reject(message),
     };
     let (response, outcome) = match pod.map(decide) {

@@ -1,5 +1,6 @@
-//! Stand-in for the kube-apiserver's SecretProviderClass API, the one call the webhook makes:
-//! `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME`, over
+//! Stand-in for the kube-apiserver, serving the two calls the webhook makes:
+//! `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME` and
+//! `GET /api/v1/namespaces/NS/serviceaccounts/NAME` (IRSA's role annotation), over
 //! TLS with its own certificate. Like a real apiserver with static bearer tokens and RBAC: no
 //! or an unknown token is 401, a known token without a role allowing `get` is 403, a missing
 //! object is 404, each as a `Status` object with the apiserver's wording. A variant
@@ -38,7 +39,8 @@ pub enum Behaviour {
 }
 
 struct Shared {
-    objects: Mutex<HashMap<(String, String), Value>>,
+    /// (resource, namespace, name) → object.
+    objects: Mutex<HashMap<(&'static str, String, String), Value>>,
     behaviour: Mutex<Behaviour>,
     /// Requests received, whatever their outcome.
     requests: AtomicUsize,
@@ -158,6 +160,20 @@ impl KubeApi {
 
     /// Stores `object` (a SecretProviderClass) under its namespace and name.
     pub fn put(&self, namespace: &str, object: Value) {
+        self.store(SPC, namespace, object);
+    }
+
+    /// Stores a ServiceAccount `name` with these annotations.
+    pub fn put_service_account(&self, namespace: &str, name: &str, annotations: Value) {
+        self.store(
+            SA,
+            namespace,
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": name, "annotations": annotations}}),
+        );
+    }
+
+    fn store(&self, resource: &'static str, namespace: &str, object: Value) {
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
         let mut object = object;
         object["metadata"]["namespace"] = json!(namespace);
@@ -167,7 +183,7 @@ impl KubeApi {
             .objects
             .lock()
             .unwrap()
-            .insert((namespace.to_string(), name), object);
+            .insert((resource, namespace.to_string(), name), object);
     }
 
     pub fn behave(&self, b: Behaviour) {
@@ -233,7 +249,19 @@ impl KubeApi {
     }
 }
 
-const PREFIX: &str = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/";
+const SPC: &str = "secretproviderclasses";
+const SA: &str = "serviceaccounts";
+
+/// (API prefix up to the namespace, resource, what a 403 and 404 call it).
+const RESOURCES: &[(&str, &str, &str, &str)] = &[
+    (
+        "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/",
+        SPC,
+        "secretproviderclasses.secrets-store.csi.x-k8s.io",
+        "secrets-store.csi.x-k8s.io",
+    ),
+    ("/api/v1/namespaces/", SA, "serviceaccounts", ""),
+];
 
 fn serve(
     tcp: TcpStream,
@@ -290,10 +318,14 @@ fn serve(
             None
         };
     }
-    let target = path
-        .strip_prefix(PREFIX)
-        .and_then(|rest| rest.split_once("/secretproviderclasses/"))
-        .filter(|(ns, name)| !ns.contains('/') && !name.contains('/') && !name.is_empty());
+    let target = RESOURCES
+        .iter()
+        .find_map(|(prefix, resource, kind, group)| {
+            path.strip_prefix(prefix)
+                .and_then(|rest| rest.split_once(&format!("/{resource}/")))
+                .filter(|(ns, name)| !ns.contains('/') && !name.contains('/') && !name.is_empty())
+                .map(|(ns, name)| (ns, name, *resource, *kind, *group))
+        });
     let (code, body) = match (bearer, target) {
         (None, _) => k8s_status(401, "Unauthorized", "Unauthorized"),
         (Some(t), _) if t != token && t != unprivileged => {
@@ -309,17 +341,16 @@ fn serve(
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         ),
-        (Some(t), Some((ns, name))) if t == unprivileged => k8s_status(
+        (Some(t), Some((ns, name, resource, kind, group))) if t == unprivileged => k8s_status(
             403,
             "Forbidden",
             &format!(
-                "secretproviderclasses.secrets-store.csi.x-k8s.io \"{name}\" is forbidden: User \
+                "{kind} \"{name}\" is forbidden: User \
                  \"system:serviceaccount:{ns}:nobody\" cannot get resource \
-                 \"secretproviderclasses\" in API group \"secrets-store.csi.x-k8s.io\" in the \
-                 namespace \"{ns}\""
+                 \"{resource}\" in API group \"{group}\" in the namespace \"{ns}\""
             ),
         ),
-        (Some(_), Some((ns, name))) => {
+        (Some(_), Some((ns, name, resource, kind, _))) => {
             let behaviour = shared.behaviour.lock().unwrap().clone();
             match behaviour {
                 Behaviour::Normal => {}
@@ -358,17 +389,11 @@ fn serve(
                 .objects
                 .lock()
                 .unwrap()
-                .get(&(ns.to_string(), name.to_string()))
+                .get(&(resource, ns.to_string(), name.to_string()))
                 .cloned();
             match found {
                 Some(o) => (200, o.to_string()),
-                None => k8s_status(
-                    404,
-                    "NotFound",
-                    &format!(
-                        "secretproviderclasses.secrets-store.csi.x-k8s.io \"{name}\" not found"
-                    ),
-                ),
+                None => k8s_status(404, "NotFound", &format!("{kind} \"{name}\" not found")),
             }
         }
     };

@@ -7,6 +7,8 @@
 //! on its own, so secretdrop's SigV4 is never checked against itself.
 
 use serde_json::{json, Value};
+
+use super::hostile::{json_reply, Act, Proxy};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -160,6 +162,69 @@ impl Moto {
 /// One admin call.
 pub fn call(service: &str, region: &str, op: &str, args: Value) -> Value {
     json!({"service": service, "region": region, "op": op, "args": args})
+}
+
+/// The EKS Pod Identity agent's credentials endpoint: answers a GET whose `Authorization` is
+/// the token the agent currently expects (`expected` file, rotated by the test like kubelet
+/// rotates the projected token) with the role's temporary keys; anything else gets a 401.
+pub fn pod_identity_agent(
+    keys: Value,
+    expected: PathBuf,
+    expires_in: std::time::Duration,
+) -> Proxy {
+    Proxy::start("127.0.0.1", None, move |seen| {
+        let want = std::fs::read_to_string(&expected).unwrap_or_default();
+        let presented = seen.header("Authorization").unwrap_or("");
+        if seen.method != "GET"
+            || presented != want.trim()
+            || want.trim().is_empty()
+            || !audience_is(presented, "pods.eks.amazonaws.com")
+        {
+            return Act::Reply(json_reply(401, &json!({"message": "invalid token"})));
+        }
+        let expiration = std::time::SystemTime::now() + expires_in;
+        let secs = expiration
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Act::Reply(json_reply(
+            200,
+            &json!({
+                "AccessKeyId": keys["AccessKeyId"], "SecretAccessKey": keys["SecretAccessKey"],
+                "Token": keys["SessionToken"], "AccountId": ACCOUNT,
+                "Expiration": iso8601(secs),
+            }),
+        ))
+    })
+}
+
+fn iso8601(secs: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Whether a JWT's `aud` holds `audience`, as the EKS Auth API checks the Pod Identity token
+/// (and STS the IRSA one); a token that is not a JWT (the tests' opaque ones) passes.
+pub fn audience_is(token: &str, audience: &str) -> bool {
+    use base64::Engine;
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims: Option<Value> = (parts.len() == 3)
+        .then(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[1])
+                .ok()
+        })
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match claims.as_ref().and_then(|c| c.get("aud")) {
+        None => claims.is_none(),
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(a)) => a.iter().any(|a| a == audience),
+        Some(_) => false,
+    }
 }
 
 /// Environment of a pod using IRSA against `moto`.

@@ -9,8 +9,11 @@ Three things differ from `moto_server`:
 * sts:AssumeRoleWithWebIdentity is exempt from the signature check (AWS does not sign it
   either; moto would answer 500 for the missing Authorization header);
 * that action checks the identity token as an identity provider would: it is accepted only if
-  a file in TRUSTED_TOKENS_DIR holds exactly that token (tests register their pods' tokens).
+  a file in TRUSTED_TOKENS_DIR holds exactly that token (tests register their pods' tokens),
+  and, when the token is a JWT (a projected service-account token), only if its `aud` holds
+  sts.amazonaws.com, the client ID of the cluster's IAM OIDC provider, as STS requires.
 """
+import base64
 import json
 import os
 import sys
@@ -51,10 +54,29 @@ def trusted(token):
     return False
 
 
+def audiences(token):
+    """The `aud` of a JWT, or None when the token is not one (the tests' opaque tokens)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    aud = claims.get("aud", [])
+    return [aud] if isinstance(aud, str) else aud
+
+
 def web_identity(self):
-    token = self._get_param("WebIdentityToken") or ""
-    if not trusted(token.strip()):
+    token = (self._get_param("WebIdentityToken") or "").strip()
+    if not trusted(token):
         raise STSClientError("InvalidIdentityToken", "the web identity token is not trusted")
+    aud = audiences(token)
+    if aud is not None and "sts.amazonaws.com" not in aud:
+        raise STSClientError("InvalidIdentityToken", "Incorrect token audience")
     return original_web_identity(self)
 
 

@@ -1,0 +1,530 @@
+//! `provider: aws` through the webhook: a converted CSI volume whose SecretProviderClass says
+//! `provider: aws`, and an annotation pod with `secretdrop.dev/provider: aws`, go through the
+//! real webhook binary, which reads the pod's ServiceAccount for its IRSA role from a
+//! Kubernetes API stand-in. The admitted pod is then run from its spec alone by the tests'
+//! Kubelet stand-in, which mints the projected token for the audience the spec asks
+//! (`sts.amazonaws.com`), and the files arrive from moto, whose STS refuses any other
+//! audience. Refusals (no ServiceAccount, no role annotation, an AWS volume beside another,
+//! Vault annotations on an AWS pod) and attacks (a junk role ARN, a region holding a host or a
+//! path) reach `kubectl` with a reason.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cli::read;
+use common::kube_api::KubeApi;
+use common::kubelet::Kubelet;
+use common::moto::{call, Moto};
+use common::webhook::{patched, Webhook};
+use common::{unique, TestDir};
+use serde_json::{json, Value};
+
+const REGION: &str = "us-west-2";
+const NAMESPACE: &str = "default";
+const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// A Kubernetes API stand-in and the webhook reading from it through a kubeconfig.
+struct Scene {
+    dir: TestDir,
+    api: KubeApi,
+    webhook: Webhook,
+    crt: std::path::PathBuf,
+}
+
+impl Scene {
+    fn new(extra: &[&str]) -> Scene {
+        let dir = TestDir::new();
+        let api = KubeApi::start(dir.path());
+        let kubeconfig = api.kubeconfig(dir.path(), &api.token, true);
+        let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
+        let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let webhook = Webhook::start(dir.path(), &crt, &key, &args);
+        Scene {
+            dir,
+            api,
+            webhook,
+            crt,
+        }
+    }
+
+    fn review(&self, pod: &Value) -> Value {
+        self.webhook.review(&self.crt, pod)
+    }
+
+    fn refusal(&self, pod: &Value) -> String {
+        let response = self.review(pod);
+        assert_eq!(response["allowed"], false, "{response}");
+        response["status"]["message"].as_str().unwrap().to_string()
+    }
+}
+
+/// A secret and a parameter in moto, and a role that may read them: (secret, parameter, role).
+fn resources(moto: &Moto, value: &str) -> (String, String, String) {
+    let (secret, param) = (unique("hook-secret"), unique("hook-param"));
+    moto.admin(json!([
+        call(
+            "secretsmanager",
+            REGION,
+            "create_secret",
+            json!({"Name": secret, "SecretString": value})
+        ),
+        call(
+            "ssm",
+            REGION,
+            "put_parameter",
+            json!({"Name": param, "Value": format!("{value}-param"), "Type": "SecureString"})
+        ),
+    ]));
+    (secret, param, moto.role(&unique("hook-reader"), true))
+}
+
+fn objects(secret: &str, param: &str) -> String {
+    format!(
+        "- {{objectName: {secret}, objectType: secretsmanager, objectAlias: db}}\n- {{objectName: {param}, objectType: ssmparameter, objectAlias: param}}\n"
+    )
+}
+
+fn aws_class(name: &str, parameters: Value) -> Value {
+    json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+           "metadata": {"name": name}, "spec": {"provider": "aws", "parameters": parameters}})
+}
+
+/// A Deployment's pod: one app container mounting the CSI volume `secrets`, as the AWS
+/// provider's documentation writes it.
+fn csi_pod(service_account: &str, class: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "web-5c8f7d9b6-", "labels": {"app": "web"}},
+        "spec": {"serviceAccountName": service_account,
+            "containers": [{"name": "app", "image": "nginx", "volumeMounts": [
+                {"name": "secrets", "mountPath": "/mnt/secrets-store", "readOnly": true}]}],
+            "volumes": [{"name": "secrets", "csi": {"driver": "secrets-store.csi.k8s.io",
+                "readOnly": true, "volumeAttributes": {"secretProviderClass": class}}}]}})
+}
+
+fn annotated_pod(service_account: &str, annotations: Value) -> Value {
+    let mut a = json!({"secretdrop.dev/inject": "true", "secretdrop.dev/provider": "aws"});
+    for (k, v) in annotations.as_object().unwrap() {
+        a[k] = v.clone();
+    }
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "job-", "annotations": a},
+        "spec": {"serviceAccountName": service_account,
+            "containers": [{"name": "app", "image": "busybox"}]}})
+}
+
+/// The injected container's env as the Kubelet stand-in runs it: paths mapped to where its
+/// mounts are on the host, plus the endpoint a cluster would not need (moto stands in for AWS).
+fn host_env(kubelet: &Kubelet, container: &str, moto: &Moto) -> Vec<(String, String)> {
+    let c = kubelet.container(container);
+    let mut env: Vec<(String, String)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let (k, v) = (e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
+            let v = match v.starts_with('/') {
+                true => kubelet.host_path(&c, v).unwrap().display().to_string(),
+                false => v.to_string(),
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    env.push(("AWS_ENDPOINT_URL".into(), moto.endpoint()));
+    env
+}
+
+fn env_of(kubelet: &Kubelet, container: &str, name: &str) -> Option<String> {
+    kubelet.container(container)["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].as_str().unwrap().to_string())
+}
+
+/// Registers the token the Kubelet stand-in minted at `path` (inside `container`) with moto's
+/// STS, as the cluster's OIDC provider would be registered with IAM; returns its content.
+fn trust_minted(moto: &Moto, kubelet: &Kubelet, container: &str, path: &str) -> String {
+    let c = kubelet.container(container);
+    let token = read(kubelet.host_path(&c, path).unwrap());
+    moto.trust_token(&token);
+    token
+}
+
+#[test]
+fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
+    let moto = Moto::shared();
+    let value = unique("csi-value");
+    let (secret, param, role) = resources(moto, &value);
+    let s = Scene::new(&[]);
+    s.api.put(
+        NAMESPACE,
+        aws_class(
+            "aws-app",
+            json!({"region": REGION, "objects": objects(&secret, &param)}),
+        ),
+    );
+    s.api
+        .put_service_account(NAMESPACE, "app-sa", json!({ROLE_ANNOTATION: role}));
+
+    let pod = csi_pod("app-sa", "aws-app");
+    let injected = patched(&pod, &s.review(&pod));
+    assert_eq!(
+        injected["spec"]["containers"], pod["spec"]["containers"],
+        "the app container is untouched"
+    );
+    assert_eq!(
+        injected["spec"]["volumes"][0],
+        json!({"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    );
+    // One token, for STS, where EKS puts it; no Vault address, no Vault token.
+    let token_volume = injected["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "secretdrop-token")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        token_volume["projected"]["sources"],
+        json!([{"serviceAccountToken": {"path": "token", "expirationSeconds": 86400, "audience": "sts.amazonaws.com"}}])
+    );
+    // The class and the ServiceAccount were read with the webhook's token, nothing else.
+    assert_eq!(
+        s.api.authorizations(),
+        [
+            format!("Bearer {}", s.api.token),
+            format!("Bearer {}", s.api.token)
+        ]
+    );
+
+    let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
+    assert_eq!(
+        env_of(&kubelet, "secretdrop", "AWS_ROLE_ARN").as_deref(),
+        Some(role.as_str())
+    );
+    assert_eq!(env_of(&kubelet, "secretdrop", "VAULT_ADDR"), None);
+    let token_path = env_of(&kubelet, "secretdrop", "AWS_WEB_IDENTITY_TOKEN_FILE").unwrap();
+    assert_eq!(
+        token_path,
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+    );
+    trust_minted(moto, &kubelet, "secretdrop", &token_path);
+    let env = host_env(&kubelet, "secretdrop", moto);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/mnt/secrets-store/db").unwrap()),
+        value
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/mnt/secrets-store/param").unwrap()),
+        format!("{value}-param")
+    );
+    let log = read(&sidecar.log);
+    assert!(!log.contains(&value), "no value in the log:\n{log}");
+}
+
+#[test]
+fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_audiences() {
+    let moto = Moto::shared();
+    let value = unique("annotation-value");
+    let (secret, param, role) = resources(moto, &value);
+    // No region in the annotations: --aws-region, the cluster's, becomes AWS_REGION.
+    let s = Scene::new(&["--aws-region", REGION]);
+    s.api
+        .put_service_account(NAMESPACE, "batch", json!({ROLE_ANNOTATION: role}));
+    let pod = annotated_pod(
+        "batch",
+        json!({"secretdrop.dev/mode": "init", "secretdrop.dev/mount-path": "/etc/secrets",
+               "secretdrop.dev/objects": objects(&secret, &param)}),
+    );
+    let injected = patched(&pod, &s.review(&pod));
+    let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
+    assert_eq!(
+        env_of(&kubelet, "secretdrop-init", "AWS_REGION").as_deref(),
+        Some(REGION)
+    );
+    let token_path = env_of(&kubelet, "secretdrop-init", "AWS_WEB_IDENTITY_TOKEN_FILE").unwrap();
+    let env = host_env(&kubelet, "secretdrop-init", moto);
+
+    // STS checks the audience: a token of the pod's own service account for the Kubernetes
+    // API (what a wrong projection would give) is refused even though it is trusted.
+    let host_token = kubelet
+        .host_path(&kubelet.container("secretdrop-init"), &token_path)
+        .unwrap();
+    let wrong = common::TokenReviewer::shared().mint(&common::SaClaims::new(NAMESPACE, "batch"));
+    moto.trust_token(&wrong);
+    let minted = read(&host_token);
+    std::fs::write(&host_token, &wrong).unwrap();
+    let c = kubelet.container("secretdrop-init");
+    let args = kubelet.args(&c, &c["args"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refused = common::cli::secretdrop(&args, &envs);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("Incorrect token audience"),
+        "{}",
+        refused.stderr
+    );
+
+    // The token kubelet minted for the spec's audience works.
+    std::fs::write(&host_token, &minted).unwrap();
+    moto.trust_token(&minted);
+    let run = common::cli::secretdrop(&args, &envs);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/secrets/db").unwrap()),
+        value
+    );
+    assert_eq!(
+        read(kubelet.host_path(&app, "/etc/secrets/param").unwrap()),
+        format!("{value}-param")
+    );
+}
+
+#[test]
+fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
+    let s = Scene::new(&["--vault-address", "http://127.0.0.1:8200"]);
+    let role = "arn:aws:iam::123456789012:role/app";
+    let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
+    s.api.put(
+        NAMESPACE,
+        aws_class("aws-app", json!({"region": REGION, "objects": objects})),
+    );
+    s.api
+        .put_service_account(NAMESPACE, "with-role", json!({ROLE_ANNOTATION: role}));
+    s.api
+        .put_service_account(NAMESPACE, "no-role", json!({"team": "a"}));
+    let with = |a: Value| annotated_pod("with-role", a);
+    let base = json!({"secretdrop.dev/region": REGION, "secretdrop.dev/objects": objects});
+    let plus = |extra: Value| {
+        let mut a = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        a
+    };
+    let mut mixed = csi_pod("with-role", "aws-app");
+    mixed["metadata"]["annotations"] = json!({"secretdrop.dev/inject": "true",
+        "secretdrop.dev/role": "r",
+        "secretdrop.dev/objects": "- {objectName: a, secretPath: secret/data/a, secretKey: k}\n"});
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (
+            annotated_pod("ghost", base.clone()),
+            vec!["ServiceAccount \"ghost\" not found in namespace \"default\""],
+        ),
+        (
+            annotated_pod("no-role", base.clone()),
+            vec!["ServiceAccount default/no-role has no eks.amazonaws.com/role-arn annotation"],
+        ),
+        (
+            csi_pod("no-role", "aws-app"),
+            vec!["volume", "no eks.amazonaws.com/role-arn annotation"],
+        ),
+        (
+            mixed,
+            vec![
+                "must be the only secretdrop volume",
+                "the secretdrop.dev/objects volume, volume \"secrets\"",
+            ],
+        ),
+        (
+            with(plus(json!({"secretdrop.dev/role": "app"}))),
+            vec![
+                "secretdrop.dev/role: only applies to Vault",
+                "provider: aws",
+            ],
+        ),
+        (
+            with(plus(
+                json!({"secretdrop.dev/vault-address": "http://127.0.0.1:8200"}),
+            )),
+            vec!["secretdrop.dev/vault-address: only applies to Vault"],
+        ),
+        (
+            with(plus(json!({"secretdrop.dev/ca-configmap": "vault-ca"}))),
+            vec!["secretdrop.dev/ca-configmap: only applies to Vault"],
+        ),
+        (
+            with(json!({"secretdrop.dev/objects": objects})),
+            vec!["secretdrop.dev/region: missing, and this webhook has no --aws-region"],
+        ),
+    ];
+    for (pod, want) in cases {
+        let m = s.refusal(&pod);
+        for w in want {
+            assert!(m.contains(w), "{w:?} not in {m}");
+        }
+    }
+    // Pod Identity needs no ServiceAccount: not even a GET.
+    let before = s.api.requests();
+    let pi = annotated_pod(
+        "ghost",
+        plus(json!({"secretdrop.dev/use-pod-identity": "true"})),
+    );
+    let injected = patched(&pi, &s.review(&pi));
+    assert_eq!(s.api.requests(), before);
+    let ours = injected["spec"]["initContainers"][0].clone();
+    assert_eq!(
+        ours["env"],
+        json!([{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.23/v1/credentials"},
+               {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"}])
+    );
+    assert!(read(&s.webhook.log).contains("rejected"));
+}
+
+#[test]
+fn junk_role_arns_and_regions_naming_hosts_or_paths_never_reach_the_pod() {
+    let s = Scene::new(&[]);
+    let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
+    let junk = [
+        "arn:aws:iam::123456789012:role/app\nAWS_ENDPOINT_URL=http://evil.example",
+        "arn:aws:iam::123456789012:role/../../admin",
+        "arn:aws:iam::123456789012:role/app http://evil.example",
+        "arn:aws:iam::12345:role/app",
+        "http://evil.example/arn:aws:iam::123456789012:role/app",
+    ];
+    for (i, arn) in junk.iter().enumerate() {
+        let sa = format!("junk-{i}");
+        s.api
+            .put_service_account(NAMESPACE, &sa, json!({ROLE_ANNOTATION: arn}));
+        let pod = annotated_pod(
+            &sa,
+            json!({"secretdrop.dev/region": REGION, "secretdrop.dev/objects": objects}),
+        );
+        let m = s.refusal(&pod);
+        assert!(
+            m.contains("eks.amazonaws.com/role-arn") && m.contains("is not an IAM role ARN"),
+            "{arn:?}: {m}"
+        );
+        assert!(!m.contains('\n'), "the message is one line: {m:?}");
+    }
+    s.api.put_service_account(
+        NAMESPACE,
+        "ok",
+        json!({ROLE_ANNOTATION: "arn:aws:iam::123456789012:role/app"}),
+    );
+    for region in [
+        "evil.example.com",
+        "us-west-2/../../x",
+        "us-west-2.evil.example",
+        "127.0.0.1:8080",
+        "us-west-2@evil",
+    ] {
+        let pod = annotated_pod(
+            "ok",
+            json!({"secretdrop.dev/region": region, "secretdrop.dev/objects": objects}),
+        );
+        let m = s.refusal(&pod);
+        assert!(
+            m.contains("secretdrop.dev/region") && m.contains("is not an AWS region"),
+            "{region:?}: {m}"
+        );
+        s.api.put(
+            NAMESPACE,
+            aws_class(
+                "hostile",
+                json!({"region": REGION, "failoverRegion": region, "objects": objects}),
+            ),
+        );
+        let m = s.refusal(&csi_pod("ok", "hostile"));
+        assert!(
+            m.contains("spec.parameters.failoverRegion") && m.contains("is not an AWS region"),
+            "{region:?}: {m}"
+        );
+    }
+    // The webhook's own --aws-region is checked the same way.
+    let dir = TestDir::new();
+    let run = common::cli::secretdrop(
+        &[
+            "webhook",
+            "--tls-cert",
+            dir.join("x").to_str().unwrap(),
+            "--tls-key",
+            dir.join("y").to_str().unwrap(),
+            "--aws-region",
+            "evil.example.com",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is not an AWS region"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
+    let moto = Moto::shared();
+    let value = unique("pi-value");
+    let (secret, param, role) = resources(moto, &value);
+    let s = Scene::new(&[]);
+    s.api.put(
+        NAMESPACE,
+        aws_class(
+            "aws-pi",
+            json!({"region": REGION, "usePodIdentity": "true", "objects": objects(&secret, &param)}),
+        ),
+    );
+    // No ServiceAccount at all: Pod Identity needs none at admission.
+    let pod = csi_pod("app-sa", "aws-pi");
+    let injected = patched(&pod, &s.review(&pod));
+    assert_eq!(s.api.requests(), 1, "the class GET only");
+    let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
+    assert_eq!(
+        env_of(&kubelet, "secretdrop", "AWS_CONTAINER_CREDENTIALS_FULL_URI").as_deref(),
+        Some("http://169.254.170.23/v1/credentials")
+    );
+    let token_path = env_of(
+        &kubelet,
+        "secretdrop",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    )
+    .unwrap();
+    assert_eq!(
+        token_path,
+        "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"
+    );
+    // The agent (link-local in EKS, loopback here) accepts exactly the token kubelet minted
+    // for the spec's audience.
+    let c = kubelet.container("secretdrop");
+    let minted = kubelet.host_path(&c, &token_path).unwrap();
+    let agent = common::moto::pod_identity_agent(
+        moto.assume(&role),
+        minted.clone(),
+        Duration::from_secs(3600),
+    );
+    let mut env = host_env(&kubelet, "secretdrop", moto);
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_CONTAINER_CREDENTIALS_FULL_URI" {
+            *v = format!("{}/v1/credentials", agent.addr());
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
+    let app = kubelet.container("app");
+    assert_eq!(
+        read(kubelet.host_path(&app, "/mnt/secrets-store/db").unwrap()),
+        value
+    );
+    assert_eq!(agent.seen().len(), 1, "one credentials GET");
+    assert!(common::moto::audience_is(
+        &read(&minted),
+        "pods.eks.amazonaws.com"
+    ));
+    assert!(!common::moto::audience_is(
+        &common::TokenReviewer::shared().mint(&common::SaClaims::new(NAMESPACE, "app-sa")),
+        "pods.eks.amazonaws.com"
+    ));
+}
