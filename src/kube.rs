@@ -23,6 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
+use crate::http_answer::BodyError;
 use crate::secret::SecretString;
 
 /// One GET, headers and body, must end within this: the API server waits for the webhook for
@@ -359,20 +360,12 @@ impl Client {
                 self.server
             )));
         }
-        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(too_big());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
+        let body = crate::http_answer::read_bounded(&mut resp, MAX_BODY)
             .await
-            .map_err(|e| failed(format!("reading the answer: {}", chain(&e))))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(too_big());
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| match e {
+                BodyError::TooBig => too_big(),
+                BodyError::Transport(e) => failed(format!("reading the answer: {}", chain(&e))),
+            })?;
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         if status == 200 {
             return parsed.ok_or_else(|| failed("HTTP 200 with a body that is not JSON".into()));
