@@ -13,52 +13,15 @@ mod common;
 use std::time::Duration;
 
 use common::cli::read;
-use common::kube_api::KubeApi;
 use common::kubelet::Kubelet;
 use common::moto::{call, Moto};
-use common::webhook::{patched, Webhook};
+use common::webhook::{patched, ApiScene};
 use common::{unique, TestDir};
 use serde_json::{json, Value};
 
 const REGION: &str = "us-west-2";
 const NAMESPACE: &str = "default";
 const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-
-/// A Kubernetes API stand-in and the webhook reading from it through a kubeconfig.
-struct Scene {
-    dir: TestDir,
-    api: KubeApi,
-    webhook: Webhook,
-    crt: std::path::PathBuf,
-}
-
-impl Scene {
-    fn new(extra: &[&str]) -> Scene {
-        let dir = TestDir::new();
-        let api = KubeApi::start(dir.path());
-        let kubeconfig = api.kubeconfig(dir.path(), &api.token, true);
-        let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
-        let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let webhook = Webhook::start(dir.path(), &crt, &key, &args);
-        Scene {
-            dir,
-            api,
-            webhook,
-            crt,
-        }
-    }
-
-    fn review(&self, pod: &Value) -> Value {
-        self.webhook.review(&self.crt, pod)
-    }
-
-    fn refusal(&self, pod: &Value) -> String {
-        let response = self.review(pod);
-        assert_eq!(response["allowed"], false, "{response}");
-        response["status"]["message"].as_str().unwrap().to_string()
-    }
-}
 
 /// A secret and a parameter in moto, and a role that may read them: (secret, parameter, role).
 fn resources(moto: &Moto, value: &str) -> (String, String, String) {
@@ -158,7 +121,7 @@ fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
     let moto = Moto::shared();
     let value = unique("csi-value");
     let (secret, param, role) = resources(moto, &value);
-    let s = Scene::new(&[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     s.api.put(
         NAMESPACE,
         aws_class(
@@ -235,7 +198,7 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     let value = unique("annotation-value");
     let (secret, param, role) = resources(moto, &value);
     // No region in the annotations: --aws-region, the cluster's, becomes AWS_REGION.
-    let s = Scene::new(&["--aws-region", REGION]);
+    let s = ApiScene::new(|api| api.token.clone(), &["--aws-region", REGION]);
     s.api
         .put_service_account(NAMESPACE, "batch", json!({ROLE_ANNOTATION: role}));
     let pod = annotated_pod(
@@ -291,7 +254,10 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
 
 #[test]
 fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
-    let s = Scene::new(&["--vault-address", "http://127.0.0.1:8200"]);
+    let s = ApiScene::new(
+        |api| api.token.clone(),
+        &["--vault-address", "http://127.0.0.1:8200"],
+    );
     let role = "arn:aws:iam::123456789012:role/app";
     let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
     s.api.put(
@@ -383,7 +349,7 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
 
 #[test]
 fn junk_role_arns_and_regions_naming_hosts_or_paths_never_reach_the_pod() {
-    let s = Scene::new(&[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
     let junk = [
         "arn:aws:iam::123456789012:role/app\nAWS_ENDPOINT_URL=http://evil.example",
@@ -468,7 +434,7 @@ fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
     let moto = Moto::shared();
     let value = unique("pi-value");
     let (secret, param, role) = resources(moto, &value);
-    let s = Scene::new(&[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     s.api.put(
         NAMESPACE,
         aws_class(

@@ -10,14 +10,12 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::cli::read;
-use common::kube_api::{Behaviour, Elsewhere, KubeApi};
+use common::kube_api::{Behaviour, Elsewhere};
 use common::kubelet::Kubelet;
 use common::scenario::Pod;
-use common::webhook::Webhook;
-use common::{blog, enable_kubernetes_auth, unique, Bao, Server, TestDir};
-use secretdrop::webhook::patch;
+use common::webhook::{patched, refusal, validates, ApiScene};
+use common::{blog, enable_kubernetes_auth, unique, Bao, Server};
 use serde_json::{json, Value};
 
 fn yaml(text: &str) -> Value {
@@ -35,95 +33,19 @@ fn pod_of(deployment: &Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
 }
 
-fn patched(pod: &Value, response: &Value) -> Value {
-    assert_eq!(response["allowed"], true, "{response}");
-    let ops = base64::engine::general_purpose::STANDARD
-        .decode(response["patch"].as_str().unwrap())
-        .unwrap();
-    let ops: Vec<Value> = serde_json::from_slice(&ops).unwrap();
-    patch::apply(pod, &ops).unwrap()
-}
-
-/// The pod validates against the Kubernetes schema (`kubernetes-validate --strict`), as the
-/// API server will check it after admission.
-fn validates(pod: &Value) {
-    use std::io::Write;
-    let mut named = pod.clone();
-    let prefix = named["metadata"]["generateName"]
-        .as_str()
-        .unwrap_or("pod-")
-        .to_string();
-    named["metadata"]["name"] = json!(format!("{prefix}abcde"));
-    let mut child = std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubernetes-validate (scripts/test.sh installs it)");
-    let stdin = child.stdin.take().unwrap();
-    { stdin }.write_all(named.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the converted pod does not validate:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn refusal(response: &Value) -> String {
-    assert_eq!(response["allowed"], false, "{response}");
-    response["status"]["message"].as_str().unwrap().to_string()
-}
-
-/// A Kubernetes API stand-in and a webhook reading classes from it through a kubeconfig.
-struct Scene {
-    dir: TestDir,
-    api: KubeApi,
-    webhook: Webhook,
-    crt: std::path::PathBuf,
-}
-
-impl Scene {
-    fn new(token: impl FnOnce(&KubeApi) -> String, extra: &[&str]) -> Scene {
-        let dir = TestDir::new();
-        let api = KubeApi::start(dir.path());
-        let kubeconfig = api.kubeconfig(dir.path(), &token(&api), true);
-        let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
-        let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let webhook = Webhook::start(dir.path(), &crt, &key, &args);
-        Scene {
-            dir,
-            api,
-            webhook,
-            crt,
-        }
-    }
-
-    fn review(&self, pod: &Value) -> Value {
-        self.webhook.review(&self.crt, pod)
-    }
-
-    fn log(&self) -> String {
-        read(&self.webhook.log)
-    }
-}
-
 #[test]
 fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() {
     let bao = Bao::shared();
     enable_kubernetes_auth(bao, "kubernetes");
     blog::vault_setup(bao, "kubernetes");
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     s.api.put("default", yaml(&blog::spc(bao, "")));
 
     let deployment = yaml(blog::DEPLOYMENT);
     let pod = pod_of(&deployment);
     let injected = patched(&pod, &s.review(&pod));
 
-    validates(&injected);
+    validates("converted", &injected);
     // The app container is byte for byte what the Deployment says; the volume keeps its name.
     assert_eq!(injected["spec"]["containers"], pod["spec"]["containers"]);
     let volume = &injected["spec"]["volumes"][0];
@@ -168,7 +90,7 @@ fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() 
 
 /// Two classes (one login between them) and the pod's own annotation objects.
 fn two_classes_and_annotations(
-    s: &Scene,
+    s: &ApiScene,
     bao: &Bao,
     identity: &Pod,
     path: &str,
@@ -210,9 +132,9 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
         "password=p-two",
     ]);
     let identity = Pod::reading(bao, &path);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "sidecar");
-    validates(&injected);
+    validates("converted", &injected);
     let inits = injected["spec"]["initContainers"].as_array().unwrap();
     assert_eq!(inits.len(), 1, "one secretdrop container for three volumes");
 
@@ -279,7 +201,7 @@ fn init_mode_fills_every_volume_and_exits() {
         "password=p-init",
     ]);
     let identity = Pod::reading(bao, &path);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "init");
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
     kubelet
@@ -303,7 +225,7 @@ fn init_mode_fills_every_volume_and_exits() {
 
 #[test]
 fn missing_classes_node_publish_secrets_and_other_providers_are_refused_with_a_reason() {
-    let s = Scene::new(
+    let s = ApiScene::new(
         |api| api.token.clone(),
         &["--vault-address", "http://127.0.0.1:8200"],
     );
@@ -359,13 +281,13 @@ fn the_api_servers_401_and_403_are_refusals_that_say_so() {
                      "metadata": {"name": "c"}, "spec": {"provider": "vault", "parameters": {}}});
     let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
         "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
-    let stranger = Scene::new(|_| "not-a-token-the-api-knows".into(), &[]);
+    let stranger = ApiScene::new(|_| "not-a-token-the-api-knows".into(), &[]);
     stranger.api.put("default", spc.clone());
     let m = refusal(&stranger.review(&pod));
     assert!(m.contains("HTTP 401") && m.contains("Unauthorized"), "{m}");
     assert!(!m.contains("not-a-token-the-api-knows"));
 
-    let nobody = Scene::new(|api| api.unprivileged_token.clone(), &[]);
+    let nobody = ApiScene::new(|api| api.unprivileged_token.clone(), &[]);
     nobody.api.put("default", spc);
     let m = refusal(&nobody.review(&pod));
     assert!(
@@ -378,7 +300,7 @@ fn the_api_servers_401_and_403_are_refusals_that_say_so() {
 
 #[test]
 fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
         "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
 
@@ -455,7 +377,7 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
         &format!("policies={policy}"),
         "ttl=20m",
     ]);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     let class = |name: &str, role: &str, extra: &str, object: &str, key: &str| {
         yaml(&format!(
             "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}{extra}\n    objects: |\n      - {{objectName: {object}, secretPath: secret/data/{path}, secretKey: {key}}}\n",
@@ -483,7 +405,7 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
                      {"name": "plain", "mountPath": "/etc/plain"}, {"name": "aud", "mountPath": "/etc/aud"}]}],
                  "volumes": [{"name": "plain", "csi": csi("plain")}, {"name": "aud", "csi": csi("aud")}]}});
     let injected = patched(&pod, &s.review(&pod));
-    validates(&injected);
+    validates("converted", &injected);
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
     let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
     kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
@@ -516,7 +438,7 @@ fn one_volume_that_cannot_render_keeps_the_pod_unready_while_the_other_is_served
         "password=p-half",
     ]);
     let identity = Pod::reading(bao, &path);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(|api| api.token.clone(), &[]);
     let class = |name: &str, role: &str| {
         yaml(&format!(
             "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}\n    objects: |\n      - {{objectName: user, secretPath: secret/data/{path}, secretKey: username}}\n",
