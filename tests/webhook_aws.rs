@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::cli::read;
-use common::kubelet::Kubelet;
+use common::kubelet::{Kubelet, Running};
 use common::moto::{call, Moto};
 use common::webhook::{patched, ApiScene};
 use common::{unique, TestDir};
@@ -116,6 +116,19 @@ fn trust_minted(moto: &Moto, kubelet: &Kubelet, container: &str, path: &str) -> 
     token
 }
 
+/// The injected `secretdrop` sidecar run by the Kubelet stand-in with `env`, once started.
+fn start_sidecar(kubelet: &Kubelet, s: &ApiScene, env: &[(String, String)]) -> Running {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
+    sidecar
+}
+
+/// The file the app container sees at `path`.
+fn app_file(kubelet: &Kubelet, path: &str) -> String {
+    read(kubelet.host_path(&kubelet.container("app"), path).unwrap())
+}
+
 #[test]
 fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
     let moto = Moto::shared();
@@ -176,16 +189,10 @@ fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
     );
     trust_minted(moto, &kubelet, "secretdrop", &token_path);
     let env = host_env(&kubelet, "secretdrop", moto);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
-    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
-    let app = kubelet.container("app");
+    let sidecar = start_sidecar(&kubelet, &s, &env);
+    assert_eq!(app_file(&kubelet, "/mnt/secrets-store/db"), value);
     assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets-store/db").unwrap()),
-        value
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets-store/param").unwrap()),
+        app_file(&kubelet, "/mnt/secrets-store/param"),
         format!("{value}-param")
     );
     let log = read(&sidecar.log);
@@ -241,13 +248,9 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     moto.trust_token(&minted);
     let run = common::cli::secretdrop(&args, &envs);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let app = kubelet.container("app");
+    assert_eq!(app_file(&kubelet, "/etc/secrets/db"), value);
     assert_eq!(
-        read(kubelet.host_path(&app, "/etc/secrets/db").unwrap()),
-        value
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/secrets/param").unwrap()),
+        app_file(&kubelet, "/etc/secrets/param"),
         format!("{value}-param")
     );
 }
@@ -476,14 +479,8 @@ fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
             *v = format!("{}/v1/credentials", agent.addr());
         }
     }
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
-    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets-store/db").unwrap()),
-        value
-    );
+    let _sidecar = start_sidecar(&kubelet, &s, &env);
+    assert_eq!(app_file(&kubelet, "/mnt/secrets-store/db"), value);
     assert_eq!(agent.seen().len(), 1, "one credentials GET");
     assert!(common::moto::audience_is(
         &read(&minted),
