@@ -124,17 +124,12 @@ fn start_sidecar(kubelet: &Kubelet, s: &ApiScene, env: &[(String, String)]) -> R
     sidecar
 }
 
-/// The file the app container sees at `path`.
-fn app_file(kubelet: &Kubelet, path: &str) -> String {
-    read(kubelet.host_path(&kubelet.container("app"), path).unwrap())
-}
-
 #[test]
 fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
     let moto = Moto::shared();
     let value = unique("csi-value");
     let (secret, param, role) = resources(moto, &value);
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     s.api.put(
         NAMESPACE,
         aws_class(
@@ -190,9 +185,9 @@ fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
     trust_minted(moto, &kubelet, "secretdrop", &token_path);
     let env = host_env(&kubelet, "secretdrop", moto);
     let sidecar = start_sidecar(&kubelet, &s, &env);
-    assert_eq!(app_file(&kubelet, "/mnt/secrets-store/db"), value);
+    assert_eq!(kubelet.read("app", "/mnt/secrets-store/db"), value);
     assert_eq!(
-        app_file(&kubelet, "/mnt/secrets-store/param"),
+        kubelet.read("app", "/mnt/secrets-store/param"),
         format!("{value}-param")
     );
     let log = read(&sidecar.log);
@@ -205,7 +200,7 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     let value = unique("annotation-value");
     let (secret, param, role) = resources(moto, &value);
     // No region in the annotations: --aws-region, the cluster's, becomes AWS_REGION.
-    let s = ApiScene::new(|api| api.token.clone(), &["--aws-region", REGION]);
+    let s = ApiScene::new(&["--aws-region", REGION]);
     s.api
         .put_service_account(NAMESPACE, "batch", json!({ROLE_ANNOTATION: role}));
     let pod = annotated_pod(
@@ -248,19 +243,16 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     moto.trust_token(&minted);
     let run = common::cli::secretdrop(&args, &envs);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(app_file(&kubelet, "/etc/secrets/db"), value);
+    assert_eq!(kubelet.read("app", "/etc/secrets/db"), value);
     assert_eq!(
-        app_file(&kubelet, "/etc/secrets/param"),
+        kubelet.read("app", "/etc/secrets/param"),
         format!("{value}-param")
     );
 }
 
 #[test]
 fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
-    let s = ApiScene::new(
-        |api| api.token.clone(),
-        &["--vault-address", "http://127.0.0.1:8200"],
-    );
+    let s = ApiScene::new(&["--vault-address", "http://127.0.0.1:8200"]);
     let role = "arn:aws:iam::123456789012:role/app";
     let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
     s.api.put(
@@ -352,7 +344,7 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
 
 #[test]
 fn junk_role_arns_and_regions_naming_hosts_or_paths_never_reach_the_pod() {
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
     let junk = [
         "arn:aws:iam::123456789012:role/app\nAWS_ENDPOINT_URL=http://evil.example",
@@ -437,7 +429,7 @@ fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
     let moto = Moto::shared();
     let value = unique("pi-value");
     let (secret, param, role) = resources(moto, &value);
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     s.api.put(
         NAMESPACE,
         aws_class(
@@ -480,7 +472,7 @@ fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
         }
     }
     let _sidecar = start_sidecar(&kubelet, &s, &env);
-    assert_eq!(app_file(&kubelet, "/mnt/secrets-store/db"), value);
+    assert_eq!(kubelet.read("app", "/mnt/secrets-store/db"), value);
     assert_eq!(agent.seen().len(), 1, "one credentials GET");
     assert!(common::moto::audience_is(
         &read(&minted),

@@ -38,7 +38,7 @@ fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() 
     let bao = Bao::shared();
     enable_kubernetes_auth(bao, "kubernetes");
     blog::vault_setup(bao, "kubernetes");
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     s.api.put("default", yaml(&blog::spc(bao, "")));
 
     let deployment = yaml(blog::DEPLOYMENT);
@@ -80,10 +80,7 @@ fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() 
         Path::new("..data/myPassword"),
         "through ..data, as the CSI driver lays it out"
     );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/csi/myUsername").unwrap()),
-        "admin"
-    );
+    assert_eq!(kubelet.read("app", "/mnt/csi/myUsername"), "admin");
     let log = read(&sidecar.log);
     assert!(!log.contains("p4ssw0rd") && !s.log().contains(&s.api.token));
 }
@@ -132,7 +129,7 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
         "password=p-two",
     ]);
     let identity = Pod::reading(bao, &path);
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "sidecar");
     validates("converted", &injected);
     let inits = injected["spec"]["initContainers"].as_array().unwrap();
@@ -157,19 +154,9 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
     assert_eq!(probe.code, 1, "{}", probe.stderr);
     let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
     kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/a/user").unwrap()),
-        "u-two"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/b/pass").unwrap()),
-        "p-two"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets/annotated").unwrap()),
-        "p-two"
-    );
+    assert_eq!(kubelet.read("app", "/etc/a/user"), "u-two");
+    assert_eq!(kubelet.read("app", "/etc/b/pass"), "p-two");
+    assert_eq!(kubelet.read("app", "/mnt/secrets/annotated"), "p-two");
     // Each volume has its own ..data; each holds only its own files.
     for (vol, only) in [("a", "user"), ("b", "pass")] {
         let names: Vec<String> = std::fs::read_dir(kubelet.volume(vol))
@@ -201,34 +188,21 @@ fn init_mode_fills_every_volume_and_exits() {
         "password=p-init",
     ]);
     let identity = Pod::reading(bao, &path);
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "init");
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
     kubelet
         .run("secretdrop-init")
         .expect_code(0)
         .expect_no_leak(&["p-init", "u-init"]);
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/a/user").unwrap()),
-        "u-init"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/b/pass").unwrap()),
-        "p-init"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets/annotated").unwrap()),
-        "p-init"
-    );
+    assert_eq!(kubelet.read("app", "/etc/a/user"), "u-init");
+    assert_eq!(kubelet.read("app", "/etc/b/pass"), "p-init");
+    assert_eq!(kubelet.read("app", "/mnt/secrets/annotated"), "p-init");
 }
 
 #[test]
 fn missing_classes_node_publish_secrets_and_other_providers_are_refused_with_a_reason() {
-    let s = ApiScene::new(
-        |api| api.token.clone(),
-        &["--vault-address", "http://127.0.0.1:8200"],
-    );
+    let s = ApiScene::new(&["--vault-address", "http://127.0.0.1:8200"]);
     s.api.put(
         "default",
         json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
@@ -281,13 +255,13 @@ fn the_api_servers_401_and_403_are_refusals_that_say_so() {
                      "metadata": {"name": "c"}, "spec": {"provider": "vault", "parameters": {}}});
     let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
         "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
-    let stranger = ApiScene::new(|_| "not-a-token-the-api-knows".into(), &[]);
+    let stranger = ApiScene::with_token(|_| "not-a-token-the-api-knows".into(), &[]);
     stranger.api.put("default", spc.clone());
     let m = refusal(&stranger.review(&pod));
     assert!(m.contains("HTTP 401") && m.contains("Unauthorized"), "{m}");
     assert!(!m.contains("not-a-token-the-api-knows"));
 
-    let nobody = ApiScene::new(|api| api.unprivileged_token.clone(), &[]);
+    let nobody = ApiScene::with_token(|api| api.unprivileged_token.clone(), &[]);
     nobody.api.put("default", spc);
     let m = refusal(&nobody.review(&pod));
     assert!(
@@ -300,7 +274,7 @@ fn the_api_servers_401_and_403_are_refusals_that_say_so() {
 
 #[test]
 fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
         "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
 
@@ -377,7 +351,7 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
         &format!("policies={policy}"),
         "ttl=20m",
     ]);
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let class = |name: &str, role: &str, extra: &str, object: &str, key: &str| {
         yaml(&format!(
             "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}{extra}\n    objects: |\n      - {{objectName: {object}, secretPath: secret/data/{path}, secretKey: {key}}}\n",
@@ -409,15 +383,8 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
     let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
     kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/plain/user").unwrap()),
-        "u-aud"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/aud/pass").unwrap()),
-        "p-aud"
-    );
+    assert_eq!(kubelet.read("app", "/etc/plain/user"), "u-aud");
+    assert_eq!(kubelet.read("app", "/etc/aud/pass"), "p-aud");
     let log = read(&sidecar.log);
     assert_eq!(
         log.matches("logged in to Vault").count(),
@@ -438,7 +405,7 @@ fn one_volume_that_cannot_render_keeps_the_pod_unready_while_the_other_is_served
         "password=p-half",
     ]);
     let identity = Pod::reading(bao, &path);
-    let s = ApiScene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let class = |name: &str, role: &str| {
         yaml(&format!(
             "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}\n    objects: |\n      - {{objectName: user, secretPath: secret/data/{path}, secretKey: username}}\n",

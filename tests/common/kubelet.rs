@@ -105,6 +105,12 @@ impl Kubelet {
         container(&self.pod, name).clone()
     }
 
+    /// What `container` reads at `path`.
+    pub fn read(&self, container: &str, path: &str) -> String {
+        let c = self.container(container);
+        super::cli::read(self.host_path(&c, path).unwrap())
+    }
+
     /// Where `path`, as `container` sees it, is on the host (through its volumeMounts; the
     /// longest mountPath wins, subPath honoured).
     pub fn host_path(&self, container: &Value, path: &str) -> Option<PathBuf> {

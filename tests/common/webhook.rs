@@ -340,7 +340,12 @@ pub struct ApiScene {
 }
 
 impl ApiScene {
-    pub fn new(token: impl FnOnce(&KubeApi) -> String, extra: &[&str]) -> ApiScene {
+    /// The webhook holds the API's token, which may read classes and ServiceAccounts.
+    pub fn new(extra: &[&str]) -> ApiScene {
+        ApiScene::with_token(|api| api.token.clone(), extra)
+    }
+
+    pub fn with_token(token: impl FnOnce(&KubeApi) -> String, extra: &[&str]) -> ApiScene {
         let dir = TestDir::new();
         let api = KubeApi::start(dir.path());
         let kubeconfig = api.kubeconfig(dir.path(), &token(&api), true);
