@@ -324,12 +324,7 @@ fn one_images_entry_in_an_overlay_sets_the_webhook_image_and_the_injected_image(
     let c = &find(&docs, "Deployment", "secretdrop-webhook")["spec"]["template"]["spec"]
         ["containers"][0];
     assert_eq!(c["image"], "registry.example/team/secretdrop:9.9.9");
-    let injected = c["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "SECRETDROP_IMAGE")
-        .unwrap();
+    let injected = common::kubelet::named(&c["env"], "SECRETDROP_IMAGE");
     assert_eq!(injected["value"], "registry.example/team/secretdrop:9.9.9");
     // Unedited, the manifests and the webhook's own default name the same image.
     let base = documents(&kustomize(&root().join("manifests/base")));

@@ -151,13 +151,8 @@ fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
         json!({"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
     );
     // One token, for STS, where EKS puts it; no Vault address, no Vault token.
-    let token_volume = injected["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "secretdrop-token")
-        .unwrap()
-        .clone();
+    let token_volume =
+        common::kubelet::named(&injected["spec"]["volumes"], "secretdrop-token").clone();
     assert_eq!(
         token_volume["projected"]["sources"],
         json!([{"serviceAccountToken": {"path": "token", "expirationSeconds": 86400, "audience": "sts.amazonaws.com"}}])

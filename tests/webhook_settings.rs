@@ -257,12 +257,7 @@ fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k
         injected
     };
     let injected = admit(DEFAULT_AUDIENCE);
-    let token = injected["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "secretdrop-token")
-        .unwrap();
+    let token = common::kubelet::named(&injected["spec"]["volumes"], "secretdrop-token");
     assert_eq!(
         token["projected"]["sources"][0]["serviceAccountToken"]["audience"],
         DEFAULT_AUDIENCE

@@ -244,6 +244,15 @@ impl Kubelet {
     }
 }
 
+/// The entry called `name` of a JSON list (volumes, containers, mounts).
+pub fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name:?} in {list}"))
+}
+
 /// The container named `name` among the init and app containers of `pod`.
 pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
     ["initContainers", "containers"]
