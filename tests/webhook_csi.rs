@@ -85,6 +85,21 @@ fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() 
     assert!(!log.contains("p4ssw0rd") && !s.log().contains(&s.api.token));
 }
 
+/// A KV secret `username=u-TAG`, `password=p-TAG` at a fresh path, and a pod identity that
+/// may read it.
+fn user_and_password(bao: &Bao, tag: &str) -> (String, Pod) {
+    let path = unique(tag);
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        &format!("username=u-{tag}"),
+        &format!("password=p-{tag}"),
+    ]);
+    let identity = Pod::reading(bao, &path);
+    (path, identity)
+}
+
 /// Two classes (one login between them) and the pod's own annotation objects.
 fn two_classes_and_annotations(
     s: &ApiScene,
@@ -120,15 +135,7 @@ fn two_classes_and_annotations(
 #[test]
 fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login() {
     let bao = Bao::shared();
-    let path = unique("two");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-two",
-        "password=p-two",
-    ]);
-    let identity = Pod::reading(bao, &path);
+    let (path, identity) = user_and_password(bao, "two");
     let s = ApiScene::new(&[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "sidecar");
     validates("converted", &injected);
@@ -179,15 +186,7 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
 #[test]
 fn init_mode_fills_every_volume_and_exits() {
     let bao = Bao::shared();
-    let path = unique("init");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-init",
-        "password=p-init",
-    ]);
-    let identity = Pod::reading(bao, &path);
+    let (path, identity) = user_and_password(bao, "init");
     let s = ApiScene::new(&[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "init");
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
@@ -325,15 +324,7 @@ fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
 #[test]
 fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
     let bao = Bao::shared();
-    let path = unique("aud");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-aud",
-        "password=p-aud",
-    ]);
-    let identity = Pod::reading(bao, &path);
+    let (path, identity) = user_and_password(bao, "aud");
     // A second role for the same service account that only takes tokens for "vault-csi":
     // OpenBao asks the TokenReview stand-in, which checks the token's audience.
     let policy = unique("aud-policy");
@@ -396,15 +387,7 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
 #[test]
 fn one_volume_that_cannot_render_keeps_the_pod_unready_while_the_other_is_served() {
     let bao = Bao::shared();
-    let path = unique("half");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-half",
-        "password=p-half",
-    ]);
-    let identity = Pod::reading(bao, &path);
+    let (path, identity) = user_and_password(bao, "half");
     let s = ApiScene::new(&[]);
     let class = |name: &str, role: &str| {
         yaml(&format!(
