@@ -147,13 +147,15 @@ fn through(mut env: Vec<(String, String)>, proxy: &Proxy) -> Vec<(String, String
     env
 }
 
-/// A token file holding a fresh token that moto's STS trusts.
-fn trusted_token(moto: &Moto, dir: &TestDir) -> (PathBuf, String) {
+/// What IRSA gives a pod: a fresh role (allowed to read when `read`) and a token file holding
+/// a fresh token that moto's STS trusts: (role, token file, token).
+fn irsa(moto: &Moto, dir: &TestDir, role: &str, read: bool) -> (String, PathBuf, String) {
+    let role = moto.role(&unique(role), read);
     let token = format!("eyJ.{}.sig", unique("web-identity"));
     moto.trust_token(&token);
     let path = dir.join("token");
     std::fs::write(&path, &token).unwrap();
-    (path, token)
+    (role, path, token)
 }
 
 fn logged_number(stderr: &str, key: &str) -> Option<u64> {
@@ -170,8 +172,7 @@ fn the_providers_integration_class_renders_completely_under_irsa() {
     let moto = Moto::shared();
     create_provider_resources(moto, "x64-irsa");
     let dir = TestDir::new();
-    let role = moto.role(&unique("irsa-reader"), true);
-    let (token_file, token) = trusted_token(moto, &dir);
+    let (role, token_file, token) = irsa(moto, &dir, "irsa-reader", true);
     let out = out_dir(&dir);
     let started = Instant::now();
     let r = init(
@@ -377,8 +378,7 @@ fn rotations_of_a_secret_and_a_parameter_arrive_through_the_sidecar() {
             json!({"Name": format!("/app/{param}"), "Value": "before-2", "Type": "SecureString"})
         ),
     ]));
-    let role = moto.role(&unique("rot-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
+    let (role, token_file, _) = irsa(moto, &dir, "rot-reader", true);
     let config = spc(&dir, "", &format!("      - objectName: {secret}\n        objectType: secretsmanager\n        objectAlias: db.json\n        jmesPath:\n          - path: password\n            objectAlias: password\n            filePermission: \"0400\"\n      - objectName: /app/{param}\n        objectType: ssmparameter\n"));
     let out = out_dir(&dir);
     let env = irsa_env(moto, &role, &token_file);
@@ -440,8 +440,7 @@ fn a_role_without_a_read_policy_is_refused_with_object_region_and_role() {
         "create_secret",
         json!({"Name": secret, "SecretString": "denied-value"}),
     );
-    let role = moto.role(&unique("no-policy"), false);
-    let (token_file, token) = trusted_token(moto, &dir);
+    let (role, token_file, token) = irsa(moto, &dir, "no-policy", false);
     let config = spc(
         &dir,
         &format!("    failoverRegion: {FAILOVER}\n"),
@@ -549,8 +548,7 @@ fn hostile_answers_are_bounded_and_never_half_written() {
         "create_secret",
         json!({"Name": secret, "SecretString": "{\"n\": 5, \"s\": \"hostile-value\"}"}),
     );
-    let role = moto.role(&unique("hostile-reader"), true);
-    let (token_file, token) = trusted_token(moto, &dir);
+    let (role, token_file, token) = irsa(moto, &dir, "hostile-reader", true);
     let out = out_dir(&dir);
     let with_endpoint = |p: &Proxy| through(irsa_env(moto, &role, &token_file), p);
     let config = one_secret_spc(&dir, &secret, "");
@@ -768,8 +766,7 @@ fn failover_happens_only_when_the_primary_fails_with_a_non_4xx_error() {
         ));
     }
     moto.admin(Value::Array(calls));
-    let role = moto.role(&unique("fo-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
+    let (role, token_file, _) = irsa(moto, &dir, "fo-reader", true);
     let arn = |region: &str| {
         format!(
             "arn:aws:secretsmanager:{region}:{}:secret:{secret}",
@@ -862,8 +859,7 @@ fn versions_labels_binary_values_and_parameter_batches() {
         ));
     }
     let config = spc(&dir, "", &objects);
-    let role = moto.role(&unique("ver-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
+    let (role, token_file, _) = irsa(moto, &dir, "ver-reader", true);
     let out = out_dir(&dir);
     let r = init(&config, &out, &irsa_env(moto, &role, &token_file), &[]);
     r.expect_code(0);
@@ -900,8 +896,7 @@ fn sighup_makes_the_sidecar_poll_at_once_instead_of_ending_it() {
         "put_parameter",
         json!({"Name": param, "Value": "one", "Type": "String"}),
     );
-    let role = moto.role(&unique("hup-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
+    let (role, token_file, _) = irsa(moto, &dir, "hup-reader", true);
     let config = spc(
         &dir,
         "",
