@@ -23,7 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
-use crate::http_answer::BodyError;
+use crate::http::BodyError;
 use crate::secret::SecretString;
 
 /// One GET, headers and body, must end within this: the API server waits for the webhook for
@@ -243,13 +243,8 @@ impl Client {
                     .map_err(|e| bad(format!("client certificate: {e}")))?
             }
         };
-        let http = reqwest::Client::builder()
+        let http = crate::http::builder(TIMEOUT, reqwest::redirect::Policy::none())
             .use_preconfigured_tls(tls)
-            .connect_timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .no_proxy()
-            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| bad(format!("HTTP client: {e}")))?;
         Ok(Client {
@@ -360,7 +355,7 @@ impl Client {
                 self.server
             )));
         }
-        let body = crate::http_answer::read_bounded(&mut resp, MAX_BODY)
+        let body = crate::http::read_bounded(&mut resp, MAX_BODY)
             .await
             .map_err(|e| match e {
                 BodyError::TooBig => too_big(),

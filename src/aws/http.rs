@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::http_answer::{BodyError, Failure};
+use crate::http::{BodyError, Failure};
 
 /// The longest one attempt may take, whatever the caller's deadline.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,16 +67,11 @@ impl Http {
             ..Default::default()
         };
         let config = crate::vault::tls::client_config(&tls).map_err(|e| e.to_string())?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .no_proxy()
-            .use_preconfigured_tls(config)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client =
+            crate::http::builder(Duration::from_secs(10), reqwest::redirect::Policy::none())
+                .use_preconfigured_tls(config)
+                .build()
+                .map_err(|e| e.to_string())?;
         Ok(Http { client })
     }
 
@@ -110,7 +105,7 @@ impl Http {
         } else {
             MAX_ERROR_BYTES
         };
-        let body = crate::http_answer::read_bounded(&mut resp, limit)
+        let body = crate::http::read_bounded(&mut resp, limit)
             .await
             .map_err(|e| match e {
                 BodyError::TooBig => HttpError::TooBig(limit),
@@ -122,7 +117,7 @@ impl Http {
 
 /// The whole error chain: the top error names the URL, which callers do not.
 fn classify(err: reqwest::Error) -> HttpError {
-    let Failure { cause, tls } = crate::http_answer::failure(&err, false);
+    let Failure { cause, tls } = crate::http::failure(&err, false);
     if tls {
         HttpError::Tls(cause)
     } else {

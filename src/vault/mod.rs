@@ -18,7 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::VaultSettings;
-use crate::http_answer::{BodyError, Failure};
+use crate::http::{BodyError, Failure};
 use crate::secret::SecretString;
 
 pub use tls::TlsSetupError;
@@ -211,13 +211,7 @@ impl Client {
                 attempt.follow()
             }
         });
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirects)
-            .referer(false)
-            .no_proxy();
+        let mut builder = crate::http::builder(Duration::from_secs(10), redirects);
         if settings.address.starts_with("https://") {
             builder = builder.use_preconfigured_tls(tls::client_config(&settings.tls)?);
         }
@@ -355,7 +349,7 @@ async fn read_bounded(
     resp: &mut reqwest::Response,
     limit: usize,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
-    crate::http_answer::read_bounded(resp, limit)
+    crate::http::read_bounded(resp, limit)
         .await
         .map_err(|e| match e {
             BodyError::TooBig => CallError::Invalid {
@@ -396,7 +390,7 @@ fn tidy(message: &str) -> Vec<String> {
 /// Connection-level failures are transient, except certificate verification failures.
 fn classify_send_error(err: reqwest::Error) -> CallError {
     // The top error only says "error sending request for url (...)": callers name the URL.
-    let Failure { cause, tls } = crate::http_answer::failure(&err, true);
+    let Failure { cause, tls } = crate::http::failure(&err, true);
     if tls {
         CallError::Tls { cause }
     } else {

@@ -1,7 +1,27 @@
-//! What the HTTP clients (Vault, the AWS provider, the Kubernetes API) share about an answer:
-//! reading its body within a byte bound, and saying why a request failed.
+//! What the HTTP clients (Vault, the AWS provider, the Kubernetes API) share: the client
+//! settings none of them may differ in, reading an answer's body within a byte bound, and
+//! saying why a request failed.
+
+use std::time::Duration;
 
 use zeroize::Zeroizing;
+
+/// A client builder with what every secretdrop client keeps: no proxy from the environment
+/// (a token must not travel through one), no Referer, our User-Agent, idle connections kept
+/// 90 s, `connect_timeout`; redirects as `redirects` says (callers holding tokens follow none,
+/// or only within their origin).
+pub fn builder(
+    connect_timeout: Duration,
+    redirects: reqwest::redirect::Policy,
+) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirects)
+        .referer(false)
+        .no_proxy()
+}
 
 /// Why a body was not read whole.
 pub enum BodyError {
