@@ -384,17 +384,10 @@ impl Client {
     }
 }
 
-/// An error and its sources, for messages (reqwest's top error only says "error sending
-/// request"). None of them holds the token: it travels in a header reqwest never prints.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.dedup();
-    parts.join(": ")
+/// An error and its sources, for messages. None of them holds the token: it travels in a
+/// header reqwest never prints.
+fn chain(e: &reqwest::Error) -> String {
+    crate::http::failure(e, false).cause
 }
 
 fn too_big() -> KubeError {
