@@ -23,6 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
+use crate::http::BodyError;
 use crate::secret::SecretString;
 
 /// One GET, headers and body, must end within this: the API server waits for the webhook for
@@ -242,13 +243,8 @@ impl Client {
                     .map_err(|e| bad(format!("client certificate: {e}")))?
             }
         };
-        let http = reqwest::Client::builder()
+        let http = crate::http::builder(TIMEOUT, reqwest::redirect::Policy::none())
             .use_preconfigured_tls(tls)
-            .connect_timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .no_proxy()
-            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| bad(format!("HTTP client: {e}")))?;
         Ok(Client {
@@ -359,20 +355,12 @@ impl Client {
                 self.server
             )));
         }
-        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(too_big());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
+        let body = crate::http::read_bounded(&mut resp, MAX_BODY)
             .await
-            .map_err(|e| failed(format!("reading the answer: {}", chain(&e))))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(too_big());
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| match e {
+                BodyError::TooBig => too_big(),
+                BodyError::Transport(e) => failed(format!("reading the answer: {}", chain(&e))),
+            })?;
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         if status == 200 {
             return parsed.ok_or_else(|| failed("HTTP 200 with a body that is not JSON".into()));
@@ -396,17 +384,10 @@ impl Client {
     }
 }
 
-/// An error and its sources, for messages (reqwest's top error only says "error sending
-/// request"). None of them holds the token: it travels in a header reqwest never prints.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.dedup();
-    parts.join(": ")
+/// An error and its sources, for messages. None of them holds the token: it travels in a
+/// header reqwest never prints.
+fn chain(e: &reqwest::Error) -> String {
+    crate::http::failure(e, false).cause
 }
 
 fn too_big() -> KubeError {

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzz_entry;
+pub mod http;
 pub mod kube;
 pub mod logging;
 pub mod observe;

@@ -108,13 +108,54 @@ fn init(config: &Path, dir: &Path, env: &[(String, String)], extra: &[&str]) -> 
     run(&args, env)
 }
 
-/// A token file holding a fresh token that moto's STS trusts.
-fn trusted_token(moto: &Moto, dir: &TestDir) -> (PathBuf, String) {
+/// One admin call to moto in `REGION`.
+fn admin(moto: &Moto, service: &str, op: &str, args: Value) {
+    moto.admin(json!([call(service, REGION, op, args)]));
+}
+
+/// `dir/out`, created empty.
+fn out_dir(dir: &TestDir) -> PathBuf {
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    out
+}
+
+/// A `provider: aws` SecretProviderClass in `dir/spc.yaml` for `REGION`: `parameters` are more
+/// lines under `parameters:`, `objects` the lines of the `objects` list.
+fn spc(dir: &TestDir, parameters: &str, objects: &str) -> PathBuf {
+    common::cli::write(dir.path(), "spc.yaml", &format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: aws-test}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n{parameters}    objects: |\n{objects}"))
+}
+
+/// The sidecar rendering `config` into `out` with `env`, logging to `dir/log`.
+fn sidecar(
+    config: &Path,
+    out: &Path,
+    dir: &TestDir,
+    env: &[(String, String)],
+    args: &[&str],
+) -> Resident {
+    Resident::start_with(config, out, &dir.join("log"), args, |c| {
+        c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    })
+}
+
+/// `env` with the AWS endpoint moved to `proxy`.
+fn through(mut env: Vec<(String, String)>, proxy: &Proxy) -> Vec<(String, String)> {
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.addr()));
+    env
+}
+
+/// What IRSA gives a pod: a fresh role (allowed to read when `read`) and a token file holding
+/// a fresh token that moto's STS trusts: (role, token file, token).
+fn irsa(moto: &Moto, dir: &TestDir, role: &str, read: bool) -> (String, PathBuf, String) {
+    let role = moto.role(&unique(role), read);
     let token = format!("eyJ.{}.sig", unique("web-identity"));
     moto.trust_token(&token);
     let path = dir.join("token");
     std::fs::write(&path, &token).unwrap();
-    (path, token)
+    (role, path, token)
 }
 
 fn logged_number(stderr: &str, key: &str) -> Option<u64> {
@@ -131,10 +172,8 @@ fn the_providers_integration_class_renders_completely_under_irsa() {
     let moto = Moto::shared();
     create_provider_resources(moto, "x64-irsa");
     let dir = TestDir::new();
-    let role = moto.role(&unique("irsa-reader"), true);
-    let (token_file, token) = trusted_token(moto, &dir);
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let (role, token_file, token) = irsa(moto, &dir, "irsa-reader", true);
+    let out = out_dir(&dir);
     let started = Instant::now();
     let r = init(
         &fixture("BasicTestMountSPC-irsa.yaml"),
@@ -181,18 +220,21 @@ fn the_providers_integration_class_renders_completely_under_irsa() {
     );
 }
 
-fn pod_identity_env(moto: &Moto, agent: &Proxy, token_file: &Path) -> Vec<(String, String)> {
+/// The Pod Identity variables: the agent's URL and the token file it wants.
+fn agent_env(url: String, token_file: &Path) -> Vec<(String, String)> {
     vec![
-        (
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
-            format!("{}/v1/credentials", agent.addr()),
-        ),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), url),
         (
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
             token_file.display().to_string(),
         ),
-        ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
     ]
+}
+
+fn pod_identity_env(moto: &Moto, agent: &Proxy, token_file: &Path) -> Vec<(String, String)> {
+    let mut env = agent_env(format!("{}/v1/credentials", agent.addr()), token_file);
+    env.push(("AWS_ENDPOINT_URL".into(), moto.endpoint()));
+    env
 }
 
 #[test]
@@ -207,8 +249,7 @@ fn the_providers_integration_class_renders_completely_under_pod_identity() {
     let agent = pod_identity_agent(keys.clone(), expected.clone(), Duration::from_secs(3600));
     let token_file = dir.join("eks-pod-identity-token");
     std::fs::write(&token_file, "pod-identity-token-1\n").unwrap();
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let out = out_dir(&dir);
     let env = pod_identity_env(moto, &agent, &token_file);
     let secret_key = keys["SecretAccessKey"].as_str().unwrap().to_string();
     let r = init(
@@ -252,12 +293,12 @@ fn pod_identity_keys_are_refreshed_without_a_gap_and_the_token_file_is_read_agai
     let moto = Moto::shared();
     let dir = TestDir::new();
     let name = unique("refresh");
-    moto.admin(json!([call(
+    admin(
+        moto,
         "ssm",
-        REGION,
         "put_parameter",
-        json!({"Name": name, "Value": "v1", "Type": "SecureString"})
-    )]));
+        json!({"Name": name, "Value": "v1", "Type": "SecureString"}),
+    );
     let role = moto.role(&unique("refresh-reader"), true);
     let expected = dir.join("agent-expects");
     std::fs::write(&expected, "token-A").unwrap();
@@ -270,21 +311,21 @@ fn pod_identity_keys_are_refreshed_without_a_gap_and_the_token_file_is_read_agai
     );
     let token_file = dir.join("token");
     std::fs::write(&token_file, "token-A").unwrap();
-    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: r}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    usePodIdentity: \"true\"\n    objects: |\n      - objectName: {name}\n        objectType: ssmparameter\n"));
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let config = spc(
+        &dir,
+        "    usePodIdentity: \"true\"\n",
+        &format!("      - objectName: {name}\n        objectType: ssmparameter\n"),
+    );
+    let out = out_dir(&dir);
     let env = pod_identity_env(moto, &agent, &token_file);
     let port = common::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let mut sidecar = Resident::start_with(
+    let mut sidecar = sidecar(
         &config,
         &out,
-        &dir.join("log"),
+        &dir,
+        &env,
         &["--poll-interval", "1s", "--listen", &listen],
-        |c| {
-            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        },
     );
     sidecar.wait_ready(Duration::from_secs(20));
     // The kubelet rotates the projected token: the agent now wants token-B, and the file says so.
@@ -337,22 +378,17 @@ fn rotations_of_a_secret_and_a_parameter_arrive_through_the_sidecar() {
             json!({"Name": format!("/app/{param}"), "Value": "before-2", "Type": "SecureString"})
         ),
     ]));
-    let role = moto.role(&unique("rot-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
-    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: r}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n      - objectName: {secret}\n        objectType: secretsmanager\n        objectAlias: db.json\n        jmesPath:\n          - path: password\n            objectAlias: password\n            filePermission: \"0400\"\n      - objectName: /app/{param}\n        objectType: ssmparameter\n"));
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let (role, token_file, _) = irsa(moto, &dir, "rot-reader", true);
+    let config = spc(&dir, "", &format!("      - objectName: {secret}\n        objectType: secretsmanager\n        objectAlias: db.json\n        jmesPath:\n          - path: password\n            objectAlias: password\n            filePermission: \"0400\"\n      - objectName: /app/{param}\n        objectType: ssmparameter\n"));
+    let out = out_dir(&dir);
     let env = irsa_env(moto, &role, &token_file);
     let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut sidecar = Resident::start_with(
+    let mut sidecar = sidecar(
         &config,
         &out,
-        &dir.join("log"),
+        &dir,
+        &env,
         &["--poll-interval", "1s", "--listen", &listen],
-        |c| {
-            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        },
     );
     sidecar.wait_ready(Duration::from_secs(20));
     let pfile = format!("_app_{param}");
@@ -398,18 +434,19 @@ fn a_role_without_a_read_policy_is_refused_with_object_region_and_role() {
     let moto = Moto::shared();
     let dir = TestDir::new();
     let secret = unique("denied");
-    moto.admin(json!([call(
+    admin(
+        moto,
         "secretsmanager",
-        REGION,
         "create_secret",
-        json!({"Name": secret, "SecretString": "denied-value"})
-    )]));
-    let role = moto.role(&unique("no-policy"), false);
-    let (token_file, token) = trusted_token(moto, &dir);
-    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: d}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    failoverRegion: {FAILOVER}\n    objects: |\n      - objectName: {secret}\n        objectType: secretsmanager\n"));
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+        json!({"Name": secret, "SecretString": "denied-value"}),
+    );
+    let (role, token_file, token) = irsa(moto, &dir, "no-policy", false);
+    let config = spc(
+        &dir,
+        &format!("    failoverRegion: {FAILOVER}\n"),
+        &format!("      - objectName: {secret}\n        objectType: secretsmanager\n"),
+    );
+    let out = out_dir(&dir);
     let started = Instant::now();
     let r = init(&config, &out, &irsa_env(moto, &role, &token_file), &[]);
     r.expect_code(1)
@@ -449,25 +486,14 @@ fn a_credentials_url_on_another_host_gets_no_token_and_no_redirect_is_followed()
     let dir = TestDir::new();
     let token_file = dir.join("token");
     std::fs::write(&token_file, "agent-token").unwrap();
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let out = out_dir(&dir);
     let spc = fixture("BasicTestMountSPC-pod-identity.yaml");
     for url in [
         "http://attacker.example/creds",
         "http://10.1.2.3/creds",
         "http://169.254.169.254/latest/meta-data/iam",
     ] {
-        let env = vec![
-            (
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
-                url.to_string(),
-            ),
-            (
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
-                token_file.display().to_string(),
-            ),
-        ];
-        init(&spc, &out, &env, &[])
+        init(&spc, &out, &agent_env(url.to_string(), &token_file), &[])
             .expect_code(2)
             .expect_stderr(&["AWS_CONTAINER_CREDENTIALS_FULL_URI", "not sent"]);
     }
@@ -479,20 +505,8 @@ fn a_credentials_url_on_another_host_gets_no_token_and_no_redirect_is_followed()
     let agent = Proxy::start("127.0.0.1", None, move |_| {
         Act::Reply(redirect(302, &target))
     });
-    let env = vec![
-        (
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(),
-            format!("{}/v1/credentials", agent.addr()),
-        ),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
-            token_file.display().to_string(),
-        ),
-        (
-            "AWS_ENDPOINT_URL".to_string(),
-            "http://127.0.0.1:9".to_string(),
-        ),
-    ];
+    let mut env = agent_env(format!("{}/v1/credentials", agent.addr()), &token_file);
+    env.push(("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()));
     init(&spc, &out, &env, &["--timeout", "2s"])
         .expect_code(1)
         .expect_no_leak(&["agent-token"]);
@@ -516,8 +530,11 @@ fn tampering(moto: &Moto, target: &'static str, act: fn() -> Act) -> Proxy {
 }
 
 fn one_secret_spc(dir: &TestDir, secret: &str, jmes: &str) -> PathBuf {
-    common::cli::write(dir.path(), "spc.yaml", &format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: h}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n      - objectName: {secret}\n        objectType: secretsmanager\n{jmes}"))
+    spc(
+        dir,
+        "",
+        &format!("      - objectName: {secret}\n        objectType: secretsmanager\n{jmes}"),
+    )
 }
 
 #[test]
@@ -525,22 +542,15 @@ fn hostile_answers_are_bounded_and_never_half_written() {
     let moto = Moto::shared();
     let dir = TestDir::new();
     let secret = unique("hostile");
-    moto.admin(json!([call(
+    admin(
+        moto,
         "secretsmanager",
-        REGION,
         "create_secret",
-        json!({"Name": secret, "SecretString": "{\"n\": 5, \"s\": \"hostile-value\"}"})
-    )]));
-    let role = moto.role(&unique("hostile-reader"), true);
-    let (token_file, token) = trusted_token(moto, &dir);
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
-    let with_endpoint = |p: &Proxy| {
-        let mut env = irsa_env(moto, &role, &token_file);
-        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-        env.push(("AWS_ENDPOINT_URL".into(), p.addr()));
-        env
-    };
+        json!({"Name": secret, "SecretString": "{\"n\": 5, \"s\": \"hostile-value\"}"}),
+    );
+    let (role, token_file, token) = irsa(moto, &dir, "hostile-reader", true);
+    let out = out_dir(&dir);
+    let with_endpoint = |p: &Proxy| through(irsa_env(moto, &role, &token_file), p);
     let config = one_secret_spc(&dir, &secret, "");
 
     // 64 MiB without a Content-Length: refused after 1 MiB, quickly.
@@ -678,8 +688,7 @@ fn check_prints_the_plan_and_bad_classes_exit_2() {
     .expect_code(2)
     .expect_stderr(&["provider aws", "--dir"]);
     // No credentials in the environment: exit 2 before any request.
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let out = out_dir(&dir);
     secretdrop(
         &[
             "init",
@@ -705,8 +714,7 @@ fn moto_checks_our_signatures_a_wrong_secret_key_is_refused() {
     let expected = dir.join("agent-expects");
     std::fs::write(&expected, "t").unwrap();
     let agent = pod_identity_agent(keys, expected.clone(), Duration::from_secs(3600));
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let out = out_dir(&dir);
     let r = init(
         &fixture("BasicTestMountSPC-pod-identity.yaml"),
         &out,
@@ -758,22 +766,15 @@ fn failover_happens_only_when_the_primary_fails_with_a_non_4xx_error() {
         ));
     }
     moto.admin(Value::Array(calls));
-    let role = moto.role(&unique("fo-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
+    let (role, token_file, _) = irsa(moto, &dir, "fo-reader", true);
     let arn = |region: &str| {
         format!(
             "arn:aws:secretsmanager:{region}:{}:secret:{secret}",
             common::moto::ACCOUNT
         )
     };
-    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: f}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    failoverRegion: {FAILOVER}\n    objects: |\n      - objectName: {}\n        objectAlias: secret\n        failoverObject:\n          objectName: {}\n      - objectName: {param}\n        objectType: ssmparameter\n", arn(REGION), arn(FAILOVER)));
-    let env_via = |p: &Proxy| {
-        let mut env = irsa_env(moto, &role, &token_file);
-        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-        env.push(("AWS_ENDPOINT_URL".into(), p.addr()));
-        env
-    };
+    let config = spc(&dir, &format!("    failoverRegion: {FAILOVER}\n"), &format!("      - objectName: {}\n        objectAlias: secret\n        failoverObject:\n          objectName: {}\n      - objectName: {param}\n        objectType: ssmparameter\n", arn(REGION), arn(FAILOVER)));
+    let env_via = |p: &Proxy| through(irsa_env(moto, &role, &token_file), p);
 
     // Both regions up: the primary answers, the failover region is never asked.
     let healthy = region_outage(moto, "nowhere-1");
@@ -857,12 +858,9 @@ fn versions_labels_binary_values_and_parameter_batches() {
             "      - objectName: {n}\n        objectType: ssmparameter\n"
         ));
     }
-    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: v}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n{objects}"));
-    let role = moto.role(&unique("ver-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
+    let config = spc(&dir, "", &objects);
+    let (role, token_file, _) = irsa(moto, &dir, "ver-reader", true);
+    let out = out_dir(&dir);
     let r = init(&config, &out, &irsa_env(moto, &role, &token_file), &[]);
     r.expect_code(0);
     assert_eq!(read(out.join(&secret)), "second");
@@ -892,35 +890,28 @@ fn sighup_makes_the_sidecar_poll_at_once_instead_of_ending_it() {
     let moto = Moto::shared();
     let dir = TestDir::new();
     let param = unique("hup-param");
-    moto.admin(json!([call(
+    admin(
+        moto,
         "ssm",
-        REGION,
         "put_parameter",
-        json!({"Name": param, "Value": "one", "Type": "String"})
-    )]));
-    let role = moto.role(&unique("hup-reader"), true);
-    let (token_file, _) = trusted_token(moto, &dir);
-    let config = common::cli::write(dir.path(), "spc.yaml", &format!(
-        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: h}}\nspec:\n  provider: aws\n  parameters:\n    region: {REGION}\n    objects: |\n      - objectName: {param}\n        objectType: ssmparameter\n"));
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
-    let env = irsa_env(moto, &role, &token_file);
-    let mut sidecar = Resident::start_with(
-        &config,
-        &out,
-        &dir.join("log"),
-        &["--poll-interval", "1h"],
-        |c| {
-            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        },
+        json!({"Name": param, "Value": "one", "Type": "String"}),
     );
+    let (role, token_file, _) = irsa(moto, &dir, "hup-reader", true);
+    let config = spc(
+        &dir,
+        "",
+        &format!("      - objectName: {param}\n        objectType: ssmparameter\n"),
+    );
+    let out = out_dir(&dir);
+    let env = irsa_env(moto, &role, &token_file);
+    let mut sidecar = sidecar(&config, &out, &dir, &env, &["--poll-interval", "1h"]);
     sidecar.wait_ready(Duration::from_secs(20));
-    moto.admin(json!([call(
+    admin(
+        moto,
         "ssm",
-        REGION,
         "put_parameter",
-        json!({"Name": param, "Value": "two", "Type": "String", "Overwrite": true})
-    )]));
+        json!({"Name": param, "Value": "two", "Type": "String", "Overwrite": true}),
+    );
     sidecar.signal(libc::SIGHUP);
     assert!(
         sidecar.eventually(Duration::from_secs(10), || read(out.join(&param)) == "two"),

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::Engine;
@@ -50,6 +50,21 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A copy of `manifests/` in `dir`, and at `dir/at` an overlay holding `kustomization`.
+fn overlay(dir: &TestDir, at: &str, kustomization: &str) -> PathBuf {
+    run(
+        Command::new("cp")
+            .arg("-r")
+            .arg(root().join("manifests"))
+            .arg(dir.path()),
+        None,
+    );
+    let overlay = dir.join(at);
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    overlay
 }
 
 fn kustomize(dir: &Path) -> String {
@@ -304,30 +319,12 @@ fn the_cert_manager_overlay_issues_a_ca_chain_and_injects_the_ca() {
 fn one_images_entry_in_an_overlay_sets_the_webhook_image_and_the_injected_image() {
     // What `kustomize edit set image secretdrop=REGISTRY/secretdrop:TAG` writes in an overlay.
     let dir = TestDir::new();
-    run(
-        Command::new("cp")
-            .arg("-r")
-            .arg(root().join("manifests"))
-            .arg(dir.path()),
-        None,
-    );
-    let overlay = dir.join("overlay");
-    std::fs::create_dir_all(&overlay).unwrap();
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        "resources: [../manifests/cert-manager]\nimages:\n  - name: secretdrop\n    newName: registry.example/team/secretdrop\n    newTag: 9.9.9\n",
-    )
-    .unwrap();
+    let overlay = overlay(&dir, "overlay", "resources: [../manifests/cert-manager]\nimages:\n  - name: secretdrop\n    newName: registry.example/team/secretdrop\n    newTag: 9.9.9\n");
     let docs = documents(&kustomize(&overlay));
     let c = &find(&docs, "Deployment", "secretdrop-webhook")["spec"]["template"]["spec"]
         ["containers"][0];
     assert_eq!(c["image"], "registry.example/team/secretdrop:9.9.9");
-    let injected = c["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "SECRETDROP_IMAGE")
-        .unwrap();
+    let injected = common::kubelet::named(&c["env"], "SECRETDROP_IMAGE");
     assert_eq!(injected["value"], "registry.example/team/secretdrop:9.9.9");
     // Unedited, the manifests and the webhook's own default name the same image.
     let base = documents(&kustomize(&root().join("manifests/base")));
@@ -475,20 +472,11 @@ fn the_secret_provider_class_crd_is_an_optional_component() {
     );
     // An overlay for a cluster that never had the driver, as the component's comment says.
     let dir = TestDir::new();
-    run(
-        Command::new("cp")
-            .arg("-r")
-            .arg(root().join("manifests"))
-            .arg(dir.path()),
-        None,
-    );
-    let overlay = dir.join("manifests/no-driver");
-    std::fs::create_dir_all(&overlay).unwrap();
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
+    let overlay = overlay(
+        &dir,
+        "manifests/no-driver",
         "resources: [../base]\ncomponents: [../components/secretproviderclass-crd]\n",
-    )
-    .unwrap();
+    );
     let yaml = kustomize(&overlay);
     let report = validate(&yaml);
     assert!(report.contains("passed"), "{report}");

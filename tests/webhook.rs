@@ -289,12 +289,7 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
 
     // The app container mounts the same volume at its mount path.
     let app = &injected["spec"]["containers"][0];
-    let mount = app["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "secretdrop-secrets")
-        .unwrap();
+    let mount = common::kubelet::named(&app["volumeMounts"], "secretdrop-secrets");
     assert_eq!(mount["mountPath"], "/mnt/secrets");
     assert_eq!(
         read(kubelet.host_path(app, "/mnt/secrets/password").unwrap()),

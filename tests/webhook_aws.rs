@@ -13,52 +13,15 @@ mod common;
 use std::time::Duration;
 
 use common::cli::read;
-use common::kube_api::KubeApi;
-use common::kubelet::Kubelet;
+use common::kubelet::{Kubelet, Running};
 use common::moto::{call, Moto};
-use common::webhook::{patched, Webhook};
+use common::webhook::{patched, ApiScene};
 use common::{unique, TestDir};
 use serde_json::{json, Value};
 
 const REGION: &str = "us-west-2";
 const NAMESPACE: &str = "default";
 const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-
-/// A Kubernetes API stand-in and the webhook reading from it through a kubeconfig.
-struct Scene {
-    dir: TestDir,
-    api: KubeApi,
-    webhook: Webhook,
-    crt: std::path::PathBuf,
-}
-
-impl Scene {
-    fn new(extra: &[&str]) -> Scene {
-        let dir = TestDir::new();
-        let api = KubeApi::start(dir.path());
-        let kubeconfig = api.kubeconfig(dir.path(), &api.token, true);
-        let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
-        let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let webhook = Webhook::start(dir.path(), &crt, &key, &args);
-        Scene {
-            dir,
-            api,
-            webhook,
-            crt,
-        }
-    }
-
-    fn review(&self, pod: &Value) -> Value {
-        self.webhook.review(&self.crt, pod)
-    }
-
-    fn refusal(&self, pod: &Value) -> String {
-        let response = self.review(pod);
-        assert_eq!(response["allowed"], false, "{response}");
-        response["status"]["message"].as_str().unwrap().to_string()
-    }
-}
 
 /// A secret and a parameter in moto, and a role that may read them: (secret, parameter, role).
 fn resources(moto: &Moto, value: &str) -> (String, String, String) {
@@ -153,12 +116,20 @@ fn trust_minted(moto: &Moto, kubelet: &Kubelet, container: &str, path: &str) -> 
     token
 }
 
+/// The injected `secretdrop` sidecar run by the Kubelet stand-in with `env`, once started.
+fn start_sidecar(kubelet: &Kubelet, s: &ApiScene, env: &[(String, String)]) -> Running {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
+    sidecar
+}
+
 #[test]
 fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
     let moto = Moto::shared();
     let value = unique("csi-value");
     let (secret, param, role) = resources(moto, &value);
-    let s = Scene::new(&[]);
+    let s = ApiScene::new(&[]);
     s.api.put(
         NAMESPACE,
         aws_class(
@@ -180,13 +151,8 @@ fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
         json!({"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
     );
     // One token, for STS, where EKS puts it; no Vault address, no Vault token.
-    let token_volume = injected["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "secretdrop-token")
-        .unwrap()
-        .clone();
+    let token_volume =
+        common::kubelet::named(&injected["spec"]["volumes"], "secretdrop-token").clone();
     assert_eq!(
         token_volume["projected"]["sources"],
         json!([{"serviceAccountToken": {"path": "token", "expirationSeconds": 86400, "audience": "sts.amazonaws.com"}}])
@@ -213,16 +179,10 @@ fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
     );
     trust_minted(moto, &kubelet, "secretdrop", &token_path);
     let env = host_env(&kubelet, "secretdrop", moto);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
-    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
-    let app = kubelet.container("app");
+    let sidecar = start_sidecar(&kubelet, &s, &env);
+    assert_eq!(kubelet.read("app", "/mnt/secrets-store/db"), value);
     assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets-store/db").unwrap()),
-        value
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets-store/param").unwrap()),
+        kubelet.read("app", "/mnt/secrets-store/param"),
         format!("{value}-param")
     );
     let log = read(&sidecar.log);
@@ -235,7 +195,7 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     let value = unique("annotation-value");
     let (secret, param, role) = resources(moto, &value);
     // No region in the annotations: --aws-region, the cluster's, becomes AWS_REGION.
-    let s = Scene::new(&["--aws-region", REGION]);
+    let s = ApiScene::new(&["--aws-region", REGION]);
     s.api
         .put_service_account(NAMESPACE, "batch", json!({ROLE_ANNOTATION: role}));
     let pod = annotated_pod(
@@ -278,20 +238,16 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     moto.trust_token(&minted);
     let run = common::cli::secretdrop(&args, &envs);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let app = kubelet.container("app");
+    assert_eq!(kubelet.read("app", "/etc/secrets/db"), value);
     assert_eq!(
-        read(kubelet.host_path(&app, "/etc/secrets/db").unwrap()),
-        value
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/secrets/param").unwrap()),
+        kubelet.read("app", "/etc/secrets/param"),
         format!("{value}-param")
     );
 }
 
 #[test]
 fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
-    let s = Scene::new(&["--vault-address", "http://127.0.0.1:8200"]);
+    let s = ApiScene::new(&["--vault-address", "http://127.0.0.1:8200"]);
     let role = "arn:aws:iam::123456789012:role/app";
     let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
     s.api.put(
@@ -383,7 +339,7 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
 
 #[test]
 fn junk_role_arns_and_regions_naming_hosts_or_paths_never_reach_the_pod() {
-    let s = Scene::new(&[]);
+    let s = ApiScene::new(&[]);
     let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
     let junk = [
         "arn:aws:iam::123456789012:role/app\nAWS_ENDPOINT_URL=http://evil.example",
@@ -468,7 +424,7 @@ fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
     let moto = Moto::shared();
     let value = unique("pi-value");
     let (secret, param, role) = resources(moto, &value);
-    let s = Scene::new(&[]);
+    let s = ApiScene::new(&[]);
     s.api.put(
         NAMESPACE,
         aws_class(
@@ -510,14 +466,8 @@ fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
             *v = format!("{}/v1/credentials", agent.addr());
         }
     }
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let sidecar = kubelet.start_with_env("secretdrop", &s.dir.join("sidecar.log"), &env);
-    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(30));
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets-store/db").unwrap()),
-        value
-    );
+    let _sidecar = start_sidecar(&kubelet, &s, &env);
+    assert_eq!(kubelet.read("app", "/mnt/secrets-store/db"), value);
     assert_eq!(agent.seen().len(), 1, "one credentials GET");
     assert!(common::moto::audience_is(
         &read(&minted),

@@ -10,14 +10,12 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::cli::read;
-use common::kube_api::{Behaviour, Elsewhere, KubeApi};
+use common::kube_api::{Behaviour, Elsewhere};
 use common::kubelet::Kubelet;
 use common::scenario::Pod;
-use common::webhook::Webhook;
-use common::{blog, enable_kubernetes_auth, unique, Bao, Server, TestDir};
-use secretdrop::webhook::patch;
+use common::webhook::{patched, refusal, validates, ApiScene};
+use common::{blog, enable_kubernetes_auth, unique, Bao, Server};
 use serde_json::{json, Value};
 
 fn yaml(text: &str) -> Value {
@@ -35,95 +33,19 @@ fn pod_of(deployment: &Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
 }
 
-fn patched(pod: &Value, response: &Value) -> Value {
-    assert_eq!(response["allowed"], true, "{response}");
-    let ops = base64::engine::general_purpose::STANDARD
-        .decode(response["patch"].as_str().unwrap())
-        .unwrap();
-    let ops: Vec<Value> = serde_json::from_slice(&ops).unwrap();
-    patch::apply(pod, &ops).unwrap()
-}
-
-/// The pod validates against the Kubernetes schema (`kubernetes-validate --strict`), as the
-/// API server will check it after admission.
-fn validates(pod: &Value) {
-    use std::io::Write;
-    let mut named = pod.clone();
-    let prefix = named["metadata"]["generateName"]
-        .as_str()
-        .unwrap_or("pod-")
-        .to_string();
-    named["metadata"]["name"] = json!(format!("{prefix}abcde"));
-    let mut child = std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubernetes-validate (scripts/test.sh installs it)");
-    let stdin = child.stdin.take().unwrap();
-    { stdin }.write_all(named.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the converted pod does not validate:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn refusal(response: &Value) -> String {
-    assert_eq!(response["allowed"], false, "{response}");
-    response["status"]["message"].as_str().unwrap().to_string()
-}
-
-/// A Kubernetes API stand-in and a webhook reading classes from it through a kubeconfig.
-struct Scene {
-    dir: TestDir,
-    api: KubeApi,
-    webhook: Webhook,
-    crt: std::path::PathBuf,
-}
-
-impl Scene {
-    fn new(token: impl FnOnce(&KubeApi) -> String, extra: &[&str]) -> Scene {
-        let dir = TestDir::new();
-        let api = KubeApi::start(dir.path());
-        let kubeconfig = api.kubeconfig(dir.path(), &token(&api), true);
-        let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
-        let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let webhook = Webhook::start(dir.path(), &crt, &key, &args);
-        Scene {
-            dir,
-            api,
-            webhook,
-            crt,
-        }
-    }
-
-    fn review(&self, pod: &Value) -> Value {
-        self.webhook.review(&self.crt, pod)
-    }
-
-    fn log(&self) -> String {
-        read(&self.webhook.log)
-    }
-}
-
 #[test]
 fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() {
     let bao = Bao::shared();
     enable_kubernetes_auth(bao, "kubernetes");
     blog::vault_setup(bao, "kubernetes");
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     s.api.put("default", yaml(&blog::spc(bao, "")));
 
     let deployment = yaml(blog::DEPLOYMENT);
     let pod = pod_of(&deployment);
     let injected = patched(&pod, &s.review(&pod));
 
-    validates(&injected);
+    validates("converted", &injected);
     // The app container is byte for byte what the Deployment says; the volume keeps its name.
     assert_eq!(injected["spec"]["containers"], pod["spec"]["containers"]);
     let volume = &injected["spec"]["volumes"][0];
@@ -158,17 +80,29 @@ fn the_blog_posts_deployment_applies_unchanged_and_its_app_reads_the_password() 
         Path::new("..data/myPassword"),
         "through ..data, as the CSI driver lays it out"
     );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/csi/myUsername").unwrap()),
-        "admin"
-    );
+    assert_eq!(kubelet.read("app", "/mnt/csi/myUsername"), "admin");
     let log = read(&sidecar.log);
     assert!(!log.contains("p4ssw0rd") && !s.log().contains(&s.api.token));
 }
 
+/// A KV secret `username=u-TAG`, `password=p-TAG` at a fresh path, and a pod identity that
+/// may read it.
+fn user_and_password(bao: &Bao, tag: &str) -> (String, Pod) {
+    let path = unique(tag);
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        &format!("username=u-{tag}"),
+        &format!("password=p-{tag}"),
+    ]);
+    let identity = Pod::reading(bao, &path);
+    (path, identity)
+}
+
 /// Two classes (one login between them) and the pod's own annotation objects.
 fn two_classes_and_annotations(
-    s: &Scene,
+    s: &ApiScene,
     bao: &Bao,
     identity: &Pod,
     path: &str,
@@ -201,18 +135,10 @@ fn two_classes_and_annotations(
 #[test]
 fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login() {
     let bao = Bao::shared();
-    let path = unique("two");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-two",
-        "password=p-two",
-    ]);
-    let identity = Pod::reading(bao, &path);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let (path, identity) = user_and_password(bao, "two");
+    let s = ApiScene::new(&[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "sidecar");
-    validates(&injected);
+    validates("converted", &injected);
     let inits = injected["spec"]["initContainers"].as_array().unwrap();
     assert_eq!(inits.len(), 1, "one secretdrop container for three volumes");
 
@@ -235,19 +161,9 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
     assert_eq!(probe.code, 1, "{}", probe.stderr);
     let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
     kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/a/user").unwrap()),
-        "u-two"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/b/pass").unwrap()),
-        "p-two"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets/annotated").unwrap()),
-        "p-two"
-    );
+    assert_eq!(kubelet.read("app", "/etc/a/user"), "u-two");
+    assert_eq!(kubelet.read("app", "/etc/b/pass"), "p-two");
+    assert_eq!(kubelet.read("app", "/mnt/secrets/annotated"), "p-two");
     // Each volume has its own ..data; each holds only its own files.
     for (vol, only) in [("a", "user"), ("b", "pass")] {
         let names: Vec<String> = std::fs::read_dir(kubelet.volume(vol))
@@ -270,43 +186,22 @@ fn two_classes_and_annotation_objects_are_served_by_one_sidecar_with_one_login()
 #[test]
 fn init_mode_fills_every_volume_and_exits() {
     let bao = Bao::shared();
-    let path = unique("init");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-init",
-        "password=p-init",
-    ]);
-    let identity = Pod::reading(bao, &path);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let (path, identity) = user_and_password(bao, "init");
+    let s = ApiScene::new(&[]);
     let injected = two_classes_and_annotations(&s, bao, &identity, &path, "init");
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
     kubelet
         .run("secretdrop-init")
         .expect_code(0)
         .expect_no_leak(&["p-init", "u-init"]);
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/a/user").unwrap()),
-        "u-init"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/b/pass").unwrap()),
-        "p-init"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/mnt/secrets/annotated").unwrap()),
-        "p-init"
-    );
+    assert_eq!(kubelet.read("app", "/etc/a/user"), "u-init");
+    assert_eq!(kubelet.read("app", "/etc/b/pass"), "p-init");
+    assert_eq!(kubelet.read("app", "/mnt/secrets/annotated"), "p-init");
 }
 
 #[test]
 fn missing_classes_node_publish_secrets_and_other_providers_are_refused_with_a_reason() {
-    let s = Scene::new(
-        |api| api.token.clone(),
-        &["--vault-address", "http://127.0.0.1:8200"],
-    );
+    let s = ApiScene::new(&["--vault-address", "http://127.0.0.1:8200"]);
     s.api.put(
         "default",
         json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
@@ -359,13 +254,13 @@ fn the_api_servers_401_and_403_are_refusals_that_say_so() {
                      "metadata": {"name": "c"}, "spec": {"provider": "vault", "parameters": {}}});
     let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
         "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
-    let stranger = Scene::new(|_| "not-a-token-the-api-knows".into(), &[]);
+    let stranger = ApiScene::with_token(|_| "not-a-token-the-api-knows".into(), &[]);
     stranger.api.put("default", spc.clone());
     let m = refusal(&stranger.review(&pod));
     assert!(m.contains("HTTP 401") && m.contains("Unauthorized"), "{m}");
     assert!(!m.contains("not-a-token-the-api-knows"));
 
-    let nobody = Scene::new(|api| api.unprivileged_token.clone(), &[]);
+    let nobody = ApiScene::with_token(|api| api.unprivileged_token.clone(), &[]);
     nobody.api.put("default", spc);
     let m = refusal(&nobody.review(&pod));
     assert!(
@@ -378,7 +273,7 @@ fn the_api_servers_401_and_403_are_refusals_that_say_so() {
 
 #[test]
 fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "app"}],
         "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "c"}}}]}});
 
@@ -429,15 +324,7 @@ fn a_hostile_api_server_gets_no_token_elsewhere_and_cannot_stall_the_webhook() {
 #[test]
 fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
     let bao = Bao::shared();
-    let path = unique("aud");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-aud",
-        "password=p-aud",
-    ]);
-    let identity = Pod::reading(bao, &path);
+    let (path, identity) = user_and_password(bao, "aud");
     // A second role for the same service account that only takes tokens for "vault-csi":
     // OpenBao asks the TokenReview stand-in, which checks the token's audience.
     let policy = unique("aud-policy");
@@ -455,7 +342,7 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
         &format!("policies={policy}"),
         "ttl=20m",
     ]);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let s = ApiScene::new(&[]);
     let class = |name: &str, role: &str, extra: &str, object: &str, key: &str| {
         yaml(&format!(
             "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}{extra}\n    objects: |\n      - {{objectName: {object}, secretPath: secret/data/{path}, secretKey: {key}}}\n",
@@ -483,19 +370,12 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
                      {"name": "plain", "mountPath": "/etc/plain"}, {"name": "aud", "mountPath": "/etc/aud"}]}],
                  "volumes": [{"name": "plain", "csi": csi("plain")}, {"name": "aud", "csi": csi("aud")}]}});
     let injected = patched(&pod, &s.review(&pod));
-    validates(&injected);
+    validates("converted", &injected);
     let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
     let sidecar = kubelet.start("secretdrop", &identity.dir.join("sidecar.log"));
     kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
-    let app = kubelet.container("app");
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/plain/user").unwrap()),
-        "u-aud"
-    );
-    assert_eq!(
-        read(kubelet.host_path(&app, "/etc/aud/pass").unwrap()),
-        "p-aud"
-    );
+    assert_eq!(kubelet.read("app", "/etc/plain/user"), "u-aud");
+    assert_eq!(kubelet.read("app", "/etc/aud/pass"), "p-aud");
     let log = read(&sidecar.log);
     assert_eq!(
         log.matches("logged in to Vault").count(),
@@ -507,16 +387,8 @@ fn a_class_with_an_audience_logs_in_with_its_own_projected_token() {
 #[test]
 fn one_volume_that_cannot_render_keeps_the_pod_unready_while_the_other_is_served() {
     let bao = Bao::shared();
-    let path = unique("half");
-    bao.cli(&[
-        "kv",
-        "put",
-        &format!("secret/{path}"),
-        "username=u-half",
-        "password=p-half",
-    ]);
-    let identity = Pod::reading(bao, &path);
-    let s = Scene::new(|api| api.token.clone(), &[]);
+    let (path, identity) = user_and_password(bao, "half");
+    let s = ApiScene::new(&[]);
     let class = |name: &str, role: &str| {
         yaml(&format!(
             "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\nspec:\n  provider: vault\n  parameters:\n    roleName: {role}\n    vaultAddress: {}\n    objects: |\n      - {{objectName: user, secretPath: secret/data/{path}, secretKey: username}}\n",

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use common::cli::read;
 use common::kube_api::KubeApi;
-use common::webhook::{patched, Webhook};
+use common::webhook::{patched, refusal, Webhook};
 use common::{pki, TestDir};
 use serde_json::{json, Value};
 
@@ -55,11 +55,6 @@ fn assert_converted(response: &Value) {
             .contains("mycsirole"),
         "{injected}"
     );
-}
-
-fn refusal(response: &Value) -> String {
-    assert_eq!(response["allowed"], false, "{response}");
-    response["status"]["message"].as_str().unwrap().to_string()
 }
 
 /// A webhook in `dir` reading the API through `kubeconfig`.

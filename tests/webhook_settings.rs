@@ -16,7 +16,7 @@ use common::cli::{read, secretdrop};
 use common::kubelet::{container, project_annotations, Cluster, ConfigMaps, Kubelet};
 use common::resident::Resident;
 use common::scenario::Pod;
-use common::webhook::{kubectl_agrees, patched, Webhook};
+use common::webhook::{kubectl_agrees, patched, refusal, Webhook};
 use common::{
     free_port, pki, unique, Bao, SaClaims, Server, TestDir, TokenReviewer, DEFAULT_AUDIENCE,
 };
@@ -43,11 +43,6 @@ fn pod(annotations: Value, spec: Value) -> Value {
 fn spec_of(identity: &Pod) -> Value {
     json!({"serviceAccountName": identity.service_account,
            "containers": [{"name": "app", "image": "app", "ports": [{"containerPort": 8080}]}]})
-}
-
-fn rejection(response: &Value) -> String {
-    assert_eq!(response["allowed"], false, "{response}");
-    response["status"]["message"].as_str().unwrap().to_string()
 }
 
 fn webhook(dir: &Path, extra: &[&str]) -> (Webhook, std::path::PathBuf) {
@@ -102,7 +97,7 @@ fn inject_is_read_like_go_parse_bool_from_the_label_and_the_annotation() {
             "enabled",
             "\u{0}true",
         ] {
-            let m = rejection(&w.review(&crt, &with(place, v)));
+            let m = refusal(&w.review(&crt, &with(place, v)));
             assert!(
                 m.contains(&format!("secretdrop.dev/inject ({place})"))
                     && m.contains("allowed are true, false"),
@@ -113,12 +108,12 @@ fn inject_is_read_like_go_parse_bool_from_the_label_and_the_annotation() {
     // Label and annotation must agree; agreeing spellings may differ.
     let mut p = with("label", "true");
     p["metadata"]["annotations"]["secretdrop.dev/inject"] = json!("False");
-    assert!(rejection(&w.review(&crt, &p)).contains("make them agree"));
+    assert!(refusal(&w.review(&crt, &p)).contains("make them agree"));
     p["metadata"]["annotations"]["secretdrop.dev/inject"] = json!("1");
     assert!(patched(&p, &w.review(&crt, &p))["spec"]["initContainers"].is_array());
     // A huge non-boolean value is refused with a short message.
     let big = "x".repeat(100_000);
-    let m = rejection(&w.review(&crt, &with("annotation", &big)));
+    let m = refusal(&w.review(&crt, &with("annotation", &big)));
     assert!(m.len() < 400, "{}", m.len());
 }
 
@@ -262,12 +257,7 @@ fn annotation_objects_take_formats_and_templates_and_auth_path_takes_the_vault_k
         injected
     };
     let injected = admit(DEFAULT_AUDIENCE);
-    let token = injected["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "secretdrop-token")
-        .unwrap();
+    let token = common::kubelet::named(&injected["spec"]["volumes"], "secretdrop-token");
     assert_eq!(
         token["projected"]["sources"][0]["serviceAccountToken"]["audience"],
         DEFAULT_AUDIENCE
@@ -708,7 +698,7 @@ fn every_new_annotation_refuses_hostile_values_at_admission_and_in_the_sidecar()
             a,
             json!({"containers": [{"name": "app", "image": "app", "ports": [{"containerPort": 8080}]}]}),
         );
-        let m = rejection(&w.review(&crt, &p));
+        let m = refusal(&w.review(&crt, &p));
         assert!(
             m.contains(&format!("secretdrop.dev/{annotation}")) && m.contains(want),
             "{annotation}: {m}"
@@ -749,7 +739,7 @@ fn every_new_annotation_refuses_hostile_values_at_admission_and_in_the_sidecar()
         let mut a = base.clone();
         a[name] = json!(long);
         let p = pod(a, json!({"containers": [{"name": "app", "image": "app"}]}));
-        let m = rejection(&w.review(&crt, &p));
+        let m = refusal(&w.review(&crt, &p));
         assert!(
             m.contains(&format!("secretdrop.dev/{name}")),
             "{name}: {m:.300}"

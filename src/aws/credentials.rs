@@ -447,21 +447,7 @@ impl Credentials {
                 let creds = xml_section(&text, "Credentials").ok_or_else(|| {
                     CredentialError::refused(format!("{what}: the answer holds no Credentials"))
                 })?;
-                let field = |name: &str| {
-                    xml_field(creds, name).ok_or_else(|| {
-                        CredentialError::refused(format!("{what}: the answer holds no {name}"))
-                    })
-                };
-                Ok(Keys {
-                    access_key_id: field("AccessKeyId")?,
-                    secret_access_key: SecretString::new(field("SecretAccessKey")?),
-                    session_token: Some(SecretString::new(field("SessionToken")?)),
-                    expires: Some(parse_iso8601(&field("Expiration")?).ok_or_else(|| {
-                        CredentialError::refused(format!(
-                            "{what}: Expiration is not an ISO 8601 time"
-                        ))
-                    })?),
-                })
+                keys_from(&what, "SessionToken", |name| xml_field(creds, name))
             }
             Source::PodIdentity {
                 url,
@@ -512,28 +498,36 @@ impl Credentials {
                 let v: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|_| {
                     CredentialError::refused(format!("{what}: the answer is not JSON"))
                 })?;
-                let field = |name: &str| -> Result<String, CredentialError> {
+                keys_from(&what, "Token", |name| {
                     v.get(name)
                         .and_then(|s| s.as_str())
                         .filter(|s| !s.is_empty() && s.len() <= MAX_FIELD)
                         .map(str::to_string)
-                        .ok_or_else(|| {
-                            CredentialError::refused(format!("{what}: the answer holds no {name}"))
-                        })
-                };
-                Ok(Keys {
-                    access_key_id: field("AccessKeyId")?,
-                    secret_access_key: SecretString::new(field("SecretAccessKey")?),
-                    session_token: Some(SecretString::new(field("Token")?)),
-                    expires: Some(parse_iso8601(&field("Expiration")?).ok_or_else(|| {
-                        CredentialError::refused(format!(
-                            "{what}: Expiration is not an ISO 8601 time"
-                        ))
-                    })?),
                 })
             }
         }
     }
+}
+
+/// Keys from the fields of an answer (`what` names it in errors): STS and the Pod Identity
+/// agent use the same names but for the session token (`SessionToken`, `Token`).
+fn keys_from(
+    what: &str,
+    session_token: &str,
+    field: impl Fn(&str) -> Option<String>,
+) -> Result<Keys, CredentialError> {
+    let field = |name: &str| {
+        field(name)
+            .ok_or_else(|| CredentialError::refused(format!("{what}: the answer holds no {name}")))
+    };
+    Ok(Keys {
+        access_key_id: field("AccessKeyId")?,
+        secret_access_key: SecretString::new(field("SecretAccessKey")?),
+        session_token: Some(SecretString::new(field(session_token)?)),
+        expires: Some(parse_iso8601(&field("Expiration")?).ok_or_else(|| {
+            CredentialError::refused(format!("{what}: Expiration is not an ISO 8601 time"))
+        })?),
+    })
 }
 
 fn transport(what: &str, e: HttpError) -> CredentialError {

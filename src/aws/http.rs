@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::http::{BodyError, Failure};
+
 /// The longest one attempt may take, whatever the caller's deadline.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -65,16 +67,11 @@ impl Http {
             ..Default::default()
         };
         let config = crate::vault::tls::client_config(&tls).map_err(|e| e.to_string())?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .no_proxy()
-            .use_preconfigured_tls(config)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client =
+            crate::http::builder(Duration::from_secs(10), reqwest::redirect::Policy::none())
+                .use_preconfigured_tls(config)
+                .build()
+                .map_err(|e| e.to_string())?;
         Ok(Http { client })
     }
 
@@ -108,44 +105,19 @@ impl Http {
         } else {
             MAX_ERROR_BYTES
         };
-        if resp.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(HttpError::TooBig(limit));
-        }
-        let mut body = Zeroizing::new(Vec::with_capacity(
-            resp.content_length().unwrap_or(0).min(limit as u64) as usize,
-        ));
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > limit {
-                return Err(HttpError::TooBig(limit));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::http::read_bounded(&mut resp, limit)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooBig => HttpError::TooBig(limit),
+                BodyError::Transport(e) => classify(e),
+            })?;
         Ok(Answer { status, body })
     }
 }
 
+/// The whole error chain: the top error names the URL, which callers do not.
 fn classify(err: reqwest::Error) -> HttpError {
-    let mut cause = String::new();
-    let top: &(dyn std::error::Error + 'static) = &err;
-    let mut source = Some(top);
-    let mut tls = false;
-    while let Some(e) = source {
-        let text = e.to_string();
-        tls = tls
-            || ["invalid peer certificate", "peer sent no certificates"]
-                .iter()
-                .any(|m| text.contains(m));
-        if !cause.contains(&text) {
-            if !cause.is_empty() {
-                cause.push_str(": ");
-            }
-            cause.push_str(&text);
-        }
-        source = e.source();
-    }
-    if err.is_timeout() && !cause.contains("timed out") {
-        cause.push_str(" (timed out)");
-    }
+    let Failure { cause, tls } = crate::http::failure(&err, false);
     if tls {
         HttpError::Tls(cause)
     } else {

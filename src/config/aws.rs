@@ -118,6 +118,15 @@ pub struct AwsDefaults {
     pub group: Option<u32>,
 }
 
+impl AwsDefaults {
+    /// The provider's own: 0644, no owner or group.
+    pub const PROVIDER: AwsDefaults = AwsDefaults {
+        mode: AWS_DEFAULT_MODE,
+        owner: None,
+        group: None,
+    };
+}
+
 /// The parameters of a `provider: aws` SecretProviderClass (`text` is the whole manifest, to
 /// place YAML errors inside `objects` on its lines).
 pub fn from_spc(
@@ -156,35 +165,18 @@ pub fn from_spc(
             }
         }
     }
-    let objects_text = params.get("objects").ok_or_else(|| {
-        ConfigError::field(
-            file,
-            "spec.parameters.objects",
-            "missing: the list of objects to write",
-        )
-    })?;
-    let objects: Value = super::yaml::from_str(objects_text)
-        .map_err(|e| super::spc::objects_yaml_error(file, text, objects_text, &e))?;
+    let objects: Value =
+        super::spc::objects_param(file, text, params.get("objects").map(String::as_str))?;
     let p = |k: &str| params.get(k).map(String::as_str);
-    let aws = compile(
+    compile(
         file,
         "spec.parameters",
-        Settings {
-            region: p("region"),
-            failover_region: p("failoverRegion"),
-            path_translation: p("pathTranslation"),
-            use_pod_identity: p("usePodIdentity"),
-            preferred_address_type: p("preferredAddressType"),
-        },
+        &p,
         &objects,
-        AwsDefaults {
-            mode: AWS_DEFAULT_MODE,
-            owner: None,
-            group: None,
-        },
+        AwsDefaults::PROVIDER,
+        SidecarSettings::default(),
         env,
-    )?;
-    Ok(spec_of(file, aws, SidecarSettings::default()))
+    )
 }
 
 /// The `aws:` section of a native config (`provider: aws`): the same names, YAML types allowed
@@ -240,21 +232,7 @@ pub fn from_native(
         ConfigError::field(file, "aws.objects", "missing: the list of objects to write")
     })?;
     let p = |k: &str| scalars.get(k).map(String::as_str);
-    let aws = compile(
-        file,
-        "aws",
-        Settings {
-            region: p("region"),
-            failover_region: p("failoverRegion"),
-            path_translation: p("pathTranslation"),
-            use_pod_identity: p("usePodIdentity"),
-            preferred_address_type: p("preferredAddressType"),
-        },
-        &objects,
-        defaults,
-        env,
-    )?;
-    Ok(spec_of(file, aws, sidecar))
+    compile(file, "aws", &p, &objects, defaults, sidecar, env)
 }
 
 /// The pod annotations of an annotation pod with `secretdrop.dev/provider: aws`
@@ -291,25 +269,7 @@ pub fn from_annotations(
         )
         .map(String::as_str)
     };
-    let aws = compile(
-        file,
-        at,
-        Settings {
-            region: p("region"),
-            failover_region: p("failoverRegion"),
-            path_translation: p("pathTranslation"),
-            use_pod_identity: p("usePodIdentity"),
-            preferred_address_type: p("preferredAddressType"),
-        },
-        &objects,
-        AwsDefaults {
-            mode: AWS_DEFAULT_MODE,
-            owner: None,
-            group: None,
-        },
-        env,
-    )?;
-    Ok(spec_of(file, aws, sidecar))
+    compile(file, at, &p, &objects, AwsDefaults::PROVIDER, sidecar, env)
 }
 
 /// SecretProviderClass parameter → pod annotation name (without `secretdrop.dev/`).
@@ -351,14 +311,6 @@ fn spec_of(file: &Path, aws: AwsSpec, sidecar: SidecarSettings) -> Spec {
     }
 }
 
-struct Settings<'a> {
-    region: Option<&'a str>,
-    failover_region: Option<&'a str>,
-    path_translation: Option<&'a str>,
-    use_pod_identity: Option<&'a str>,
-    preferred_address_type: Option<&'a str>,
-}
-
 /// An AWS region name: lowercase letters, digits and dashes (`us-west-2`, `us-gov-east-1`).
 pub fn check_region(file: &Path, field: &str, r: &str) -> Result<String, ConfigError> {
     let ok = !r.is_empty()
@@ -378,16 +330,19 @@ pub fn check_region(file: &Path, field: &str, r: &str) -> Result<String, ConfigE
     }
 }
 
-fn compile(
+/// The one reading of the parameters, whichever source spells them: `param` looks one up by
+/// its SecretProviderClass name, `at` names where they stand in messages.
+fn compile<'a>(
     file: &Path,
     at: &str,
-    s: Settings<'_>,
+    param: &dyn Fn(&str) -> Option<&'a str>,
     objects: &Value,
     defaults: AwsDefaults,
+    sidecar: SidecarSettings,
     env: &VaultEnv,
-) -> Result<AwsSpec, ConfigError> {
+) -> Result<Spec, ConfigError> {
     let field = |name: &str| join(at, name);
-    let region = match s.region.filter(|r| !r.is_empty()) {
+    let region = match param("region").filter(|r| !r.is_empty()) {
         Some(r) => check_region(file, &field("region"), r)?,
         None => match &env.aws_region {
             Some(r) => check_region(file, "AWS_REGION", r)?,
@@ -401,7 +356,7 @@ fn compile(
             }
         },
     };
-    let failover_region = match s.failover_region.filter(|r| !r.is_empty()) {
+    let failover_region = match param("failoverRegion").filter(|r| !r.is_empty()) {
         None => None,
         Some(r) => {
             let r = check_region(file, &field("failoverRegion"), r)?;
@@ -416,7 +371,7 @@ fn compile(
         }
     };
     // The provider: empty means "_", "False" (any case) turns translation off, else one character.
-    let translate: Option<char> = match s.path_translation {
+    let translate: Option<char> = match param("pathTranslation") {
         None | Some("") => Some('_'),
         Some(t) if t.eq_ignore_ascii_case("false") => None,
         Some(t) if t.len() == 1 => t.chars().next(),
@@ -428,7 +383,7 @@ fn compile(
             ))
         }
     };
-    let use_pod_identity = match s.use_pod_identity {
+    let use_pod_identity = match param("usePodIdentity") {
         None | Some("") => false,
         Some(v) => parse_bool(v).ok_or_else(|| {
             ConfigError::field(
@@ -438,11 +393,8 @@ fn compile(
             )
         })?,
     };
-    let preferred_address_type = match s
-        .preferred_address_type
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let address_type = param("preferredAddressType");
+    let preferred_address_type = match address_type.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("auto") => AddressType::Auto,
         Some("ipv4") => AddressType::Ipv4,
         Some("ipv6") => AddressType::Ipv6,
@@ -452,7 +404,7 @@ fn compile(
                 field("preferredAddressType"),
                 format!(
                     "{:?} is not an address type: allowed are ipv4, ipv6, auto",
-                    s.preferred_address_type.unwrap_or_default()
+                    address_type.unwrap_or_default()
                 ),
             ))
         }
@@ -495,13 +447,14 @@ fn compile(
         out.push(ctx.object(&label, v)?);
     }
     check_duplicates(file, at, &out, list)?;
-    Ok(AwsSpec {
+    let aws = AwsSpec {
         region,
         failover_region,
         use_pod_identity,
         preferred_address_type,
         objects: out,
-    })
+    };
+    Ok(spec_of(file, aws, sidecar))
 }
 
 struct Ctx<'a> {

@@ -152,15 +152,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         tls,
     };
 
-    let objects_text = params.get("objects").ok_or_else(|| {
-        ConfigError::field(
-            file,
-            "spec.parameters.objects",
-            "missing: the list of objects to write",
-        )
-    })?;
-    let entries: Vec<ObjectEntry> = yaml::from_str(&objects_text)
-        .map_err(|e| objects_yaml_error(file, text, &objects_text, &e))?;
+    let entries: Vec<ObjectEntry> = objects_param(file, text, params.get("objects").as_deref())?;
     let defaults = FileDefaults {
         mode: CSI_DEFAULT_MODE,
         owner: None,
@@ -290,9 +282,26 @@ fn scalar_text(v: &serde_yaml::Value) -> String {
         .unwrap_or_default()
 }
 
+/// The `objects` parameter (a YAML string), parsed; `text` is the whole manifest, to place
+/// errors on its lines. Every provider's SecretProviderClass holds its objects so.
+pub(super) fn objects_param<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    objects: Option<&str>,
+) -> Result<T, ConfigError> {
+    let objects = objects.ok_or_else(|| {
+        ConfigError::field(
+            file,
+            "spec.parameters.objects",
+            "missing: the list of objects to write",
+        )
+    })?;
+    yaml::from_str(objects).map_err(|e| objects_yaml_error(file, text, objects, &e))
+}
+
 /// Maps a parse error inside the `objects` string back to a line of the manifest when the string
 /// is a block scalar whose first line can be found in the file.
-pub(super) fn objects_yaml_error(
+fn objects_yaml_error(
     file: &Path,
     whole: &str,
     objects: &str,

@@ -18,6 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::VaultSettings;
+use crate::http::{BodyError, Failure};
 use crate::secret::SecretString;
 
 pub use tls::TlsSetupError;
@@ -210,13 +211,7 @@ impl Client {
                 attempt.follow()
             }
         });
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("secretdrop/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirects)
-            .referer(false)
-            .no_proxy();
+        let mut builder = crate::http::builder(Duration::from_secs(10), redirects);
         if settings.address.starts_with("https://") {
             builder = builder.use_preconfigured_tls(tls::client_config(&settings.tls)?);
         }
@@ -322,7 +317,7 @@ impl Client {
             MAX_ERROR_BYTES
         };
         // The raw answer holds secret values: zeroed once parsed.
-        let bytes = zeroize::Zeroizing::new(read_bounded(&mut resp, limit).await?);
+        let bytes = read_bounded(&mut resp, limit).await?;
         if (200..300).contains(&status) {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Response(serde_json::Value::Null));
@@ -349,28 +344,21 @@ impl Client {
     }
 }
 
-/// The body, read chunk by chunk, refused as soon as it passes `limit` bytes: a huge answer
-/// costs at most `limit` of memory, never its announced or actual size.
-async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, CallError> {
-    let too_big = || CallError::Invalid {
-        cause: format!(
-            "the answer is larger than {limit} bytes (--max-response-size); nothing was kept"
-        ),
-    };
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_big());
-    }
-    // Sized up front where the server says, so growth leaves no stray copies behind.
-    let hint = resp.content_length().unwrap_or(0).min(limit as u64) as usize;
-    let mut body = Vec::with_capacity(hint);
-    while let Some(chunk) = resp.chunk().await.map_err(classify_send_error)? {
-        if body.len() + chunk.len() > limit {
-            crate::secret::wipe(&mut body);
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+/// The body within `limit` bytes (`--max-response-size` for successful answers).
+async fn read_bounded(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
+    crate::http::read_bounded(resp, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooBig => CallError::Invalid {
+                cause: format!(
+                    "the answer is larger than {limit} bytes (--max-response-size); nothing was kept"
+                ),
+            },
+            BodyError::Transport(e) => classify_send_error(e),
+        })
 }
 
 /// Vault's `{"errors": [...]}` joined, or a placeholder. Bodies of errors carry no secret values.
@@ -401,44 +389,8 @@ fn tidy(message: &str) -> Vec<String> {
 
 /// Connection-level failures are transient, except certificate verification failures.
 fn classify_send_error(err: reqwest::Error) -> CallError {
-    let mut cause = String::new();
     // The top error only says "error sending request for url (...)": callers name the URL.
-    let top: &(dyn std::error::Error + 'static) = &err;
-    let mut source = top.source().or(Some(top));
-    let mut tls = false;
-    while let Some(e) = source {
-        if let Some(r) = e.downcast_ref::<rustls::Error>() {
-            tls = tls || is_cert_error(r);
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                tls = tls || is_cert_error(r);
-            }
-        }
-        let text = e.to_string();
-        // rustls errors can sit inside io::Error layers that hide them from `source()`; their
-        // text is stable (`invalid peer certificate: ...`).
-        // A fatal alert during the handshake (e.g. the server wants a client certificate) is
-        // no more transient than a certificate that does not verify.
-        tls = tls
-            || [
-                "invalid peer certificate",
-                "peer sent no certificates",
-                "received fatal alert",
-            ]
-            .iter()
-            .any(|m| text.contains(m));
-        if !cause.contains(&text) {
-            if !cause.is_empty() {
-                cause.push_str(": ");
-            }
-            cause.push_str(&text);
-        }
-        source = e.source();
-    }
-    if err.is_timeout() && !cause.contains("timed out") {
-        cause.push_str(" (timed out)");
-    }
+    let Failure { cause, tls } = crate::http::failure(&err, true);
     if tls {
         CallError::Tls { cause }
     } else {
@@ -447,13 +399,6 @@ fn classify_send_error(err: reqwest::Error) -> CallError {
             retry_after: None,
         }
     }
-}
-
-fn is_cert_error(e: &rustls::Error) -> bool {
-    matches!(
-        e,
-        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-    )
 }
 
 #[cfg(test)]

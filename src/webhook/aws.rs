@@ -293,13 +293,7 @@ mod tests {
     }
 
     fn ours(pod: &Value) -> Value {
-        pod["spec"]["initContainers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == CONTAINER)
-            .unwrap()
-            .clone()
+        crate::webhook::named(&pod["spec"]["initContainers"], CONTAINER).clone()
     }
 
     #[test]
@@ -325,12 +319,7 @@ mod tests {
             .unwrap()
             .iter()
             .any(|a| a == "--token-path"));
-        let token = out["spec"]["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == TOKEN_VOLUME)
-            .unwrap();
+        let token = crate::webhook::named(&out["spec"]["volumes"], TOKEN_VOLUME);
         assert_eq!(
             token["projected"]["sources"],
             json!([{"serviceAccountToken": {"path": "token", "expirationSeconds": 86400, "audience": IRSA_AUDIENCE}}])

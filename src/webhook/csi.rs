@@ -512,12 +512,7 @@ mod tests {
             !vols.iter().any(|v| v["name"] == SECRETS_VOLUME),
             "no objects of its own"
         );
-        let ours = out["spec"]["initContainers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == CONTAINER)
-            .unwrap();
+        let ours = crate::webhook::named(&out["spec"]["initContainers"], CONTAINER);
         let args: Vec<&str> = ours["args"]
             .as_array()
             .unwrap()
@@ -563,12 +558,7 @@ mod tests {
         let Decision::Inject { pod: out, .. } = mutate_with(&p, &d, &csi) else {
             panic!()
         };
-        let token = out["spec"]["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == "secretdrop-token")
-            .unwrap();
+        let token = crate::webhook::named(&out["spec"]["volumes"], "secretdrop-token");
         let paths: Vec<&str> = token["projected"]["sources"]
             .as_array()
             .unwrap()
@@ -583,12 +573,7 @@ mod tests {
                 audience_token_file("a2").as_str()
             ]
         );
-        let ours = out["spec"]["initContainers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == CONTAINER)
-            .unwrap();
+        let ours = crate::webhook::named(&out["spec"]["initContainers"], CONTAINER);
         let probe: Vec<&str> = ours["startupProbe"]["exec"]["command"]
             .as_array()
             .unwrap()

@@ -10,3 +10,13 @@ pub mod review;
 pub mod server;
 pub mod settings;
 pub mod shape;
+
+/// The entry called `name` of a JSON list (volumes, containers, mounts), for the unit tests.
+#[cfg(test)]
+pub(crate) fn named<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name:?} in {list}"))
+}

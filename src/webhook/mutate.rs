@@ -897,12 +897,7 @@ mod tests {
         let Decision::Inject { pod: out, .. } = mutate(&pod(a), &defaults()) else {
             panic!()
         };
-        let volume = out["spec"]["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == STATE_VOLUME)
-            .unwrap();
+        let volume = crate::webhook::named(&out["spec"]["volumes"], STATE_VOLUME);
         assert_eq!(volume["emptyDir"]["medium"], "Memory");
         let all: Vec<&Value> = ["initContainers", "containers"]
             .iter()

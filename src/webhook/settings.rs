@@ -182,12 +182,7 @@ mod tests {
             ..defaults()
         };
         let pod = injected(json!({}), &d);
-        let volume = pod["spec"]["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == CA_VOLUME)
-            .unwrap();
+        let volume = crate::webhook::named(&pod["spec"]["volumes"], CA_VOLUME);
         assert_eq!(volume["configMap"]["name"], "cluster-ca");
         assert_eq!(volume["configMap"]["items"][0]["key"], "ca.crt");
         assert!(find(&pod, CONTAINER)["env"]

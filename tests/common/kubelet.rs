@@ -105,6 +105,12 @@ impl Kubelet {
         container(&self.pod, name).clone()
     }
 
+    /// What `container` reads at `path`.
+    pub fn read(&self, container: &str, path: &str) -> String {
+        let c = self.container(container);
+        super::cli::read(self.host_path(&c, path).unwrap())
+    }
+
     /// Where `path`, as `container` sees it, is on the host (through its volumeMounts; the
     /// longest mountPath wins, subPath honoured).
     pub fn host_path(&self, container: &Value, path: &str) -> Option<PathBuf> {
@@ -236,6 +242,15 @@ impl Kubelet {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The entry called `name` of a JSON list (volumes, containers, mounts).
+pub fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name:?} in {list}"))
 }
 
 /// The container named `name` among the init and app containers of `pod`.

@@ -16,7 +16,8 @@ use secretdrop::webhook::patch;
 use serde_json::{json, Value};
 
 use super::cli::{bin, read};
-use super::{free_port, unique};
+use super::kube_api::KubeApi;
+use super::{free_port, unique, TestDir};
 
 /// A TLS connection to the webhook.
 pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
@@ -291,6 +292,12 @@ pub fn kubectl_agrees(dir: &Path, name: &str, pod: &Value, response: &Value, inj
         &by_kubectl, injected,
         "{name}: kubectl applied the patch differently"
     );
+    validates(name, injected);
+}
+
+/// The pod validates against the Kubernetes schema (`kubernetes-validate --strict`), as the
+/// API server will check it after admission.
+pub fn validates(name: &str, pod: &Value) {
     let mut validate = Command::new("kubernetes-validate")
         .args(["--strict", "-"])
         .stdin(std::process::Stdio::piped())
@@ -298,9 +305,8 @@ pub fn kubectl_agrees(dir: &Path, name: &str, pod: &Value, response: &Value, inj
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("kubernetes-validate (scripts/test.sh installs it)");
-    use std::io::Write;
     // Pods of a Deployment arrive with only generateName; the schema tool wants a name.
-    let mut named = injected.clone();
+    let mut named = pod.clone();
     if named["metadata"].get("name").is_none() {
         let prefix = named["metadata"]["generateName"]
             .as_str()
@@ -317,6 +323,51 @@ pub fn kubectl_agrees(dir: &Path, name: &str, pod: &Value, response: &Value, inj
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The refusal's message, asserting it is one.
+pub fn refusal(response: &Value) -> String {
+    assert_eq!(response["allowed"], false, "{response}");
+    response["status"]["message"].as_str().unwrap().to_string()
+}
+
+/// A Kubernetes API stand-in and a webhook reading from it through a kubeconfig holding
+/// `token(&api)`, all in one test directory.
+pub struct ApiScene {
+    pub dir: TestDir,
+    pub api: KubeApi,
+    pub webhook: Webhook,
+}
+
+impl ApiScene {
+    /// The webhook holds the API's token, which may read classes and ServiceAccounts.
+    pub fn new(extra: &[&str]) -> ApiScene {
+        ApiScene::with_token(|api| api.token.clone(), extra)
+    }
+
+    pub fn with_token(token: impl FnOnce(&KubeApi) -> String, extra: &[&str]) -> ApiScene {
+        let dir = TestDir::new();
+        let api = KubeApi::start(dir.path());
+        let kubeconfig = api.kubeconfig(dir.path(), &token(&api), true);
+        let (crt, key) = super::pki::self_signed(dir.path(), "webhook");
+        let mut args = vec!["--kubeconfig", kubeconfig.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let webhook = Webhook::start(dir.path(), &crt, &key, &args);
+        ApiScene { dir, api, webhook }
+    }
+
+    pub fn review(&self, pod: &Value) -> Value {
+        self.webhook.review(&self.webhook.ca, pod)
+    }
+
+    /// The review of `pod`, which must be refused: its message.
+    pub fn refusal(&self, pod: &Value) -> String {
+        refusal(&self.review(pod))
+    }
+
+    pub fn log(&self) -> String {
+        read(&self.webhook.log)
+    }
 }
 
 /// Applies the response's patch to `pod`.
