@@ -232,7 +232,14 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let pids = pids_named("sleep");
+        // spawn returns once exec has begun; the kernel names the new program a moment later
+        // (comm, argv), so a loaded machine can show the old name for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut pids = pids_named("sleep");
+        while !pids.contains(&(child.id() as i32)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            pids = pids_named("sleep");
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert!(pids.contains(&(child.id() as i32)), "{pids:?}");
