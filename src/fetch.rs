@@ -244,7 +244,7 @@ impl Fetcher {
         .await
         .map_err(|e| self.login_error(e))?;
         auth::token_from_login(&resp).ok_or_else(|| FetchError::Login {
-            address: self.client.address().to_string(),
+            address: self.client.place(),
             who: self.who(),
             status: Some(200),
             error: "the answer holds no auth.client_token".into(),
@@ -256,7 +256,7 @@ impl Fetcher {
         match e {
             Failure::GaveUp(g) => g,
             Failure::Call(c) => FetchError::Login {
-                address: self.client.address().to_string(),
+                address: self.client.place(),
                 who: self.who(),
                 status: status_of(&c),
                 hint: hint(&c, Op::Login),
@@ -316,7 +316,7 @@ impl Fetcher {
             .map(|r| {
                 r.unwrap_or_else(|| {
                     Err(FetchError::GaveUp {
-                        address: self.client.address().to_string(),
+                        address: self.client.place(),
                         what: "a read task".into(),
                         after: Duration::ZERO,
                         cause: "the task did not finish".into(),
@@ -491,7 +491,7 @@ impl Api {
         .map_err(|e| match e {
             Failure::GaveUp(g) => g,
             Failure::Call(c) => FetchError::Request {
-                address: self.client.address().to_string(),
+                address: self.client.place(),
                 method: method.to_string(),
                 path: path.to_string(),
                 who: self.who.to_string(),

@@ -358,6 +358,22 @@ fn the_vault_namespace_annotation_logs_in_and_reads_inside_the_namespace() {
     let r = k.run("secretdrop-init");
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(!password(&k).exists());
+    assert!(!r.stderr.contains("Vault namespace"), "{}", r.stderr);
+
+    // A login refused inside a namespace says which one: a wrong namespace looks like any
+    // other refusal otherwise.
+    let mut elsewhere = p.clone();
+    elsewhere["metadata"]["annotations"]["secretdrop.dev/vault-namespace"] = json!(ns);
+    elsewhere["metadata"]["annotations"]["secretdrop.dev/role"] = json!(unique("no-such-role"));
+    let injected = patched(&elsewhere, &w.review(&crt, &elsewhere));
+    let k = Kubelet::with(&dir.join("wrong-role"), "default", &injected, &cluster);
+    let r = k.run("secretdrop-init");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("(Vault namespace {ns})")),
+        "{}",
+        r.stderr
+    );
 }
 
 /// Resources and the metrics/readiness port land on the injected sidecar; run as kubelet

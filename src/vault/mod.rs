@@ -253,6 +253,15 @@ impl Client {
         &self.address
     }
 
+    /// Where requests go, for messages: the address, and the Vault namespace when one is set
+    /// (a login refused in the wrong namespace looks like any other 403).
+    pub fn place(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} (Vault namespace {ns})", self.address),
+            None => self.address.clone(),
+        }
+    }
+
     /// One request to `/v1/<path>`. `timeout` bounds this attempt (capped at 30 s).
     pub async fn call(
         &self,
