@@ -668,7 +668,36 @@ fn a_flood_of_refused_requests_logs_a_bounded_number_of_warnings_and_counts_them
             read(&w.log)
         );
     }
+    // Logging resumes after the interval: the summary comes first, then the warning.
+    std::thread::sleep(WARN_INTERVAL.saturating_sub(started.elapsed()));
+    assert_eq!(oversized(&w).ok(), Some(413));
+    assert_eq!(
+        lines_with(&w.log, TOO_LARGE, WARN_BURST + 1),
+        WARN_BURST + 1
+    );
+    let log = read(&w.log);
+    let resumed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("(too_large)") || l.contains(TOO_LARGE))
+        .collect();
+    let n = resumed.len();
+    assert!(
+        n >= 2 && resumed[n - 2].contains("similar warnings") && resumed[n - 1].contains(TOO_LARGE),
+        "{log}"
+    );
+    assert_eq!(suppressed(&log, "too_large"), [FLOOD - WARN_BURST], "{log}");
+    // A second flood, within one interval: its surplus is reported at shutdown.
+    const SECOND: usize = 20;
+    for i in 0..SECOND {
+        assert_eq!(
+            oversized(&w).ok(),
+            Some(413),
+            "request {i}\n{}",
+            read(&w.log)
+        );
+    }
     let took = started.elapsed();
+    let events = FLOOD + 1 + SECOND;
     // Another kind of refusal is not hidden by this flood: logged at once.
     let (status, _) = w.post(b"{not json").unwrap();
     assert_eq!(status, 400);
@@ -685,7 +714,7 @@ fn a_flood_of_refused_requests_logs_a_bounded_number_of_warnings_and_counts_them
         .lines()
         .find_map(|l| l.strip_prefix("secretdrop_webhook_reviews_total{result=\"bad_request\"} "))
         .expect("the bad_request counter");
-    assert_eq!(counted.trim(), (FLOOD + 1).to_string(), "{metrics}");
+    assert_eq!(counted.trim(), (events + 1).to_string(), "{metrics}");
 
     // Shutting down reports what is still suppressed.
     // SAFETY: kill(2) on the webhook child's pid.
@@ -703,7 +732,7 @@ fn a_flood_of_refused_requests_logs_a_bounded_number_of_warnings_and_counts_them
     let intervals = (took + Duration::from_secs(1)).as_secs_f64() / WARN_INTERVAL.as_secs_f64();
     let bound = WARN_BURST * (intervals.ceil() as usize + 1);
     eprintln!(
-        "{FLOOD} oversized bodies in {took:?}: {logged} warnings logged, {hidden} suppressed in {} summary lines (bound {bound})",
+        "{events} oversized bodies in {took:?}: {logged} warnings logged, {hidden} suppressed in {} summary lines (bound {bound})",
         summaries.len()
     );
     eprintln!(
@@ -715,7 +744,8 @@ fn a_flood_of_refused_requests_logs_a_bounded_number_of_warnings_and_counts_them
     assert!(logged >= WARN_BURST, "the first ones are logged\n{log}");
     assert!(logged <= bound, "{logged} warnings, at most {bound}\n{log}");
     assert!(!summaries.is_empty() && summaries.len() <= bound, "{log}");
-    assert_eq!(logged + hidden, FLOOD, "{log}");
+    assert_eq!(summaries.len(), 2, "{log}");
+    assert_eq!(logged + hidden, events, "{log}");
     assert!(
         log.lines().filter(|l| l.contains(" WARN ")).count() <= 2 * bound + 1,
         "{log}"
