@@ -27,6 +27,9 @@
 //!   idle connection is closed to make room, as at the cap; when there is none, and on other
 //!   shortages (ENFILE, ENOBUFS, ENOMEM), accepting pauses 100 ms, doubling to 1 s, until an
 //!   accept succeeds again.
+//! * Nothing a client does here logs at its rate: closed and displaced connections log at
+//!   debug only, and the warning that accepting pauses goes through the rate limit of
+//!   [`crate::logging::limited`], as do the webhook's 413 and 400 warnings.
 
 use std::future::Future;
 use std::io;
@@ -309,10 +312,13 @@ where
         slots: Mutex::new(Vec::with_capacity(limits.connections)),
     });
     let mut backoff: Option<Duration> = None;
+    // Whether this backoff episode's warning was logged (not rate-limited away): only then
+    // is its end worth a line.
+    let mut warned = false;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
-                if backoff.take().is_some() {
+                if backoff.take().is_some() && std::mem::take(&mut warned) {
                     tracing::info!("accepting connections again");
                 }
                 stream
@@ -328,7 +334,11 @@ where
             Err(e) => {
                 let pause = backoff.map_or(BACKOFF_FIRST, |d| (d * 2).min(BACKOFF_MAX));
                 if backoff.is_none() {
-                    tracing::warn!(error = %e, "cannot accept connections; retrying every {}-{} ms", BACKOFF_FIRST.as_millis(), BACKOFF_MAX.as_millis());
+                    // A client flood can end and restart episodes many times a second.
+                    warned = crate::logging::limited(
+                        crate::logging::Flood::Accept,
+                        || tracing::warn!(error = %e, "cannot accept connections; retrying every {}-{} ms", BACKOFF_FIRST.as_millis(), BACKOFF_MAX.as_millis()),
+                    );
                 }
                 backoff = Some(pause);
                 tokio::time::sleep(pause).await;

@@ -1143,6 +1143,7 @@ impl Sidecar {
     }
 
     async fn shutdown(&mut self, why: &'static str) -> Result<(), Error> {
+        crate::logging::flush_suppressed();
         tracing::info!(signal = why, "shutting down; files stay in place");
         if self.opts.revoke_on_exit {
             if let Some(token) = &self.token {

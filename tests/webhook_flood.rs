@@ -606,3 +606,148 @@ fn the_sidecar_listen_server_under_a_low_fd_limit_neither_spins_nor_starves_rend
         r.log_text()
     );
 }
+
+/// The webhook's limit on refusal warnings (src/logging.rs): lines per kind per interval.
+const WARN_BURST: usize = 5;
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+const TOO_LARGE: &str = "refused an AdmissionReview larger than the limit";
+
+/// A request head declaring a body over the cap, on a new connection: the webhook's answer.
+fn oversized(w: &Webhook) -> io::Result<u16> {
+    let mut tls = w.connect()?;
+    let head = format!("POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 5 << 20);
+    tls.write_all(head.as_bytes())?;
+    tls.flush()?;
+    tls.sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    common::webhook::response(&mut tls).map(|r| r.0)
+}
+
+/// Waits (up to 5 s) until the log has `n` lines containing `what`; how many it has.
+fn lines_with(log: &std::path::Path, what: &str, n: usize) -> usize {
+    let started = Instant::now();
+    loop {
+        let have = read(log).lines().filter(|l| l.contains(what)).count();
+        if have >= n || started.elapsed() > Duration::from_secs(5) {
+            return have;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `suppressed=K` counts of the summary lines for `kind`.
+fn suppressed(log: &str, kind: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains("similar warnings") && l.contains(&format!("({kind})")))
+        .map(|l| {
+            let k = l.split("suppressed=").nth(1).expect("a suppressed= field");
+            k.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_refused_requests_logs_a_bounded_number_of_warnings_and_counts_them_all() {
+    let _turn = one_at_a_time();
+    let dir = TestDir::new();
+    let w = start(&dir, None);
+    // Control: a single refusal is logged at once.
+    assert_eq!(oversized(&w).ok(), Some(413), "{}", read(&w.log));
+    assert_eq!(lines_with(&w.log, TOO_LARGE, 1), 1, "{}", read(&w.log));
+
+    const FLOOD: usize = 300;
+    let started = Instant::now();
+    for i in 1..FLOOD {
+        assert_eq!(
+            oversized(&w).ok(),
+            Some(413),
+            "request {i}\n{}",
+            read(&w.log)
+        );
+    }
+    // Logging resumes after the interval: the summary comes first, then the warning.
+    std::thread::sleep(WARN_INTERVAL.saturating_sub(started.elapsed()));
+    assert_eq!(oversized(&w).ok(), Some(413));
+    assert_eq!(
+        lines_with(&w.log, TOO_LARGE, WARN_BURST + 1),
+        WARN_BURST + 1
+    );
+    let log = read(&w.log);
+    let resumed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("(too_large)") || l.contains(TOO_LARGE))
+        .collect();
+    let n = resumed.len();
+    assert!(
+        n >= 2 && resumed[n - 2].contains("similar warnings") && resumed[n - 1].contains(TOO_LARGE),
+        "{log}"
+    );
+    assert_eq!(suppressed(&log, "too_large"), [FLOOD - WARN_BURST], "{log}");
+    // A second flood, within one interval: its surplus is reported at shutdown.
+    const SECOND: usize = 20;
+    for i in 0..SECOND {
+        assert_eq!(
+            oversized(&w).ok(),
+            Some(413),
+            "request {i}\n{}",
+            read(&w.log)
+        );
+    }
+    let took = started.elapsed();
+    let events = FLOOD + 1 + SECOND;
+    // Another kind of refusal is not hidden by this flood: logged at once.
+    let (status, _) = w.post(b"{not json").unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(
+        lines_with(&w.log, "bad AdmissionReview", 1),
+        1,
+        "{}",
+        read(&w.log)
+    );
+    // Every refusal is counted.
+    let (status, metrics) = w.call(&w.ca, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("secretdrop_webhook_reviews_total{result=\"bad_request\"} "))
+        .expect("the bad_request counter");
+    assert_eq!(counted.trim(), (events + 1).to_string(), "{metrics}");
+
+    // Shutting down reports what is still suppressed.
+    // SAFETY: kill(2) on the webhook child's pid.
+    unsafe { libc::kill(w.pid() as i32, libc::SIGTERM) };
+    assert_eq!(
+        lines_with(&w.log, "webhook shutting down", 1),
+        1,
+        "{}",
+        read(&w.log)
+    );
+    let log = read(&w.log);
+    let logged = log.lines().filter(|l| l.contains(TOO_LARGE)).count();
+    let summaries = suppressed(&log, "too_large");
+    let hidden: usize = summaries.iter().sum();
+    let intervals = (took + Duration::from_secs(1)).as_secs_f64() / WARN_INTERVAL.as_secs_f64();
+    let bound = WARN_BURST * (intervals.ceil() as usize + 1);
+    eprintln!(
+        "{events} oversized bodies in {took:?}: {logged} warnings logged, {hidden} suppressed in {} summary lines (bound {bound})",
+        summaries.len()
+    );
+    eprintln!(
+        "{}",
+        log.lines()
+            .find(|l| l.contains("similar warnings"))
+            .unwrap_or("")
+    );
+    assert!(logged >= WARN_BURST, "the first ones are logged\n{log}");
+    assert!(logged <= bound, "{logged} warnings, at most {bound}\n{log}");
+    assert!(!summaries.is_empty() && summaries.len() <= bound, "{log}");
+    assert_eq!(summaries.len(), 2, "{log}");
+    assert_eq!(logged + hidden, events, "{log}");
+    assert!(
+        log.lines().filter(|l| l.contains(" WARN ")).count() <= 2 * bound + 1,
+        "{log}"
+    );
+}

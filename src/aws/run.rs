@@ -233,6 +233,7 @@ pub fn sidecar(opts: Options, spec: Spec) -> Result<(), Error> {
             }
             publish(&metrics, held.is_some(), last_success, "nothing rendered yet");
         }
+        crate::logging::flush_suppressed();
         tracing::info!("stopping");
         Ok(())
     })

@@ -43,6 +43,7 @@ use super::mutate::Defaults;
 use super::review::{self, Outcome};
 use super::shape::Shape;
 use crate::error::Error;
+use crate::logging::Flood;
 use crate::serve::{self, Conn, Limits};
 
 /// The kube-apiserver refuses requests over 3 MiB, so a pod is at most that; the
@@ -165,6 +166,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
                 () = &mut server => break,
             }
         }
+        crate::logging::flush_suppressed();
         tracing::info!("webhook shutting down");
         Ok(())
     });
@@ -512,7 +514,10 @@ async fn mutate(
 
 fn bad_request(state: &State, message: String) -> Response<Answer> {
     state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(error = %message, "bad AdmissionReview");
+    crate::logging::limited(
+        Flood::BadReview,
+        || tracing::warn!(error = %message, "bad AdmissionReview"),
+    );
     reply(
         StatusCode::BAD_REQUEST,
         "text/plain",
@@ -523,10 +528,12 @@ fn bad_request(state: &State, message: String) -> Response<Answer> {
 /// 413, closing the connection: the rest of the body is never read.
 fn too_large(state: &State) -> Response<Answer> {
     state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(
-        limit = MAX_BODY,
-        "refused an AdmissionReview larger than the limit"
-    );
+    crate::logging::limited(Flood::TooLarge, || {
+        tracing::warn!(
+            limit = MAX_BODY,
+            "refused an AdmissionReview larger than the limit"
+        )
+    });
     let mut r = reply(
         StatusCode::PAYLOAD_TOO_LARGE,
         "text/plain",
