@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::cli::{read, tree};
-use common::postgres::{enable_database_engine, unique_role, Postgres};
+use common::postgres::{MintCounter, Postgres};
 use common::scenario::Pod;
 use common::server::{add_rate_limit_quota_with, remove_rate_limit_quota, PersistentBao};
 use common::{unique, Bao};
@@ -32,34 +32,11 @@ fn read_pair(dir: &Path) -> Option<(String, String)> {
 #[test]
 fn database_credentials_stay_valid_through_renewals_and_rotations() {
     let (bao, pg) = (Bao::shared(), Postgres::shared());
-    let mount = unique("db");
-    let seed_role = unique_role("seed");
-    enable_database_engine(bao, &mount, pg, &seed_role, "3s", "9s");
-    // Our own role, whose creation statement also records each minted user in a table, so the
-    // count of minted credentials does not depend on secretdrop's own word.
-    let table = format!("minted_{}", unique_role("t"));
-    pg.sql(&format!(
-        "CREATE TABLE {table} (name text, at timestamptz DEFAULT now())"
-    ));
-    let role = unique_role("app");
-    let creation = format!(
-        "CREATE ROLE \"{{{{name}}}}\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}'; INSERT INTO public.{table} (name) VALUES ('{{{{name}}}}');"
-    );
-    bao.cli(&[
-        "write",
-        &format!("{mount}/roles/{role}"),
-        "db_name=pg",
-        &format!("creation_statements={creation}"),
-        "default_ttl=3s",
-        "max_ttl=9s",
-    ]);
-    let pod = Pod::with_policy(
-        bao,
-        &format!("path \"{mount}/creds/{role}\" {{ capabilities = [\"read\"] }}\n"),
-    );
-    let rest = format!(
-        "files:\n  mode: \"0600\"\nobjects:\n  - {{objectName: username, secretPath: {mount}/creds/{role}, secretKey: username}}\n  - {{objectName: password, secretPath: {mount}/creds/{role}, secretKey: password}}\n"
-    );
+    // A role whose creation statement also records each minted user in a table, so the count
+    // of minted credentials does not depend on secretdrop's own word.
+    let db = MintCounter::new(bao, pg, "3s", "9s");
+    let pod = Pod::with_policy(bao, &db.policy());
+    let rest = db.objects();
     // Debug logging records every renewal, so the counts come from the final log, after stop.
     let mut r = pod.sidecar(
         &pod.native(bao, &rest),
@@ -108,11 +85,7 @@ fn database_credentials_stay_valid_through_renewals_and_rotations() {
         renewals >= 2.0 * rotations,
         "{renewals} renewals for {rotations} rotations:\n{log}"
     );
-    let minted: usize = pg
-        .sql(&format!("SELECT count(*) FROM {table}"))
-        .trim()
-        .parse()
-        .unwrap();
+    let minted = db.minted(pg);
     assert_eq!(
         minted as f64,
         rotations + 1.0,

@@ -11,64 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::cli::{current_version, read, secretdrop, write};
-use common::postgres::{enable_database_engine, unique_role, Postgres};
+use common::postgres::{MintCounter, Postgres};
 use common::resident::Resident;
 use common::scenario::Pod;
 use common::{request_count, unique, Bao, Server, TestDir};
-
-/// A database role whose creation statement also records each minted user in a table, so the
-/// count of minted credentials comes from PostgreSQL, not from secretdrop.
-struct Db {
-    mount: String,
-    role: String,
-    table: String,
-}
-
-impl Db {
-    fn new(bao: &impl Server, pg: &Postgres, default_ttl: &str, max_ttl: &str) -> Db {
-        let mount = unique("db");
-        enable_database_engine(bao, &mount, pg, &unique_role("sd"), "1m", "1h");
-        let table = format!("minted_{}", unique_role("t"));
-        pg.sql(&format!(
-            "CREATE TABLE {table} (name text, at timestamptz DEFAULT now())"
-        ));
-        let role = unique_role("st");
-        let creation = format!(
-            "CREATE ROLE \"{{{{name}}}}\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}'; INSERT INTO public.{table} (name) VALUES ('{{{{name}}}}');"
-        );
-        bao.cli(&[
-            "write",
-            &format!("{mount}/roles/{role}"),
-            "db_name=pg",
-            &format!("creation_statements={creation}"),
-            &format!("default_ttl={default_ttl}"),
-            &format!("max_ttl={max_ttl}"),
-        ]);
-        Db { mount, role, table }
-    }
-
-    fn policy(&self) -> String {
-        format!(
-            "path \"{}/creds/{}\" {{ capabilities = [\"read\"] }}\n",
-            self.mount, self.role
-        )
-    }
-
-    fn objects(&self) -> String {
-        format!(
-            "files:\n  mode: \"0600\"\nobjects:\n  - {{objectName: username, secretPath: {m}/creds/{r}, secretKey: username}}\n  - {{objectName: password, secretPath: {m}/creds/{r}, secretKey: password}}\n",
-            m = self.mount,
-            r = self.role
-        )
-    }
-
-    fn minted(&self, pg: &Postgres) -> usize {
-        pg.sql(&format!("SELECT count(*) FROM {}", self.table))
-            .trim()
-            .parse()
-            .expect("a count")
-    }
-}
 
 /// Live tokens on the server (root's included): a login adds one.
 fn accessors(bao: &impl Server) -> usize {
@@ -109,7 +55,7 @@ fn sidecar(pod: &Pod, config: &Path, extra: &[&str]) -> Resident {
 #[test]
 fn a_sigkilled_sidecar_adopts_its_token_lease_and_files() {
     let (bao, pg) = (Bao::start_new(), Postgres::shared());
-    let db = Db::new(&bao, pg, "15s", "10m");
+    let db = MintCounter::new(&bao, pg, "15s", "10m");
     let pod = Pod::with_policy(&bao, &db.policy());
     let config = write(
         pod.dir.path(),
@@ -161,7 +107,7 @@ fn a_sigkilled_sidecar_adopts_its_token_lease_and_files() {
 #[test]
 fn init_then_sidecar_log_in_once_and_mint_once() {
     let (bao, pg) = (Bao::start_new(), Postgres::shared());
-    let db = Db::new(&bao, pg, "1m", "10m");
+    let db = MintCounter::new(&bao, pg, "1m", "10m");
     let pod = Pod::with_policy(&bao, &db.policy());
     let config = write(
         pod.dir.path(),
@@ -196,7 +142,7 @@ fn init_then_sidecar_log_in_once_and_mint_once() {
 #[test]
 fn a_corrupt_state_or_a_revoked_token_means_a_fresh_login_with_working_credentials() {
     let (bao, pg) = (Bao::shared(), Postgres::shared());
-    let db = Db::new(bao, pg, "1m", "10m");
+    let db = MintCounter::new(bao, pg, "1m", "10m");
     let pod = Pod::with_policy(bao, &db.policy());
     let config = write(
         pod.dir.path(),
@@ -241,7 +187,7 @@ fn a_corrupt_state_or_a_revoked_token_means_a_fresh_login_with_working_credentia
 #[test]
 fn the_replaced_user_is_dropped_after_the_grace_period_and_never_before() {
     let (bao, pg) = (Bao::shared(), Postgres::shared());
-    let db = Db::new(bao, pg, "1m", "1h");
+    let db = MintCounter::new(bao, pg, "1m", "1h");
     let kv = unique("state-kv");
     bao.cli(&["kv", "put", &format!("secret/{kv}"), "greeting=before"]);
     // Vault's default policy allows renewing leases, not revoking them: the sidecar ends the
@@ -354,7 +300,7 @@ fn ten_forced_restarts_cost_one_login_and_one_user_with_the_state() {
     let mut figures = Vec::new();
     for with_state in [false, true] {
         let bao = Bao::start_new();
-        let db = Db::new(&bao, pg, "1m", "1h");
+        let db = MintCounter::new(&bao, pg, "1m", "1h");
         let pod = Pod::with_policy(&bao, &db.policy());
         let config = write(
             pod.dir.path(),

@@ -46,7 +46,9 @@
 //!   it would keep working until `VALID UNTIL`. Renewing after expiry fails with 400
 //!   `lease not found`.
 
-use super::{free_port, harness_dir, once_or_fail, spawn_tied_to_process_with, Server, COUNTER};
+use super::{
+    free_port, harness_dir, once_or_fail, spawn_tied_to_process_with, unique, Server, COUNTER,
+};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
 use std::ffi::CString;
@@ -496,6 +498,63 @@ pub fn enable_database_engine(
         &format!("default_ttl={default_ttl}"),
         &format!("max_ttl={max_ttl}"),
     ]);
+}
+
+/// A database role whose creation statement also records each minted user in a table, so the
+/// count of minted credentials comes from PostgreSQL, not from secretdrop.
+pub struct MintCounter {
+    pub mount: String,
+    pub role: String,
+    pub table: String,
+}
+
+impl MintCounter {
+    pub fn new(bao: &impl Server, pg: &Postgres, default_ttl: &str, max_ttl: &str) -> MintCounter {
+        let mount = unique("db");
+        enable_database_engine(bao, &mount, pg, &unique_role("sd"), "1m", "1h");
+        let table = format!("minted_{}", unique_role("t"));
+        pg.sql(&format!(
+            "CREATE TABLE {table} (name text, at timestamptz DEFAULT now())"
+        ));
+        let role = unique_role("st");
+        let creation = format!(
+            "CREATE ROLE \"{{{{name}}}}\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}'; INSERT INTO public.{table} (name) VALUES ('{{{{name}}}}');"
+        );
+        bao.cli(&[
+            "write",
+            &format!("{mount}/roles/{role}"),
+            "db_name=pg",
+            &format!("creation_statements={creation}"),
+            &format!("default_ttl={default_ttl}"),
+            &format!("max_ttl={max_ttl}"),
+        ]);
+        MintCounter { mount, role, table }
+    }
+
+    /// A policy that may read this role's credentials.
+    pub fn policy(&self) -> String {
+        format!(
+            "path \"{}/creds/{}\" {{ capabilities = [\"read\"] }}\n",
+            self.mount, self.role
+        )
+    }
+
+    /// A native config's `files` and `objects` for a username/password pair of this role.
+    pub fn objects(&self) -> String {
+        format!(
+            "files:\n  mode: \"0600\"\nobjects:\n  - {{objectName: username, secretPath: {m}/creds/{r}, secretKey: username}}\n  - {{objectName: password, secretPath: {m}/creds/{r}, secretKey: password}}\n",
+            m = self.mount,
+            r = self.role
+        )
+    }
+
+    /// How many users this role has minted, as PostgreSQL recorded them.
+    pub fn minted(&self, pg: &Postgres) -> usize {
+        pg.sql(&format!("SELECT count(*) FROM {}", self.table))
+            .trim()
+            .parse()
+            .expect("a count")
+    }
 }
 
 /// One read of `MOUNT/creds/ROLE`.
