@@ -26,6 +26,8 @@ pub mod secret;
 pub mod serve;
 pub mod sidecar;
 pub mod state;
+#[cfg(test)]
+mod test_dir;
 pub mod vault;
 pub mod volume;
 pub mod watch;

@@ -736,18 +736,12 @@ pub async fn init(
 mod tests {
     use super::*;
 
-    struct Tmp(PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::Tmp;
+
     fn tmp(name: &str) -> Tmp {
-        let p =
-            std::env::temp_dir().join(format!("secretdrop-state-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Tmp(p)
+        let t = crate::test_dir::fresh(&std::env::temp_dir(), "state", name);
+        fs::create_dir_all(&t.0).unwrap();
+        t
     }
 
     fn sample() -> State {

@@ -687,19 +687,10 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    struct Tmp(PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::Tmp;
+
     fn tmp(name: &str) -> Tmp {
-        let p = PathBuf::from(format!(
-            "/dev/shm/secretdrop-unit-{name}-{}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&p);
-        Tmp(p)
+        crate::test_dir::fresh(Path::new("/dev/shm"), "unit", name)
     }
 
     fn payload(files: &[(&str, &str, u32)]) -> Payload {
