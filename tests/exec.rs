@@ -22,9 +22,9 @@ use secretdrop::render::{FileContent, Payload};
 use secretdrop::secret::SecretBytes;
 use secretdrop::volume::Volume;
 
-/// Commits `files` into `dir` with secretdrop's own atomic writer, as a sidecar would.
-fn commit(dir: &Path, files: &[(&str, &[u8])]) {
-    let payload = Payload {
+/// `files` as a payload of 0644 files, for secretdrop's own atomic writer.
+fn payload(files: &[(&str, &[u8])]) -> Payload {
+    Payload {
         files: files
             .iter()
             .map(|(name, data)| {
@@ -39,10 +39,14 @@ fn commit(dir: &Path, files: &[(&str, &[u8])]) {
                 )
             })
             .collect::<BTreeMap<_, _>>(),
-    };
+    }
+}
+
+/// Commits `files` into `dir` with secretdrop's own atomic writer, as a sidecar would.
+fn commit(dir: &Path, files: &[(&str, &[u8])]) {
     Volume::new(dir, false)
         .keeping_previous()
-        .commit(&payload)
+        .commit(&payload(files))
         .unwrap();
 }
 
@@ -185,23 +189,8 @@ fn a_swap_in_the_middle_of_a_read_never_mixes_versions() {
                 n += 1;
                 let (u, p) = (format!("user-{n}"), format!("pass-{n}"));
                 // Without keeping the previous version: readers race its removal too.
-                let payload = Payload {
-                    files: [("username", u), ("password", p)]
-                        .into_iter()
-                        .map(|(k, v)| {
-                            (
-                                k.to_string(),
-                                FileContent {
-                                    data: SecretBytes::new(v.into_bytes()),
-                                    mode: 0o644,
-                                    owner: None,
-                                    group: None,
-                                },
-                            )
-                        })
-                        .collect(),
-                };
-                Volume::new(&out, false).commit(&payload).unwrap();
+                let files = payload(&[("username", u.as_bytes()), ("password", p.as_bytes())]);
+                Volume::new(&out, false).commit(&files).unwrap();
                 std::thread::sleep(Duration::from_micros(300));
             }
             n
