@@ -3,7 +3,7 @@
 # stripped, size-checked. The tests run this script and distroless.Dockerfile runs it too, so
 # what is tested is what is shipped.
 #
-# Output: target/static/secretdrop. Fails if the binary is dynamic or larger than MAX_BYTES.
+# Output: target/static/secretdrop (under $CARGO_TARGET_DIR when that is set). Fails if the binary is dynamic or larger than MAX_BYTES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,9 +46,10 @@ rustflags_var="CARGO_TARGET_$(tr '[:lower:]-' '[:upper:]_' <<<"$target")_RUSTFLA
 export "$rustflags_var=-C force-unwind-tables=no -C link-arg=-Wl,-z,pack-relative-relocs"
 cargo build --release --locked --target "$target" >&2
 
-mkdir -p target/static
-cp "target/$target/release/secretdrop" target/static/secretdrop
-bin=target/static/secretdrop
+out=${CARGO_TARGET_DIR:-target}
+mkdir -p "$out/static"
+cp "$out/$target/release/secretdrop" "$out/static/secretdrop"
+bin=$out/static/secretdrop
 
 if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
     echo "build-static: $bin is dynamically linked" >&2
