@@ -93,7 +93,7 @@ fn main() {
     .to_string();
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = secretdrop::vault::tls::client_config(&TlsSettings {
+    let tls = secretdrop::provider::vault::tls::client_config(&TlsSettings {
         ca_cert: Some(crt.clone()),
         ..Default::default()
     })

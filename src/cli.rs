@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{self, Auth, Output, Spec, VaultEnv};
 use crate::error::{Error, ExitCode};
-use crate::fetch::Fetcher;
+use crate::provider::vault::fetch::Fetcher;
 use crate::render;
 use crate::volume::{Commit, Volume, VolumeSet};
 
@@ -416,11 +416,14 @@ impl Args {
         }
     }
 
-    /// `--state-dir`, checked against `--dir` (see [`crate::state::StateDir::prepare`]).
-    fn state_dir(&self, dir: &std::path::Path) -> Result<Option<crate::state::StateDir>, Error> {
+    /// `--state-dir`, checked against `--dir` (see [`crate::engine::state::StateDir::prepare`]).
+    fn state_dir(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<Option<crate::engine::state::StateDir>, Error> {
         match self.get("state-dir").filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => crate::state::StateDir::prepare(
+            Some(v) => crate::engine::state::StateDir::prepare(
                 std::path::Path::new(v),
                 dir,
                 self.switch("allow-disk")?,
@@ -457,7 +460,7 @@ impl Args {
             _ => self
                 .duration(
                     "revoke-replaced-after",
-                    crate::state::DEFAULT_REVOKE_REPLACED_AFTER,
+                    crate::engine::state::DEFAULT_REVOKE_REPLACED_AFTER,
                 )
                 .map(Some),
         }
@@ -465,8 +468,8 @@ impl Args {
 
     /// `--allowed-vault-address` and `--max-response-size`: what the operator allows the
     /// Vault client, whatever the config says.
-    fn client_policy(&self) -> Result<crate::vault::ClientPolicy, Error> {
-        let mut policy = crate::vault::ClientPolicy::default();
+    fn client_policy(&self) -> Result<crate::provider::vault::client::ClientPolicy, Error> {
+        let mut policy = crate::provider::vault::client::ClientPolicy::default();
         if let Some(list) = self.get("allowed-vault-address") {
             policy.allowed_addresses = parse_address_list("allowed-vault-address", list)?;
         }
@@ -800,7 +803,12 @@ fn init(args: &Args) -> Result<(), Error> {
     if let Some((spec, dir)) = config::volumes::aws_unit(&path, &units)? {
         if let Some(aws) = &spec.aws {
             // provider: aws (docs/aws.md).
-            return crate::aws::run::init(aws, &Volume::new(&dir, allow_disk), started, timeout);
+            return crate::provider::aws::run::init(
+                aws,
+                &Volume::new(&dir, allow_disk),
+                started,
+                timeout,
+            );
         }
     }
     let several = units.len() > 1;
@@ -816,7 +824,7 @@ fn init(args: &Args) -> Result<(), Error> {
         crate::volume::check_ownership(&unit.spec.objects).map_err(Error::Unfit)?;
         let fetcher = Fetcher::new(&unit.spec, &token_path, &policy)?;
         let state_dir = match (&state_dir, several) {
-            (Some(sd), true) => Some(crate::state::StateDir::prepare(
+            (Some(sd), true) => Some(crate::engine::state::StateDir::prepare(
                 &sd.path().join(format!("unit-{i}")),
                 volume.dir(),
                 allow_disk,
@@ -833,7 +841,7 @@ fn init(args: &Args) -> Result<(), Error> {
     let deadline = started + timeout;
     for (spec, volume, fetcher, state_dir) in &prepared {
         let (outcome, files) = match state_dir {
-            Some(sd) => runtime.block_on(crate::state::init(
+            Some(sd) => runtime.block_on(crate::engine::state::init(
                 sd, spec, fetcher, volume, grace, deadline,
             ))?,
             None => {
@@ -858,7 +866,7 @@ fn init(args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
-/// `secretdrop sidecar`: see [`crate::sidecar`].
+/// `secretdrop sidecar`: see [`crate::engine::sidecar`].
 fn sidecar(args: &Args) -> Result<(), Error> {
     let poll_interval = match args.get("poll-interval") {
         None => None,
@@ -870,7 +878,8 @@ fn sidecar(args: &Args) -> Result<(), Error> {
     let listen = match args.get("listen") {
         None => None,
         Some(v) => Some(
-            crate::observe::parse_listen(v).map_err(|m| Error::Usage(format!("--listen: {m}")))?,
+            crate::engine::observe::parse_listen(v)
+                .map_err(|m| Error::Usage(format!("--listen: {m}")))?,
         ),
     };
     let notify = config::NotifySettings {
@@ -887,7 +896,7 @@ fn sidecar(args: &Args) -> Result<(), Error> {
     };
     check_notify_flags(&notify)?;
     let dir = args.path("dir", Some(DEFAULT_DIR))?;
-    let opts = crate::sidecar::Options {
+    let opts = crate::engine::sidecar::Options {
         config: args.path("config", None)?,
         state_dir: args.state_dir(&dir)?,
         revoke_replaced_after: args.revoke_replaced_after()?,
@@ -903,7 +912,7 @@ fn sidecar(args: &Args) -> Result<(), Error> {
         unit: 0,
         members: Vec::new(),
     };
-    crate::sidecar::run(opts)
+    crate::engine::sidecar::run(opts)
 }
 
 /// The notification flags' rules, worded as flags (the config file's keys have their own words).
@@ -937,7 +946,7 @@ fn check_notify_flags(n: &config::NotifySettings) -> Result<(), Error> {
 
 /// `secretdrop webhook`: see [`crate::webhook::server`].
 fn webhook(args: &Args) -> Result<(), Error> {
-    let listen = crate::observe::parse_listen(args.get("listen").unwrap_or(":8443"))
+    let listen = crate::engine::observe::parse_listen(args.get("listen").unwrap_or(":8443"))
         .map_err(|m| Error::Usage(format!("--listen: {m}")))?;
     let mut defaults = crate::webhook::mutate::Defaults::default();
     if let Some(image) = args.get("image") {
@@ -957,8 +966,12 @@ fn webhook(args: &Args) -> Result<(), Error> {
     }
     if let Some(r) = args.get("aws-region") {
         // Checked as a class's region is: it becomes AWS_REGION, and endpoint host names.
-        let checked = config::aws::check_region(std::path::Path::new("--aws-region"), "value", r)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let checked = crate::provider::aws::params::check_region(
+            std::path::Path::new("--aws-region"),
+            "value",
+            r,
+        )
+        .map_err(|e| Error::Usage(e.to_string()))?;
         defaults.aws_region = Some(checked);
     }
     if let Some(cm) = args.get("ca-configmap") {
@@ -971,10 +984,10 @@ fn webhook(args: &Args) -> Result<(), Error> {
     // everything else, and rejects those pods saying why.
     let kube = match args.get("kubeconfig") {
         Some(file) => Some(
-            crate::kube::Client::from_kubeconfig(std::path::Path::new(file))
+            crate::net::kube::Client::from_kubeconfig(std::path::Path::new(file))
                 .map_err(|e| Error::Usage(format!("--kubeconfig: {e}")))?,
         ),
-        None => match crate::kube::Client::in_cluster() {
+        None => match crate::net::kube::Client::in_cluster() {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(reason = %e, "no Kubernetes API access: pods with Secrets Store CSI volumes will be rejected");
@@ -1119,7 +1132,7 @@ fn check(args: &Args) -> Result<(), Error> {
 /// A human-readable plan of a spec.
 pub fn plan(spec: &Spec) -> String {
     if let Some(aws) = &spec.aws {
-        return crate::aws::plan(&spec.source, aws);
+        return crate::provider::aws::plan(&spec.source, aws);
     }
     let mut s = format!("config: {} (valid)\n", spec.source.display());
     let tls = &spec.vault.tls;

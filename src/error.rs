@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::config::ConfigError;
 use crate::exec::ExecError;
-use crate::fetch::FetchError;
+use crate::provider::vault::fetch::FetchError;
 use crate::render::RenderError;
 use crate::volume::VolumeError;
 

@@ -27,10 +27,11 @@ use serde_json::Value;
 
 use crate::config::annotations::{self, PREFIX};
 use crate::config::{self, objects, Output, Read, Spec, VaultEnv};
-use crate::fetch::Snapshot;
+use crate::provider::vault::auth;
+use crate::provider::vault::client::Response;
+use crate::provider::vault::fetch::Snapshot;
 use crate::render;
 use crate::schedule::{self, Lifetime, Next};
-use crate::vault::{auth, Response};
 use crate::webhook::mutate::{self, Decision, Defaults};
 use crate::webhook::patch;
 use crate::webhook::review::{self, Outcome};
@@ -226,8 +227,8 @@ fn check_spec(spec: &Spec, secret_check: bool) {
 /// The invariants of a `provider: aws` spec, then a render against values that are all secret
 /// (valid JSON for objects with jmesPath entries): files valid, unique, never under one another,
 /// modes ≤ 0777; errors and the payload's `Debug` never show a value.
-fn check_aws_spec(aws: &config::aws::AwsSpec, secret_check: bool) {
-    use crate::aws::fetch::{AwsSnapshot, Fetched};
+fn check_aws_spec(aws: &crate::provider::aws::params::AwsSpec, secret_check: bool) {
+    use crate::provider::aws::fetch::{AwsSnapshot, Fetched};
     assert!(!aws.region.is_empty(), "no region");
     assert!(!aws.objects.is_empty(), "a spec without objects");
     assert_ne!(aws.failover_region.as_ref(), Some(&aws.region));
@@ -275,7 +276,7 @@ fn check_aws_spec(aws: &config::aws::AwsSpec, secret_check: bool) {
             region: aws.region.clone(),
         })
         .collect();
-    match crate::aws::render::render(aws, &AwsSnapshot { values }) {
+    match crate::provider::aws::render::render(aws, &AwsSnapshot { values }) {
         Ok(payload) if secret_check => assert_debug_redacted("payload", &payload),
         Err(e) if secret_check => assert_no_marker("render error", &e),
         _ => {}
@@ -353,7 +354,7 @@ pub fn admission_defaults() -> Defaults {
         // Every class exists but `missing`; each has an audience, so CSI volumes convert with
         // their own projected tokens.
         classes: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
-            "missing" => Err(crate::kube::KubeError::NotFound),
+            "missing" => Err(crate::net::kube::KubeError::NotFound),
             // provider: aws classes, IRSA or Pod Identity by name.
             n if n.starts_with("aws") => Ok(
                 serde_json::json!({"spec": {"provider": "aws", "parameters": {
@@ -370,7 +371,7 @@ pub fn admission_defaults() -> Defaults {
         }),
         // Every ServiceAccount has an IRSA role but `ghost` (missing) and `norole`.
         service_accounts: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
-            "ghost" => Err(crate::kube::KubeError::NotFound),
+            "ghost" => Err(crate::net::kube::KubeError::NotFound),
             "norole" => Ok(serde_json::json!({"metadata": {"name": name}})),
             _ => Ok(
                 serde_json::json!({"metadata": {"name": name, "annotations": {

@@ -13,7 +13,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::config::{Encoding, Format, ObjectSpec, Output, Spec};
-use crate::fetch::Snapshot;
+use crate::provider::vault::fetch::Snapshot;
 use crate::secret::SecretBytes;
 
 /// One file to write.

@@ -9,7 +9,7 @@
 //! - certificates without a lease are re-issued at 62–70% of their validity;
 //! - everything else (KV) is polled every `poll` ±10%.
 
-use crate::vault::{network_secs, MAX_NETWORK_DURATION};
+use crate::provider::vault::client::{network_secs, MAX_NETWORK_DURATION};
 use std::time::Duration;
 
 use serde_json::Value;

@@ -171,7 +171,7 @@ pub fn spec_from(
     if is_aws(file, a)? {
         return aws_spec(file, a, env);
     }
-    if let Some((_, an)) = super::aws::ANNOTATIONS
+    if let Some((_, an)) = crate::provider::aws::params::ANNOTATIONS
         .iter()
         .find(|(_, an)| *an != "objects" && a.contains_key(*an))
     {
@@ -281,7 +281,7 @@ fn aws_spec(
         poll_interval: settings.poll_interval,
         notify: settings.notify,
     };
-    super::aws::from_annotations(file, a, sidecar, env)
+    crate::provider::aws::params::from_annotations(file, a, sidecar, env)
 }
 
 /// The auth mount of `auth-path`. vault-k8s's annotation takes the full path (`auth/jwt`), ours

@@ -8,7 +8,6 @@
 //! the line and column.
 
 pub mod annotations;
-pub mod aws;
 pub mod env;
 pub mod native;
 pub mod objects;
@@ -36,7 +35,7 @@ pub struct Spec {
     pub sidecar: SidecarSettings,
     /// `provider: aws` (docs/aws.md): when set, this spec is an AWS one and `vault`, `auth`,
     /// `reads` and `objects` are empty and unused; the AWS spec holds the objects and files.
-    pub aws: Option<Box<aws::AwsSpec>>,
+    pub aws: Option<Box<crate::provider::aws::params::AwsSpec>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -231,7 +231,7 @@ fn aws_config(file: &Path, cfg: &ConfigFile, env: &VaultEnv) -> Result<Option<Sp
             objects::parse_mode(m).map_err(|msg| ConfigError::field(file, "files.mode", msg))?
         }
     };
-    let defaults = super::aws::AwsDefaults {
+    let defaults = crate::provider::aws::params::AwsDefaults {
         mode,
         owner: cfg.files.owner,
         group: cfg.files.group,
@@ -249,7 +249,7 @@ fn aws_config(file: &Path, cfg: &ConfigFile, env: &VaultEnv) -> Result<Option<Sp
         },
     )?;
     let section = cfg.aws.clone().unwrap_or(serde_yaml::Value::Null);
-    super::aws::from_native(file, &section, defaults, sidecar, env).map(Some)
+    crate::provider::aws::params::from_native(file, &section, defaults, sidecar, env).map(Some)
 }
 
 fn compile_sidecar(file: &Path, s: SidecarSection) -> Result<SidecarSettings, ConfigError> {

@@ -74,7 +74,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         "vault" => "vault",
         "openbao" => "openbao",
         // The AWS provider's parameters (docs/aws.md).
-        "aws" => return super::aws::from_spc(file, text, spec.parameters, env),
+        "aws" => return crate::provider::aws::params::from_spc(file, text, spec.parameters, env),
         other => {
             return Err(ConfigError::field(
                 file,
@@ -284,7 +284,7 @@ fn scalar_text(v: &serde_yaml::Value) -> String {
 
 /// The `objects` parameter (a YAML string), parsed; `text` is the whole manifest, to place
 /// errors on its lines. Every provider's SecretProviderClass holds its objects so.
-pub(super) fn objects_param<T: serde::de::DeserializeOwned>(
+pub fn objects_param<T: serde::de::DeserializeOwned>(
     file: &Path,
     text: &str,
     objects: Option<&str>,

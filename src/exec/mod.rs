@@ -34,7 +34,7 @@ pub use env::{Environment, Request};
 
 use crate::config::Spec;
 use crate::error::Error;
-use crate::fetch::Fetcher;
+use crate::provider::vault::fetch::Fetcher;
 use crate::secret::SecretBytes;
 use crate::volume::{ReadError, Volume};
 
@@ -87,7 +87,7 @@ pub enum Source {
         spec: Box<Spec>,
         token_path: PathBuf,
         timeout: Duration,
-        policy: crate::vault::ClientPolicy,
+        policy: crate::provider::vault::client::ClientPolicy,
     },
 }
 
@@ -199,7 +199,7 @@ fn from_vault(
     spec: &Spec,
     token_path: &std::path::Path,
     deadline: Instant,
-    policy: &crate::vault::ClientPolicy,
+    policy: &crate::provider::vault::client::ClientPolicy,
     request: &Request,
 ) -> Result<Environment, Error> {
     // Unknown objects are usage errors before Vault is contacted.

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::aws::credentials::{POD_IDENTITY_IPV4, POD_IDENTITY_IPV6};
-use crate::config::aws::{AddressType, AwsSpec};
-use crate::kube::KubeError;
+use crate::net::kube::KubeError;
+use crate::provider::aws::credentials::{POD_IDENTITY_IPV4, POD_IDENTITY_IPV6};
+use crate::provider::aws::params::{AddressType, AwsSpec};
 
 use super::mutate::{Defaults, TOKEN_VOLUME};
 
@@ -28,7 +28,7 @@ pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
 /// Where EKS mounts the IRSA token (its pod identity webhook's path).
 pub const IRSA_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 pub const IRSA_FILE: &str = "token";
-/// Where EKS mounts the Pod Identity token (`crate::aws::credentials::POD_IDENTITY_TOKEN_FILE`).
+/// Where EKS mounts the Pod Identity token (`crate::provider::aws::credentials::POD_IDENTITY_TOKEN_FILE`).
 pub const POD_IDENTITY_DIR: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
 pub const POD_IDENTITY_FILE: &str = "eks-pod-identity-token";
 /// The ServiceAccount annotation naming the IRSA role, as EKS and the AWS provider read it.

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::config::annotations::MAX_ANNOTATION_BYTES;
 use crate::config::volumes::{audience_token_file, is_volume_name, CSI_PREFIX};
 use crate::config::{Auth, VaultEnv};
-use crate::kube::KubeError;
+use crate::net::kube::KubeError;
 
 use super::mutate::Defaults;
 
@@ -257,7 +257,7 @@ fn check(
     }
     let address = parsed.vault.address.clone();
     if !defaults.allowed_vault_addresses.is_empty()
-        && !crate::vault::is_allowed(&defaults.allowed_vault_addresses, &address)
+        && !crate::provider::vault::client::is_allowed(&defaults.allowed_vault_addresses, &address)
     {
         return Err(format!(
             "{file}: Vault address {address} is not allowed by this webhook; allowed are {}",

@@ -348,7 +348,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
     // provider: aws has no Vault address to allow (docs/webhook.md, "AWS").
     if spec.aws.is_none()
         && !defaults.allowed_vault_addresses.is_empty()
-        && !crate::vault::is_allowed(&defaults.allowed_vault_addresses, &address)
+        && !crate::provider::vault::client::is_allowed(&defaults.allowed_vault_addresses, &address)
     {
         return Err(format!(
             "{PREFIX}vault-address: {address} is not allowed by this webhook; allowed are {}",

@@ -4,7 +4,7 @@
 //! the previous one kept, so a rotation never takes the webhook down.
 //!
 //! Anyone who can reach the port can send it anything, so what one client can make it hold is
-//! bounded ([`crate::serve`] owns the connection cap and the per-connection clock):
+//! bounded ([`crate::net::serve`] owns the connection cap and the per-connection clock):
 //! * A body longer than [`MAX_BODY`] (what a kube-apiserver can send) is refused with 413
 //!   before any of it is read. A body is read only once its declared length (or
 //!   [`MAX_BODY`] when it has none) is reserved in a budget: [`SMALL_BODIES`] bytes for
@@ -17,7 +17,7 @@
 //!   it, and is longer than [`MAX_ANSWER`] never.
 //!
 //! Together, at most: the binary (5 MiB static, 13 MiB as a debug build) + connections
-//! (64 × ~30 KiB, and their kernel buffers: 64 × 2 × 64 KiB, see [`crate::serve`]) + bodies
+//! (64 × ~30 KiB, and their kernel buffers: 64 × 2 × 64 KiB, see [`crate::net::serve`]) + bodies
 //! (2 + 6.5 MiB) + answers (4 MiB) + one large review (about 3 × [`review::MAX_HEAP`]) + one
 //! other (about 3 × [`review::LARGE_HEAP`]) ≈ 55 MiB static, below the 64 MiB limit the
 //! Deployment sets.
@@ -44,7 +44,7 @@ use super::review::{self, Outcome};
 use super::shape::Shape;
 use crate::error::Error;
 use crate::logging::Flood;
-use crate::serve::{self, Conn, Limits};
+use crate::net::serve::{self, Conn, Limits};
 
 /// The kube-apiserver refuses requests over 3 MiB, so a pod is at most that; the
 /// AdmissionReview around it (uid, kind, userInfo) adds little.
@@ -88,7 +88,7 @@ pub struct Options {
     pub listen: std::net::SocketAddr,
     pub defaults: Defaults,
     /// The Kubernetes API, for the SecretProviderClasses of CSI volumes.
-    pub kube: Option<crate::kube::Client>,
+    pub kube: Option<crate::net::kube::Client>,
 }
 
 /// Serves until SIGTERM or SIGINT.

@@ -14,10 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Auth, Read, Spec};
+use crate::provider::vault::auth::{self, CredentialError, LoginRequest, VaultToken};
+use crate::provider::vault::client::{
+    network_secs, CallError, Client, ClientPolicy, Response, TlsSetupError,
+};
 use crate::retry::Backoff;
 use crate::secret::SecretString;
-use crate::vault::auth::{self, CredentialError, LoginRequest, VaultToken};
-use crate::vault::{network_secs, CallError, Client, ClientPolicy, Response, TlsSetupError};
 
 /// Bound on concurrent reads: enough to hide latency, small enough not to flood Vault.
 pub const MAX_CONCURRENT: usize = 16;

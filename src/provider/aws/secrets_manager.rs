@@ -4,7 +4,7 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::config::aws::ObjectRef;
+use crate::provider::aws::params::ObjectRef;
 use crate::secret::SecretBytes;
 
 pub const OPERATION: &str = "GetSecretValue";

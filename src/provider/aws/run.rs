@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::aws::AwsSpec;
 use crate::config::{ObjectSpec, Output, Spec};
+use crate::engine::observe::{Metrics, Status};
+use crate::engine::sidecar::Options;
 use crate::error::Error;
-use crate::observe::{Metrics, Status};
+use crate::provider::aws::params::AwsSpec;
 use crate::retry::{jitter, random_unit};
-use crate::sidecar::Options;
 use crate::volume::{Commit, Volume};
 
 use super::credentials::AwsEnv;
@@ -98,13 +98,13 @@ pub fn sidecar(opts: Options, spec: Spec) -> Result<(), Error> {
         );
     }
     let fetcher = Fetcher::new(&aws, &AwsEnv::from_process())?.quiet();
-    let (poll, notifier) = crate::sidecar::settings(&opts, &spec);
+    let (poll, notifier) = crate::engine::sidecar::settings(&opts, &spec);
     runtime()?.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         if let Some(addr) = opts.listen {
-            let l = crate::serve::bind(addr).map_err(|e| crate::serve::bind_error(addr, e))?;
+            let l = crate::net::serve::bind(addr).map_err(|e| crate::net::serve::bind_error(addr, e))?;
             tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz, /metrics");
-            tokio::spawn(crate::observe::serve(l, metrics.clone()));
+            tokio::spawn(crate::engine::observe::serve(l, metrics.clone()));
         }
         let signal = |k| {
             tokio::signal::unix::signal(k)

@@ -160,13 +160,13 @@ impl Source {
 pub fn source(
     env: &AwsEnv,
     use_pod_identity: bool,
-    address_type: crate::config::aws::AddressType,
+    address_type: crate::provider::aws::params::AddressType,
     region: &str,
 ) -> Result<Source, CredentialError> {
     if use_pod_identity {
         let text = env.full_uri.clone().unwrap_or_else(|| {
             match address_type {
-                crate::config::aws::AddressType::Ipv6 => POD_IDENTITY_IPV6,
+                crate::provider::aws::params::AddressType::Ipv6 => POD_IDENTITY_IPV6,
                 _ => POD_IDENTITY_IPV4,
             }
             .to_string()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::http::{BodyError, Failure};
+use crate::net::http::{BodyError, Failure};
 
 /// The longest one attempt may take, whatever the caller's deadline.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,9 +66,9 @@ impl Http {
             ca_cert: ca_bundle.map(|p| p.to_path_buf()),
             ..Default::default()
         };
-        let config = crate::vault::tls::client_config(&tls).map_err(|e| e.to_string())?;
+        let config = crate::provider::vault::tls::client_config(&tls).map_err(|e| e.to_string())?;
         let client =
-            crate::http::builder(Duration::from_secs(10), reqwest::redirect::Policy::none())
+            crate::net::http::builder(Duration::from_secs(10), reqwest::redirect::Policy::none())
                 .use_preconfigured_tls(config)
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -105,7 +105,7 @@ impl Http {
         } else {
             MAX_ERROR_BYTES
         };
-        let body = crate::http::read_bounded(&mut resp, limit)
+        let body = crate::net::http::read_bounded(&mut resp, limit)
             .await
             .map_err(|e| match e {
                 BodyError::TooBig => HttpError::TooBig(limit),
@@ -117,7 +117,7 @@ impl Http {
 
 /// The whole error chain: the top error names the URL, which callers do not.
 fn classify(err: reqwest::Error) -> HttpError {
-    let Failure { cause, tls } = crate::http::failure(&err, false);
+    let Failure { cause, tls } = crate::net::http::failure(&err, false);
     if tls {
         HttpError::Tls(cause)
     } else {

@@ -17,7 +17,7 @@
 //! - nothing wakes up between deadlines;
 //! - with `--state-dir`, the token and leases a previous process recorded are adopted when
 //!   Vault still accepts the token and the files on disk are the recorded render (see
-//!   [`crate::state`]); an adopted read holds no values in memory, so a change that needs a
+//!   [`crate::engine::state`]); an adopted read holds no values in memory, so a change that needs a
 //!   new render fetches it again first;
 //! - a replaced lease is revoked only after the version holding its successor is committed and
 //!   `--revoke-replaced-after` has passed.
@@ -26,18 +26,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::app_notify::Notifier;
 use crate::config::{self, Auth, NotifySettings, Read, Spec, VaultEnv};
+use crate::engine::notify::Notifier;
+use crate::engine::observe::{Metrics, Status};
+use crate::engine::state::{self, ReadRecord, Rendered, Replaced, StateDir, TokenRecord};
 use crate::error::Error;
-use crate::fetch::{FetchError, Fetcher, Renewal, Snapshot};
-use crate::observe::{Metrics, Status};
+use crate::provider::vault::auth::VaultToken;
+use crate::provider::vault::client::Response;
+use crate::provider::vault::fetch::{FetchError, Fetcher, Renewal, Snapshot};
 use crate::render;
 use crate::retry::random_unit;
 use crate::schedule::{self, Lifetime, Next};
 use crate::secret::SecretString;
-use crate::state::{self, ReadRecord, Rendered, Replaced, StateDir, TokenRecord};
-use crate::vault::auth::VaultToken;
-use crate::vault::Response;
 use crate::volume::{Commit, Volume, VolumeSet};
 
 pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
@@ -73,7 +73,7 @@ pub struct Options {
     pub revoke_replaced_after: Option<Duration>,
     /// What the operator allows the Vault client (pinned addresses, answer size), applied to
     /// every config, including one reloaded later.
-    pub policy: crate::vault::ClientPolicy,
+    pub policy: crate::provider::vault::client::ClientPolicy,
     /// `--volume NAME=DIR`: where each volume the config names is written.
     pub volumes: Vec<(String, PathBuf)>,
     /// Which unit of the config this loop serves, and its volumes (set by [`run`]).
@@ -103,7 +103,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
     )?;
     if let Some((spec, dir)) = config::volumes::aws_unit(&opts.config, &units)? {
         // provider: aws (docs/aws.md) polls versions; no token or lease lifecycle.
-        return crate::aws::run::sidecar(Options { dir, ..opts }, spec);
+        return crate::provider::aws::run::sidecar(Options { dir, ..opts }, spec);
     }
     let several = units.len() > 1;
     let mut sidecars = Vec::new();
@@ -151,8 +151,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
     runtime.block_on(async move {
         let listener = match opts.listen {
             Some(addr) => Some(
-                crate::serve::bind(addr)
-                    .map_err(|e| crate::serve::bind_error(addr, e))?,
+                crate::net::serve::bind(addr)
+                    .map_err(|e| crate::net::serve::bind_error(addr, e))?,
             ),
             None => None,
         };
@@ -161,7 +161,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         }
         if let Some(l) = listener {
             tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /healthz, /readyz, /metrics");
-            tokio::spawn(crate::observe::serve(l, metrics));
+            tokio::spawn(crate::engine::observe::serve(l, metrics));
         }
         // Every loop on this one thread; the first error ends the process, as with one loop.
         let mut runs: Vec<Loop<'_>> =

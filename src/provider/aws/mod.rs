@@ -3,7 +3,7 @@
 //!
 //! One file per concern: [`sigv4`] signs, [`credentials`] obtains and refreshes keys,
 //! [`http`] is the bounded HTTP client, [`secrets_manager`] and [`ssm`] are the two APIs,
-//! [`jmespath`] the expression subset, [`fetch`] turns an [`crate::config::aws::AwsSpec`] into
+//! [`jmespath`] the expression subset, [`fetch`] turns an [`crate::provider::aws::params::AwsSpec`] into
 //! values with failover, and [`render`] turns those into a [`crate::render::Payload`].
 
 pub mod api;
@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod fetch;
 pub mod http;
 pub mod jmespath;
+pub mod params;
 pub mod render;
 pub mod run;
 pub mod secrets_manager;
@@ -18,7 +19,7 @@ pub mod sigv4;
 pub mod ssm;
 pub mod time;
 
-use crate::config::aws::{AwsSpec, ObjectRef, Service};
+use crate::provider::aws::params::{AwsSpec, ObjectRef, Service};
 
 /// `secretdrop check` for an AWS spec: regions, credentials source, and each file with the
 /// object it comes from (no values).

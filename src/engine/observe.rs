@@ -218,10 +218,10 @@ const KEEP_FREE_FDS: usize = 48;
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on an already bound listener, forever, within
-/// the limits of [`crate::serve`].
+/// the limits of [`crate::net::serve`].
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    let limits = crate::serve::Limits::new(MAX_CONNECTIONS, KEEP_FREE_FDS, TIMEOUT);
-    crate::serve::serve(listener, limits, move |stream, conn| {
+    let limits = crate::net::serve::Limits::new(MAX_CONNECTIONS, KEEP_FREE_FDS, TIMEOUT);
+    crate::net::serve::serve(listener, limits, move |stream, conn| {
         let metrics = metrics.clone();
         async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -230,7 +230,9 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = crate::serve::http1().serve_connection(io, service).await;
+            let _ = crate::net::serve::http1()
+                .serve_connection(io, service)
+                .await;
         }
     })
     .await

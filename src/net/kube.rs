@@ -23,7 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
-use crate::http::BodyError;
+use crate::net::http::BodyError;
 use crate::secret::SecretString;
 
 /// One GET, headers and body, must end within this: the API server waits for the webhook for
@@ -243,7 +243,7 @@ impl Client {
                     .map_err(|e| bad(format!("client certificate: {e}")))?
             }
         };
-        let http = crate::http::builder(TIMEOUT, reqwest::redirect::Policy::none())
+        let http = crate::net::http::builder(TIMEOUT, reqwest::redirect::Policy::none())
             .use_preconfigured_tls(tls)
             .build()
             .map_err(|e| bad(format!("HTTP client: {e}")))?;
@@ -355,7 +355,7 @@ impl Client {
                 self.server
             )));
         }
-        let body = crate::http::read_bounded(&mut resp, MAX_BODY)
+        let body = crate::net::http::read_bounded(&mut resp, MAX_BODY)
             .await
             .map_err(|e| match e {
                 BodyError::TooBig => too_big(),
@@ -387,7 +387,7 @@ impl Client {
 /// An error and its sources, for messages. None of them holds the token: it travels in a
 /// header reqwest never prints.
 fn chain(e: &reqwest::Error) -> String {
-    crate::http::failure(e, false).cause
+    crate::net::http::failure(e, false).cause
 }
 
 fn too_big() -> KubeError {

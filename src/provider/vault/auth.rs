@@ -11,7 +11,7 @@ use base64::Engine;
 use crate::config::{Auth, JwtLogin};
 use crate::secret::SecretString;
 
-use super::Response;
+use super::client::Response;
 
 /// A credential file that cannot be used: missing, unreadable, empty, expired, wrong audience.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -200,7 +200,7 @@ pub fn token_from_login(resp: &Response) -> Option<VaultToken> {
     let token = auth.get("client_token")?.as_str()?.to_string();
     Some(VaultToken {
         token: SecretString::new(token),
-        ttl: super::network_secs(auth.get("lease_duration")),
+        ttl: super::client::network_secs(auth.get("lease_duration")),
         renewable: auth
             .get("renewable")
             .and_then(|v| v.as_bool())
@@ -267,7 +267,7 @@ mod tests {
             "lease_duration": u64::MAX, "renewable": true}}));
         assert_eq!(
             token_from_login(&r).unwrap().ttl,
-            crate::vault::MAX_NETWORK_DURATION
+            crate::provider::vault::client::MAX_NETWORK_DURATION
         );
     }
 

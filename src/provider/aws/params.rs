@@ -13,10 +13,10 @@ use std::path::Path;
 
 use serde_yaml::Value;
 
-use super::env::parse_bool;
-use super::objects::validate_name;
-use super::{ConfigError, SidecarSettings, Spec, VaultEnv};
-use crate::aws::jmespath::Expr;
+use crate::config::env::parse_bool;
+use crate::config::objects::validate_name;
+use crate::config::{self, ConfigError, SidecarSettings, Spec, VaultEnv};
+use crate::provider::aws::jmespath::Expr;
 
 /// The provider's default file mode.
 pub const AWS_DEFAULT_MODE: u32 = 0o644;
@@ -166,7 +166,7 @@ pub fn from_spc(
         }
     }
     let objects: Value =
-        super::spc::objects_param(file, text, params.get("objects").map(String::as_str))?;
+        config::spc::objects_param(file, text, params.get("objects").map(String::as_str))?;
     let p = |k: &str| params.get(k).map(String::as_str);
     compile(
         file,
@@ -209,7 +209,7 @@ pub fn from_native(
         }
         if key == "objects" {
             objects = Some(match v {
-                Value::String(s) => super::yaml::from_str(s)
+                Value::String(s) => config::yaml::from_str(s)
                     .map_err(|e| ConfigError::field(file, field, e.to_string()))?,
                 other => other.clone(),
             });
@@ -244,7 +244,7 @@ pub fn from_annotations(
     sidecar: SidecarSettings,
     env: &VaultEnv,
 ) -> Result<Spec, ConfigError> {
-    let at = super::annotations::PREFIX;
+    let at = config::annotations::PREFIX;
     let text = a.get("objects").ok_or_else(|| {
         ConfigError::field(
             file,
@@ -252,7 +252,7 @@ pub fn from_annotations(
             "missing: a YAML list of objects, as in the AWS provider's SecretProviderClass",
         )
     })?;
-    let objects: Value = super::yaml::from_str(text).map_err(|e| {
+    let objects: Value = config::yaml::from_str(text).map_err(|e| {
         let mut err = ConfigError::yaml(file, &e);
         err.field = Some(join(at, "objects"));
         if let (Some(l), Some(c)) = (err.line.take(), err.column.take()) {
@@ -301,7 +301,7 @@ fn spec_of(file: &Path, aws: AwsSpec, sidecar: SidecarSettings) -> Spec {
     Spec {
         source: file.to_path_buf(),
         vault: Default::default(),
-        auth: super::Auth::Token {
+        auth: config::Auth::Token {
             token_file: Default::default(),
         },
         reads: Vec::new(),
@@ -984,7 +984,7 @@ mod tests {
 
     fn parse(params: &str, objects: &str) -> Result<AwsSpec, ConfigError> {
         let text = spc(params, objects);
-        super::super::parse(Path::new("spc.yaml"), &text, &VaultEnv::default())
+        config::parse(Path::new("spc.yaml"), &text, &VaultEnv::default())
             .map(|s| *s.aws.expect("an aws spec"))
     }
 
@@ -1163,13 +1163,12 @@ mod tests {
     #[test]
     fn region_falls_back_to_the_environment_and_parameters_are_checked() {
         let text = spc("", "- objectName: p\n  objectType: ssmparameter\n");
-        let e =
-            super::super::parse(Path::new("spc.yaml"), &text, &VaultEnv::default()).unwrap_err();
+        let e = config::parse(Path::new("spc.yaml"), &text, &VaultEnv::default()).unwrap_err();
         assert!(e.to_string().contains("AWS_REGION"), "{e}");
         let env = VaultEnv::from_lookup(|k| {
             (k == "AWS_DEFAULT_REGION").then(|| "eu-central-1".to_string())
         });
-        let s = super::super::parse(Path::new("spc.yaml"), &text, &env).unwrap();
+        let s = config::parse(Path::new("spc.yaml"), &text, &env).unwrap();
         assert_eq!(s.aws.unwrap().region, "eu-central-1");
         let e = err(
             "    region: us-west-2\n    roleName: x\n",
@@ -1191,7 +1190,7 @@ mod tests {
     #[test]
     fn the_native_form() {
         let text = "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nprovider: aws\nfiles:\n  mode: \"0440\"\n  group: 2000\naws:\n  region: us-west-2\n  usePodIdentity: true\n  objects:\n    - objectName: p\n      objectType: ssmparameter\n";
-        let s = super::super::parse(Path::new("c.yaml"), text, &VaultEnv::default()).unwrap();
+        let s = config::parse(Path::new("c.yaml"), text, &VaultEnv::default()).unwrap();
         let a = s.aws.unwrap();
         assert!(a.use_pod_identity);
         assert_eq!((a.objects[0].mode, a.objects[0].group), (0o440, Some(2000)));
@@ -1199,7 +1198,7 @@ mod tests {
             "provider: aws\n",
             "provider: aws\nauth:\n  method: token\n  tokenFile: /t\n",
         );
-        let e = super::super::parse(Path::new("c.yaml"), &bad, &VaultEnv::default()).unwrap_err();
+        let e = config::parse(Path::new("c.yaml"), &bad, &VaultEnv::default()).unwrap_err();
         assert!(
             e.to_string().contains("does not apply with provider: aws"),
             "{e}"

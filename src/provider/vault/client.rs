@@ -11,17 +11,14 @@
 //! reaches another host and https is never downgraded; answers are read in chunks up to a byte
 //! limit; every duration Vault sends is clamped to [`MAX_NETWORK_DURATION`].
 
-pub mod auth;
-pub mod tls;
-
 use std::fmt;
 use std::time::Duration;
 
 use crate::config::VaultSettings;
-use crate::http::{BodyError, Failure};
+use crate::net::http::{BodyError, Failure};
 use crate::secret::SecretString;
 
-pub use tls::TlsSetupError;
+pub use super::tls::TlsSetupError;
 
 /// The longest a single request may take, whatever the caller's deadline.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -211,9 +208,9 @@ impl Client {
                 attempt.follow()
             }
         });
-        let mut builder = crate::http::builder(Duration::from_secs(10), redirects);
+        let mut builder = crate::net::http::builder(Duration::from_secs(10), redirects);
         if settings.address.starts_with("https://") {
-            builder = builder.use_preconfigured_tls(tls::client_config(&settings.tls)?);
+            builder = builder.use_preconfigured_tls(super::tls::client_config(&settings.tls)?);
         }
         let http = builder.build().map_err(|e| TlsSetupError {
             what: "HTTP client",
@@ -358,7 +355,7 @@ async fn read_bounded(
     resp: &mut reqwest::Response,
     limit: usize,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, CallError> {
-    crate::http::read_bounded(resp, limit)
+    crate::net::http::read_bounded(resp, limit)
         .await
         .map_err(|e| match e {
             BodyError::TooBig => CallError::Invalid {
@@ -399,7 +396,7 @@ fn tidy(message: &str) -> Vec<String> {
 /// Connection-level failures are transient, except certificate verification failures.
 fn classify_send_error(err: reqwest::Error) -> CallError {
     // The top error only says "error sending request for url (...)": callers name the URL.
-    let Failure { cause, tls } = crate::http::failure(&err, true);
+    let Failure { cause, tls } = crate::net::http::failure(&err, true);
     if tls {
         CallError::Tls { cause }
     } else {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::aws::AwsSpec;
+use crate::provider::aws::params::AwsSpec;
 use crate::render::{FileContent, Payload, RenderError};
 use crate::secret::SecretBytes;
 

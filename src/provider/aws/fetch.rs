@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::aws::{AwsSpec, ObjectRef, Service};
+use crate::provider::aws::params::{AwsSpec, ObjectRef, Service};
 use crate::retry::Backoff;
 use crate::secret::SecretBytes;
 
@@ -488,7 +488,7 @@ impl Fetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::aws::AddressType;
+    use crate::provider::aws::params::AddressType;
 
     fn spec() -> AwsSpec {
         AwsSpec {

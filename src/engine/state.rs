@@ -34,11 +34,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Read, Spec};
 use crate::error::Error;
-use crate::fetch::Fetcher;
+use crate::provider::vault::client::Response;
+use crate::provider::vault::fetch::Fetcher;
 use crate::render::{self, Payload};
 use crate::schedule::{self, Lifetime};
 use crate::secret::{wipe, SecretString};
-use crate::vault::Response;
 use crate::volume::dir::Dir;
 use crate::volume::{Commit, Volume, VolumeError, VolumeSet};
 

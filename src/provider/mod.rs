@@ -1,0 +1,3 @@
+//! The provider seam (docs/architecture.md, "Adding a provider").
+pub mod aws;
+pub mod vault;
