@@ -29,9 +29,8 @@ use crate::config::annotations::{self, PREFIX};
 use crate::config::{self, objects, Output, Read, Spec, VaultEnv};
 use crate::provider::vault::auth;
 use crate::provider::vault::client::Response;
-use crate::provider::vault::fetch::Snapshot;
+use crate::provider::vault::schedule::{self, Lifetime, Next};
 use crate::render;
-use crate::schedule::{self, Lifetime, Next};
 use crate::webhook::mutate::{self, Decision, Defaults};
 use crate::webhook::patch;
 use crate::webhook::review::{self, Outcome};
@@ -153,10 +152,11 @@ fn with_secret_args(text: &str) -> Option<String> {
 /// its poll interval and rendered against an answer whose values are all secret. `secret_check`
 /// is false when the config itself holds the marker where a render error or the payload's
 /// `Debug` may quote it (a key's or a file's name).
-fn check_spec(spec: &Spec, secret_check: bool) {
-    if let Some(aws) = &spec.aws {
-        return check_aws_spec(aws, secret_check);
-    }
+fn check_spec(whole: &Spec, secret_check: bool) {
+    let spec = match &whole.provider {
+        crate::provider::ProviderSpec::Aws(aws) => return check_aws_spec(aws, secret_check),
+        crate::provider::ProviderSpec::Vault(v) => v,
+    };
     let addr = &spec.vault.address;
     assert!(
         (addr.starts_with("http://") || addr.starts_with("https://")) && !addr.ends_with('/'),
@@ -197,26 +197,25 @@ fn check_spec(spec: &Spec, secret_check: bool) {
         assert!(used, "unused {r:?}");
         check_read(r);
     }
-    if let Some(poll) = spec.sidecar.poll_interval {
+    if let Some(poll) = whole.sidecar.poll_interval {
         assert!(poll >= Duration::from_secs(1), "poll interval {poll:?}");
         for r in UNITS {
             schedule::after_fetch(&Lifetime::Static, poll, r);
         }
     }
-    let snapshot = Snapshot {
-        responses: vec![secret_answer().clone()],
-    };
+    let answers = [&secret_answer().0];
     for o in &spec.objects {
         // Objects one at a time, so an early missing key does not hide the later ones.
-        let one = Spec {
+        let one = config::VaultSpec {
             reads: vec![spec.reads[o.read].clone()],
             objects: vec![config::ObjectSpec {
                 read: 0,
                 ..o.clone()
             }],
-            ..settings_of(spec)
+            vault: spec.vault.clone(),
+            auth: spec.auth.clone(),
         };
-        match render::render(&one, &snapshot) {
+        match render::render(&one, &answers) {
             Ok(payload) if secret_check => assert_debug_redacted("payload", &payload),
             Err(e) if secret_check => assert_no_marker("render error", &e),
             _ => {}
@@ -305,19 +304,6 @@ fn check_read(r: &Read) {
             matches!(serde_json::from_str(body), Ok(Value::Object(_))),
             "body {body:?}"
         );
-    }
-}
-
-/// Everything of a spec but reads and objects (cheap to copy for one object at a time).
-fn settings_of(spec: &Spec) -> Spec {
-    Spec {
-        source: spec.source.clone(),
-        vault: spec.vault.clone(),
-        auth: spec.auth.clone(),
-        reads: Vec::new(),
-        objects: Vec::new(),
-        sidecar: spec.sidecar.clone(),
-        aws: spec.aws.clone(),
     }
 }
 
@@ -548,8 +534,8 @@ fn marker_only_in_env_values(review: &Value) -> bool {
 // Vault answers
 
 /// One object of each kind of output, all from one read, each rendered alone.
-fn response_specs() -> &'static [Spec] {
-    static SPECS: OnceLock<Vec<Spec>> = OnceLock::new();
+fn response_specs() -> &'static [config::VaultSpec] {
+    static SPECS: OnceLock<Vec<config::VaultSpec>> = OnceLock::new();
     SPECS.get_or_init(|| {
         let text = r#"apiVersion: secretdrop.dev/v1alpha1
 kind: Config
@@ -578,8 +564,11 @@ objects:
             Ok(s) => s,
             Err(e) => panic!("the fixed spec of the vault_response target: {e}"),
         };
+        let Some(spec) = spec.vault().cloned() else {
+            panic!("the fixed spec of the vault_response target is not a Vault one")
+        };
         let mut specs = vec![spec.clone()];
-        specs.extend(spec.objects.iter().map(|o| Spec {
+        specs.extend(spec.objects.iter().map(|o| config::VaultSpec {
             objects: vec![o.clone()],
             ..spec.clone()
         }));
@@ -605,11 +594,8 @@ pub fn vault_response(data: &[u8]) {
     let response = Response(value);
     assert_debug_redacted("Response", &response);
 
-    let snapshot = Snapshot {
-        responses: vec![response.clone()],
-    };
     for spec in response_specs() {
-        match render::render(spec, &snapshot) {
+        match render::render(spec, &[&response.0]) {
             Ok(payload) => assert_debug_redacted("Payload", &payload),
             Err(e) if secret_check => assert_no_marker("render error", &e),
             Err(_) => {}

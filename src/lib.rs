@@ -7,18 +7,20 @@
 //! and runs the commands.
 
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod fingerprint;
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod logging;
 pub mod net;
+pub mod observe;
 pub mod provider;
 pub mod render;
 pub mod retry;
-pub mod schedule;
 pub mod secret;
 #[cfg(test)]
 mod test_dir;

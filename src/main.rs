@@ -9,7 +9,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     #[cfg(target_env = "musl")]
     purge_at_once();
-    std::process::exit(secretdrop::cli::main());
+    std::process::exit(secretdrop::cmd::main());
 }
 
 /// mimalloc returns the pages that frees empty to the system a second later, and only when the

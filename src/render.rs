@@ -1,4 +1,4 @@
-//! Pure rendering: a [`Spec`] and a [`Snapshot`] in, a [`Payload`] (relative path → bytes, mode,
+//! Pure rendering: a [`VaultSpec`] and its answers in, a [`Payload`] (relative path → bytes, mode,
 //! owner) out. No I/O, so every format is unit-tested here.
 //!
 //! Semantics follow the vault-csi-provider (docs/configuration.md, "A SecretProviderClass, verbatim"): with `secretKey` the value is
@@ -12,9 +12,18 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::config::{Encoding, Format, ObjectSpec, Output, Spec};
-use crate::provider::vault::fetch::Snapshot;
+use crate::config::{Encoding, Format, ObjectSpec, Output, VaultSpec};
 use crate::secret::SecretBytes;
+
+/// One file a spec renders, before any value is known: what the ownership check, `check` and
+/// `exec` need to know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub name: String,
+    pub mode: u32,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
 
 /// One file to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,15 +48,12 @@ pub struct RenderError {
     pub message: String,
 }
 
-pub fn render(spec: &Spec, snapshot: &Snapshot) -> Result<Payload, RenderError> {
+/// Every object of `spec` from `responses`, one answer per read of the spec, in its order.
+pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderError> {
     let mut files = BTreeMap::new();
     for object in &spec.objects {
         let read = &spec.reads[object.read];
-        let response = snapshot
-            .responses
-            .get(object.read)
-            .map(|r| &r.0)
-            .unwrap_or(&Value::Null);
+        let response = responses.get(object.read).copied().unwrap_or(&Value::Null);
         let err = |message: String| RenderError {
             object: object.name.clone(),
             path: read.path.clone(),

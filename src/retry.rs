@@ -66,6 +66,62 @@ impl Backoff {
     }
 }
 
+/// The first and the longest wait of a resident step that keeps failing.
+pub const STEP_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub const STEP_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// A step of a resident loop: when it runs next, what it is, and how often it has failed in a
+/// row. A failed step runs again later by capped ([`STEP_BACKOFF_CAP`]), jittered,
+/// exponential backoff, or after the server's `Retry-After` when that is longer.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<K> {
+    pub at: Instant,
+    pub kind: K,
+    pub failures: u32,
+}
+
+impl<K: Copy> Step<K> {
+    pub fn now(kind: K) -> Step<K> {
+        Step::after(Duration::ZERO, kind)
+    }
+
+    pub fn after(d: Duration, kind: K) -> Step<K> {
+        Step {
+            at: Instant::now() + d,
+            kind,
+            failures: 0,
+        }
+    }
+
+    /// Far enough never to fire; tokio's timer handles it without waking.
+    pub fn never(kind: K) -> Step<K> {
+        Step::after(Duration::from_secs(10 * 365 * 86400), kind)
+    }
+
+    /// The same step again after a failure.
+    pub fn retry(self, retry_after: Option<Duration>) -> Step<K> {
+        let failures = self.failures + 1;
+        Step {
+            at: Instant::now() + step_backoff(failures, retry_after),
+            kind: self.kind,
+            failures,
+        }
+    }
+}
+
+/// The wait after the `failures`-th failure in a row: 1 s doubling to 60 s, half of it random
+/// ("equal jitter"), at least `retry_after` (itself capped at five minutes).
+pub fn step_backoff(failures: u32, retry_after: Option<Duration>) -> Duration {
+    let base = STEP_BACKOFF_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(STEP_BACKOFF_CAP);
+    let mut delay = base / 2 + base.mul_f64(0.5 * random_unit());
+    if let Some(ra) = retry_after {
+        delay = delay.max(ra.min(STEP_BACKOFF_CAP * 5));
+    }
+    delay
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

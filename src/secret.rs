@@ -77,6 +77,11 @@ pub fn wipe(buf: &mut Vec<u8>) {
     buf.zeroize();
 }
 
+/// Zeroes a string's contents (a key read from a state file that is being dropped).
+pub fn wipe_string(s: &mut String) {
+    s.zeroize();
+}
+
 /// Owns a copy of a secret for an HTTP body and zeroes it when the last reference is dropped,
 /// i.e. once the request has been written out.
 struct ZeroizingBody(Vec<u8>);

@@ -110,7 +110,7 @@ pub enum Commit {
 /// Checks, before anything is fetched, that this process may give the files the owners the
 /// config asks for: without the CHOWN capability a process can only set its own uid and its
 /// own groups, and `fchown` would fail at the first commit. The message says what to add.
-pub fn check_ownership(objects: &[crate::config::ObjectSpec]) -> Result<(), String> {
+pub fn check_ownership(objects: &[crate::render::FileSpec]) -> Result<(), String> {
     if has_cap_chown() {
         return Ok(());
     }

@@ -14,8 +14,8 @@ use super::pod_settings;
 use super::spc::CSI_DEFAULT_MODE;
 use super::yaml;
 use super::{
-    check_address, check_mount, Auth, ConfigError, JwtLogin, SidecarSettings, Spec, TlsSettings,
-    VaultSettings,
+    check_address, check_mount, Auth, ConfigError, JwtLogin, ProviderSpec, SidecarSettings, Spec,
+    TlsSettings, VaultSettings, VaultSpec,
 };
 
 pub const PREFIX: &str = "secretdrop.dev/";
@@ -238,24 +238,25 @@ pub fn spec_from(
     let tls = env.fill_tls(file, given, None)?;
     Ok(Spec {
         source: file.to_path_buf(),
-        vault: VaultSettings {
-            address,
-            namespace: settings.vault_namespace.or_else(|| env.namespace.clone()),
-            tls,
-        },
-        auth: Auth::Kubernetes(JwtLogin {
-            mount,
-            role: role.clone(),
-            audience: settings.token_audience,
-            token_path: None,
+        provider: ProviderSpec::Vault(VaultSpec {
+            vault: VaultSettings {
+                address,
+                namespace: settings.vault_namespace.or_else(|| env.namespace.clone()),
+                tls,
+            },
+            auth: Auth::Kubernetes(JwtLogin {
+                mount,
+                role: role.clone(),
+                audience: settings.token_audience,
+                token_path: None,
+            }),
+            reads,
+            objects,
         }),
-        reads,
-        objects,
         sidecar: SidecarSettings {
             poll_interval: settings.poll_interval,
             notify: settings.notify,
         },
-        aws: None,
     })
 }
 
@@ -361,10 +362,13 @@ secretdrop.dev/vault-address="http://vault.vault:8200"
             &VaultEnv::default(),
         )
         .unwrap();
-        assert_eq!(spec.vault.address, "http://vault.vault:8200");
-        assert_eq!(spec.objects[0].name, "myPassword");
+        assert_eq!(
+            spec.vault().unwrap().vault.address,
+            "http://vault.vault:8200"
+        );
+        assert_eq!(spec.vault().unwrap().objects[0].name, "myPassword");
         assert!(
-            matches!(&spec.auth, Auth::Kubernetes(l) if l.role == "mycsirole" && l.mount == "kubernetes")
+            matches!(&spec.vault().unwrap().auth, Auth::Kubernetes(l) if l.role == "mycsirole" && l.mount == "kubernetes")
         );
     }
 
@@ -381,14 +385,17 @@ secretdrop.dev/vault-address="http://vault.vault:8200"
             ..VaultEnv::default()
         };
         let spec = parse(Path::new("a"), &text, &env).unwrap();
-        let Auth::Kubernetes(login) = &spec.auth else {
+        let Auth::Kubernetes(login) = &spec.vault().unwrap().auth else {
             panic!()
         };
         assert_eq!(login.mount, "jwt", "auth/jwt is the jwt mount");
         assert_eq!(login.audience.as_deref(), Some("vault"));
-        assert_eq!(spec.vault.namespace.as_deref(), Some("team-a/apps"));
         assert_eq!(
-            spec.vault.tls.server_name.as_deref(),
+            spec.vault().unwrap().vault.namespace.as_deref(),
+            Some("team-a/apps")
+        );
+        assert_eq!(
+            spec.vault().unwrap().vault.tls.server_name.as_deref(),
             Some("vault.internal")
         );
         assert_eq!(
@@ -404,8 +411,11 @@ secretdrop.dev/vault-address="http://vault.vault:8200"
         // A mount literally called auth stays itself.
         let plain = format!("{FILE}secretdrop.dev/auth-path=\"auth\"\n");
         let spec = parse(Path::new("a"), &plain, &env).unwrap();
-        assert!(matches!(&spec.auth, Auth::Kubernetes(l) if l.mount == "auth"));
-        assert_eq!(spec.vault.namespace.as_deref(), Some("from-env"));
+        assert!(matches!(&spec.vault().unwrap().auth, Auth::Kubernetes(l) if l.mount == "auth"));
+        assert_eq!(
+            spec.vault().unwrap().vault.namespace.as_deref(),
+            Some("from-env")
+        );
     }
 
     #[test]

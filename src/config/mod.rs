@@ -19,6 +19,7 @@ pub mod yaml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::provider::ProviderSpec;
 pub use env::VaultEnv;
 
 /// Everything a render needs, validated.
@@ -26,16 +27,39 @@ pub use env::VaultEnv;
 pub struct Spec {
     /// The file this spec came from, for messages.
     pub source: PathBuf,
+    /// Settings only the resident sidecar uses (native config `sidecar:`; flags override them).
+    pub sidecar: SidecarSettings,
+    /// Which store, and everything it needs (its parameters, typed and validated).
+    pub provider: ProviderSpec,
+}
+
+impl Spec {
+    /// The Vault part, for a `provider: vault` spec.
+    pub fn vault(&self) -> Option<&VaultSpec> {
+        match &self.provider {
+            ProviderSpec::Vault(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The AWS part, for a `provider: aws` spec.
+    pub fn aws(&self) -> Option<&crate::provider::aws::params::AwsSpec> {
+        match &self.provider {
+            ProviderSpec::Aws(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// A `provider: vault` (or `openbao`) volume: where Vault is, how to log in, what to read and
+/// which files to render from the answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaultSpec {
     pub vault: VaultSettings,
     pub auth: Auth,
     /// Distinct reads; objects refer to them by index.
     pub reads: Vec<Read>,
     pub objects: Vec<ObjectSpec>,
-    /// Settings only the resident sidecar uses (native config `sidecar:`; flags override them).
-    pub sidecar: SidecarSettings,
-    /// `provider: aws` (docs/aws.md): when set, this spec is an AWS one and `vault`, `auth`,
-    /// `reads` and `objects` are empty and unused; the AWS spec holds the objects and files.
-    pub aws: Option<Box<crate::provider::aws::params::AwsSpec>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

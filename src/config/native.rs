@@ -29,7 +29,7 @@ use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
 use super::yaml;
 use super::{
     check_address, check_mount, check_notify, parse_signal, Auth, ConfigError, JwtLogin,
-    NotifySettings, SidecarSettings, Spec, TlsSettings, VaultSettings,
+    NotifySettings, ProviderSpec, SidecarSettings, Spec, TlsSettings, VaultSettings, VaultSpec,
 };
 
 pub const API_VERSION: &str = "secretdrop.dev/v1alpha1";
@@ -178,12 +178,13 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
     let sidecar = compile_sidecar(file, cfg.sidecar)?;
     Ok(Spec {
         source: file.to_path_buf(),
-        vault,
-        auth,
-        reads,
-        objects,
+        provider: ProviderSpec::Vault(VaultSpec {
+            vault,
+            auth,
+            reads,
+            objects,
+        }),
         sidecar,
-        aws: None,
     })
 }
 
@@ -419,21 +420,23 @@ objects:
     #[test]
     fn native_config_compiles() {
         let spec = parse_str(BASE).unwrap();
-        assert!(matches!(spec.auth, Auth::AppRole { ref mount, .. } if mount == "approle"));
-        assert_eq!(spec.objects[0].mode, 0o640);
-        assert_eq!(spec.objects[0].group, Some(2000));
+        assert!(
+            matches!(spec.vault().unwrap().auth, Auth::AppRole { ref mount, .. } if mount == "approle")
+        );
+        assert_eq!(spec.vault().unwrap().objects[0].mode, 0o640);
+        assert_eq!(spec.vault().unwrap().objects[0].group, Some(2000));
         assert_eq!(
-            spec.objects[0].output,
+            spec.vault().unwrap().objects[0].output,
             Output::Format {
                 format: Format::Dotenv,
                 keys: Some(vec!["username".into()])
             }
         );
-        assert_eq!(spec.objects[1].mode, 0o600);
-        assert_eq!(spec.objects[1].owner, Some(1000));
-        assert_eq!(spec.reads[1].method, "POST");
+        assert_eq!(spec.vault().unwrap().objects[1].mode, 0o600);
+        assert_eq!(spec.vault().unwrap().objects[1].owner, Some(1000));
+        assert_eq!(spec.vault().unwrap().reads[1].method, "POST");
         assert_eq!(
-            spec.reads[1].body.as_deref(),
+            spec.vault().unwrap().reads[1].body.as_deref(),
             Some(r#"{"common_name":"a.example.com"}"#)
         );
     }

@@ -14,7 +14,8 @@ use super::env::{parse_bool, VaultEnv};
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
 use super::yaml;
 use super::{
-    check_address, check_mount, Auth, ConfigError, JwtLogin, Spec, TlsSettings, VaultSettings,
+    check_address, check_mount, Auth, ConfigError, JwtLogin, ProviderSpec, Spec, TlsSettings,
+    VaultSettings, VaultSpec,
 };
 
 /// The CSI driver's fixed default file mode (`permission` = 0644); `filePermission` overrides it.
@@ -168,17 +169,18 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
 
     Ok(Spec {
         source: file.to_path_buf(),
-        vault,
-        auth: Auth::Kubernetes(JwtLogin {
-            mount,
-            role,
-            audience: params.get("audience").filter(|a| !a.is_empty()),
-            token_path: None,
+        provider: ProviderSpec::Vault(VaultSpec {
+            vault,
+            auth: Auth::Kubernetes(JwtLogin {
+                mount,
+                role,
+                audience: params.get("audience").filter(|a| !a.is_empty()),
+                token_path: None,
+            }),
+            reads,
+            objects,
         }),
-        reads,
-        objects,
         sidecar: Default::default(),
-        aws: None,
     })
 }
 
@@ -376,19 +378,19 @@ spec:
     #[test]
     fn the_blog_post_class_compiles_to_one_read_and_two_files() {
         let spec = parse_str(BLOG).unwrap();
-        assert_eq!(spec.vault.address, "http://127.0.0.1:8200");
-        assert_eq!(spec.reads.len(), 1);
-        assert_eq!(spec.reads[0].path, "secret/data/app");
-        assert_eq!(spec.objects[1].name, "myPassword");
-        assert_eq!(spec.objects[1].mode, 0o644);
+        assert_eq!(spec.vault().unwrap().vault.address, "http://127.0.0.1:8200");
+        assert_eq!(spec.vault().unwrap().reads.len(), 1);
+        assert_eq!(spec.vault().unwrap().reads[0].path, "secret/data/app");
+        assert_eq!(spec.vault().unwrap().objects[1].name, "myPassword");
+        assert_eq!(spec.vault().unwrap().objects[1].mode, 0o644);
         assert_eq!(
-            spec.objects[1].output,
+            spec.vault().unwrap().objects[1].output,
             Output::Key {
                 key: "password".into(),
                 encoding: Encoding::Utf8
             }
         );
-        match &spec.auth {
+        match &spec.vault().unwrap().auth {
             Auth::Kubernetes(l) => assert_eq!(
                 (l.mount.as_str(), l.role.as_str()),
                 ("kubernetes", "mycsirole")
@@ -403,7 +405,7 @@ spec:
             .replace("provider: vault", "provider: openbao")
             .replace("vaultAddress", "openbaoAddress");
         assert_eq!(
-            parse_str(&text).unwrap().vault.address,
+            parse_str(&text).unwrap().vault().unwrap().vault.address,
             "http://127.0.0.1:8200"
         );
         let wrong = BLOG.replace("provider: vault", "provider: openbao");
@@ -443,6 +445,6 @@ spec:
             ..Default::default()
         };
         let spec = parse(Path::new("spc.yaml"), &text, &env).unwrap();
-        assert_eq!(spec.vault.address, "https://vault:8200");
+        assert_eq!(spec.vault().unwrap().vault.address, "https://vault:8200");
     }
 }

@@ -7,16 +7,17 @@
 //! `csi.secretdrop.dev/<volume>` annotation per CSI volume the webhook converted, holding that
 //! volume's SecretProviderClass verbatim (to the directory `--volume <volume>=DIR` names).
 //!
-//! Volumes that log in the same way (same Vault settings, same auth) form one [`Unit`]: one
-//! login, reads deduplicated across its volumes, one render split into the volumes. Invariants:
+//! Volumes that one session can serve (the same provider reached and authenticated the same
+//! way, [`ProviderSpec::shares_session_with`]) form one [`Unit`]: one login or one set of
+//! credentials, reads deduplicated across its volumes, one render split into the volumes.
+//! Volumes of different providers are different units of the same process. Invariants:
 //! every source has exactly one directory and every `--volume` flag names a source, else the
 //! error says which; inside a unit with several volumes, object names carry the member's index
 //! as a `..N/` prefix (a form no object name can have), which [`crate::volume::set`] strips.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{annotations, spc, Auth, ConfigError, Spec, VaultEnv};
+use super::{annotations, spc, ConfigError, ProviderSpec, Spec, VaultEnv};
 
 /// Annotation prefix of a converted CSI volume's SecretProviderClass; the name part is the
 /// volume's name (a DNS label of at most 63 characters, as Kubernetes requires of both).
@@ -166,20 +167,13 @@ pub fn units(path: &Path, sources: Vec<Source>, layout: &Layout) -> Result<Vec<U
         // A converted volume whose class names an audience logs in with the token the webhook
         // projected for that audience.
         if source.volume.is_some() {
-            if let Auth::Kubernetes(login) = &mut source.spec.auth {
-                if let (Some(aud), None) = (&login.audience, &login.token_path) {
-                    login.token_path = Some(token_dir.join(audience_token_file(aud)));
-                }
-            }
+            source.spec.provider.use_audience_token(token_dir);
         }
         let spec = source.spec;
-        match groups.iter_mut().find(|(_, specs)| {
-            // AWS volumes share no Vault login: each is a unit of its own.
-            specs[0].aws.is_none()
-                && spec.aws.is_none()
-                && specs[0].vault == spec.vault
-                && specs[0].auth == spec.auth
-        }) {
+        match groups
+            .iter_mut()
+            .find(|(_, specs)| specs[0].provider.shares_session_with(&spec.provider))
+        {
             Some((members, specs)) => {
                 members.push((source.volume, dir));
                 specs.push(spec);
@@ -189,59 +183,22 @@ pub fn units(path: &Path, sources: Vec<Source>, layout: &Layout) -> Result<Vec<U
     }
     Ok(groups
         .into_iter()
-        .map(|(members, specs)| Unit {
-            spec: merge(specs),
-            dirs: members.iter().map(|(_, d)| d.clone()).collect(),
-            volumes: members.into_iter().map(|(v, _)| v).collect(),
+        .map(|(members, mut specs)| {
+            let first = specs[0].clone();
+            let merged = ProviderSpec::merge(specs.drain(..).map(|s| s.provider).collect());
+            Unit {
+                spec: Spec {
+                    provider: merged,
+                    ..first
+                },
+                dirs: members.iter().map(|(_, d)| d.clone()).collect(),
+                volumes: members.into_iter().map(|(v, _)| v).collect(),
+            }
         })
         .collect())
 }
 
-/// One spec reading every read of `specs` once; objects prefixed with their member's index.
-fn merge(mut specs: Vec<Spec>) -> Spec {
-    if specs.len() == 1 {
-        return specs.remove(0);
-    }
-    let mut merged = specs[0].clone();
-    merged.reads.clear();
-    merged.objects.clear();
-    let mut index: HashMap<super::Read, usize> = HashMap::new();
-    for (member, spec) in specs.into_iter().enumerate() {
-        for mut object in spec.objects {
-            let read = spec.reads[object.read].clone();
-            let next = merged.reads.len();
-            object.read = *index.entry(read.clone()).or_insert_with(|| {
-                merged.reads.push(read);
-                next
-            });
-            object.name = format!("..{member}/{}", object.name);
-            merged.objects.push(object);
-        }
-    }
-    merged
-}
-
 /// Every unit of the config at `path`: [`sources`] then [`units`].
-/// `provider: aws` volumes are served one per process for now (docs/aws.md): the AWS spec
-/// and its directory when the config describes exactly one volume and it is AWS, `None`
-/// when it has no AWS volume, an error when it mixes AWS with other volumes.
-pub fn aws_unit(path: &Path, units: &[Unit]) -> Result<Option<(Spec, PathBuf)>, ConfigError> {
-    if !units.iter().any(|u| u.spec.aws.is_some()) {
-        return Ok(None);
-    }
-    match units {
-        [u] if u.dirs.len() == 1 => Ok(Some((u.spec.clone(), u.dirs[0].clone()))),
-        _ => Err(ConfigError::new(
-            path,
-            format!(
-                "a provider: aws volume must be the only volume of its secretdrop process, and \
-                 this config describes {} volumes: serve the others from another container",
-                units.iter().map(|u| u.dirs.len()).sum::<usize>()
-            ),
-        )),
-    }
-}
-
 pub fn load_units(
     path: &Path,
     text: &str,
@@ -283,8 +240,19 @@ mod tests {
         let units = load_units(Path::new("a"), &text, &VaultEnv::default(), &layout()).unwrap();
         assert_eq!(units.len(), 1);
         let u = &units[0];
-        assert_eq!(u.spec.reads.len(), 1, "one GET for both volumes");
-        let names: Vec<&str> = u.spec.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            u.spec.vault().unwrap().reads.len(),
+            1,
+            "one GET for both volumes"
+        );
+        let names: Vec<&str> = u
+            .spec
+            .vault()
+            .unwrap()
+            .objects
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
         assert_eq!(names, ["..0/myPassword", "..1/pw"]);
         assert_eq!(
             u.dirs,
@@ -302,7 +270,7 @@ mod tests {
         );
         let units = load_units(Path::new("a"), &text, &VaultEnv::default(), &layout()).unwrap();
         assert_eq!(units.len(), 2);
-        let Auth::Kubernetes(l) = &units[1].spec.auth else {
+        let crate::config::Auth::Kubernetes(l) = &units[1].spec.vault().unwrap().auth else {
             panic!()
         };
         assert_eq!(

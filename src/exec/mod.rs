@@ -34,7 +34,6 @@ pub use env::{Environment, Request};
 
 use crate::config::Spec;
 use crate::error::Error;
-use crate::provider::vault::fetch::Fetcher;
 use crate::secret::SecretBytes;
 use crate::volume::{ReadError, Volume};
 
@@ -82,12 +81,11 @@ impl ExecError {
 pub enum Source {
     /// A directory a sidecar or init container renders into.
     Dir { dir: PathBuf, wait: Duration },
-    /// Straight from Vault, as `init` would fetch it.
-    Vault {
+    /// Straight from the store, as `init` would fetch it.
+    Config {
         spec: Box<Spec>,
-        token_path: PathBuf,
+        settings: Box<crate::provider::Settings>,
         timeout: Duration,
-        policy: crate::provider::vault::client::ClientPolicy,
     },
 }
 
@@ -135,20 +133,19 @@ pub fn run(opts: Options) -> Result<i32, Error> {
                 None => Err(exec(program, &opts.command[1..], &env).into()),
             }
         }
-        (Source::Vault { .. }, Some(_)) => Err(ExecError::Usage(
+        (Source::Config { .. }, Some(_)) => Err(ExecError::Usage(
             "--restart-on-change needs --dir: with --config there are no files to watch".into(),
         )
         .into()),
         (
-            Source::Vault {
+            Source::Config {
                 spec,
-                token_path,
+                settings,
                 timeout,
-                policy,
             },
             None,
         ) => {
-            let env = from_vault(spec, token_path, started + *timeout, policy, &opts.request)?;
+            let env = from_config(spec, settings, started + *timeout, &opts.request)?;
             tracing::info!(
                 variables = env.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -194,16 +191,16 @@ fn read(volume: &Volume, request: &Request) -> Result<(String, Environment), Exe
     Ok((objects.version, request.build(&values)?))
 }
 
-/// Logs in, fetches and renders like `init`, without writing anything.
-fn from_vault(
+/// Fetches and renders like `init`, without writing anything.
+fn from_config(
     spec: &Spec,
-    token_path: &std::path::Path,
+    settings: &crate::provider::Settings,
     deadline: Instant,
-    policy: &crate::provider::vault::client::ClientPolicy,
     request: &Request,
 ) -> Result<Environment, Error> {
-    // Unknown objects are usage errors before Vault is contacted.
-    let known: Vec<&str> = spec.objects.iter().map(|o| o.name.as_str()).collect();
+    // Unknown objects are usage errors before the store is contacted.
+    let files = spec.provider.files();
+    let known: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
     if let Some(missing) = request.objects().into_iter().find(|o| !known.contains(o)) {
         return Err(ExecError::Usage(format!(
             "no object {missing:?} in {}; its objects are: {}",
@@ -212,14 +209,7 @@ fn from_vault(
         ))
         .into());
     }
-    let fetcher = Fetcher::new(spec, token_path, policy)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ExecError::Runtime(format!("cannot start the async runtime: {e}")))?;
-    let snapshot = runtime.block_on(fetcher.fetch(&spec.reads, deadline))?;
-    drop(runtime);
-    let payload = crate::render::render(spec, &snapshot)?;
+    let payload = crate::engine::init::fetch_payload(spec, settings, deadline)?;
     let values: BTreeMap<&str, &SecretBytes> = payload
         .files
         .iter()

@@ -1,3 +1,296 @@
-//! The provider seam (docs/architecture.md, "Adding a provider").
+//! The provider seam (docs/architecture.md, "Adding a provider"): the one list of providers
+//! and the narrow interface the engine, the commands and the webhook use, whatever the store.
+//!
+//! A provider is a folder below this one. It parses a SecretProviderClass's `parameters`
+//! into its typed spec, describes its plan without secrets, opens a session (credentials or a
+//! login, adopting a saved one), fetches its objects into a render, says when it must act
+//! next, and revokes what it holds on exit where its store has leases. Nothing outside this
+//! file and the providers' folders names a provider.
+
 pub mod aws;
 pub mod vault;
+
+use crate::config::VaultSpec;
+
+/// Which store a volume's secrets come from, with everything that store needs.
+#[derive(Debug, Clone, PartialEq)]
+// A process holds one spec per volume, built once: their size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum ProviderSpec {
+    /// `provider: vault` or `openbao` (docs/configuration.md).
+    Vault(VaultSpec),
+    /// `provider: aws` (docs/aws.md): Secrets Manager and SSM Parameter Store.
+    Aws(aws::params::AwsSpec),
+}
+
+impl ProviderSpec {
+    /// The provider's name as a SecretProviderClass spells it; also the `provider` label of
+    /// metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderSpec::Vault(_) => "vault",
+            ProviderSpec::Aws(_) => "aws",
+        }
+    }
+}
+
+pub use crate::render::FileSpec;
+
+impl ProviderSpec {
+    /// Every file this spec renders, in its order.
+    pub fn files(&self) -> Vec<FileSpec> {
+        match self {
+            ProviderSpec::Vault(v) => vault::files(v),
+            ProviderSpec::Aws(a) => aws::files(a),
+        }
+    }
+
+    /// `secretdrop check`: what is fetched and which files it makes, without secret values.
+    pub fn plan(&self, source: &std::path::Path) -> String {
+        match self {
+            ProviderSpec::Vault(v) => vault::plan(source, v),
+            ProviderSpec::Aws(a) => aws::plan(source, a),
+        }
+    }
+
+    /// Whether two volumes can be served by one session (one login, one set of credentials):
+    /// the same provider, reached and authenticated the same way.
+    pub fn shares_session_with(&self, other: &ProviderSpec) -> bool {
+        match (self, other) {
+            (ProviderSpec::Vault(a), ProviderSpec::Vault(b)) => vault::shares_session(a, b),
+            (ProviderSpec::Aws(a), ProviderSpec::Aws(b)) => aws::shares_session(a, b),
+            _ => false,
+        }
+    }
+
+    /// One spec serving every member (all [`ProviderSpec::shares_session_with`] the first):
+    /// each member's file names prefixed `..N/` (N its index), a form no file name can have,
+    /// which the volume set strips when it writes member N's directory.
+    pub fn merge(mut members: Vec<ProviderSpec>) -> ProviderSpec {
+        if members.len() == 1 {
+            return members.remove(0);
+        }
+        match &members[0] {
+            ProviderSpec::Vault(_) => ProviderSpec::Vault(vault::merge(
+                members
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        ProviderSpec::Vault(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
+            ProviderSpec::Aws(_) => ProviderSpec::Aws(aws::merge(
+                members
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        ProviderSpec::Aws(a) => Some(a),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
+        }
+    }
+
+    /// A converted CSI volume logs in with the token the webhook projected for the audience
+    /// its class names (in `token_dir`, named by [`crate::config::volumes::audience_token_file`]).
+    pub fn use_audience_token(&mut self, token_dir: &std::path::Path) {
+        if let ProviderSpec::Vault(v) = self {
+            vault::use_audience_token(v, token_dir);
+        }
+    }
+}
+
+/// The member prefix of a merged spec's file names (see [`ProviderSpec::merge`]).
+pub fn member_prefix(member: usize, name: &str) -> String {
+    format!("..{member}/{name}")
+}
+
+/// What the operator gives every session, whatever the provider (flags and the environment).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--token-path`: the pod's service-account token, for providers that log in with it.
+    pub token_path: std::path::PathBuf,
+    /// What the operator allows the Vault client (pinned addresses, answer size).
+    pub vault_policy: vault::client::ClientPolicy,
+    /// The AWS SDK variables of the process (IRSA, Pod Identity, endpoints).
+    pub aws_env: aws::credentials::AwsEnv,
+    /// `--revoke-replaced-after`: grace before a replaced lease is revoked; None: never.
+    pub revoke_replaced_after: Option<std::time::Duration>,
+    /// How often static secrets are polled.
+    pub poll: std::time::Duration,
+    /// Retries inside a step are logged at debug level only (the sidecar logs state changes).
+    pub quiet: bool,
+}
+
+/// One network step of a session, owned, so that the engine can run it while it watches
+/// signals and config changes; dropping it cancels the step.
+pub type Job = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>;
+
+/// What a [`Job`] brought back, for the session that made it.
+pub enum Outcome {
+    Vault(vault::session::Outcome),
+    Aws(aws::session::Outcome),
+}
+
+/// What a session can render now.
+pub enum Render {
+    /// Every file, from the values held.
+    Payload(crate::render::Payload),
+    /// The files on disk are already the render of what is held (adopted from `--state-dir`
+    /// and unchanged since): nothing to write.
+    Current,
+    /// Not everything is held yet; the session has scheduled what is missing.
+    NotYet,
+}
+
+/// How fresh a session is, for `/readyz` and the gauges (paths and states, never a value).
+#[derive(Debug, Clone, Default)]
+pub struct Freshness {
+    /// Every object has been fetched at least once.
+    pub complete: bool,
+    /// Why not, or what expired: the first thing missing, by path.
+    pub problem: Option<String>,
+    pub token_expires: Option<std::time::SystemTime>,
+    /// (object path, lease or certificate expiry)
+    pub expiries: Vec<(String, std::time::SystemTime)>,
+}
+
+/// An open session with a store: credentials or a login, the objects it holds and when each
+/// must be fetched, renewed or polled again.
+pub enum Session {
+    Vault(Box<vault::session::Session>),
+    Aws(Box<aws::session::Session>),
+}
+
+impl Session {
+    /// A session for `spec`; nothing is sent yet. Refused (exit 2) when the operator's pins do
+    /// not allow where the spec points.
+    pub fn open(spec: &ProviderSpec, settings: &Settings) -> Result<Session, crate::error::Error> {
+        Ok(match spec {
+            ProviderSpec::Vault(v) => {
+                Session::Vault(Box::new(vault::session::Session::open(v, settings)?))
+            }
+            ProviderSpec::Aws(a) => {
+                Session::Aws(Box::new(aws::session::Session::open(a, settings)?))
+            }
+        })
+    }
+
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Session::Vault(_) => "vault",
+            Session::Aws(_) => "aws",
+        }
+    }
+
+    /// Takes over what a previous process recorded (`saved`, the state file's bytes) when it
+    /// still holds; `on_disk` is the version the volume holds now. True when the files on disk
+    /// are current and only need confirming ([`Render::Current`]).
+    pub async fn adopt(
+        &mut self,
+        saved: &[u8],
+        dir: &str,
+        on_disk: Option<crate::fingerprint::Rendered>,
+        deadline: std::time::Instant,
+    ) -> bool {
+        match self {
+            Session::Vault(s) => s.adopt(saved, dir, on_disk, deadline).await,
+            Session::Aws(s) => s.adopt(saved, dir),
+        }
+    }
+
+    /// `init` and `exec --config`: everything fetched once, retrying transient failures until
+    /// `deadline`.
+    pub async fn fetch_all(
+        &mut self,
+        deadline: std::time::Instant,
+    ) -> Result<(), crate::error::Error> {
+        match self {
+            Session::Vault(s) => s.fetch_all(deadline).await,
+            Session::Aws(s) => s.fetch_all(deadline).await,
+        }
+    }
+
+    /// The earliest deadline and the step due then; `None`: nothing to send then (the engine
+    /// only re-checks its own housekeeping).
+    pub fn next(&self) -> (std::time::Instant, Option<Job>) {
+        match self {
+            Session::Vault(s) => s.next(),
+            Session::Aws(s) => s.next(),
+        }
+    }
+
+    /// Applies what a step brought back; true when the files must be rendered again.
+    pub fn apply(&mut self, outcome: Outcome, metrics: &crate::observe::Metrics) -> bool {
+        match (self, outcome) {
+            (Session::Vault(s), Outcome::Vault(o)) => s.apply(o, metrics),
+            (Session::Aws(s), Outcome::Aws(o)) => s.apply(o, metrics),
+            // A step of a session replaced by a reload: nothing to apply.
+            _ => false,
+        }
+    }
+
+    pub fn render(&mut self) -> Result<Render, crate::render::RenderError> {
+        match self {
+            Session::Vault(s) => s.render(),
+            Session::Aws(s) => s.render(),
+        }
+    }
+
+    /// The files on disk are now the render of what is held (`rendered`: the version and its
+    /// fingerprint); `None` confirms a [`Render::Current`].
+    pub fn committed(&mut self, rendered: Option<crate::fingerprint::Rendered>) {
+        match self {
+            Session::Vault(s) => s.committed(rendered),
+            Session::Aws(s) => s.committed(),
+        }
+    }
+
+    /// The state file's new content when something it records changed since the last call.
+    pub fn take_state(&mut self) -> Option<crate::secret::SecretBytes> {
+        match self {
+            Session::Vault(s) => s.take_state(),
+            Session::Aws(s) => s.take_state(),
+        }
+    }
+
+    /// A reloaded config for the same volumes. Err (the running config kept) when it cannot
+    /// apply; Ok(true) when a render is due now.
+    pub fn reload(&mut self, spec: &ProviderSpec, settings: &Settings) -> Result<bool, String> {
+        match (self, spec) {
+            (Session::Vault(s), ProviderSpec::Vault(v)) => s.reload(v, settings),
+            (Session::Aws(s), ProviderSpec::Aws(a)) => s.reload(a, settings),
+            (s, other) => Err(format!(
+                "the new config switches these volumes from provider {} to provider {}; \
+                 keeping the running one (a provider change needs a new pod)",
+                s.provider(),
+                other.name()
+            )),
+        }
+    }
+
+    /// On exit: with `revoke`, revoke what the store leased (within a second). True when the
+    /// state file is dead with it and should go.
+    pub async fn shutdown(&mut self, revoke: bool) -> bool {
+        match self {
+            Session::Vault(s) => s.shutdown(revoke).await,
+            Session::Aws(_) => false,
+        }
+    }
+
+    pub fn freshness(&self, now: std::time::Instant) -> Freshness {
+        match self {
+            Session::Vault(s) => s.freshness(now),
+            Session::Aws(s) => s.freshness(),
+        }
+    }
+
+    /// What `init` logs: objects and requests made.
+    pub fn describe(&self) -> String {
+        match self {
+            Session::Vault(s) => s.describe(),
+            Session::Aws(s) => s.describe(),
+        }
+    }
+}

@@ -246,16 +246,19 @@ fn check(
     let file = format!("SecretProviderClass {namespace}/{class}");
     let parsed = crate::config::parse(Path::new(&file), &text, &env)
         .map_err(|e| super::aws::region_hint(e.to_string()))?;
-    if let Some(aws) = &parsed.aws {
-        return Ok(CsiVolume {
-            name: volume.to_string(),
-            class: text,
-            audience: None,
-            address: String::new(),
-            aws: Some(super::aws::AwsUse::of(aws)),
-        });
-    }
-    let address = parsed.vault.address.clone();
+    let vault = match &parsed.provider {
+        crate::provider::ProviderSpec::Vault(v) => v,
+        crate::provider::ProviderSpec::Aws(aws) => {
+            return Ok(CsiVolume {
+                name: volume.to_string(),
+                class: text,
+                audience: None,
+                address: String::new(),
+                aws: Some(super::aws::AwsUse::of(aws)),
+            })
+        }
+    };
+    let address = vault.vault.address.clone();
     if !defaults.allowed_vault_addresses.is_empty()
         && !crate::provider::vault::client::is_allowed(&defaults.allowed_vault_addresses, &address)
     {
@@ -264,7 +267,7 @@ fn check(
             defaults.allowed_vault_addresses.join(", ")
         ));
     }
-    let audience = match &parsed.auth {
+    let audience = match &vault.auth {
         Auth::Kubernetes(l) | Auth::Jwt(l) => l.audience.clone(),
         _ => None,
     };

@@ -344,9 +344,12 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         .map_err(|e| super::aws::region_hint(strip_file(&e.to_string())))?;
     let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
     let env = env_flags(&ours, &spec)?;
-    let address = spec.vault.address.clone();
+    let address = spec
+        .vault()
+        .map(|v| v.vault.address.clone())
+        .unwrap_or_default();
     // provider: aws has no Vault address to allow (docs/webhook.md, "AWS").
-    if spec.aws.is_none()
+    if spec.aws().is_none()
         && !defaults.allowed_vault_addresses.is_empty()
         && !crate::provider::vault::client::is_allowed(&defaults.allowed_vault_addresses, &address)
     {
@@ -401,7 +404,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         settings: pod_settings,
         objects: true,
         csi: Vec::new(),
-        aws_use: spec.aws.as_deref().map(super::aws::AwsUse::of),
+        aws_use: spec.aws().map(super::aws::AwsUse::of),
         aws: None,
     })
 }
@@ -430,9 +433,10 @@ fn env_flags(
     }
     let request = crate::exec::Request::parse(&vars, &files)
         .map_err(|e| format!("{PREFIX}env / {PREFIX}env-file: {e}"))?;
-    let known: HashSet<&str> = spec.objects.iter().map(|o| o.name.as_str()).collect();
+    let files = spec.provider.files();
+    let known: HashSet<&str> = files.iter().map(|o| o.name.as_str()).collect();
     if let Some(missing) = request.objects().into_iter().find(|o| !known.contains(o)) {
-        let names: Vec<String> = spec.objects.iter().map(|o| o.name.clone()).collect();
+        let names: Vec<String> = files.iter().map(|o| o.name.clone()).collect();
         return Err(format!(
             "{PREFIX}env / {PREFIX}env-file: no object {missing:?} in {PREFIX}objects; its \
              objects are {}",

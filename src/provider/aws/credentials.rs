@@ -374,6 +374,32 @@ impl Credentials {
         }
     }
 
+    /// The keys held now, if any (for `--state-dir`).
+    pub fn held(&self) -> Option<Keys> {
+        self.held
+            .try_lock()
+            .ok()?
+            .as_ref()
+            .map(|(keys, _)| keys.clone())
+    }
+
+    /// Keys a previous process obtained from the same source, used until their refresh time
+    /// as if this process had obtained them. False (nothing held) when they carry no expiry
+    /// or are already due for replacement.
+    pub fn adopt(&self, keys: Keys) -> bool {
+        let refresh_at = refresh_time(keys.expires);
+        if keys.expires.is_none() || refresh_at <= Instant::now() {
+            return false;
+        }
+        match self.held.try_lock() {
+            Ok(mut held) => {
+                *held = Some((keys, refresh_at));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Forget held keys (after the service said they are expired or invalid).
     pub async fn forget(&self) {
         *self.held.lock().await = None;

@@ -223,6 +223,11 @@ impl Fetcher {
         self.inner.creds.exchanges.load(Ordering::Relaxed)
     }
 
+    /// The credentials this fetcher signs with (held keys, adoption of recorded ones).
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.creds
+    }
+
     pub fn who(&self) -> String {
         self.inner.creds.source().describe()
     }

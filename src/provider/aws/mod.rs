@@ -13,13 +13,58 @@ pub mod http;
 pub mod jmespath;
 pub mod params;
 pub mod render;
-pub mod run;
 pub mod secrets_manager;
+pub mod session;
 pub mod sigv4;
 pub mod ssm;
 pub mod time;
 
 use crate::provider::aws::params::{AwsSpec, ObjectRef, Service};
+use crate::provider::FileSpec;
+
+/// Every file: each object's own, then its jmesPath entries'.
+pub fn files(spec: &AwsSpec) -> Vec<FileSpec> {
+    spec.objects
+        .iter()
+        .flat_map(|o| {
+            std::iter::once((o.file.clone(), o.mode))
+                .chain(o.jmes.iter().map(|j| (j.file.clone(), j.mode)))
+                .map(|(name, mode)| FileSpec {
+                    name,
+                    mode,
+                    owner: o.owner,
+                    group: o.group,
+                })
+        })
+        .collect()
+}
+
+/// Volumes with the same regions and the same way of getting credentials share one set of
+/// credentials (one STS exchange).
+pub fn shares_session(a: &AwsSpec, b: &AwsSpec) -> bool {
+    a.region == b.region
+        && a.failover_region == b.failover_region
+        && a.use_pod_identity == b.use_pod_identity
+        && a.preferred_address_type == b.preferred_address_type
+}
+
+/// One spec fetching every member's objects; file names prefixed with the member's index.
+pub fn merge(specs: Vec<AwsSpec>) -> AwsSpec {
+    let mut merged = AwsSpec {
+        objects: Vec::new(),
+        ..specs[0].clone()
+    };
+    for (member, spec) in specs.into_iter().enumerate() {
+        for mut o in spec.objects {
+            o.file = crate::provider::member_prefix(member, &o.file);
+            for j in &mut o.jmes {
+                j.file = crate::provider::member_prefix(member, &j.file);
+            }
+            merged.objects.push(o);
+        }
+    }
+    merged
+}
 
 /// `secretdrop check` for an AWS spec: regions, credentials source, and each file with the
 /// object it comes from (no values).

@@ -300,14 +300,8 @@ fn join(at: &str, name: &str) -> String {
 fn spec_of(file: &Path, aws: AwsSpec, sidecar: SidecarSettings) -> Spec {
     Spec {
         source: file.to_path_buf(),
-        vault: Default::default(),
-        auth: config::Auth::Token {
-            token_file: Default::default(),
-        },
-        reads: Vec::new(),
-        objects: Vec::new(),
         sidecar,
-        aws: Some(Box::new(aws)),
+        provider: crate::provider::ProviderSpec::Aws(aws),
     }
 }
 
@@ -985,7 +979,7 @@ mod tests {
     fn parse(params: &str, objects: &str) -> Result<AwsSpec, ConfigError> {
         let text = spc(params, objects);
         config::parse(Path::new("spc.yaml"), &text, &VaultEnv::default())
-            .map(|s| *s.aws.expect("an aws spec"))
+            .map(|s| s.aws().cloned().expect("an aws spec"))
     }
 
     fn err(params: &str, objects: &str) -> String {
@@ -1169,7 +1163,7 @@ mod tests {
             (k == "AWS_DEFAULT_REGION").then(|| "eu-central-1".to_string())
         });
         let s = config::parse(Path::new("spc.yaml"), &text, &env).unwrap();
-        assert_eq!(s.aws.unwrap().region, "eu-central-1");
+        assert_eq!(s.aws().unwrap().region, "eu-central-1");
         let e = err(
             "    region: us-west-2\n    roleName: x\n",
             "- objectName: p\n  objectType: ssmparameter\n",
@@ -1191,7 +1185,7 @@ mod tests {
     fn the_native_form() {
         let text = "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nprovider: aws\nfiles:\n  mode: \"0440\"\n  group: 2000\naws:\n  region: us-west-2\n  usePodIdentity: true\n  objects:\n    - objectName: p\n      objectType: ssmparameter\n";
         let s = config::parse(Path::new("c.yaml"), text, &VaultEnv::default()).unwrap();
-        let a = s.aws.unwrap();
+        let a = s.aws().unwrap().clone();
         assert!(a.use_pod_identity);
         assert_eq!((a.objects[0].mode, a.objects[0].group), (0o440, Some(2000)));
         let bad = text.replace(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Auth, Read, Spec};
+use crate::config::{Auth, Read, VaultSpec};
 use crate::provider::vault::auth::{self, CredentialError, LoginRequest, VaultToken};
 use crate::provider::vault::client::{
     network_secs, CallError, Client, ClientPolicy, Response, TlsSetupError,
@@ -200,7 +200,7 @@ pub struct Fetcher {
 impl Fetcher {
     /// A client for `spec`'s Vault, refused when `policy` does not allow its address.
     pub fn new(
-        spec: &Spec,
+        spec: &VaultSpec,
         token_path: &Path,
         policy: &ClientPolicy,
     ) -> Result<Fetcher, FetchError> {

@@ -1,5 +1,182 @@
-//! `provider: vault` (and `openbao`).
+//! `provider: vault` (and `openbao`): the Vault HTTP client ([`client`]), logins ([`auth`]),
+//! TLS ([`tls`]), login and deduplicated reads ([`fetch`]), and what the seam asks of a
+//! provider (plan, files, sessions shared between volumes).
+
 pub mod auth;
 pub mod client;
 pub mod fetch;
+pub mod records;
+pub mod schedule;
+pub mod session;
 pub mod tls;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::config::{Auth, Encoding, Output, Read, VaultSpec};
+
+use super::FileSpec;
+
+pub fn files(spec: &VaultSpec) -> Vec<FileSpec> {
+    spec.objects
+        .iter()
+        .map(|o| FileSpec {
+            name: o.name.clone(),
+            mode: o.mode,
+            owner: o.owner,
+            group: o.group,
+        })
+        .collect()
+}
+
+/// Volumes reaching the same Vault the same way, and logging in alike, share one login.
+pub fn shares_session(a: &VaultSpec, b: &VaultSpec) -> bool {
+    a.vault == b.vault && a.auth == b.auth
+}
+
+/// One spec reading every read of `specs` once; objects prefixed with their member's index.
+pub fn merge(mut specs: Vec<VaultSpec>) -> VaultSpec {
+    if specs.len() == 1 {
+        return specs.remove(0);
+    }
+    let mut merged = VaultSpec {
+        reads: Vec::new(),
+        objects: Vec::new(),
+        ..specs[0].clone()
+    };
+    let mut index: HashMap<Read, usize> = HashMap::new();
+    for (member, spec) in specs.into_iter().enumerate() {
+        for mut object in spec.objects {
+            let read = spec.reads[object.read].clone();
+            let next = merged.reads.len();
+            object.read = *index.entry(read.clone()).or_insert_with(|| {
+                merged.reads.push(read);
+                next
+            });
+            object.name = super::member_prefix(member, &object.name);
+            merged.objects.push(object);
+        }
+    }
+    merged
+}
+
+/// A Kubernetes login naming an audience reads the token projected for that audience.
+pub fn use_audience_token(spec: &mut VaultSpec, token_dir: &Path) {
+    if let Auth::Kubernetes(login) = &mut spec.auth {
+        if let (Some(aud), None) = (&login.audience, &login.token_path) {
+            login.token_path =
+                Some(token_dir.join(crate::config::volumes::audience_token_file(aud)));
+        }
+    }
+}
+
+/// `secretdrop check` for a Vault spec: where, as whom, what is read and which files it makes.
+pub fn plan(source: &Path, spec: &VaultSpec) -> String {
+    let mut s = format!("config: {} (valid)\n", source.display());
+    let tls = &spec.vault.tls;
+    let mut tls_desc = vec![];
+    if let Some(p) = &tls.ca_cert {
+        tls_desc.push(format!("CA file {}", p.display()));
+    }
+    if tls.ca_pem.is_some() {
+        tls_desc.push("CA from secretdrop.dev/ca-cert".into());
+    }
+    if let Some(p) = &tls.ca_directory {
+        tls_desc.push(format!("CA directory {}", p.display()));
+    }
+    if let Some(n) = &tls.server_name {
+        tls_desc.push(format!("server name {n}"));
+    }
+    if tls.client_cert.is_some() {
+        tls_desc.push("client certificate".into());
+    }
+    if tls.skip_verify {
+        tls_desc.push("VERIFICATION DISABLED".into());
+    }
+    s.push_str(&format!("vault: {}", spec.vault.address));
+    if let Some(ns) = &spec.vault.namespace {
+        s.push_str(&format!(" namespace {ns}"));
+    }
+    if spec.vault.address.starts_with("https://") {
+        s.push_str(&format!(
+            " (TLS: {})",
+            if tls_desc.is_empty() {
+                "system roots".into()
+            } else {
+                tls_desc.join(", ")
+            }
+        ));
+    }
+    s.push('\n');
+    let auth = match &spec.auth {
+        Auth::Kubernetes(l) | Auth::Jwt(l) => format!(
+            "{} login at auth/{}/login as role {:?}, token from {}{}",
+            spec.auth.method_name(),
+            l.mount,
+            l.role,
+            l.token_path
+                .as_ref()
+                .map_or("--token-path".into(), |p| p.display().to_string()),
+            l.audience
+                .as_ref()
+                .map_or(String::new(), |a| format!(", audience {a}"))
+        ),
+        Auth::AppRole {
+            mount,
+            role_id_file,
+            secret_id_file,
+        } => format!(
+            "approle login at auth/{mount}/login, role_id from {}, secret_id from {}",
+            role_id_file.display(),
+            secret_id_file.display()
+        ),
+        Auth::Token { token_file } => format!("token from {}", token_file.display()),
+    };
+    s.push_str(&format!("auth: {auth}\n"));
+    s.push_str(&format!("reads ({}):\n", spec.reads.len()));
+    for r in &spec.reads {
+        s.push_str(&format!("  {} {}", r.method, r.path));
+        if let Some(body) = &r.body {
+            let keys: Vec<String> =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(body)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+            s.push_str(&format!(" with secretArgs keys [{}]", keys.join(", ")));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!("files ({}):\n", spec.objects.len()));
+    for o in &spec.objects {
+        let what = match &o.output {
+            Output::WholeResponse => "whole response as JSON".to_string(),
+            Output::Key { key, encoding } => format!(
+                "key {key:?}{}",
+                match encoding {
+                    Encoding::Utf8 => "",
+                    Encoding::Base64 => ", base64-decoded",
+                    Encoding::Hex => ", hex-decoded",
+                }
+            ),
+            Output::Format { format, keys } => format!(
+                "{} of {}",
+                format.name(),
+                keys.as_ref()
+                    .map_or("all keys".into(), |k| format!("keys [{}]", k.join(", ")))
+            ),
+            Output::Template(t) => format!("template ({} lines)", t.lines().count().max(1)),
+        };
+        let owner = match (o.owner, o.group) {
+            (None, None) => String::new(),
+            (u, g) => format!(
+                " owner {}:{}",
+                u.map_or("-".into(), |u| u.to_string()),
+                g.map_or("-".into(), |g| g.to_string())
+            ),
+        };
+        s.push_str(&format!(
+            "  {} {:04o}{owner} <- {} {}\n",
+            o.name, o.mode, spec.reads[o.read].path, what
+        ));
+    }
+    s
+}
