@@ -1,16 +1,11 @@
 //! The top-level error of a command and its exit code (docs/cli.md, "Exit codes").
 //!
 //! Each layer has its own typed error carrying context (file and field for config, path and role
-//! for Vault, directory for the volume); this type only gathers them and decides the exit code:
-//! 2 for bad usage or configuration the user must fix, 1 for failures at run time.
+//! for Vault, directory for the volume) and converts it into this type itself, deciding the exit
+//! code: 2 for bad usage or configuration the user must fix, 1 for failures at run time. This
+//! module imports none of them, so every layer can use it.
 
 use std::fmt;
-
-use crate::config::ConfigError;
-use crate::exec::ExecError;
-use crate::provider::vault::fetch::FetchError;
-use crate::render::RenderError;
-use crate::volume::VolumeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,34 +23,28 @@ pub enum Error {
     /// `probe`: nothing complete yet (exit 1, a normal answer rather than a fault).
     #[error("{0}")]
     NotReady(String),
-    #[error(transparent)]
-    Config(Box<ConfigError>),
-    #[error(transparent)]
-    Fetch(Box<FetchError>),
-    #[error(transparent)]
-    Render(Box<RenderError>),
-    #[error(transparent)]
-    Volume(Box<VolumeError>),
-    #[error(transparent)]
-    Exec(Box<ExecError>),
+    /// A layer's own typed error (config, fetch, render, volume, exec), with the exit code
+    /// that layer decided when it converted it (each layer implements `From` for its error).
+    #[error("{source}")]
+    Failed {
+        code: ExitCode,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-macro_rules! boxed_from {
-    ($($variant:ident($ty:ty)),*) => {$(
-        impl From<$ty> for Error {
-            fn from(e: $ty) -> Self {
-                Error::$variant(Box::new(e))
-            }
+impl Error {
+    /// A layer's error: exit 2 when `config` (the user fixes the config or the flags), else 1.
+    pub fn failed(config: bool, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Failed {
+            code: if config {
+                ExitCode::Usage
+            } else {
+                ExitCode::Runtime
+            },
+            source: Box::new(source),
         }
-    )*};
+    }
 }
-boxed_from!(
-    Config(ConfigError),
-    Fetch(FetchError),
-    Render(RenderError),
-    Volume(VolumeError),
-    Exec(ExecError)
-);
 
 /// Process exit codes, a stable contract (docs/cli.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,16 +57,9 @@ pub enum ExitCode {
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) | Error::Config(_) | Error::Unfit(_) => ExitCode::Usage,
-            Error::Fetch(e) if e.is_config() => ExitCode::Usage,
-            Error::Volume(e) if e.is_config() => ExitCode::Usage,
-            Error::Exec(e) if e.is_config() => ExitCode::Usage,
-            Error::Fetch(_)
-            | Error::Render(_)
-            | Error::Volume(_)
-            | Error::NotReady(_)
-            | Error::Runtime(_)
-            | Error::Exec(_) => ExitCode::Runtime,
+            Error::Usage(_) | Error::Unfit(_) => ExitCode::Usage,
+            Error::Failed { code, .. } => *code,
+            Error::NotReady(_) | Error::Runtime(_) => ExitCode::Runtime,
         }
     }
 }

@@ -48,6 +48,13 @@ pub struct RenderError {
     pub message: String,
 }
 
+/// A render error (a missing key, a template failing on the data) is a run-time failure: exit 1.
+impl From<RenderError> for crate::error::Error {
+    fn from(e: RenderError) -> Self {
+        crate::error::Error::failed(false, e)
+    }
+}
+
 /// Every object of `spec` from `responses`, one answer per read of the spec, in its order.
 pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderError> {
     let mut files = BTreeMap::new();

@@ -50,6 +50,12 @@ const DATA_TMP_LINK: &str = "..data_tmp";
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
 
+impl From<VolumeError> for crate::error::Error {
+    fn from(e: VolumeError) -> Self {
+        crate::error::Error::failed(e.is_config(), e)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error(

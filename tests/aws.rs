@@ -924,3 +924,119 @@ fn sighup_makes_the_sidecar_poll_at_once_instead_of_ending_it() {
         "still running after SIGHUP, and stops cleanly"
     );
 }
+
+/// `--state-dir` keeps the session credentials: a second process of the same role signs with
+/// them (no STS exchange, counted by secretdrop and visible in moto's answers), a process of
+/// another role exchanges its own; the file is 0600 and its keys reach no log line.
+#[test]
+fn state_dir_keeps_the_session_credentials_for_the_next_process() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let secret = unique("kept-creds");
+    admin(
+        moto,
+        "secretsmanager",
+        "CreateSecret",
+        json!({"Name": secret, "SecretString": "v1-value"}),
+    );
+    let (role, token_file, token) = irsa(moto, &dir, "state-reader", true);
+    let config = spc(
+        &dir,
+        "",
+        &format!("      - objectName: {secret}\n        objectType: secretsmanager\n"),
+    );
+    let out = out_dir(&dir);
+    let state = dir.join("state");
+    let env = irsa_env(moto, &role, &token_file);
+    let first = init(
+        &config,
+        &out,
+        &env,
+        &["--state-dir", state.to_str().unwrap()],
+    );
+    first.expect_code(0).expect_no_leak(&[&token, "v1-value"]);
+    assert_eq!(
+        logged_number(&first.stderr, "credential_exchanges"),
+        Some(1),
+        "{}",
+        first.stderr
+    );
+    let file = state.join("state.json");
+    assert_eq!(common::cli::mode_of(&file), 0o600);
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let key = recorded["secret_access_key"].as_str().unwrap().to_string();
+    assert!(!key.is_empty());
+
+    // The next process (the sidecar after init, a restart): no exchange at all.
+    let second = init(
+        &config,
+        &out,
+        &env,
+        &["--state-dir", state.to_str().unwrap()],
+    );
+    second
+        .expect_code(0)
+        .expect_no_leak(&[&token, &key, "v1-value"]);
+    assert_eq!(
+        logged_number(&second.stderr, "credential_exchanges"),
+        Some(0),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second
+            .stderr
+            .contains("adopted the recorded AWS credentials"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(read(out.join(&secret)), "v1-value");
+
+    // Another role's process does not take them: it exchanges its own.
+    let (other_role, other_token_file, _) = irsa(moto, &dir, "other-reader", true);
+    let third = init(
+        &config,
+        &out,
+        &irsa_env(moto, &other_role, &other_token_file),
+        &["--state-dir", state.to_str().unwrap()],
+    );
+    third.expect_code(0).expect_no_leak(&[&key]);
+    assert_eq!(
+        logged_number(&third.stderr, "credential_exchanges"),
+        Some(1),
+        "{}",
+        third.stderr
+    );
+}
+
+/// `exec --config` fetches an AWS class straight into the app's environment.
+#[test]
+fn exec_with_an_aws_config_puts_the_value_in_the_environment() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let secret = unique("exec-aws");
+    admin(
+        moto,
+        "secretsmanager",
+        "CreateSecret",
+        json!({"Name": secret, "SecretString": "exec-value"}),
+    );
+    let (role, token_file, _) = irsa(moto, &dir, "exec-reader", true);
+    let config = spc(&dir, "", &format!("      - objectName: {secret}\n        objectAlias: pw\n        objectType: secretsmanager\n"));
+    let r = run(
+        &[
+            "exec",
+            "--config",
+            config.to_str().unwrap(),
+            "--env",
+            "APP_PASSWORD=pw",
+            "--",
+            "/bin/sh",
+            "-c",
+            "printf %s \"$APP_PASSWORD\"",
+        ],
+        &irsa_env(moto, &role, &token_file),
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, "exec-value");
+}

@@ -346,6 +346,13 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A config error is the user's to fix: exit 2.
+impl From<ConfigError> for crate::error::Error {
+    fn from(e: ConfigError) -> Self {
+        crate::error::Error::failed(true, e)
+    }
+}
+
 impl std::error::Error for ConfigError {}
 
 /// The kind of document in a config file, from its `apiVersion` and `kind`.

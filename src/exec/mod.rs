@@ -43,6 +43,12 @@ pub const MAX_OBJECT_BYTES: u64 = 1024 * 1024;
 /// How often the directory is looked at while waiting for the first render.
 const WAIT_POLL: Duration = Duration::from_millis(100);
 
+impl From<ExecError> for crate::error::Error {
+    fn from(e: ExecError) -> Self {
+        crate::error::Error::failed(e.is_config(), e)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("{0}")]

@@ -99,11 +99,7 @@ impl AwsError {
 
 impl From<AwsError> for crate::error::Error {
     fn from(e: AwsError) -> Self {
-        if e.is_config() {
-            crate::error::Error::Unfit(e.to_string())
-        } else {
-            crate::error::Error::Runtime(e.to_string())
-        }
+        crate::error::Error::failed(e.is_config(), e)
     }
 }
 

@@ -179,6 +179,12 @@ pub struct Renewal {
     pub renewable: bool,
 }
 
+impl From<FetchError> for crate::error::Error {
+    fn from(e: FetchError) -> Self {
+        crate::error::Error::failed(e.is_config(), e)
+    }
+}
+
 /// What `lookup-self` says of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
