@@ -436,7 +436,7 @@ impl Args {
         for v in self.list("volume") {
             let (name, dir) = v
                 .split_once('=')
-                .filter(|(n, d)| config::volumes::is_volume_name(n) && d.starts_with('/'))
+                .filter(|(n, d)| config::names::is_volume_name(n) && d.starts_with('/'))
                 .ok_or_else(|| {
                     Error::Usage(format!(
                         "--volume: {v:?} is not NAME=DIR (a volume name, then an absolute \

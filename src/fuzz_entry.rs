@@ -26,7 +26,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::config::annotations::{self, PREFIX};
-use crate::config::{self, objects, Output, Read, Spec, VaultEnv};
+use crate::config::{self, Output, Read, Spec, VaultEnv};
 use crate::provider::vault::auth;
 use crate::provider::vault::client::Response;
 use crate::provider::vault::schedule::{self, Lifetime, Next};
@@ -165,7 +165,7 @@ fn check_spec(whole: &Spec, secret_check: bool) {
     assert!(!spec.objects.is_empty(), "a spec without objects");
     let mut names = HashSet::new();
     for o in &spec.objects {
-        if let Err(m) = objects::validate_name(&o.name) {
+        if let Err(m) = crate::config::names::validate_name(&o.name) {
             panic!("object name {:?} passed but is invalid: {m}", o.name);
         }
         assert!(names.insert(o.name.as_str()), "{:?} twice", o.name);
@@ -241,7 +241,7 @@ fn check_aws_spec(aws: &crate::provider::aws::params::AwsSpec, secret_check: boo
         .collect();
     let mut names = HashSet::new();
     for (name, mode) in &files {
-        if let Err(m) = objects::validate_name(name) {
+        if let Err(m) = crate::config::names::validate_name(name) {
             panic!("file name {name:?} passed but is invalid: {m}");
         }
         assert!(names.insert(*name), "{name:?} twice");

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::config::{Encoding, Format, ObjectSpec, Output, VaultSpec};
+use crate::provider::vault::spec::{Encoding, Format, ObjectSpec, Output, VaultSpec};
 use crate::secret::SecretBytes;
 
 /// One file a spec renders, before any value is known: what the ownership check, `check` and

@@ -672,7 +672,7 @@ fn check_prints_the_plan_and_bad_classes_exit_2() {
             "failoverObject.objectName",
             "must match region us-east-2",
         ]);
-    // exec --config reads Vault only: a usage error before anything runs.
+    // exec --config without credentials in the environment: exit 2 before any request.
     secretdrop(
         &[
             "exec",
@@ -686,7 +686,7 @@ fn check_prints_the_plan_and_bad_classes_exit_2() {
         &[],
     )
     .expect_code(2)
-    .expect_stderr(&["provider aws", "--dir"]);
+    .expect_stderr(&["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]);
     // No credentials in the environment: exit 2 before any request.
     let out = out_dir(&dir);
     secretdrop(
@@ -936,7 +936,7 @@ fn state_dir_keeps_the_session_credentials_for_the_next_process() {
     admin(
         moto,
         "secretsmanager",
-        "CreateSecret",
+        "create_secret",
         json!({"Name": secret, "SecretString": "v1-value"}),
     );
     let (role, token_file, token) = irsa(moto, &dir, "state-reader", true);
@@ -1018,7 +1018,7 @@ fn exec_with_an_aws_config_puts_the_value_in_the_environment() {
     admin(
         moto,
         "secretsmanager",
-        "CreateSecret",
+        "create_secret",
         json!({"Name": secret, "SecretString": "exec-value"}),
     );
     let (role, token_file, _) = irsa(moto, &dir, "exec-reader", true);

@@ -18,7 +18,7 @@ use super::{
     TlsSettings, VaultSettings, VaultSpec,
 };
 
-pub const PREFIX: &str = "secretdrop.dev/";
+pub use super::names::PREFIX;
 
 /// Every annotation the webhook or the sidecar understands, without the prefix.
 pub const KNOWN: &[&str] = &[
@@ -282,7 +282,12 @@ fn aws_spec(
         poll_interval: settings.poll_interval,
         notify: settings.notify,
     };
-    crate::provider::aws::params::from_annotations(file, a, sidecar, env)
+    let aws = crate::provider::aws::params::from_annotations(file, a, env)?;
+    Ok(Spec {
+        source: file.to_path_buf(),
+        sidecar,
+        provider: ProviderSpec::Aws(aws),
+    })
 }
 
 /// The auth mount of `auth-path`. vault-k8s's annotation takes the full path (`auth/jwt`), ours

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, TlsSettings};
+use super::error::ConfigError;
+use crate::provider::vault::spec::TlsSettings;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VaultEnv {

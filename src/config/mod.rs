@@ -9,18 +9,25 @@
 
 pub mod annotations;
 pub mod env;
+pub mod error;
+pub mod names;
 pub mod native;
 pub mod objects;
+pub mod param;
 pub mod pod_settings;
 pub mod spc;
 pub mod volumes;
 pub mod yaml;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::provider::vault::spec::{
+    check_address, check_mount, Auth, Encoding, Format, JwtLogin, ObjectSpec, Output, Read,
+    TlsSettings, VaultSettings, VaultSpec,
+};
 pub use crate::provider::ProviderSpec;
 pub use env::VaultEnv;
+pub use error::ConfigError;
 
 /// Everything a render needs, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,17 +56,6 @@ impl Spec {
             _ => None,
         }
     }
-}
-
-/// A `provider: vault` (or `openbao`) volume: where Vault is, how to log in, what to read and
-/// which files to render from the answers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VaultSpec {
-    pub vault: VaultSettings,
-    pub auth: Auth,
-    /// Distinct reads; objects refer to them by index.
-    pub reads: Vec<Read>,
-    pub objects: Vec<ObjectSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -140,222 +136,6 @@ pub fn check_notify(n: &NotifySettings) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct VaultSettings {
-    /// Base address without a trailing slash, e.g. `https://vault.example:8200`.
-    pub address: String,
-    pub namespace: Option<String>,
-    pub tls: TlsSettings,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TlsSettings {
-    pub ca_cert: Option<PathBuf>,
-    /// CA certificates given as PEM text (`secretdrop.dev/ca-cert`), used like `ca_cert`.
-    pub ca_pem: Option<String>,
-    pub ca_directory: Option<PathBuf>,
-    pub server_name: Option<String>,
-    pub client_cert: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
-    pub skip_verify: bool,
-}
-
-/// How to obtain a Vault token.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Auth {
-    /// `auth/<mount>/login {role, jwt}` with the pod's service-account token.
-    Kubernetes(JwtLogin),
-    /// Same request against a JWT/OIDC mount; OpenBao validates the signature itself.
-    Jwt(JwtLogin),
-    /// `auth/<mount>/login {role_id, secret_id}`, both read from files at each login.
-    AppRole {
-        mount: String,
-        role_id_file: PathBuf,
-        secret_id_file: PathBuf,
-    },
-    /// A ready token read from a file.
-    Token { token_file: PathBuf },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct JwtLogin {
-    pub mount: String,
-    pub role: String,
-    /// When set, the token must carry this audience (checked before login for a clear error).
-    pub audience: Option<String>,
-    /// Overrides `--token-path`.
-    pub token_path: Option<PathBuf>,
-}
-
-impl Auth {
-    pub fn method_name(&self) -> &'static str {
-        match self {
-            Auth::Kubernetes(_) => "kubernetes",
-            Auth::Jwt(_) => "jwt",
-            Auth::AppRole { .. } => "approle",
-            Auth::Token { .. } => "token",
-        }
-    }
-}
-
-/// One request to Vault. Two objects with equal `Read`s share one response (and one lease).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Read {
-    /// API path below `/v1/`, without leading slash, possibly with a `?query`.
-    pub path: String,
-    /// Upper-case HTTP verb.
-    pub method: String,
-    /// JSON request body (`secretArgs`), canonical text so equal bodies compare equal.
-    pub body: Option<String>,
-}
-
-/// One file of the output.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObjectSpec {
-    /// Relative path inside the output directory (validated, see [`objects::validate_name`]).
-    pub name: String,
-    /// Index into [`Spec::reads`].
-    pub read: usize,
-    pub output: Output,
-    pub mode: u32,
-    pub owner: Option<u32>,
-    pub group: Option<u32>,
-}
-
-/// What goes into the file.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// No `secretKey`: the whole API response as JSON, like the CSI provider.
-    WholeResponse,
-    /// One key's value: strings raw, other values as JSON, optionally decoded.
-    Key { key: String, encoding: Encoding },
-    /// Several keys in a file format; `None` means every key of the secret.
-    Format {
-        format: Format,
-        keys: Option<Vec<String>>,
-    },
-    /// A minijinja template over `data` (the secret's keys) and `response`.
-    Template(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Utf8,
-    Base64,
-    Hex,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Dotenv,
-    Yaml,
-    Properties,
-}
-
-impl Format {
-    pub const NAMES: &'static str = "json, dotenv, yaml, properties";
-
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "json" => Some(Format::Json),
-            "dotenv" | "env" => Some(Format::Dotenv),
-            "yaml" => Some(Format::Yaml),
-            "properties" => Some(Format::Properties),
-            _ => None,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Dotenv => "dotenv",
-            Format::Yaml => "yaml",
-            Format::Properties => "properties",
-        }
-    }
-}
-
-/// A configuration error: which file, where, which field, and what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(file: &Path, message: impl Into<String>) -> Self {
-        ConfigError {
-            file: file.to_path_buf(),
-            line: None,
-            column: None,
-            field: None,
-            message: message.into(),
-        }
-    }
-
-    pub fn field(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            field: Some(field.into()),
-            ..ConfigError::new(file, message)
-        }
-    }
-
-    pub fn at(mut self, line: usize, column: usize) -> Self {
-        self.line = Some(line);
-        self.column = Some(column);
-        self
-    }
-
-    /// Converts a YAML parse error, keeping its line and column.
-    pub fn yaml(file: &Path, err: &serde_yaml::Error) -> Self {
-        let mut e = ConfigError::new(file, yaml_message(err));
-        if let Some(loc) = err.location() {
-            e = e.at(loc.line(), loc.column());
-        }
-        e
-    }
-}
-
-/// serde_yaml appends " at line L column C" to its messages; we print the location ourselves.
-fn yaml_message(err: &serde_yaml::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(i) if err.location().is_some() => text[..i].to_string(),
-        _ => text,
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        write!(f, ": ")?;
-        if let Some(field) = &self.field {
-            write!(f, "{field}: ")?;
-        }
-        write!(f, "{}", self.message)
-    }
-}
-
-/// A config error is the user's to fix: exit 2.
-impl From<ConfigError> for crate::error::Error {
-    fn from(e: ConfigError) -> Self {
-        crate::error::Error::failed(true, e)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// The kind of document in a config file, from its `apiVersion` and `kind`.
 #[derive(serde::Deserialize)]
 struct TypeMeta {
     #[serde(rename = "apiVersion")]
@@ -413,37 +193,4 @@ pub fn parse(path: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
             ),
         )),
     }
-}
-
-/// Normalises a Vault address: must be http(s), no trailing slash.
-pub fn check_address(file: &Path, field: &str, addr: &str) -> Result<String, ConfigError> {
-    let trimmed = addr.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
-            Ok(trimmed.to_string())
-        }
-        _ => Err(ConfigError::field(
-            file,
-            field,
-            format!(
-                "{addr:?} is not a Vault address: expected http://HOST:PORT or https://HOST:PORT"
-            ),
-        )),
-    }
-}
-
-/// Validates an auth mount path: non-empty, no leading/trailing slash, no `..`.
-pub(crate) fn check_mount(file: &Path, field: &str, mount: &str) -> Result<String, ConfigError> {
-    let m = mount.trim_matches('/');
-    if m.is_empty() || m.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
-        return Err(ConfigError::field(
-            file,
-            field,
-            format!("{mount:?} is not an auth mount path: expected e.g. \"kubernetes\" or \"jwt\""),
-        ));
-    }
-    Ok(m.to_string())
 }

@@ -250,7 +250,12 @@ fn aws_config(file: &Path, cfg: &ConfigFile, env: &VaultEnv) -> Result<Option<Sp
         },
     )?;
     let section = cfg.aws.clone().unwrap_or(serde_yaml::Value::Null);
-    crate::provider::aws::params::from_native(file, &section, defaults, sidecar, env).map(Some)
+    let aws = crate::provider::aws::params::from_native(file, &section, defaults, env)?;
+    Ok(Some(Spec {
+        source: file.to_path_buf(),
+        sidecar,
+        provider: ProviderSpec::Aws(aws),
+    }))
 }
 
 fn compile_sidecar(file: &Path, s: SidecarSection) -> Result<SidecarSettings, ConfigError> {

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::names::validate_name;
 use super::{ConfigError, Encoding, Format, ObjectSpec, Output, Read};
 
 /// One entry of `objects`, as written.
@@ -351,16 +352,6 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Characters that make a file name lie about itself in a terminal or a log: bidi controls
-/// (U+202A..U+202E, U+2066..U+2069, marks) and line/paragraph separators.
-fn is_deceptive(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{2028}' | '\u{2029}'
-    ) || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
-}
-
 /// Parses `filePermission`: a YAML octal string (`0600`, `"0640"`, `0o600`) or a number holding
 /// the mode bits (Go's `os.FileMode`, e.g. 420 for 0644, as JSON tools write it).
 pub fn parse_mode(v: &serde_yaml::Value) -> Result<u32, String> {
@@ -384,47 +375,6 @@ pub fn parse_mode(v: &serde_yaml::Value) -> Result<u32, String> {
         return Err(format!("{mode:o} is not a mode: {allowed}"));
     }
     Ok(mode)
-}
-
-/// The kubelet's path rules, stricter: relative, clean, no `..` element, first element not
-/// starting with `..` (reserved for `..data` and version dirs), at most 4096 bytes in all and
-/// 255 per element.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let allowed = "allowed: a relative path like \"password\" or \"tls/ca.crt\" with no \"..\", \
-                   not starting with \"..\" or \"/\"";
-    if name.is_empty() {
-        return Err(format!("empty name; {allowed}"));
-    }
-    if name.len() > 4096 {
-        return Err(format!("name is {} bytes long (max 4096)", name.len()));
-    }
-    if name.starts_with('/') {
-        return Err(format!("{name:?} is absolute; {allowed}"));
-    }
-    if name.chars().any(|c| c.is_control() || is_deceptive(c)) {
-        return Err(format!(
-            "{name:?} contains a control, newline or bidirectional-override character; {allowed}"
-        ));
-    }
-    for (i, elem) in name.split('/').enumerate() {
-        if elem.is_empty() || elem == "." {
-            return Err(format!(
-                "{name:?} is not a clean path (empty or '.' element); {allowed}"
-            ));
-        }
-        if elem == ".." {
-            return Err(format!(
-                "{name:?} traverses out of the directory with '..'; {allowed}"
-            ));
-        }
-        if i == 0 && elem.starts_with("..") {
-            return Err(format!("{name:?} starts with '..', which is reserved for the volume's own entries; {allowed}"));
-        }
-        if elem.len() > 255 {
-            return Err(format!("{name:?} has an element longer than 255 bytes"));
-        }
-    }
-    Ok(())
 }
 
 /// Two objects may not write the same file, nor may one be a directory prefix of another.

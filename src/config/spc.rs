@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::env::{parse_bool, VaultEnv};
 use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
+use super::param::objects_param;
 use super::yaml;
 use super::{
     check_address, check_mount, Auth, ConfigError, JwtLogin, ProviderSpec, Spec, TlsSettings,
@@ -75,7 +76,14 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
         "vault" => "vault",
         "openbao" => "openbao",
         // The AWS provider's parameters (docs/aws.md).
-        "aws" => return crate::provider::aws::params::from_spc(file, text, spec.parameters, env),
+        "aws" => {
+            let aws = crate::provider::aws::params::from_spc(file, text, spec.parameters, env)?;
+            return Ok(Spec {
+                source: file.to_path_buf(),
+                sidecar: Default::default(),
+                provider: ProviderSpec::Aws(aws),
+            });
+        }
         other => {
             return Err(ConfigError::field(
                 file,
@@ -282,70 +290,6 @@ fn scalar_text(v: &serde_yaml::Value) -> String {
     serde_yaml::to_string(v)
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-/// The `objects` parameter (a YAML string), parsed; `text` is the whole manifest, to place
-/// errors on its lines. Every provider's SecretProviderClass holds its objects so.
-pub fn objects_param<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    text: &str,
-    objects: Option<&str>,
-) -> Result<T, ConfigError> {
-    let objects = objects.ok_or_else(|| {
-        ConfigError::field(
-            file,
-            "spec.parameters.objects",
-            "missing: the list of objects to write",
-        )
-    })?;
-    yaml::from_str(objects).map_err(|e| objects_yaml_error(file, text, objects, &e))
-}
-
-/// Maps a parse error inside the `objects` string back to a line of the manifest when the string
-/// is a block scalar whose first line can be found in the file.
-fn objects_yaml_error(
-    file: &Path,
-    whole: &str,
-    objects: &str,
-    err: &serde_yaml::Error,
-) -> ConfigError {
-    let mut e = ConfigError::yaml(file, err);
-    e.field = Some("spec.parameters.objects".into());
-    let (Some(line), Some(col)) = (e.line, e.column) else {
-        return e;
-    };
-    let indent_of = |l: &str| l.len() - l.trim_start().len();
-    // (0-based line in the manifest, extra indentation) of the string's first non-blank line.
-    let start = objects
-        .lines()
-        .enumerate()
-        .find(|(_, l)| !l.trim().is_empty())
-        .and_then(|(inner, first)| {
-            let key_line = whole
-                .lines()
-                .position(|l| l.trim_start().starts_with("objects:"))?;
-            let (outer, l) = whole
-                .lines()
-                .enumerate()
-                .skip(key_line + 1)
-                .find(|(_, l)| l.trim() == first.trim())?;
-            Some((
-                outer.checked_sub(inner)?,
-                indent_of(l).checked_sub(indent_of(first))?,
-            ))
-        });
-    match start {
-        Some((start_line, indent)) => e.at(start_line + line, col + indent),
-        None => {
-            e.message = format!(
-                "{} (at line {line} column {col} of the objects string)",
-                e.message
-            );
-            e.line = None;
-            e.column = None;
-            e
-        }
-    }
 }
 
 #[cfg(test)]

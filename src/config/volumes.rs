@@ -17,11 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::names::{is_volume_name, CSI_PREFIX};
 use super::{annotations, spc, ConfigError, ProviderSpec, Spec, VaultEnv};
-
-/// Annotation prefix of a converted CSI volume's SecretProviderClass; the name part is the
-/// volume's name (a DNS label of at most 63 characters, as Kubernetes requires of both).
-pub const CSI_PREFIX: &str = "csi.secretdrop.dev/";
 
 /// One volume a config source describes.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,29 +47,6 @@ pub struct Unit {
     pub dirs: Vec<PathBuf>,
     /// The members' volume names (None: `--dir`), for messages and reloads.
     pub volumes: Vec<Option<String>>,
-}
-
-/// Whether Kubernetes accepts `name` as a volume name (a DNS-1123 label).
-pub fn is_volume_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
-/// The file name, inside the projected token volume, of a token with this audience. The
-/// webhook projects it and the sidecar reads it; the audience itself may be any string (often
-/// a URL), so the name is derived from its SHA-256.
-pub fn audience_token_file(audience: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, audience.as_bytes());
-    let hex: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("token-{hex}")
 }
 
 /// Every volume `text` describes.
@@ -211,6 +185,7 @@ pub fn load_units(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::names::audience_token_file;
 
     const SPC: &str = r#"{"apiVersion":"secrets-store.csi.x-k8s.io/v1","kind":"SecretProviderClass","metadata":{"name":"a"},"spec":{"provider":"vault","parameters":{"roleName":"r","vaultAddress":"http://v:8200","objects":"- {objectName: myPassword, secretPath: secret/data/app, secretKey: password}\n"}}}"#;
 

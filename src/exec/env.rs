@@ -133,7 +133,7 @@ impl Request {
 
 /// An object name as the config allows it (a clean relative path).
 fn check_object(flag: &str, object: &str) -> Result<(), ExecError> {
-    crate::config::objects::validate_name(object)
+    crate::config::names::validate_name(object)
         .map_err(|m| ExecError::Usage(format!("{flag}: object name {m}")))
 }
 

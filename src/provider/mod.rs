@@ -10,7 +10,7 @@
 pub mod aws;
 pub mod vault;
 
-use crate::config::VaultSpec;
+use vault::spec::VaultSpec;
 
 /// Which store a volume's secrets come from, with everything that store needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +93,7 @@ impl ProviderSpec {
     }
 
     /// A converted CSI volume logs in with the token the webhook projected for the audience
-    /// its class names (in `token_dir`, named by [`crate::config::volumes::audience_token_file`]).
+    /// its class names (in `token_dir`, named by [`crate::config::names::audience_token_file`]).
     pub fn use_audience_token(&mut self, token_dir: &std::path::Path) {
         if let ProviderSpec::Vault(v) = self {
             vault::use_audience_token(v, token_dir);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config::annotations::MAX_ANNOTATION_BYTES;
-use crate::config::volumes::{audience_token_file, is_volume_name, CSI_PREFIX};
+use crate::config::names::{audience_token_file, is_volume_name, CSI_PREFIX};
 use crate::config::{Auth, VaultEnv};
 use crate::net::kube::KubeError;
 

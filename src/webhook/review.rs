@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::mutate::{self, Decision, Defaults};
 use super::patch;
 use super::shape::Shape;
-use crate::config::annotations::PREFIX;
+use crate::config::names::PREFIX;
 
 /// The most heap a review may take once parsed. Pods people write are far below (a 70 KB pod
 /// of 300 containers estimates 3 MiB). Injecting copies the pod and adds a volume mount to

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::mutate::{Defaults, Mode};
-use crate::config::annotations::PREFIX;
+use crate::config::names::PREFIX;
 use crate::config::pod_settings::{ConfigMapKey, PodSettings};
 
 /// The ConfigMap volume with the Vault CA, and where the injected containers see it.

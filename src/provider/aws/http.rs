@@ -62,7 +62,7 @@ impl std::fmt::Display for HttpError {
 impl Http {
     pub fn new(ca_bundle: Option<&std::path::Path>) -> Result<Http, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = crate::config::TlsSettings {
+        let tls = crate::provider::vault::spec::TlsSettings {
             ca_cert: ca_bundle.map(|p| p.to_path_buf()),
             ..Default::default()
         };

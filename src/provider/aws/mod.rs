@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod credentials;
+mod descriptors;
 pub mod fetch;
 pub mod http;
 pub mod jmespath;
@@ -16,6 +17,7 @@ pub mod render;
 pub mod secrets_manager;
 pub mod session;
 pub mod sigv4;
+pub mod spec;
 pub mod ssm;
 pub mod time;
 

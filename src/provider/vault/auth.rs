@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 
-use crate::config::{Auth, JwtLogin};
+use super::spec::{Auth, JwtLogin};
 use crate::secret::SecretString;
 
 use super::client::Response;

@@ -14,7 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::VaultSettings;
+use super::spec::VaultSettings;
 use crate::net::http::{BodyError, Failure};
 use crate::secret::SecretString;
 

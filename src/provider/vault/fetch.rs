@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Auth, Read, VaultSpec};
+use super::spec::{Auth, Read, VaultSpec};
 use crate::provider::vault::auth::{self, CredentialError, LoginRequest, VaultToken};
 use crate::provider::vault::client::{
     network_secs, CallError, Client, ClientPolicy, Response, TlsSetupError,

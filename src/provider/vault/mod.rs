@@ -8,12 +8,13 @@ pub mod fetch;
 pub mod records;
 pub mod schedule;
 pub mod session;
+pub mod spec;
 pub mod tls;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::config::{Auth, Encoding, Output, Read, VaultSpec};
+use spec::{Auth, Encoding, Output, Read, VaultSpec};
 
 use super::FileSpec;
 
@@ -64,8 +65,7 @@ pub fn merge(mut specs: Vec<VaultSpec>) -> VaultSpec {
 pub fn use_audience_token(spec: &mut VaultSpec, token_dir: &Path) {
     if let Auth::Kubernetes(login) = &mut spec.auth {
         if let (Some(aud), None) = (&login.audience, &login.token_path) {
-            login.token_path =
-                Some(token_dir.join(crate::config::volumes::audience_token_file(aud)));
+            login.token_path = Some(token_dir.join(crate::config::names::audience_token_file(aud)));
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Read, VaultSpec};
+use super::spec::{Read, VaultSpec};
 use crate::fingerprint::{from_unix, sha256, unix, Rendered};
 use crate::secret::{wipe, SecretString};
 

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{Auth, Read, VaultSpec};
+use super::spec::{Auth, Read, VaultSpec};
 use crate::error::Error;
 use crate::fingerprint::{self, Rendered};
 use crate::observe::Metrics;

@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::TlsSettings;
+use super::spec::TlsSettings;
 
 /// Where distributions (and distroless) keep the CA bundle; `SSL_CERT_FILE` comes first.
 const SYSTEM_BUNDLES: &[&str] = &[

@@ -1,0 +1,71 @@
+//! The `objects` parameter every provider's SecretProviderClass holds: a YAML string inside
+//! the manifest, parsed bounded, its errors placed on the manifest's own lines.
+
+use std::path::Path;
+
+use super::error::ConfigError;
+use super::yaml;
+
+/// The `objects` parameter (a YAML string), parsed; `text` is the whole manifest, to place
+/// errors on its lines. Every provider's SecretProviderClass holds its objects so.
+pub fn objects_param<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    objects: Option<&str>,
+) -> Result<T, ConfigError> {
+    let objects = objects.ok_or_else(|| {
+        ConfigError::field(
+            file,
+            "spec.parameters.objects",
+            "missing: the list of objects to write",
+        )
+    })?;
+    yaml::from_str(objects).map_err(|e| objects_yaml_error(file, text, objects, &e))
+}
+
+/// Maps a parse error inside the `objects` string back to a line of the manifest when the string
+/// is a block scalar whose first line can be found in the file.
+fn objects_yaml_error(
+    file: &Path,
+    whole: &str,
+    objects: &str,
+    err: &serde_yaml::Error,
+) -> ConfigError {
+    let mut e = ConfigError::yaml(file, err);
+    e.field = Some("spec.parameters.objects".into());
+    let (Some(line), Some(col)) = (e.line, e.column) else {
+        return e;
+    };
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    // (0-based line in the manifest, extra indentation) of the string's first non-blank line.
+    let start = objects
+        .lines()
+        .enumerate()
+        .find(|(_, l)| !l.trim().is_empty())
+        .and_then(|(inner, first)| {
+            let key_line = whole
+                .lines()
+                .position(|l| l.trim_start().starts_with("objects:"))?;
+            let (outer, l) = whole
+                .lines()
+                .enumerate()
+                .skip(key_line + 1)
+                .find(|(_, l)| l.trim() == first.trim())?;
+            Some((
+                outer.checked_sub(inner)?,
+                indent_of(l).checked_sub(indent_of(first))?,
+            ))
+        });
+    match start {
+        Some((start_line, indent)) => e.at(start_line + line, col + indent),
+        None => {
+            e.message = format!(
+                "{} (at line {line} column {col} of the objects string)",
+                e.message
+            );
+            e.line = None;
+            e.column = None;
+            e
+        }
+    }
+}
