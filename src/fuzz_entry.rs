@@ -339,7 +339,7 @@ pub fn admission_defaults() -> Defaults {
         token_audience: Some("vault".into()),
         // Every class exists but `missing`; each has an audience, so CSI volumes convert with
         // their own projected tokens.
-        classes: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
+        classes: crate::webhook::defaults::ClassSource::new(|_, name, _| match name {
             "missing" => Err(crate::net::kube::KubeError::NotFound),
             // provider: aws classes, IRSA or Pod Identity by name.
             n if n.starts_with("aws") => Ok(
@@ -356,7 +356,7 @@ pub fn admission_defaults() -> Defaults {
             ),
         }),
         // Every ServiceAccount has an IRSA role but `ghost` (missing) and `norole`.
-        service_accounts: crate::webhook::csi::ClassSource::new(|_, name, _| match name {
+        service_accounts: crate::webhook::defaults::ClassSource::new(|_, name, _| match name {
             "ghost" => Err(crate::net::kube::KubeError::NotFound),
             "norole" => Ok(serde_json::json!({"metadata": {"name": name}})),
             _ => Ok(

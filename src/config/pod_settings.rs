@@ -15,7 +15,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use super::annotations::PREFIX;
+use super::names::PREFIX;
 use super::{ConfigError, NotifySettings};
 
 /// A CA bundle in an annotation larger than this is refused: a few dozen certificates fit.

@@ -21,7 +21,7 @@ use crate::net::kube::KubeError;
 use crate::provider::aws::credentials::{POD_IDENTITY_IPV4, POD_IDENTITY_IPV6};
 use crate::provider::aws::params::{AddressType, AwsSpec};
 
-use super::mutate::{Defaults, TOKEN_VOLUME};
+use super::defaults::{Defaults, TOKEN_VOLUME};
 
 pub const IRSA_AUDIENCE: &str = "sts.amazonaws.com";
 pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
@@ -256,7 +256,7 @@ mod tests {
         assert!(check_role_arn(&long).unwrap_err().contains("longer than"));
     }
 
-    use super::super::csi::ClassSource;
+    use super::super::defaults::ClassSource;
     use super::super::mutate::{mutate_in, Decision, CONTAINER};
 
     const OBJECTS: &str = "- {objectName: prod/db, objectType: secretsmanager}\n";

@@ -13,7 +13,6 @@
 //! a class whose Vault address the webhook does not allow is rejected like an annotation's.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -23,7 +22,7 @@ use crate::config::names::{audience_token_file, is_volume_name, CSI_PREFIX};
 use crate::config::{Auth, VaultEnv};
 use crate::net::kube::KubeError;
 
-use super::mutate::Defaults;
+use super::defaults::Defaults;
 
 pub const DRIVER: &str = "secrets-store.csi.k8s.io";
 /// Where the injected container mounts each converted volume, as `CSI_DIR/<volume>`.
@@ -31,48 +30,9 @@ pub const CSI_DIR: &str = "/mnt/secretdrop-csi";
 /// More CSI volumes than this in one pod is refused: each costs one API call.
 pub const MAX_VOLUMES: usize = 16;
 
-/// Reads a SecretProviderClass by namespace and name, within the time given.
-pub type Lookup = dyn Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync;
-
 /// All lookups of one pod together must end within this: the API server waits for the webhook
 /// for its timeoutSeconds (5 in manifests/), and a pod with many volumes must not use it all.
 pub const LOOKUP_BUDGET: Duration = Duration::from_secs(3);
-
-/// The webhook's way to read SecretProviderClasses; none when it has no API access.
-#[derive(Clone, Default)]
-pub struct ClassSource(Option<Arc<Lookup>>);
-
-impl ClassSource {
-    pub fn new(
-        f: impl Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync + 'static,
-    ) -> Self {
-        ClassSource(Some(Arc::new(f)))
-    }
-
-    /// The lookup, if the webhook has API access.
-    pub fn lookup(&self) -> Option<&Arc<Lookup>> {
-        self.0.as_ref()
-    }
-}
-
-impl std::fmt::Debug for ClassSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0 {
-            Some(_) => "ClassSource(api)",
-            None => "ClassSource(none)",
-        })
-    }
-}
-
-impl PartialEq for ClassSource {
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
-}
 
 /// One converted volume, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +110,7 @@ pub fn classes(
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty())
             .ok_or_else(|| at("volumeAttributes.secretProviderClass is missing".into()))?;
-        let Some(lookup) = &defaults.classes.0 else {
+        let Some(lookup) = defaults.classes.lookup() else {
             return Err(at(format!(
                 "cannot read SecretProviderClass {class:?}: this webhook has no Kubernetes API \
                  access (run it in a cluster or give it --kubeconfig)"
@@ -348,6 +308,8 @@ pub fn addresses(first: Option<&str>, csi: &[CsiVolume]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::defaults::ClassSource;
+    use std::sync::Arc;
 
     fn source(found: Result<Value, KubeError>) -> Defaults {
         Defaults {

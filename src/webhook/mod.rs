@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod csi;
+pub mod defaults;
 pub mod mutate;
 pub mod patch;
 pub mod review;

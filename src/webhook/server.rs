@@ -123,10 +123,10 @@ pub fn run(opts: Options) -> Result<(), Error> {
             // request this runtime drives.
             let handle = tokio::runtime::Handle::current();
             let (sa_handle, sa_kube) = (handle.clone(), kube.clone());
-            defaults.classes = super::csi::ClassSource::new(move |ns, name, within| {
+            defaults.classes = super::defaults::ClassSource::new(move |ns, name, within| {
                 handle.block_on(kube.secret_provider_class(ns, name, within))
             });
-            defaults.service_accounts = super::csi::ClassSource::new(move |ns, name, within| {
+            defaults.service_accounts = super::defaults::ClassSource::new(move |ns, name, within| {
                 sa_handle.block_on(sa_kube.service_account(ns, name, within))
             });
         }

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::mutate::{Defaults, Mode};
+use super::defaults::{Defaults, Mode};
 use crate::config::names::PREFIX;
 use crate::config::pod_settings::{ConfigMapKey, PodSettings};
 

@@ -1,0 +1,139 @@
+//! What shapes every injection: the webhook's settings ([`Defaults`]), the injection modes,
+//! the names and paths of everything secretdrop adds to a pod, and the webhook's way to read
+//! objects from the Kubernetes API ([`ClassSource`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::pod_settings::ConfigMapKey;
+use crate::net::kube::KubeError;
+
+pub const CONTAINER: &str = "secretdrop";
+pub const INIT_CONTAINER: &str = "secretdrop-init";
+pub const SECRETS_VOLUME: &str = "secretdrop-secrets";
+pub const PODINFO_VOLUME: &str = "secretdrop-podinfo";
+pub const TOKEN_VOLUME: &str = "secretdrop-token";
+/// secretdrop's own token and leases between its processes (`--state-dir`, docs/state.md):
+/// a Memory emptyDir mounted only into the injected containers, never into the app's.
+pub const STATE_VOLUME: &str = "secretdrop-state";
+pub const STATE_DIR: &str = "/var/run/secretdrop-state";
+/// `secretdrop.dev/env`: the init container that copies the binary for app containers, the
+/// Memory emptyDir it copies into, and where app containers see it.
+pub const COPY_CONTAINER: &str = "secretdrop-copy";
+pub const BIN_VOLUME: &str = "secretdrop-bin";
+pub const BIN_DIR: &str = "/secretdrop-bin";
+/// Where the injected container sees the files, the annotations and its token.
+pub const DIR: &str = "/mnt/secretdrop";
+pub const PODINFO_DIR: &str = "/etc/secretdrop";
+pub const TOKEN_DIR: &str = "/var/run/secrets/secretdrop";
+pub const DEFAULT_MOUNT_PATH: &str = "/mnt/secrets";
+pub(super) const NONROOT: u32 = 65532;
+
+/// Settings of the webhook that shape every injection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    pub image: String,
+    pub vault_address: Option<String>,
+    /// When non-empty, `vault-address` must be one of these.
+    pub allowed_vault_addresses: Vec<String>,
+    /// Audience of the projected service-account token, if the Vault role checks one.
+    pub token_audience: Option<String>,
+    pub size_limit: String,
+    /// The Vault CA for pods that name none (`--ca-configmap`): a ConfigMap every namespace
+    /// has, e.g. one a trust distributor keeps in each.
+    pub ca_configmap: Option<ConfigMapKey>,
+    /// Reads the SecretProviderClass of a CSI volume (see [`super::csi`]).
+    pub classes: ClassSource,
+    /// Reads a ServiceAccount, for its IRSA role (see [`super::aws`]).
+    pub service_accounts: ClassSource,
+    /// `--aws-region`: the region of AWS volumes that name none (the cluster's region; the
+    /// CSI provider would ask the node's), set as the injected container's `AWS_REGION`.
+    pub aws_region: Option<String>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            image: concat!("secretdrop:", env!("CARGO_PKG_VERSION")).into(),
+            vault_address: None,
+            allowed_vault_addresses: vec![],
+            token_audience: None,
+            size_limit: "1Mi".into(),
+            ca_configmap: None,
+            classes: Default::default(),
+            service_accounts: Default::default(),
+            aws_region: None,
+        }
+    }
+}
+
+/// How the secrets get into the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One native sidecar (`restartPolicy: Always`) with a startupProbe.
+    Sidecar,
+    /// One init container (Jobs, CronJobs).
+    Init,
+    /// An init container plus a regular sidecar container (clusters without native sidecars).
+    InitAndSidecar,
+}
+
+impl Mode {
+    pub(super) fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "sidecar" => Some(Mode::Sidecar),
+            "init" => Some(Mode::Init),
+            "init+sidecar" => Some(Mode::InitAndSidecar),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Sidecar => "sidecar",
+            Mode::Init => "init",
+            Mode::InitAndSidecar => "init+sidecar",
+        }
+    }
+}
+
+/// Reads a SecretProviderClass by namespace and name, within the time given.
+pub type Lookup = dyn Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync;
+
+/// The webhook's way to read SecretProviderClasses; none when it has no API access.
+#[derive(Clone, Default)]
+pub struct ClassSource(Option<Arc<Lookup>>);
+
+impl ClassSource {
+    pub fn new(
+        f: impl Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync + 'static,
+    ) -> Self {
+        ClassSource(Some(Arc::new(f)))
+    }
+
+    /// The lookup, if the webhook has API access.
+    pub fn lookup(&self) -> Option<&Arc<Lookup>> {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Debug for ClassSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Some(_) => "ClassSource(api)",
+            None => "ClassSource(none)",
+        })
+    }
+}
+
+impl PartialEq for ClassSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
