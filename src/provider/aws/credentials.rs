@@ -9,7 +9,6 @@
 //! an https URL or a loopback / EKS link-local address, as the AWS SDKs require, and no
 //! redirect is followed; STS's XML answer is read by bounded string search, nothing more.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,20 +32,7 @@ const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// Each credential field is at most this long (session tokens are around 1–2 KiB).
 const MAX_FIELD: usize = 8 * 1024;
 
-/// Signing keys. `Debug` shows none of them.
-#[derive(Clone)]
-pub struct Keys {
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    pub session_token: Option<SecretString>,
-    pub expires: Option<SystemTime>,
-}
-
-impl fmt::Debug for Keys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Keys(<redacted>, expires {:?})", self.expires)
-    }
-}
+pub use super::sigv4::Keys;
 
 /// The AWS variables of the process, read once.
 #[derive(Debug, Clone, Default)]

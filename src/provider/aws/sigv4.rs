@@ -5,9 +5,27 @@
 //! header (`x-amz-security-token`, the suite's "header before" variant, which every service
 //! accepts); nothing here logs or formats a key.
 
+use std::fmt;
+use std::time::SystemTime;
+
 use ring::{digest, hmac};
 
-use super::credentials::Keys;
+use crate::secret::SecretString;
+
+/// Signing keys. `Debug` shows none of them.
+#[derive(Clone)]
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
+    pub expires: Option<SystemTime>,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keys(<redacted>, expires {:?})", self.expires)
+    }
+}
 
 /// A request to sign. `path` is the raw (unencoded) path; `query` the raw pairs.
 pub struct Request<'a> {
