@@ -8,7 +8,9 @@ pub mod fetch;
 pub mod records;
 pub mod schedule;
 pub mod session;
+mod slots;
 pub mod spec;
+mod steps;
 pub mod tls;
 
 use std::collections::HashMap;

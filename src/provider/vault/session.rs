@@ -22,24 +22,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::spec::{Auth, Read, VaultSpec};
+use super::spec::{Read, VaultSpec};
 use crate::error::Error;
 use crate::fingerprint::{self, Rendered};
 use crate::observe::Metrics;
 use crate::provider::{Freshness, Job, Render, Settings};
 use crate::render;
-use crate::retry::{random_unit, Step as Due};
-use crate::secret::{SecretBytes, SecretString};
+use crate::retry::random_unit;
+use crate::secret::SecretBytes;
 
 use super::auth::VaultToken;
 use super::client::Response;
 use super::fetch::{FetchError, Fetcher, Renewal};
 use super::records::{self, ReadRecord, Replaced, TokenRecord};
 use super::schedule::{self, Lifetime, Next};
+use super::slots::{adopted_slot, due_in, fresh_slots, Fetched, Slot, Step, StepKind, Token};
+pub use super::steps::Outcome;
+use super::steps::{login, perform, Work, STEP_BUDGET};
 
-/// How long one network step may retry transient failures (a blip) before it counts as failed
-/// and the step's own backoff takes over.
-const STEP_BUDGET: Duration = Duration::from_secs(3);
 /// Steps due this close together run as one batch (one render, one commit).
 const BATCH_WINDOW: Duration = Duration::from_secs(1);
 /// Time allowed for `--revoke-on-exit` so that shutdown stays under a second.
@@ -47,71 +47,6 @@ const REVOKE_BUDGET: Duration = Duration::from_millis(700);
 /// A replaced lease whose revocation failed for a transient reason is tried again this much
 /// later.
 const REVOKE_RETRY: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StepKind {
-    Login,
-    RenewToken,
-    Refetch,
-    RenewLease,
-    Idle,
-}
-
-type Step = Due<StepKind>;
-
-struct Token {
-    secret: SecretString,
-    /// What to ask for at renewal: the TTL Vault first granted.
-    increment: Duration,
-    expires: Option<(Instant, SystemTime)>,
-    obtained: Instant,
-    accessor: String,
-    renewable: bool,
-}
-
-/// A read's latest answer and what it means for freshness.
-struct Fetched {
-    /// None for a read adopted from `--state-dir`: its values are in the files on disk only.
-    response: Option<Response>,
-    /// Fingerprint of the values (see [`state::values`]).
-    values: String,
-    fetched_at: SystemTime,
-    lifetime: Lifetime,
-    /// The token generation it was fetched under (its lease dies with that token).
-    generation: u64,
-    /// What to ask for at renewal: the lease duration Vault first granted.
-    increment: Duration,
-    expires: Option<(Instant, SystemTime)>,
-}
-
-struct Slot {
-    read: Read,
-    fetched: Option<Fetched>,
-    step: Step,
-}
-
-/// One network step, with owned inputs so it can run while signals are watched.
-enum Work {
-    Login,
-    RenewToken(SecretString, Duration),
-    Reads {
-        token: SecretString,
-        refetch: Vec<(usize, Read)>,
-        renew: Vec<(usize, String, Duration)>,
-    },
-    Revoke(SecretString, Vec<String>),
-}
-
-pub enum Outcome {
-    Login(Result<VaultToken, FetchError>),
-    RenewToken(Result<Renewal, FetchError>),
-    Reads {
-        fetched: Vec<(usize, Result<Response, FetchError>)>,
-        renewed: Vec<(usize, Result<Renewal, FetchError>)>,
-    },
-    /// Replaced leases that were due: each gone (or going) or not.
-    Revoked(Vec<(String, bool)>),
-}
 
 pub struct Session {
     spec: VaultSpec,
@@ -896,178 +831,11 @@ impl Session {
     }
 }
 
-fn fresh_slots(spec: &VaultSpec) -> Vec<Slot> {
-    spec.reads
-        .iter()
-        .map(|r| Slot {
-            read: r.clone(),
-            fetched: None,
-            step: Step::now(StepKind::Refetch),
-        })
-        .collect()
-}
-
-/// Logs a failure once per state change and counts it.
 fn failed(metrics: &Metrics, what: &str, e: &FetchError, previous_failures: u32) {
     metrics.failure(e.cause());
     if previous_failures == 0 {
         tracing::warn!(step = what, cause = e.cause(), error = %e, "step failed; keeping the current files and retrying with backoff");
     } else {
         tracing::debug!(step = what, cause = e.cause(), failures = previous_failures + 1, error = %e, "step failed again");
-    }
-}
-
-/// How long until something that lasts `increment`, with `left` of it remaining, is due for
-/// the step normally taken `at` into it: the schedule of a fresh fetch, shifted by the time
-/// already spent.
-fn due_in(left: Duration, increment: Duration, at: Duration) -> Duration {
-    left.saturating_sub(increment.saturating_sub(at))
-}
-
-/// An adopted read: its next step from the recorded expiry (or fetch time), and no values.
-fn adopted_slot(r: &ReadRecord, poll: Duration, now: Instant, wall: SystemTime) -> (Step, Fetched) {
-    let lifetime = r.lifetime(wall);
-    let increment = Duration::from_secs(r.increment_secs);
-    let unit = random_unit();
-    let step = match &lifetime {
-        schedule::Lifetime::Renewable { duration, .. } => Step::after(
-            due_in(*duration, increment, schedule::renew_after(increment, unit)),
-            StepKind::RenewLease,
-        ),
-        schedule::Lifetime::Fixed { duration, .. } => Step::after(
-            due_in(
-                *duration,
-                increment,
-                schedule::refetch_after(increment, unit),
-            ),
-            StepKind::Refetch,
-        ),
-        schedule::Lifetime::Certificate { valid_for } => Step::after(
-            due_in(
-                *valid_for,
-                increment,
-                schedule::renew_after(increment, unit),
-            ),
-            StepKind::Refetch,
-        ),
-        schedule::Lifetime::Static => {
-            let since = wall
-                .duration_since(fingerprint::from_unix(r.fetched_unix))
-                .unwrap_or_default();
-            Step::after(
-                schedule::poll_after(poll, unit).saturating_sub(since),
-                StepKind::Refetch,
-            )
-        }
-    };
-    let fetched = Fetched {
-        response: None,
-        values: r.values.clone(),
-        fetched_at: fingerprint::from_unix(r.fetched_unix),
-        increment,
-        expires: lifetime.valid_for().map(|d| (now + d, wall + d)),
-        lifetime,
-        generation: 1,
-    };
-    (step, fetched)
-}
-
-/// Ends a replaced lease: `sys/leases/revoke`, or, when the token's policy does not allow that
-/// (Vault's default policy allows renewing leases but not revoking them), a renewal to one
-/// second, after which Vault revokes it itself. True when the lease is gone or going.
-async fn revoke_lease(fetcher: &Fetcher, token: &SecretString, lease: &str) -> bool {
-    let deadline = Instant::now() + STEP_BUDGET;
-    let refused = |e: &FetchError| {
-        e.status()
-            .is_some_and(|s| (400..500).contains(&s) && s != 429)
-    };
-    match fetcher.revoke_lease(token, lease, deadline).await {
-        Ok(()) => {
-            tracing::info!(lease_id = %lease, "revoked a replaced lease");
-            return true;
-        }
-        Err(e) if e.status() == Some(403) => {}
-        // Unknown to Vault: it ended on its own already.
-        Err(e) if refused(&e) => return true,
-        Err(e) => {
-            tracing::warn!(lease_id = %lease, error = %e, "cannot revoke a replaced lease; trying again later");
-            return false;
-        }
-    }
-    match fetcher
-        .renew_lease(token, lease, Duration::from_secs(1), deadline)
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(lease_id = %lease, "ended a replaced lease (renewed to 1s: this token may not revoke leases)");
-            true
-        }
-        Err(e) if refused(&e) => {
-            tracing::debug!(lease_id = %lease, error = %e, "a replaced lease is already gone");
-            true
-        }
-        Err(e) => {
-            tracing::warn!(lease_id = %lease, error = %e, "cannot end a replaced lease; trying again later");
-            false
-        }
-    }
-}
-
-/// Runs one network step.
-async fn perform(fetcher: &Fetcher, job: Work) -> Outcome {
-    let deadline = Instant::now() + STEP_BUDGET;
-    match job {
-        Work::Login => Outcome::Login(login(fetcher, deadline).await),
-        Work::RenewToken(token, increment) => {
-            Outcome::RenewToken(fetcher.renew_token(&token, increment, deadline).await)
-        }
-        Work::Reads {
-            token,
-            refetch,
-            renew,
-        } => {
-            let reads: Vec<Read> = refetch.iter().map(|(_, r)| r.clone()).collect();
-            let fetched = if reads.is_empty() {
-                vec![]
-            } else {
-                // One request per read, concurrently; each result kept on its own.
-                let results = fetcher.read_each(&reads, &token, deadline).await;
-                refetch.iter().map(|(i, _)| *i).zip(results).collect()
-            };
-            let mut renewed = Vec::new();
-            for (i, lease, increment) in renew {
-                renewed.push((
-                    i,
-                    fetcher
-                        .renew_lease(&token, &lease, increment, deadline)
-                        .await,
-                ));
-            }
-            Outcome::Reads { fetched, renewed }
-        }
-        Work::Revoke(token, leases) => {
-            let mut done = Vec::new();
-            for lease in leases {
-                let gone = revoke_lease(fetcher, &token, &lease).await;
-                done.push((lease, gone));
-            }
-            Outcome::Revoked(done)
-        }
-    }
-}
-
-/// Logs in; a ready token (method token) is looked up for what it is worth.
-async fn login(fetcher: &Fetcher, deadline: Instant) -> Result<VaultToken, FetchError> {
-    match fetcher.login(deadline).await {
-        Ok(t) if t.ttl.is_zero() && matches!(fetcher.auth(), Auth::Token { .. }) => {
-            let info = fetcher.lookup_token(&t.token, deadline).await?;
-            Ok(VaultToken {
-                ttl: info.ttl,
-                renewable: info.renewable,
-                accessor: info.accessor,
-                ..t
-            })
-        }
-        other => other,
     }
 }
