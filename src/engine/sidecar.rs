@@ -345,9 +345,10 @@ impl Loop {
         if text == self.config_text && why != "SIGHUP" {
             return false;
         }
-        let refuse = |metrics: &Metrics, message: String| {
+        // Every refusal is logged and counted; the running config keeps its files.
+        let refuse = |metrics: &Metrics, what: &str, error: String| {
             metrics.failure("config");
-            tracing::error!(trigger = why, error = %message, "the new config cannot apply; keeping the running one and its files");
+            tracing::error!(trigger = why, error = %error, "the new config {what}; keeping the running one");
             false
         };
         let units = config::volumes::load_units(
@@ -365,13 +366,14 @@ impl Loop {
             Ok(None) => {
                 return refuse(
                     &self.metrics,
-                    "it groups the volumes differently (restart the pod to apply it)".into(),
+                    "groups the volumes differently",
+                    "restart the pod to apply it".into(),
                 )
             }
-            Err(e) => return refuse(&self.metrics, format!("it is invalid: {e}")),
+            Err(e) => return refuse(&self.metrics, "is invalid", e.to_string()),
         };
         if let Err(e) = crate::volume::check_ownership(&spec.provider.files()) {
-            return refuse(&self.metrics, e);
+            return refuse(&self.metrics, "is unusable", e);
         }
         let settings = self.opts.settings_for(&spec);
         match self.unit.session.reload(&spec.provider, &settings) {
@@ -380,7 +382,7 @@ impl Loop {
                     self.commit_step = Some(Step::now(()));
                 }
             }
-            Err(e) => return refuse(&self.metrics, e),
+            Err(e) => return refuse(&self.metrics, "is unusable", e),
         }
         self.poll = settings.poll;
         self.notifier = Notifier::new(notify_settings(&self.resident, &spec));

@@ -202,9 +202,8 @@ impl Session {
     }
 
     /// When the earliest replaced lease is due for revocation.
-    fn next_revocation(&self) -> Option<Instant> {
+    fn next_revocation(&self, now: (Instant, SystemTime)) -> Option<Instant> {
         self.token.as_ref()?;
-        let now = (Instant::now(), SystemTime::now());
         self.replaced
             .iter()
             .filter_map(|r| r.revoke_at_unix)
@@ -217,9 +216,8 @@ impl Session {
             })
     }
 
-    /// The replaced leases due for revocation now.
-    fn due_revocations(&self) -> Vec<String> {
-        let now = SystemTime::now();
+    /// The replaced leases due for revocation at `now`.
+    fn due_revocations(&self, now: SystemTime) -> Vec<String> {
         self.replaced
             .iter()
             .filter(|r| {
@@ -255,7 +253,8 @@ impl Session {
 
     /// The earliest deadline and the job due then; `None` job means only a commit is due.
     fn next_work(&self) -> (Instant, Option<Work>) {
-        let now = Instant::now();
+        // One reading of both clocks: a revocation due now must compare as due.
+        let (now, wall) = (Instant::now(), SystemTime::now());
         let token_due = self.token.is_none() || self.token_step.at <= now;
         if token_due && self.token_step.kind != StepKind::Idle {
             let at = self.token_step.at;
@@ -271,10 +270,10 @@ impl Session {
         if let Some(r) = earliest_read {
             at = at.min(r);
         }
-        if let Some(h) = self.next_revocation() {
+        if let Some(h) = self.next_revocation((now, wall)) {
             if h <= at {
                 if h <= now {
-                    let due = self.due_revocations();
+                    let due = self.due_revocations(wall);
                     if let Some(t) = &self.token {
                         return (h, Some(Work::Revoke(t.secret.clone(), due)));
                     }
