@@ -30,10 +30,15 @@ pub const TOKEN_VOLUME: &str = "secretdrop-token";
 pub const STATE_VOLUME: &str = "secretdrop-state";
 pub const STATE_DIR: &str = "/var/run/secretdrop-state";
 /// `secretdrop.dev/env`: the init container that copies the binary for app containers, the
-/// Memory emptyDir it copies into, and where app containers see it.
+/// Memory emptyDir it copies into, and where every container mounts it.
 pub const COPY_CONTAINER: &str = "secretdrop-copy";
 pub const BIN_VOLUME: &str = "secretdrop-bin";
 pub const BIN_DIR: &str = "/secretdrop-bin";
+/// The directory in the emptyDir that holds the binary. Kubelet makes the emptyDir itself
+/// 0777, which `copy-self` refuses to install into (another uid could swap the binary); it
+/// creates this subdirectory, ours and 0755, instead. Only the copy container mounts the
+/// emptyDir writable, so nothing can replace the subdirectory afterwards.
+pub const BIN_COPY_DIR: &str = "/secretdrop-bin/bin";
 /// Where the injected container sees the files, the annotations and its token.
 pub const DIR: &str = "/mnt/secretdrop";
 pub const PODINFO_DIR: &str = "/etc/secretdrop";
@@ -643,12 +648,12 @@ fn add_mount(container: &mut Value, mount: &Value) {
     container["volumeMounts"] = Value::Array(mounts);
 }
 
-/// The init container that puts the secretdrop binary into the shared [`BIN_VOLUME`]
-/// (distroless images have no `cp`). Same image and restrictions as ours, nothing else
-/// mounted, no environment.
+/// The init container that puts the secretdrop binary into the shared [`BIN_VOLUME`], at
+/// [`BIN_COPY_DIR`] (distroless images have no `cp`). Same image and restrictions as ours,
+/// nothing else mounted, no environment.
 fn copy_container(plan: &Plan, defaults: &Defaults) -> Value {
     let mut c = sidecar_container(COPY_CONTAINER, "copy-self", plan, defaults, false);
-    c["args"] = json!(["copy-self", "--dir", BIN_DIR]);
+    c["args"] = json!(["copy-self", "--dir", BIN_COPY_DIR]);
     c["volumeMounts"] = json!([{"name": BIN_VOLUME, "mountPath": BIN_DIR}]);
     if let Some(o) = c.as_object_mut() {
         o.remove("env");
@@ -656,12 +661,12 @@ fn copy_container(plan: &Plan, defaults: &Defaults) -> Value {
     c
 }
 
-/// `command` becomes `/secretdrop-bin/secretdrop exec --dir MOUNT FLAGS... -- command...`;
+/// `command` becomes `/secretdrop-bin/bin/secretdrop exec --dir MOUNT FLAGS... -- command...`;
 /// `args` stay as they are, after it. Kubelet expands `$(VAR)` in `command`, so `$` in what
 /// we add is doubled; the original command keeps its own meaning.
 fn wrap_command(container: &mut Value, mount_path: &str, flags: &[String]) {
     let mut command: Vec<Value> = [
-        format!("{BIN_DIR}/{}", crate::exec::BINARY_NAME),
+        format!("{BIN_COPY_DIR}/{}", crate::exec::BINARY_NAME),
         "exec".into(),
         "--dir".into(),
         mount_path.to_string(),
@@ -1051,7 +1056,7 @@ mod tests {
         assert_eq!(
             app["command"],
             json!([
-                "/secretdrop-bin/secretdrop",
+                "/secretdrop-bin/bin/secretdrop",
                 "exec",
                 "--dir",
                 "/mnt/$$ecrets",
@@ -1091,7 +1096,7 @@ mod tests {
         let copy = &out["spec"]["initContainers"][1];
         assert_eq!(
             copy["args"],
-            json!(["copy-self", "--dir", "/secretdrop-bin"])
+            json!(["copy-self", "--dir", "/secretdrop-bin/bin"])
         );
         assert!(copy.get("env").is_none() && copy.get("restartPolicy").is_none());
         assert_eq!(copy["securityContext"]["readOnlyRootFilesystem"], true);
