@@ -247,7 +247,8 @@ const RESTART_GRACE: Flag = flag(
 const COPY_DIR: Flag = flag(
     "dir",
     Some("DIR"),
-    "the directory to copy the binary into, as DIR/secretdrop",
+    "the directory to copy the binary into, as DIR/secretdrop: created 0755 if missing, \
+     refused if another user can write it",
 );
 
 /// Commands that take a command line of their own after `--`, and how usage shows it.

@@ -4,11 +4,16 @@
 //! runs; --wait gives up with exit 1; --restart-on-change restarts the app on a rotated value
 //! (latency measured), forwards signals and reaps orphans as PID 1 of a real PID namespace, and
 //! stays small (RSS measured on the static release binary); --config fetches from OpenBao.
+//! `copy-self` refuses a directory another uid can write, while that uid races to swap the copy
+//! (run as uid 65534 by re-executing this test binary), and installs exactly its own bytes where
+//! it accepts one.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -770,4 +775,276 @@ fn config_mode_fetches_from_openbao_like_init_and_writes_nothing() {
             .to_string()
     };
     assert_eq!(first_line(&by_exec.stderr), first_line(&by_init.stderr));
+}
+
+/// The uid of the other user in the copy-self races (nobody).
+const ATTACKER_UID: u32 = 65534;
+const ATTACKER_PAYLOAD: &[u8] = b"#!/bin/sh\necho attacker\n";
+
+/// Child half of the copy-self races: runs only when re-executed by [`Attacker::start`], as
+/// uid 65534. It writes a payload script into DIR, then until the stop file appears renames a
+/// fresh copy of the payload, or a fresh symlink to it, over every temporary copy-self entry
+/// it sees (`.secretdrop*`): the swap that, between create and rename, made copy-self install
+/// the attacker's file. Prints how often it tried and succeeded.
+#[test]
+fn copy_self_attacker() {
+    let (Some(dir), Some(stop)) = (
+        std::env::var_os("SECRETDROP_TEST_ATTACK_DIR"),
+        std::env::var_os("SECRETDROP_TEST_ATTACK_STOP"),
+    ) else {
+        return;
+    };
+    let (dir, stop) = (PathBuf::from(dir), PathBuf::from(stop));
+    let payload = dir.join("payload");
+    std::fs::write(&payload, ATTACKER_PAYLOAD).unwrap();
+    std::fs::set_permissions(&payload, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A link where the copy will go, too: it must be replaced, not written through.
+    let _ = std::os::unix::fs::symlink(&payload, dir.join("secretdrop"));
+    std::fs::write(dir.join("attacker.ready"), "").unwrap();
+    let (mut attempts, mut swaps, mut n) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stop.exists() && Instant::now() < deadline {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".secretdrop")
+            {
+                continue;
+            }
+            n += 1;
+            let bait = dir.join(format!("bait.{n}"));
+            let made = match n % 2 {
+                0 => std::fs::copy(&payload, &bait).map(|_| ()),
+                _ => std::os::unix::fs::symlink(&payload, &bait),
+            };
+            if made.is_err() {
+                continue;
+            }
+            attempts += 1;
+            match std::fs::rename(&bait, entry.path()) {
+                Ok(()) => swaps += 1,
+                Err(_) => {
+                    let _ = std::fs::remove_file(&bait);
+                }
+            }
+        }
+    }
+    println!("attacker: attempts={attempts} swaps={swaps}");
+}
+
+/// The test binary re-executed as [`ATTACKER_UID`], running [`copy_self_attacker`] on a
+/// directory.
+struct Attacker {
+    child: Child,
+    stop: PathBuf,
+}
+
+impl Attacker {
+    /// Starts the attacker on `dir` and waits until its payload is in place.
+    fn start(dir: &Path, stop: &Path) -> Attacker {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "copy_self_attacker",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SECRETDROP_TEST_ATTACK_DIR", dir)
+            .env("SECRETDROP_TEST_ATTACK_STOP", stop)
+            .uid(ATTACKER_UID)
+            .gid(ATTACKER_UID)
+            .current_dir("/")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut a = Attacker {
+            child,
+            stop: stop.to_path_buf(),
+        };
+        if !wait_for(Duration::from_secs(10), || {
+            dir.join("attacker.ready").exists()
+        }) {
+            let _ = a.child.kill();
+            panic!("the attacker never started: {:?}", a.child.try_wait());
+        }
+        a
+    }
+
+    /// Stops the attacker: what it reports (attempts and successful swaps).
+    fn stop(mut self) -> String {
+        std::fs::write(&self.stop, "").unwrap();
+        let mut out = String::new();
+        use std::io::Read as _;
+        let _ = self.child.stdout.take().unwrap().read_to_string(&mut out);
+        let _ = self.child.wait();
+        // libtest prints the test's name on the line where its output begins.
+        out.lines()
+            .find_map(|l| l.find("attacker:").map(|at| &l[at..]))
+            .unwrap_or("attacker: no report")
+            .to_string()
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn am_root() -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A directory for the races: a world-traversable parent (TestDir's own is 0755), and in it
+/// `name` with `mode`.
+fn shared_dir(t: &TestDir, name: &str, mode: u32) -> PathBuf {
+    let dir = t.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
+/// What is at `path`, for a failure message: a symlink and its target, the attacker's payload,
+/// or a file of some owner and size.
+fn describe(path: &Path) -> String {
+    match std::fs::symlink_metadata(path) {
+        Err(e) => format!("absent ({e})"),
+        Ok(m) if m.file_type().is_symlink() => format!(
+            "a symlink of uid {} to {:?}",
+            m.uid(),
+            std::fs::read_link(path).unwrap_or_default()
+        ),
+        Ok(m) if std::fs::read(path).is_ok_and(|b| b == ATTACKER_PAYLOAD) => {
+            format!("the attacker's script (uid {})", m.uid())
+        }
+        Ok(m) => format!("a file of uid {}, {} bytes", m.uid(), m.len()),
+    }
+}
+
+fn copy_self(dir: &Path) -> Run {
+    secretdrop(&["copy-self", "--dir", dir.to_str().unwrap()], &[])
+}
+
+/// A DIR another uid can write, with that uid racing to swap the temporary copy (a script,
+/// and a symlink) for its own: refused before anything is written. Before: copy-self reported
+/// success and `DIR/secretdrop` was the attacker's script, on the first try.
+#[test]
+fn copy_self_refuses_a_dir_another_uid_can_write_and_installs_nothing_for_a_racing_attacker() {
+    if !am_root() {
+        eprintln!("skipped: needs root to run the attacker as another uid");
+        return;
+    }
+    let t = TestDir::new();
+    let dir = shared_dir(&t, "shared", 0o777);
+    let attacker = Attacker::start(&dir, &t.join("stop"));
+    let run = copy_self(&dir);
+    let report = attacker.stop();
+    eprintln!("{report}");
+    if run.code == 0 {
+        panic!(
+            "copy-self reported success; DIR/secretdrop is {} ({report})",
+            describe(&dir.join("secretdrop"))
+        );
+    }
+    run.expect_code(2).expect_stderr(&[
+        dir.to_str().unwrap(),
+        "is writable by every user (mode 0777",
+        "not sticky",
+        "another user could replace the copy",
+    ]);
+    // Nothing of ours was left behind either.
+    let ours: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() != ATTACKER_UID))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
+}
+
+/// Group- or world-writable and not sticky, or owned by another uid, or a symlink: refused with
+/// exit 2 and a message naming DIR, what is wrong and what would be accepted; nothing written.
+#[test]
+fn copy_self_refuses_a_shared_non_sticky_dir_with_a_clear_message() {
+    let t = TestDir::new();
+    for (mode, says) in [
+        (0o777, "is writable by every user (mode 0777"),
+        (0o775, "is writable by its group (mode 0775"),
+        (0o2770, "is writable by its group (mode 2770"),
+    ] {
+        let dir = shared_dir(&t, &format!("m{mode:o}"), mode);
+        copy_self(&dir).expect_code(2).expect_stderr(&[
+            dir.to_str().unwrap(),
+            says,
+            "not sticky",
+            "a path that does not exist yet",
+            "copy-self creates it, mode 0755",
+        ]);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{mode:o}");
+    }
+    if am_root() {
+        // Squatted by another user, however strict its mode.
+        let dir = shared_dir(&t, "theirs", 0o755);
+        std::os::unix::fs::chown(&dir, Some(ATTACKER_UID), Some(ATTACKER_UID)).unwrap();
+        copy_self(&dir)
+            .expect_code(2)
+            .expect_stderr(&[dir.to_str().unwrap(), "belongs to uid 65534"]);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+    let real = shared_dir(&t, "real", 0o755);
+    let link = t.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    copy_self(&link)
+        .expect_code(2)
+        .expect_stderr(&[link.to_str().unwrap(), "is a symlink"]);
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+}
+
+/// What copy-self accepts, the races run against it where another uid can write: a sticky
+/// world-writable DIR (like /tmp) with the attacker swapping and a symlink planted at
+/// `secretdrop`; a DIR that does not exist yet in a 0777 parent (the webhook's emptyDir),
+/// created 0755; and again over its own earlier copy (an init container that runs twice). Each
+/// time `DIR/secretdrop` is exactly the binary, a regular file, ours, 0555.
+#[test]
+fn copy_self_installs_its_own_bytes_in_a_sticky_dir_and_a_dir_it_creates() {
+    let t = TestDir::new();
+    let binary = std::fs::read(bin()).unwrap();
+    let me = unsafe { libc::geteuid() };
+    let installed_is_the_binary = |dir: &Path| {
+        let p = dir.join("secretdrop");
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert!(m.file_type().is_file(), "{m:?}");
+        assert_eq!((m.uid(), m.mode() & 0o7777), (me, 0o555));
+        assert!(std::fs::read(&p).unwrap() == binary, "not the binary");
+    };
+
+    let sticky = shared_dir(&t, "sticky", 0o1777);
+    let attacker = am_root().then(|| Attacker::start(&sticky, &t.join("stop")));
+    let run = copy_self(&sticky);
+    if let Some(a) = attacker {
+        eprintln!("sticky DIR: {}", a.stop());
+    }
+    run.expect_code(0);
+    installed_is_the_binary(&sticky);
+
+    let parent = shared_dir(&t, "emptydir", 0o777);
+    let dir = parent.join("bin");
+    copy_self(&dir).expect_code(0);
+    assert_eq!(common::cli::mode_of(&dir), 0o755);
+    installed_is_the_binary(&dir);
+    copy_self(&dir).expect_code(0);
+    installed_is_the_binary(&dir);
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["secretdrop"], "no temporary copy is left");
 }

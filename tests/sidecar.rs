@@ -1,8 +1,9 @@
 //! `secretdrop sidecar` against a real OpenBao: KV changes arrive within a poll interval and
 //! unchanged polls write nothing; readers never see a mixed pair or a missing file; the token is
 //! renewed and replaced without a gap; certificates are re-issued before they expire; the app
-//! is notified by signal and HTTP; config changes are picked up (ConfigMap-style swap, edits,
-//! SIGHUP) and a bad one is refused; SIGTERM exits 0 within a second; --revoke-on-exit revokes.
+//! is notified by signal and HTTP (a notify URL's redirect is not followed); config changes
+//! are picked up (ConfigMap-style swap, edits, SIGHUP) and a bad one is refused; SIGTERM exits
+//! 0 within a second; --revoke-on-exit revokes.
 
 mod common;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cli::{current_version, read};
+use common::hostile::{json_reply, redirect, Act, Proxy};
 use common::resident::Resident;
 use common::scenario::Pod;
 use common::{unique, Bao};
@@ -271,6 +273,62 @@ fn the_app_is_notified_by_signal_and_http_after_a_new_version_only() {
     );
     let _ = app.kill();
     let _ = app.wait();
+}
+
+/// A notify URL on loopback that answers 307 to another address: the sidecar does not follow
+/// it (the bystander on 127.0.0.2 receives nothing), logs the failure with the status and where
+/// it pointed, and counts it. Before: the POST was re-sent to the bystander and counted as a
+/// success.
+#[test]
+fn a_notify_url_redirecting_elsewhere_is_not_followed_and_counts_as_failed() {
+    let s = Setup::new(&["username=u", "password=before"]);
+    let bystander = Proxy::start("127.0.0.2", None, |_| {
+        Act::Reply(json_reply(200, &serde_json::json!({})))
+    });
+    let elsewhere = format!("{}/steal", bystander.addr());
+    let location = elsewhere.clone();
+    let app = Proxy::start("127.0.0.1", None, move |_| {
+        Act::Reply(redirect(307, &location))
+    });
+    let notify = format!("sidecar:\n  notify:\n    url: {}/reload\n", app.addr());
+    let r = s.start(&s.config(&notify), &["--poll-interval", "1s"]);
+    s.put(&["username=u", "password=after"]);
+    let told = || {
+        let log = r.log_text();
+        log.contains("could not notify the app") || log.contains("notified the app")
+    };
+    assert!(
+        r.eventually(Duration::from_secs(5), told),
+        "no notification:\n{}",
+        r.log_text()
+    );
+    assert!(
+        bystander.seen().is_empty(),
+        "the redirect was followed: {:?}\n{}",
+        bystander.seen(),
+        r.log_text()
+    );
+    let seen = app.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/reload")
+    );
+    let log = r.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("could not notify the app"))
+        .unwrap_or_default();
+    eprintln!("{line}");
+    assert!(
+        line.contains("307") && line.contains(&elsewhere) && line.contains("not followed"),
+        "{line}"
+    );
+    assert_eq!(
+        r.metric("secretdrop_notifications_failed_total"),
+        Some(1.0),
+        "{log}"
+    );
 }
 
 /// Lays out `dir` the way kubelet projects a ConfigMap: `config.yaml -> ..data/config.yaml`.

@@ -391,8 +391,11 @@ fn secretdrop_dev_env_runs_the_app_with_secrets_as_variables_as_kubelet_would() 
     // The init containers in order: the copy, then the render.
     let inits = injected["spec"]["initContainers"].as_array().unwrap();
     assert_eq!(inits[0]["name"], "secretdrop-copy");
+    // Kubelet made the emptyDir 0777: copy-self creates the subdirectory it installs into.
     kubelet.run("secretdrop-copy").expect_code(0);
-    let copied = kubelet.volume("secretdrop-bin").join("secretdrop");
+    let bin_dir = kubelet.volume("secretdrop-bin").join("bin");
+    assert_eq!(common::cli::mode_of(&bin_dir), 0o755);
+    let copied = bin_dir.join("secretdrop");
     assert_eq!(common::cli::mode_of(&copied), 0o555);
     let render = inits[1]["name"].as_str().unwrap();
     kubelet.run(render).expect_code(0);

@@ -2,15 +2,19 @@
 //! real sockets: what anyone who can reach `secretdrop webhook` (or a sidecar's `--listen`)
 //! could do to it, and what must hold meanwhile. Memory is the webhook's own VmHWM (peak RSS),
 //! compared with the memory limit the Deployment gives it; CPU is utime + stime from
-//! /proc/PID/stat; `/healthz` is timed on a fresh connection, handshake included.
+//! /proc/PID/stat; `/healthz` is timed on a fresh connection, handshake included. A flood
+//! from another peer comes from 127.0.0.2, the probes from 127.0.0.1.
 //!
 //! The tests take turns (one lock): each measures one process's CPU and latency on a small
 //! machine, and a neighbour's flood would be measured with it.
 
 mod common;
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -750,4 +754,183 @@ fn a_flood_of_refused_requests_logs_a_bounded_number_of_warnings_and_counts_them
         log.lines().filter(|l| l.contains(" WARN ")).count() <= 2 * bound + 1,
         "{log}"
     );
+}
+
+/// A TCP connection to `127.0.0.1:port` whose source address is `from`: another loopback
+/// address is another peer, as far as the server can tell.
+fn connect_from(from: Ipv4Addr, port: u16) -> io::Result<TcpStream> {
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let check = |rc: libc::c_int| match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    };
+    // SAFETY: a fresh socket, owned by the TcpStream from the start; setsockopt, bind and
+    // connect read only the values we pass, sized as given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sock = TcpStream::from_raw_fd(fd);
+        // The source port is chosen at connect(2), knowing the destination: choosing it at
+        // bind(2) runs out of ports among the flood's own TIME_WAIT sockets.
+        let one: libc::c_int = 1;
+        check(libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ))?;
+        let local = sockaddr(from, 0);
+        check(libc::bind(
+            fd,
+            (&local as *const libc::sockaddr_in).cast(),
+            len,
+        ))?;
+        let remote = sockaddr(Ipv4Addr::LOCALHOST, port);
+        check(libc::connect(
+            fd,
+            (&remote as *const libc::sockaddr_in).cast(),
+            len,
+        ))?;
+        Ok(sock)
+    }
+}
+
+/// How long after connecting a probe sends its request (or starts its TLS handshake): a busy
+/// node's kubelet, or a slow network. Before the fix, every connection accepted meanwhile
+/// could push the probe's out: with the flood below (about 3000 a second here) a probe
+/// this slow always lost its place (10 ms was enough against the sidecar's cap of 8).
+const PROBE_DELAY: Duration = Duration::from_millis(100);
+
+/// While one peer (127.0.0.2) keeps opening empty connections as fast as the server accepts
+/// them (holding its newest `hold`), `probe` runs 50 times from 127.0.0.1: the errors of the
+/// probes that failed, how many connections the flood opened, the slowest answer.
+fn probes_during_a_flood_from_another_peer(
+    port: u16,
+    hold: usize,
+    probe: impl Fn() -> Result<Duration, String>,
+) -> (Vec<String>, usize, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = VecDeque::new();
+            let mut opened = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match connect_from(Ipv4Addr::new(127, 0, 0, 2), port) {
+                    Ok(s) => {
+                        opened += 1;
+                        held.push_back(s);
+                        if held.len() > hold {
+                            held.pop_front();
+                        }
+                    }
+                    Err(e) => panic!("the flood could not connect: {e}"),
+                }
+                // A flood, but not a busy loop that takes a core of a 2-core machine from the
+                // server: the accept queue must not overflow, or probes' SYNs are dropped by
+                // the kernel before the server could do anything.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            opened
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let mut failed = Vec::new();
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        match probe() {
+            Ok(took) => worst = worst.max(took),
+            Err(e) => failed.push(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let opened = flooder.join().unwrap();
+    (failed, opened, worst)
+}
+
+/// GET /healthz over plain HTTP from 127.0.0.1 on a fresh connection, the request sent
+/// `delay` after connecting, answered within kubelet's default probe timeout (1 s) of that:
+/// how long it took from connecting.
+fn plain_healthz(port: u16, delay: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    let attempt = || -> io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(HEALTHZ_WITHIN))?;
+        std::thread::sleep(delay);
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    match attempt() {
+        Ok(a) if a.starts_with("HTTP/1.1 200") => Ok(started.elapsed()),
+        Ok(a) if a.is_empty() => Err(format!("closed unanswered after {:?}", started.elapsed())),
+        Ok(a) => Err(format!("answered {:?}", a.lines().next().unwrap_or(""))),
+        Err(e) => Err(format!("after {:?}: {e}", started.elapsed())),
+    }
+}
+
+#[test]
+fn another_peers_flood_of_empty_connections_never_displaces_the_sidecars_probe() {
+    let _turn = one_at_a_time();
+    let bao = Bao::shared();
+    let path = unique("peerflood");
+    bao.cli(&["kv", "put", &format!("secret/{path}"), "password=one"]);
+    let pod = Pod::reading(bao, &path);
+    let config = pod.native(
+        bao,
+        &format!("objects:\n  - {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n"),
+    );
+    let cfg = write(pod.dir.path(), "flood.yaml", &config);
+    let r = pod.sidecar_file(&cfg, &[]);
+    let port: u16 = r
+        .listen
+        .as_deref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The sidecar's cap is 8: the flood holds twice that.
+    let (failed, opened, worst) =
+        probes_during_a_flood_from_another_peer(port, 16, || plain_healthz(port, PROBE_DELAY));
+    eprintln!(
+        "sidecar --listen, 127.0.0.2 opened {opened} empty connections: {} of 50 probes from \
+         127.0.0.1 failed, the slowest answered in {worst:?}; {:?}",
+        failed.len(),
+        failed.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(failed.is_empty(), "{failed:?}\n{}", r.log_text());
+    assert!(worst < PROBE_DELAY + HEALTHZ_WITHIN, "{worst:?}");
+}
+
+#[test]
+fn another_peers_flood_of_empty_connections_never_displaces_the_webhooks_probe() {
+    let _turn = one_at_a_time();
+    let dir = TestDir::new();
+    let w = start(&dir, None);
+    // The webhook's cap is 64: the flood holds twice that.
+    let (failed, opened, worst) =
+        probes_during_a_flood_from_another_peer(w.port, 128, || w.healthz_after(PROBE_DELAY));
+    eprintln!(
+        "webhook, 127.0.0.2 opened {opened} empty connections: {} of 50 probes from 127.0.0.1 \
+         failed, the slowest answered in {worst:?}; {:?}",
+        failed.len(),
+        failed.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(failed.is_empty(), "{failed:?}\n{}", read(&w.log));
+    assert!(worst < PROBE_DELAY + HEALTHZ_WITHIN, "{worst:?}");
 }

@@ -1,6 +1,13 @@
 //! Telling the app that a new version of its files was committed: a signal to a process found
 //! by name (pods with `shareProcessNamespace`) or by pid file, and/or an HTTP POST to a local
 //! URL. Best effort: a failure is logged and counted, never fatal, and never blocks for long.
+//!
+//! Invariants of the POST: it goes to the configured URL and nowhere else. The client is the
+//! one every secretdrop client starts from ([`crate::net::http::builder`]: no proxy from the
+//! environment, no Referer) and follows no redirect, so an app (or whoever answers at the
+//! loopback address) cannot send the sidecar on to another host with a 3xx; a 3xx is a failed
+//! notification, logged with its status. Connecting takes at most [`CONNECT_TIMEOUT`], the
+//! whole exchange at most [`POST_TIMEOUT`], and the answer's body is never read.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +23,10 @@ pub struct Delivery {
     pub detail: String,
 }
 
+/// How long the POST may take to connect, and in all (headers of the answer included).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const POST_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct Notifier {
     settings: NotifySettings,
     http: Option<reqwest::Client>,
@@ -25,10 +36,10 @@ impl Notifier {
     pub fn new(settings: NotifySettings) -> Notifier {
         let http = settings.url.as_ref().and_then(|_| {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .no_proxy()
+            crate::net::http::builder(CONNECT_TIMEOUT, reqwest::redirect::Policy::none())
+                .timeout(POST_TIMEOUT)
                 .build()
+                .map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client for --notify-url"))
                 .ok()
         });
         Notifier { settings, http }
@@ -51,11 +62,22 @@ impl Notifier {
                 .body(format!("{{\"version\":\"{version}\"}}"))
                 .send()
                 .await;
+            // The answer is dropped unread: only its status counts.
             out.push(match result {
                 Ok(r) if r.status().is_success() => Delivery {
                     target: format!("POST {url}"),
                     ok: true,
                     detail: r.status().to_string(),
+                },
+                Ok(r) if r.status().is_redirection() => Delivery {
+                    target: format!("POST {url}"),
+                    ok: false,
+                    detail: format!(
+                        "answered {} (to {}): redirects are not followed; notify the URL that \
+                         handles the POST",
+                        r.status(),
+                        location(&r)
+                    ),
                 },
                 Ok(r) => Delivery {
                     target: format!("POST {url}"),
@@ -65,7 +87,7 @@ impl Notifier {
                 Err(e) => Delivery {
                     target: format!("POST {url}"),
                     ok: false,
-                    detail: error_chain(&e),
+                    detail: crate::net::http::failure(&e, true).cause,
                 },
             });
         }
@@ -125,6 +147,21 @@ impl Notifier {
             },
         }
     }
+}
+
+/// A redirect's `Location`, shortened and stripped of control characters for the log line
+/// (the app chooses it).
+fn location(r: &reqwest::Response) -> String {
+    let raw = r
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_else(|| "no Location".into());
+    let mut shown: String = raw.chars().filter(|c| !c.is_control()).take(128).collect();
+    if raw.chars().count() > 128 {
+        shown.push('…');
+    }
+    shown
 }
 
 fn signal_name(sig: i32) -> String {
@@ -204,22 +241,6 @@ fn pids_named(name: &str) -> Vec<i32> {
     }
     out.sort_unstable();
     out
-}
-
-/// An error with its causes (`error sending request: client error (Connect): tcp connect
-/// error: Connection refused`): the HTTP client's top-level message alone does not say why.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

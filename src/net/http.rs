@@ -1,6 +1,6 @@
-//! What the HTTP clients (Vault, the AWS provider, the Kubernetes API) share: the client
-//! settings none of them may differ in, reading an answer's body within a byte bound, and
-//! saying why a request failed.
+//! What the HTTP clients (Vault, the AWS provider, the Kubernetes API, the app's notify URL)
+//! share: the client settings none of them may differ in, reading an answer's body within a
+//! byte bound, and saying why a request failed.
 
 use std::time::Duration;
 

@@ -9,11 +9,19 @@
 //! Invariants:
 //! * At most [`Limits::connections`] accepted connections are open at once, and that cap is
 //!   kept below the soft `RLIMIT_NOFILE` so the rest of the process (Vault, files, watches)
-//!   always has descriptors. A connection arriving at the cap displaces, among the open
-//!   connections not being answered, the one that has gone longest without progress (a TLS
-//!   handshake that never completes, a request head or body still trickling in, an idle
-//!   keep-alive); if every open connection is being answered, the newcomer is closed at once.
-//!   Holding idle sockets therefore never locks out a health probe.
+//!   always has descriptors. A connection arriving at the cap displaces one that is not being
+//!   answered (a TLS handshake that never completes, a request head or body still trickling
+//!   in, an idle keep-alive): one of the peer address that holds the most connections (the
+//!   newcomer's own address when it is among those), and of that peer's the one that has gone
+//!   longest without progress. If every open connection is being answered, the newcomer is
+//!   closed at once.
+//!   So a connection makes room for another peer's newcomer only while its own peer holds more
+//!   connections than the newcomer's: one address flooding the port with empty connections
+//!   displaces its own, however young the other peers' connections are, and a health probe
+//!   from another address gets its answer. The probe can lose its place to other addresses
+//!   only when every slot is held by a different one. Peers are told apart by IP address
+//!   (IPv4-mapped IPv6 as IPv4), so one host with many addresses counts as many peers: keep
+//!   the ports reachable only by who needs them (a NetworkPolicy).
 //! * Every phase of a connection must end within [`Limits::timeout`] or the connection is
 //!   closed: accept → complete request head (the TLS handshake included); head → the server
 //!   starts answering ([`Conn::request_started`] then [`Conn::answering`]: the body and any
@@ -23,17 +31,18 @@
 //! * Each socket's kernel buffers are fixed at [`SOCKET_BUFFER`] each way (doubled by Linux),
 //!   not autotuned up to megabytes: data a client pushes that the server does not read yet,
 //!   and an answer the client does not read, are charged to the pod's memory cgroup too.
-//! * accept(2) errors never spin the runtime. Out of descriptors (EMFILE), the least active
-//!   idle connection is closed to make room, as at the cap; when there is none, and on other
+//! * accept(2) errors never spin the runtime. Out of descriptors (EMFILE), an idle connection
+//!   is closed to make room, chosen as at the cap; when there is none, and on other
 //!   shortages (ENFILE, ENOBUFS, ENOMEM), accepting pauses 100 ms, doubling to 1 s, until an
 //!   accept succeeds again.
 //! * Nothing a client does here logs at its rate: closed and displaced connections log at
 //!   debug only, and the warning that accepting pauses goes through the rate limit of
 //!   [`crate::logging::limited`], as do the webhook's 413 and 400 warnings.
 
+use std::cmp::Reverse;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -161,6 +170,8 @@ impl Drop for Answering {
 }
 
 struct Slot {
+    /// The client's address: connections are displaced from the peer holding the most.
+    peer: IpAddr,
     state: Mutex<SlotState>,
     /// Signalled when the connection is displaced to make room for a newer one.
     displaced: Notify,
@@ -201,15 +212,16 @@ struct Table {
 }
 
 impl Table {
-    /// Registers a new connection, displacing one if the table is full. `None`: full of
-    /// connections being answered; `Some((slot, displaced))` otherwise.
-    fn admit(&self, deadline: Instant) -> Option<(Arc<Slot>, bool)> {
+    /// Registers a new connection from `peer`, displacing one if the table is full. `None`:
+    /// full of connections being answered; `Some((slot, displaced))` otherwise.
+    fn admit(&self, peer: IpAddr, deadline: Instant) -> Option<(Arc<Slot>, bool)> {
         let mut slots = self.slots.lock().ok()?;
         let displaced = slots.len() >= self.limit;
-        if displaced && !Table::displace(&mut slots) {
+        if displaced && !Table::displace(&mut slots, Some(peer)) {
             return None;
         }
         let slot = Arc::new(Slot {
+            peer,
             state: Mutex::new(SlotState {
                 deadline,
                 answering: false,
@@ -220,21 +232,35 @@ impl Table {
         Some((slot, displaced))
     }
 
-    /// Closes the connection that has gone longest without progress among those not being
-    /// answered; false if there is none.
+    /// Closes a connection not being answered, of the peer holding the most, to make room
+    /// without a newcomer (out of descriptors); false if there is none.
     fn displace_one(&self) -> bool {
-        self.slots.lock().is_ok_and(|mut s| Table::displace(&mut s))
+        self.slots
+            .lock()
+            .is_ok_and(|mut s| Table::displace(&mut s, None))
     }
 
-    fn displace(slots: &mut Vec<Arc<Slot>>) -> bool {
-        // O(cap) per displacement: the cap is small.
+    /// Closes the connection that makes room for a newcomer from `newcomer` (see the module
+    /// documentation): not being answered; of the peer holding the most connections, the
+    /// newcomer's own peer on a tie; the least active of that peer's. False if every
+    /// connection is being answered.
+    fn displace(slots: &mut Vec<Arc<Slot>>, newcomer: Option<IpAddr>) -> bool {
+        // O(cap × peers) per displacement: the cap is small (64 at most).
+        let mut held: Vec<(IpAddr, usize)> = Vec::new();
+        for s in slots.iter() {
+            match held.iter_mut().find(|(p, _)| *p == s.peer) {
+                Some((_, n)) => *n += 1,
+                None => held.push((s.peer, 1)),
+            }
+        }
+        let holds = |peer: IpAddr| held.iter().find(|(p, _)| *p == peer).map_or(0, |(_, n)| *n);
         let victim = slots
             .iter()
             .enumerate()
-            .map(|(i, s)| (i, s.get()))
-            .filter(|(_, s)| !s.answering)
-            .min_by_key(|(_, s)| s.deadline)
-            .map(|(i, _)| i);
+            .map(|(i, s)| (i, s.peer, s.get()))
+            .filter(|(_, _, s)| !s.answering)
+            .min_by_key(|(_, peer, s)| (Reverse(holds(*peer)), newcomer != Some(*peer), s.deadline))
+            .map(|(i, _, _)| i);
         match victim {
             Some(i) => {
                 slots.swap_remove(i).displaced.notify_one();
@@ -316,18 +342,18 @@ where
     // is its end worth a line.
     let mut warned = false;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
+        let (stream, peer) = match listener.accept().await {
+            Ok((stream, addr)) => {
                 if backoff.take().is_some() && std::mem::take(&mut warned) {
                     tracing::info!("accepting connections again");
                 }
-                stream
+                (stream, addr.ip().to_canonical())
             }
             Err(e) if about_one_connection(&e) => continue,
             // Out of descriptors while our own idle connections hold some: give one back and
             // accept at once (each round accepts a connection, so this cannot spin).
             Err(e) if e.raw_os_error() == Some(libc::EMFILE) && table.displace_one() => {
-                tracing::debug!("out of file descriptors; closed the least active connection");
+                tracing::debug!("out of file descriptors; closed an idle connection of the peer holding the most");
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -345,12 +371,12 @@ where
                 continue;
             }
         };
-        let Some((slot, displaced)) = table.admit(Instant::now() + limits.timeout) else {
-            tracing::debug!("every connection is being answered; closing a new one");
+        let Some((slot, displaced)) = table.admit(peer, Instant::now() + limits.timeout) else {
+            tracing::debug!(%peer, "every connection is being answered; closing a new one");
             continue;
         };
         if displaced {
-            tracing::debug!("at the connection cap; closed the least active connection");
+            tracing::debug!(%peer, "at the connection cap; closed the least active connection of the peer holding the most");
         }
         let conn = Conn {
             slot: slot.clone(),
@@ -384,16 +410,25 @@ mod tests {
         }
     }
 
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    fn holds(t: &Table, x: &Arc<Slot>) -> bool {
+        t.slots.lock().unwrap().iter().any(|s| Arc::ptr_eq(s, x))
+    }
+
     #[test]
     fn at_the_cap_the_least_active_idle_connection_makes_room() {
         let t = table(3);
         let now = Instant::now();
         let s = |secs| now + Duration::from_secs(secs);
-        let (a, _) = t.admit(s(5)).unwrap();
-        let (b, _) = t.admit(s(3)).unwrap();
-        let (c, _) = t.admit(s(4)).unwrap();
+        let p = ip(1);
+        let (a, _) = t.admit(p, s(5)).unwrap();
+        let (b, _) = t.admit(p, s(3)).unwrap();
+        let (c, _) = t.admit(p, s(4)).unwrap();
         b.set(s(1), true); // being answered: never displaced, however old
-        let (d, displaced) = t.admit(s(10)).unwrap();
+        let (d, displaced) = t.admit(p, s(10)).unwrap();
         assert!(displaced);
         let left = t.slots.lock().unwrap().clone();
         assert!(left.iter().any(|x| Arc::ptr_eq(x, &b)));
@@ -407,9 +442,71 @@ mod tests {
         for x in [&a, &d] {
             x.set(s(9), true);
         }
-        assert!(t.admit(s(10)).is_none());
+        assert!(t.admit(p, s(10)).is_none());
+        assert!(t.admit(ip(2), s(10)).is_none());
         t.remove(&a);
-        assert!(t.admit(s(10)).is_some());
+        assert!(t.admit(p, s(10)).is_some());
+    }
+
+    #[test]
+    fn a_peers_flood_displaces_its_own_connections_not_another_peers_young_one() {
+        let t = table(4);
+        let now = Instant::now();
+        let s = |secs| now + Duration::from_secs(secs);
+        let (flood, probe) = (ip(2), ip(1));
+        for i in 0..4 {
+            t.admit(flood, s(i)).unwrap();
+        }
+        // The probe arrives: the flood holds the most, its least active goes.
+        let (p, displaced) = t.admit(probe, s(1)).unwrap();
+        assert!(displaced);
+        // More of the flood, each younger than the probe: the flood displaces its own, and
+        // the probe stays although it is now the least active connection of all.
+        for i in 0..20 {
+            let (_, displaced) = t.admit(flood, s(100 + i)).unwrap();
+            assert!(displaced);
+            assert!(holds(&t, &p), "the probe was displaced by the flood");
+        }
+        // A second flooding address: the first one holds the most and loses a connection.
+        t.admit(ip(3), s(200)).unwrap();
+        let peers: Vec<IpAddr> = t.slots.lock().unwrap().iter().map(|x| x.peer).collect();
+        assert_eq!(
+            peers.iter().filter(|x| **x == flood).count(),
+            2,
+            "{peers:?}"
+        );
+        assert!(holds(&t, &p));
+        // The probe's peer opens another: the flood still holds the most and gives way.
+        let (p2, _) = t.admit(probe, s(300)).unwrap();
+        assert!(holds(&t, &p) && holds(&t, &p2));
+        // Now the probe's peer holds the most: its own least active connection makes room.
+        let (p3, _) = t.admit(probe, s(301)).unwrap();
+        assert!(
+            !holds(&t, &p),
+            "the probe's peer displaced its own least active"
+        );
+        assert!(holds(&t, &p2) && holds(&t, &p3));
+        // Out of descriptors (no newcomer): the peer holding the most gives one back.
+        assert!(t.displace_one());
+        let peers: Vec<IpAddr> = t.slots.lock().unwrap().iter().map(|x| x.peer).collect();
+        assert_eq!(
+            peers.iter().filter(|x| **x == probe).count(),
+            1,
+            "{peers:?}"
+        );
+    }
+
+    #[test]
+    fn when_every_slot_is_another_address_the_least_active_makes_room() {
+        let t = table(3);
+        let now = Instant::now();
+        let s = |secs| now + Duration::from_secs(secs);
+        let (a, _) = t.admit(ip(1), s(5)).unwrap();
+        let (b, _) = t.admit(ip(2), s(3)).unwrap();
+        let (c, _) = t.admit(ip(3), s(4)).unwrap();
+        let (_, displaced) = t.admit(ip(4), s(10)).unwrap();
+        assert!(displaced);
+        assert!(holds(&t, &a) && holds(&t, &c) && !holds(&t, &b));
     }
 
     #[test]
@@ -424,6 +521,7 @@ mod tests {
     async fn the_watchdog_follows_a_moving_deadline_and_displacement() {
         let ms = Duration::from_millis;
         let slot = Slot {
+            peer: ip(1),
             state: Mutex::new(SlotState {
                 deadline: Instant::now() + ms(200),
                 answering: false,

@@ -322,6 +322,11 @@ impl Dir {
         }
     }
 
+    /// The directory's own metadata (`fstat` of the descriptor, not of the path).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     /// Takes an exclusive `flock` on the directory, held until this `Dir` is dropped.
     pub fn lock(&self) -> io::Result<()> {
         // SAFETY: flock on a descriptor we own.

@@ -20,10 +20,15 @@ pub const TOKEN_VOLUME: &str = "secretdrop-token";
 pub const STATE_VOLUME: &str = "secretdrop-state";
 pub const STATE_DIR: &str = "/var/run/secretdrop-state";
 /// `secretdrop.dev/env`: the init container that copies the binary for app containers, the
-/// Memory emptyDir it copies into, and where app containers see it.
+/// Memory emptyDir it copies into, and where every container mounts it.
 pub const COPY_CONTAINER: &str = "secretdrop-copy";
 pub const BIN_VOLUME: &str = "secretdrop-bin";
 pub const BIN_DIR: &str = "/secretdrop-bin";
+/// The directory in the emptyDir that holds the binary. Kubelet makes the emptyDir itself
+/// 0777, which `copy-self` refuses to install into (another uid could swap the binary); it
+/// creates this subdirectory, ours and 0755, instead. Only the copy container mounts the
+/// emptyDir writable, so nothing can replace the subdirectory afterwards.
+pub const BIN_COPY_DIR: &str = "/secretdrop-bin/bin";
 /// Where the injected container sees the files, the annotations and its token.
 pub const DIR: &str = "/mnt/secretdrop";
 pub const PODINFO_DIR: &str = "/etc/secretdrop";

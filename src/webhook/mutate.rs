@@ -560,12 +560,12 @@ fn add_mount(container: &mut Value, mount: &Value) {
     container["volumeMounts"] = Value::Array(mounts);
 }
 
-/// The init container that puts the secretdrop binary into the shared [`BIN_VOLUME`]
-/// (distroless images have no `cp`). Same image and restrictions as ours, nothing else
-/// mounted, no environment.
+/// The init container that puts the secretdrop binary into the shared [`BIN_VOLUME`], at
+/// [`BIN_COPY_DIR`] (distroless images have no `cp`). Same image and restrictions as ours,
+/// nothing else mounted, no environment.
 fn copy_container(plan: &Plan, defaults: &Defaults) -> Value {
     let mut c = sidecar_container(COPY_CONTAINER, "copy-self", plan, defaults, false);
-    c["args"] = json!(["copy-self", "--dir", BIN_DIR]);
+    c["args"] = json!(["copy-self", "--dir", BIN_COPY_DIR]);
     c["volumeMounts"] = json!([{"name": BIN_VOLUME, "mountPath": BIN_DIR}]);
     if let Some(o) = c.as_object_mut() {
         o.remove("env");
@@ -573,12 +573,12 @@ fn copy_container(plan: &Plan, defaults: &Defaults) -> Value {
     c
 }
 
-/// `command` becomes `/secretdrop-bin/secretdrop exec --dir MOUNT FLAGS... -- command...`;
+/// `command` becomes `/secretdrop-bin/bin/secretdrop exec --dir MOUNT FLAGS... -- command...`;
 /// `args` stay as they are, after it. Kubelet expands `$(VAR)` in `command`, so `$` in what
 /// we add is doubled; the original command keeps its own meaning.
 fn wrap_command(container: &mut Value, mount_path: &str, flags: &[String]) {
     let mut command: Vec<Value> = [
-        format!("{BIN_DIR}/{}", crate::exec::BINARY_NAME),
+        format!("{BIN_COPY_DIR}/{}", crate::exec::BINARY_NAME),
         "exec".into(),
         "--dir".into(),
         mount_path.to_string(),

@@ -1,13 +1,14 @@
 //! A stand-in for what kubelet does with an admitted pod spec, and nothing more: it lays out
-//! the pod's volumes on the test's tmpfs (emptyDir: a directory; downwardAPI
-//! `metadata.annotations`: the Go-quoted file behind a `..data` link; projected
-//! serviceAccountToken: a token minted for each source's audience, or the test's own; configMap:
-//! the items of a ConfigMap the test says the cluster holds), resolves a container's paths
-//! through its own volumeMounts (in args and env values), and runs a container's command line
-//! with its env. So a test runs the injected containers from the admitted spec alone, and reads
+//! the pod's volumes on the test's tmpfs (emptyDir: a directory, mode 0777 as kubelet makes
+//! it; downwardAPI `metadata.annotations`: the Go-quoted file behind a `..data` link;
+//! projected serviceAccountToken: a token minted for each source's audience, or the test's
+//! own; configMap: the items of a ConfigMap the test says the cluster holds), resolves a
+//! container's paths through its own volumeMounts (in args and env values), and runs a
+//! container's command line with its env. So a test runs the injected containers from the admitted spec alone, and reads
 //! what an app container would read at its mount path.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,6 +56,10 @@ impl Kubelet {
         for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
             let dir = k.volume(v["name"].as_str().unwrap());
             std::fs::create_dir_all(&dir).unwrap();
+            if v.get("emptyDir").is_some() {
+                // What kubelet does whatever the umask: every container's uid may write it.
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            }
             if v.get("downwardAPI").is_some() {
                 k.project(1, pod);
             }

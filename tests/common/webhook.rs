@@ -178,11 +178,18 @@ impl Webhook {
     /// How long `GET /healthz` takes on a new connection, handshake included; `Err` when it
     /// fails or takes over 5 s.
     pub fn healthz(&self) -> Result<Duration, String> {
+        self.healthz_after(Duration::ZERO)
+    }
+
+    /// [`Webhook::healthz`] from a client that starts its handshake `delay` after connecting
+    /// (a busy node's kubelet); timed from the connection.
+    pub fn healthz_after(&self, delay: Duration) -> Result<Duration, String> {
         let started = Instant::now();
         let attempt = || -> io::Result<u16> {
             let tcp = TcpStream::connect(("127.0.0.1", self.port))?;
             tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
             tcp.set_write_timeout(Some(Duration::from_secs(5)))?;
+            std::thread::sleep(delay);
             let name = ServerName::try_from("127.0.0.1").map_err(io::Error::other)?;
             let conn =
                 rustls::ClientConnection::new(self.tls.clone(), name).map_err(io::Error::other)?;

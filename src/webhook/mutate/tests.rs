@@ -289,7 +289,7 @@ fn env_wraps_the_selected_containers_command_and_copies_the_binary_first() {
     assert_eq!(
         app["command"],
         json!([
-            "/secretdrop-bin/secretdrop",
+            "/secretdrop-bin/bin/secretdrop",
             "exec",
             "--dir",
             "/mnt/$$ecrets",
@@ -329,7 +329,7 @@ fn env_wraps_the_selected_containers_command_and_copies_the_binary_first() {
     let copy = &out["spec"]["initContainers"][1];
     assert_eq!(
         copy["args"],
-        json!(["copy-self", "--dir", "/secretdrop-bin"])
+        json!(["copy-self", "--dir", "/secretdrop-bin/bin"])
     );
     assert!(copy.get("env").is_none() && copy.get("restartPolicy").is_none());
     assert_eq!(copy["securityContext"]["readOnlyRootFilesystem"], true);
