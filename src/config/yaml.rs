@@ -125,16 +125,32 @@ mod tests {
     use super::*;
     use serde::Deserialize;
     use std::collections::BTreeMap;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    /// Parses `text` as `T`, expecting a refusal within a second; the error and its position.
+    /// CPU time this thread has used. Tests bound the work of a parse by it rather than by the
+    /// clock: a debug build on two busy cores can wait for one longer than it works.
+    fn thread_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    }
+
+    /// Parses `text` as `T`, expecting a refusal within a second of CPU; the error and its
+    /// position.
     fn refused<T: DeserializeOwned + std::fmt::Debug>(
         text: &str,
     ) -> (String, Option<(usize, usize)>) {
-        let started = Instant::now();
+        let started = thread_cpu();
         let e = from_str::<T>(text).unwrap_err();
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(1), "took {took:?}: {e}");
+        let took = thread_cpu() - started;
+        assert!(took < Duration::from_secs(1), "took {took:?} of CPU: {e}");
         let at = e.location().map(|l| (l.line(), l.column()));
         (e.to_string(), at)
     }
@@ -171,7 +187,7 @@ mod tests {
             vec!["x"; 2_000].join(","),
             vec!["*a"; 20_000].join(",")
         );
-        let started = Instant::now();
+        let started = thread_cpu();
         let budget = Budget::new(MAX_NODES);
         let typed = Bomb::deserialize(Counted::new(
             serde_yaml::Deserializer::from_str(&bomb),
@@ -181,11 +197,8 @@ mod tests {
         assert!(e.contains("at most 100000"), "{e}");
         // It stopped at the first value past the limit, not after building the rest.
         assert_eq!(budget.used(), MAX_NODES + 1);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        let took = thread_cpu() - started;
+        assert!(took < Duration::from_secs(1), "{took:?}");
     }
 
     #[test]
@@ -274,6 +287,19 @@ mod tests {
         // Far past the limit, it is refused as fast as any other.
         let (e, _) = refused::<serde_yaml::Value>(&build(100_000));
         assert!(e.contains("nesting deeper than 128"), "{e}");
+    }
+
+    #[test]
+    fn pre_scan_errors_are_placed_like_the_parsers_own() {
+        for (line, column) in [(1, 1), (7, 3), (200_000, 300_000)] {
+            let started = thread_cpu();
+            let e = error_at("too deep", line, column);
+            let took = thread_cpu() - started;
+            assert!(took < Duration::from_secs(1), "{took:?}");
+            let at = e.location().map(|l| (l.line(), l.column()));
+            assert_eq!(at, Some((line, column)));
+            assert!(e.to_string().starts_with("too deep"), "{e}");
+        }
     }
 
     #[test]

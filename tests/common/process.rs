@@ -85,11 +85,20 @@ pub fn limit_address_space(cmd: &mut Command, bytes: u64) {
     }
 }
 
-/// Runs `cmd` to its end with stdout and stderr captured: its output and its peak RSS in KiB,
-/// the `ru_maxrss` wait4 reports for exactly this child (sampling /proc could miss the peak of
-/// a run that lasts milliseconds, and RUSAGE_CHILDREN would mix in other tests' children).
+/// One finished run of a command, measured by the kernel.
+pub struct Measured {
+    pub output: Output,
+    /// Its peak RSS in MiB.
+    pub peak_rss_mib: f64,
+    /// User plus system CPU time it used.
+    pub cpu: Duration,
+}
+
+/// Runs `cmd` to its end with stdout and stderr captured, measured by the `rusage` wait4
+/// reports for exactly this child: sampling /proc could miss the peak of a run that lasts
+/// milliseconds, and RUSAGE_CHILDREN would mix in other tests' children.
 #[allow(clippy::zombie_processes)] // wait4 below reaps the child, for its rusage
-pub fn output_and_peak_rss_kib(mut cmd: Command) -> (Output, u64) {
+pub fn run_measured(mut cmd: Command) -> Measured {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -112,10 +121,16 @@ pub fn output_and_peak_rss_kib(mut cmd: Command) -> (Output, u64) {
     // Child does not wait); the pointers are to live locals.
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
-    let output = Output {
-        status: ExitStatus::from_raw(status),
-        stdout,
-        stderr,
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
     };
-    (output, usage.ru_maxrss.max(0) as u64)
+    Measured {
+        output: Output {
+            status: ExitStatus::from_raw(status),
+            stdout,
+            stderr,
+        },
+        peak_rss_mib: usage.ru_maxrss.max(0) as f64 / 1024.0,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+    }
 }
