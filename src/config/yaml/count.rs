@@ -15,10 +15,10 @@
 //! there, the error also gets the position serde_yaml gives to any error of a visitor.
 //!
 //! Invariants: every scalar, sequence, mapping and enum a visitor receives is counted at least
-//! once (a tagged value `!tag x` twice: the tag and the value); `Option` and newtype wrappers
-//! cost nothing of their own, the value inside them is counted. Values a target type skips
-//! (`IgnoredAny`, e.g. an unknown field a struct tolerates) are walked by serde_yaml over its
-//! stored events without replaying aliases and cost one unit.
+//! once (a tagged value `!tag x` three times: the enum, its tag, its value); `Option` and
+//! newtype wrappers cost nothing of their own, the value inside them is counted. Values a
+//! target type skips (`IgnoredAny`, e.g. an unknown field a struct tolerates) are walked by
+//! serde_yaml over its stored events without replaying aliases and cost one unit.
 
 use std::cell::Cell;
 use std::fmt;
@@ -27,7 +27,7 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-/// How many nodes one parse may still build, shared by every wrapper of that parse.
+/// How many nodes one pass may still build, shared by every wrapper of that pass.
 pub struct Budget {
     limit: usize,
     used: Cell<usize>,

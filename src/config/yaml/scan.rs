@@ -6,7 +6,7 @@
 //! Why: serde_yaml loads every event of a document before anything looks at its depth, so a
 //! 512 KiB `- - - - …` (260 000 levels) cost about 90 MiB and a flow `[[[[…` cost time
 //! quadratic in its depth before the recursion limit was ever checked. This pass stops at the
-//! first level past the limit, having looked at a few hundred bytes.
+//! first level past the limit, having read no further.
 //!
 //! How: it follows the YAML scanner's rules for what opens a level. A flow collection opens at
 //! `[`/`{` where a node starts (or anywhere inside another one). A block collection is opened
@@ -19,7 +19,7 @@
 //! columns count characters.
 //!
 //! Invariants: memory is bounded by the limit (the stack of open block collections never holds
-//! more than `limit` entries) and time is linear in the text. The count errs towards too deep:
+//! more than `limit + 1` entries) and time is linear in the text. The count errs towards too deep:
 //! a few valid texts nobody writes count deeper than the parser would (a plain scalar whose
 //! continuation line starts with `- `, brackets after `#` that follows a flow indicator
 //! without a space, tabs after `-`); text the scanner would refuse anyway may be counted
