@@ -6,7 +6,8 @@ mod common;
 use common::Server;
 use std::time::Duration;
 
-use common::cli::{read, secretdrop, tree, write, Run};
+use common::cli::{bin, read, scrub_env, secretdrop, tree, write, Run};
+use common::process::{limit_address_space, run_measured};
 use common::scenario::{spc_text, Pod};
 use common::{free_port, unique, Bao, SaClaims, TestDir, TokenReviewer};
 
@@ -321,6 +322,63 @@ fn check_prints_the_plan_without_secrets_or_contacting_vault() {
     secretdrop(&["check", "--config", bad.to_str().unwrap()], &[])
         .expect_code(2)
         .expect_stderr(&["objects[0]", "secretPath", "missing"]);
+}
+
+/// The alias bomb of the YAML finding in an SPC's `objects` string (an anchor of 2 000 items
+/// named 20 000 times: 64 KB of text, 40 million values): `check` exits 2 naming the limit
+/// within a second of CPU (the clock only guards against a hang: a debug build on two busy
+/// cores may wait for one longer than it works), and its peak RSS stays under the 32 MiB the
+/// webhook gives the containers it injects. It runs under a 512 MiB address-space limit, so a
+/// build without the bound fails here (it aborted after 16 s at 497 MiB) instead of taking the
+/// machine's memory.
+#[test]
+fn an_alias_bomb_in_objects_is_refused_quickly_in_bounded_memory() {
+    let dir = TestDir::new();
+    let objects = format!(
+        "- &a [{}]\n- [{}]",
+        vec!["x"; 2_000].join(","),
+        vec!["*a"; 20_000].join(",")
+    );
+    let run = |name: &str, objects: &str| {
+        let cfg = write(
+            dir.path(),
+            name,
+            &spc_text("http://127.0.0.1:1", "r", objects),
+        );
+        let mut cmd = std::process::Command::new(bin());
+        scrub_env(&mut cmd);
+        cmd.args(["check", "--config", cfg.to_str().unwrap()]);
+        limit_address_space(&mut cmd, 512 << 20);
+        let started = std::time::Instant::now();
+        let m = run_measured(cmd);
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&m.output.stderr).into_owned();
+        eprintln!(
+            "{name}: {} after {took:?} ({:?} of CPU), peak RSS {:.1} MiB: {stderr}",
+            m.output.status, m.cpu, m.peak_rss_mib
+        );
+        (m, stderr, took)
+    };
+    let (good, stderr, _) = run("good.yaml", "- {objectName: a, secretPath: secret/data/x}");
+    assert_eq!(good.output.status.code(), Some(0), "{stderr}");
+    let (bomb, stderr, took) = run("bomb.yaml", &objects);
+    let status = bomb.output.status;
+    assert_eq!(status.code(), Some(2), "{status}: {stderr}");
+    for want in [
+        "bomb.yaml:",
+        "spec.parameters.objects",
+        "at most 100000 are accepted",
+    ] {
+        assert!(stderr.contains(want), "{want:?}: {stderr}");
+    }
+    assert!(bomb.cpu < Duration::from_secs(1), "{:?} of CPU", bomb.cpu);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        bomb.peak_rss_mib < 32.0,
+        "peak RSS {:.1} MiB (a valid config: {:.1} MiB)",
+        bomb.peak_rss_mib,
+        good.peak_rss_mib
+    );
 }
 
 /// What a newcomer meets first: per-command help, aligned flags, flag-worded notify errors, a

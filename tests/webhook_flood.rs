@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::cli::{read, write};
-use common::process::{cpu_share, limit_fds, open_fds, status_mib};
+use common::process::{cpu_share, cpu_time, limit_address_space, limit_fds, open_fds, status_mib};
 use common::scenario::Pod;
 use common::webhook::{review_of, Tls, Webhook};
 use common::{unique, Bao, Server, TestDir};
@@ -553,6 +553,94 @@ fn a_deeply_nested_annotation_is_answered_within_a_second() {
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// The alias bomb of the YAML finding in the objects annotation: an anchor of 2 000 items named
+/// 20 000 times, 64 KB that serde_yaml alone expands into 40 million values.
+fn alias_bomb_review() -> String {
+    let objects = format!(
+        "- &a [{}]\n- [{}]\n",
+        vec!["x"; 2_000].join(","),
+        vec!["*a"; 20_000].join(",")
+    );
+    review_of(&pod(
+        annotations(&[("secretdrop.dev/objects", &objects)]),
+        vec![json!({"name": "app", "image": "nginx"})],
+    ))
+    .to_string()
+}
+
+/// Two at once, each refused within a second of the webhook's CPU and well within the API
+/// server's 5 s (the clock is looser than the CPU: two debug-build reviews share two busy
+/// cores), the webhook's peak RSS under the Deployment's memory limit, and the next pod still
+/// injected. The webhook runs under a 1 GiB address-space limit, so a build without the bound
+/// fails here (no answer before the connection's 10 s timeout) instead of taking gigabytes.
+#[test]
+fn an_alias_bomb_in_the_annotation_is_refused_quickly_within_the_memory_limit() {
+    let _turn = one_at_a_time();
+    let limit = memory_limit_mib();
+    let dir = TestDir::new();
+    let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
+    let defaults = ["--vault-address", "http://vault.vault:8200"];
+    let w = Webhook::start_with(dir.path(), &crt, &key, &defaults, |cmd| {
+        limit_address_space(cmd, 1 << 30)
+    });
+    let w = Arc::new(w);
+    let pid = w.pid();
+    let idle = status_mib(pid, "VmHWM");
+    let cpu_before = cpu_time(pid);
+    let body = alias_bomb_review();
+    // As many as the webhook computes at a time.
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (w, body) = (w.clone(), body.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let answer = w.post(body.as_bytes());
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    for client in clients {
+        let (answer, took) = client.join().unwrap();
+        let (status, answer) =
+            answer.unwrap_or_else(|e| panic!("{e} after {took:?}\n{}", read(&w.log)));
+        let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+        let message = answer["response"]["status"]["message"]
+            .as_str()
+            .unwrap_or("");
+        eprintln!("alias bomb: {status} after {took:?}: {message}");
+        assert_eq!(status, 200, "{}", read(&w.log));
+        assert_eq!(answer["response"]["allowed"], false, "{}", short(&answer));
+        assert!(
+            message.contains("secretdrop.dev/objects") && message.contains("at most 100000"),
+            "{message}"
+        );
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
+    eprintln!("alias bomb x2: {cpu:?} of the webhook's CPU");
+    assert!(
+        cpu < Duration::from_secs(2),
+        "{cpu:?} of CPU for two reviews"
+    );
+    let hwm = status_mib(pid, "VmHWM");
+    eprintln!("alias bomb x2: VmHWM {idle:.1} -> {hwm:.1} MiB (limit {limit} MiB)");
+    assert!(hwm < limit, "VmHWM {hwm:.1} MiB, limit {limit} MiB");
+    // The webhook is still there for the next pod.
+    let plain = review_of(&pod(
+        annotations(&[]),
+        vec![json!({"name": "app", "image": "x"})],
+    ));
+    let (status, answer) = w.post(plain.to_string().as_bytes()).unwrap();
+    let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+    assert_eq!(status, 200);
+    assert_eq!(answer["response"]["allowed"], true, "{}", short(&answer));
+    assert!(
+        answer["response"]["patch"].is_string(),
+        "{}",
+        short(&answer)
     );
 }
 

@@ -6,7 +6,8 @@
 //! `/var/run/secrets/kubernetes.io/serviceaccount/`, `KUBERNETES_SERVICE_HOST` and `_PORT`) or
 //! a kubeconfig file (`--kubeconfig`): the current context's cluster `server`,
 //! `certificate-authority` or `-data`, and its user's `token` or `tokenFile`, with an optional
-//! client certificate.
+//! client certificate. The kubeconfig is parsed like every YAML from outside, by
+//! [`crate::config::yaml::from_str`] (bounded size, nesting and values).
 //!
 //! Invariants: the bearer token goes only to the configured server (https only, redirects are
 //! never followed: a 3xx is an error); every request is bounded in time ([`TIMEOUT`], headers
@@ -108,8 +109,11 @@ impl Client {
     pub fn from_kubeconfig(path: &Path) -> Result<Client, ConfigError> {
         let text = read_file(path, "kubeconfig")?;
         let at = |m: &str| bad(format!("{}: {m}", path.display()));
+        // Through the bounded parser, like every YAML from outside: a kubeconfig is the
+        // operator's, but it may be generated, and its aliases expand like any other's.
+        let text = std::str::from_utf8(&text).map_err(|e| at(&format!("not UTF-8: {e}")))?;
         let doc: serde_yaml::Value =
-            serde_yaml::from_slice(&text).map_err(|e| at(&format!("not YAML: {e}")))?;
+            crate::config::yaml::from_str(text).map_err(|e| at(&format!("not YAML: {e}")))?;
         let current = doc["current-context"]
             .as_str()
             .ok_or_else(|| at("current-context: missing"))?;
@@ -472,5 +476,28 @@ mod tests {
         assert!(e.contains("no certificate authority"), "{e}");
         assert!(!e.contains("t0ps3cret"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_kubeconfig_goes_through_the_bounded_yaml_parser() {
+        let dir = crate::test_dir::fresh(&std::env::temp_dir(), "kube", "bounded");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let file = dir.0.join("config");
+        // Valid, but with an alias bomb beside the settings: 40 million values from 64 KB.
+        let bomb = format!(
+            "x-anchor: &a [{}]\nx-refs: [{}]\n",
+            vec!["x"; 2_000].join(","),
+            vec!["*a"; 20_000].join(",")
+        );
+        std::fs::write(
+            &file,
+            format!("apiVersion: v1\nkind: Config\ncurrent-context: c\n{bomb}"),
+        )
+        .unwrap();
+        let e = Client::from_kubeconfig(&file).unwrap_err().to_string();
+        assert!(
+            e.contains("config: not YAML") && e.contains("at most 100000"),
+            "{e}"
+        );
     }
 }

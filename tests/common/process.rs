@@ -1,8 +1,10 @@
 //! A child process seen from outside, the way an operator would look at it: its memory and
-//! CPU time from /proc, its open descriptors, and a lower fd limit to start it with.
+//! CPU time from /proc, its open descriptors, lower limits to start it with, and the peak
+//! memory of a short run.
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 /// A `kB` field of /proc/PID/status (VmRSS, VmHWM, ...), in MiB; 0 once the process is gone.
@@ -62,5 +64,73 @@ pub fn limit_fds(cmd: &mut Command, n: u64) {
                 _ => Err(std::io::Error::last_os_error()),
             }
         });
+    }
+}
+
+/// Starts the command with at most `bytes` of address space (soft and hard `RLIMIT_AS`), like
+/// `ulimit -v` before it: an allocation past it fails instead of taking the machine's memory.
+pub fn limit_address_space(cmd: &mut Command, bytes: u64) {
+    // SAFETY: setrlimit is async-signal-safe and nothing is allocated between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            match libc::setrlimit(libc::RLIMIT_AS, &lim) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+}
+
+/// One finished run of a command, measured by the kernel.
+pub struct Measured {
+    pub output: Output,
+    /// Its peak RSS in MiB.
+    pub peak_rss_mib: f64,
+    /// User plus system CPU time it used.
+    pub cpu: Duration,
+}
+
+/// Runs `cmd` to its end with stdout and stderr captured, measured by the `rusage` wait4
+/// reports for exactly this child: sampling /proc could miss the peak of a run that lasts
+/// milliseconds, and RUSAGE_CHILDREN would mix in other tests' children.
+#[allow(clippy::zombie_processes)] // wait4 below reaps the child, for its rusage
+pub fn run_measured(mut cmd: Command) -> Measured {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let mut stderr = Vec::new();
+    let _ = err.read_to_end(&mut stderr);
+    let stdout = reader.join().expect("stdout reader");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which `child` never waits for after this (dropping a
+    // Child does not wait); the pointers are to live locals.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Measured {
+        output: Output {
+            status: ExitStatus::from_raw(status),
+            stdout,
+            stderr,
+        },
+        peak_rss_mib: usage.ru_maxrss.max(0) as f64 / 1024.0,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
     }
 }
