@@ -97,6 +97,12 @@ const PINNED_VAULT_ADDRESS: Flag = flag(
     Some("URLS"),
     "comma list; refuse a config that names another Vault address",
 );
+const ADMITTED: Flag = flag(
+    "admitted",
+    Some("PINS"),
+    "comma list the webhook sets: refuse a config whose provider, Vault address or Vault TLS \
+     settings are not these",
+);
 const MAX_RESPONSE_SIZE: Flag = flag(
     "max-response-size",
     Some("BYTES"),
@@ -275,6 +281,7 @@ const COMMANDS: &[CommandDef] = &[
             STATE_DIR,
             REVOKE_REPLACED_AFTER,
             PINNED_VAULT_ADDRESS,
+            ADMITTED,
             MAX_RESPONSE_SIZE,
             LOG_LEVEL,
             LOG_FORMAT,
@@ -299,6 +306,7 @@ const COMMANDS: &[CommandDef] = &[
             STATE_DIR,
             REVOKE_REPLACED_AFTER,
             PINNED_VAULT_ADDRESS,
+            ADMITTED,
             MAX_RESPONSE_SIZE,
             LOG_LEVEL,
             LOG_FORMAT,
@@ -348,6 +356,7 @@ const COMMANDS: &[CommandDef] = &[
             TOKEN_PATH,
             TIMEOUT,
             PINNED_VAULT_ADDRESS,
+            ADMITTED,
             MAX_RESPONSE_SIZE,
             LOG_LEVEL,
             LOG_FORMAT,
@@ -463,6 +472,18 @@ impl Args {
                 )
                 .map(Some),
         }
+    }
+
+    /// `--admitted`: the pins of what the webhook admitted (see
+    /// [`crate::provider::ProviderSpec::pin`]); `None` when not given.
+    pub fn admitted(&self) -> Option<Vec<String>> {
+        self.get("admitted").map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
     }
 
     /// `--allowed-vault-address` and `--max-response-size`: what the operator allows the

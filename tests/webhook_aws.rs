@@ -332,7 +332,8 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
         ours["env"],
         json!([{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.23/v1/credentials"},
                {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"}])
+                "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"},
+               {"name": "SECRETDROP_ADMITTED", "value": "aws"}])
     );
     assert!(read(&s.webhook.log).contains("rejected"));
 }
@@ -477,4 +478,78 @@ fn a_pod_identity_class_renders_with_the_token_the_agent_accepts() {
         &common::TokenReviewer::shared().mint(&common::SaClaims::new(NAMESPACE, "app-sa")),
         "pods.eks.amazonaws.com"
     ));
+}
+
+/// An AWS pod carries no Vault pin of its own, so the webhook pins the provider: its
+/// annotations edited into a Vault config (a reload of the running sidecar, or a restart)
+/// send the pod's token nowhere, and its files stay.
+#[test]
+fn an_aws_pod_edited_into_a_vault_config_sends_its_token_nowhere() {
+    let moto = Moto::shared();
+    let value = unique("pinned-value");
+    let (secret, param, role) = resources(moto, &value);
+    let s = ApiScene::new(&["--aws-region", REGION]);
+    s.api
+        .put_service_account(NAMESPACE, "pinned", json!({ROLE_ANNOTATION: role}));
+    let pod = annotated_pod(
+        "pinned",
+        json!({"secretdrop.dev/mount-path": "/etc/secrets",
+               "secretdrop.dev/objects": objects(&secret, &param)}),
+    );
+    let injected = patched(&pod, &s.review(&pod));
+    let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
+    assert_eq!(
+        env_of(&kubelet, "secretdrop", "SECRETDROP_ADMITTED").as_deref(),
+        Some("aws")
+    );
+    let token_path = env_of(&kubelet, "secretdrop", "AWS_WEB_IDENTITY_TOKEN_FILE").unwrap();
+    let token = trust_minted(moto, &kubelet, "secretdrop", &token_path);
+    let env = host_env(&kubelet, "secretdrop", moto);
+    let sidecar = start_sidecar(&kubelet, &s, &env);
+    assert_eq!(kubelet.read("app", "/etc/secrets/db"), value);
+
+    // The pod's author patches its annotations into a Vault pod of their own.
+    let bystander = common::hostile::Proxy::bystander();
+    let mut edited = injected.clone();
+    let a = edited["metadata"]["annotations"].as_object_mut().unwrap();
+    a.remove("secretdrop.dev/provider");
+    a.insert("secretdrop.dev/role".into(), json!("app"));
+    a.insert(
+        "secretdrop.dev/vault-address".into(),
+        json!(bystander.addr()),
+    );
+    a.insert(
+        "secretdrop.dev/objects".into(),
+        json!("- {objectName: db, secretPath: secret/data/app, secretKey: password}\n"),
+    );
+    kubelet.project(2, &edited);
+    let log = &sidecar.log;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !read(log).contains("was not admitted") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(read(log).contains("was not admitted"), "{}", read(log));
+
+    // A restart reads the edited annotations too: refused before anything is sent.
+    let c = kubelet.container("secretdrop");
+    let args = kubelet.args(&c, &c["args"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args[0] = "init";
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let restarted = common::cli::secretdrop(&args, &envs);
+    restarted
+        .expect_code(2)
+        .expect_stderr(&["provider vault was not admitted", "admitted: aws"])
+        .expect_no_leak(&[&token]);
+    assert!(
+        bystander.seen().is_empty(),
+        "the pod's token reached an address nobody admitted: {:?}",
+        bystander.seen()
+    );
+    assert_eq!(
+        kubelet.read("app", "/etc/secrets/db"),
+        value,
+        "the files stay"
+    );
+    assert!(!read(log).contains(&token));
 }

@@ -437,3 +437,83 @@ fn one_volume_that_cannot_render_keeps_the_pod_unready_while_the_other_is_served
     let (code, _) = common::http("GET", port, "/healthz", &[], "").unwrap();
     assert_eq!(code, 200);
 }
+
+/// What the webhook admitted is what the pod may talk to: an edited class (the
+/// `csi.secretdrop.dev/<volume>` annotation travels in the pod, and a pod author may patch it)
+/// that keeps the pinned address but loosens its TLS (skip-verify, its own CA, another server
+/// name), or names another address or provider, is refused before anything is sent, at a
+/// restart and at a reload; the admitted one still renders.
+#[test]
+fn an_edited_class_cannot_loosen_the_trust_the_webhook_admitted() {
+    let bao = Bao::shared();
+    let (path, identity) = user_and_password(bao, "pin");
+    let s = ApiScene::new(&[]);
+    let injected = two_classes_and_annotations(&s, bao, &identity, &path, "init");
+    let admitted = common::kubelet::named(
+        &injected["spec"]["initContainers"][0]["env"],
+        "SECRETDROP_ADMITTED",
+    )["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(admitted.starts_with("vault:"), "{admitted}");
+    assert!(
+        !admitted.contains(','),
+        "one Vault trust for all three volumes: {admitted}"
+    );
+    let kubelet = Kubelet::new(identity.dir.path(), "default", &injected);
+    kubelet.run("secretdrop-init").expect_code(0);
+
+    let bystander = common::hostile::Proxy::bystander();
+    let class = injected["metadata"]["annotations"]["csi.secretdrop.dev/a"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let edits: [(&str, Box<dyn Fn(&mut Value)>); 4] = [
+        (
+            "skip-verify",
+            Box::new(|c| c["spec"]["parameters"]["vaultSkipTLSVerify"] = json!("true")),
+        ),
+        (
+            "server name",
+            Box::new(|c| c["spec"]["parameters"]["vaultTLSServerName"] = json!("evil.example")),
+        ),
+        (
+            "another address",
+            Box::new(|c| c["spec"]["parameters"]["vaultAddress"] = json!(bystander.addr())),
+        ),
+        (
+            "another provider",
+            Box::new(|c| {
+                c["spec"]["provider"] = json!("aws");
+                c["spec"]["parameters"] = json!({"region": "us-west-2", "objects": "- {objectName: x, objectType: secretsmanager}\n"});
+            }),
+        ),
+    ];
+    for (generation, (what, edit)) in edits.iter().enumerate() {
+        let mut c: Value = serde_json::from_str(&class).unwrap();
+        edit(&mut c);
+        let mut pod = injected.clone();
+        pod["metadata"]["annotations"]["csi.secretdrop.dev/a"] = json!(c.to_string());
+        kubelet.project(generation as u32 + 2, &pod);
+        let run = kubelet.run("secretdrop-init");
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("not the ones the webhook admitted")
+                || run.stderr.contains("was not admitted")
+                || run.stderr.contains("is not allowed here"),
+            "{what}: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        bystander.seen().is_empty(),
+        "the token reached another address: {:?}",
+        bystander.seen()
+    );
+    assert_eq!(
+        kubelet.read("app", "/etc/a/user"),
+        "u-pin",
+        "the admitted files stay"
+    );
+}

@@ -46,6 +46,7 @@ pub fn run(args: Args) -> Result<(), Error> {
             revoke_replaced_after: None,
             poll: crate::engine::DEFAULT_POLL,
             quiet: false,
+            admitted: args.admitted(),
         };
         let timeout = args.duration("timeout", DEFAULT_TIMEOUT)?;
         let spec = load_spec(&args)?;

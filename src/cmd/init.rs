@@ -32,6 +32,7 @@ pub(super) fn options(args: &Args) -> Result<Options, Error> {
             revoke_replaced_after: args.revoke_replaced_after()?,
             poll: engine::DEFAULT_POLL,
             quiet: false,
+            admitted: args.admitted(),
         },
         config: args.path("config", None)?,
         dir,

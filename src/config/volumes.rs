@@ -58,7 +58,17 @@ pub fn sources(path: &Path, text: &str, env: &VaultEnv) -> Result<Vec<Source>, C
         }]);
     }
     let all = annotations::parse_file(path, text)?;
-    let ours = annotations::ours(path, &all)?;
+    sources_of_annotations(path, &all, env)
+}
+
+/// Every volume a pod's annotations describe (the downward-API file, parsed). The webhook
+/// runs the same on the annotations it admits, so what it pins is what the sidecar will read.
+pub fn sources_of_annotations(
+    path: &Path,
+    all: &std::collections::BTreeMap<String, String>,
+    env: &VaultEnv,
+) -> Result<Vec<Source>, ConfigError> {
+    let ours = annotations::ours(path, all)?;
     let mut out = Vec::new();
     if ours.contains_key("role") || ours.contains_key("objects") {
         out.push(Source {
@@ -66,7 +76,7 @@ pub fn sources(path: &Path, text: &str, env: &VaultEnv) -> Result<Vec<Source>, C
             spec: annotations::spec_from(path, &ours, env)?,
         });
     }
-    for (key, value) in &all {
+    for (key, value) in all {
         let Some(name) = key.strip_prefix(CSI_PREFIX) else {
             continue;
         };

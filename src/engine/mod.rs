@@ -87,6 +87,7 @@ pub struct Unit {
 /// changes nothing.
 pub fn prepare(opts: &Options, keep_previous: bool) -> Result<(String, Vec<Unit>), Error> {
     let text = config::read_bounded(&opts.config)?;
+    check_admitted(opts, &text).map_err(Error::Unfit)?;
     let units = config::volumes::load_units(
         &opts.config,
         &text,
@@ -128,6 +129,28 @@ pub fn prepare(opts: &Options, keep_previous: bool) -> Result<(String, Vec<Unit>
         });
     }
     Ok((text, prepared))
+}
+
+/// Err (what is not admitted) when `--admitted` is given and a volume of the config at
+/// `text` is not among its pins ([`crate::provider::ProviderSpec::pin`]). Each volume's pin is
+/// taken from what its source says (the pod's annotations, a converted class) with only the
+/// Vault address (and the AWS region) from the environment, as the webhook computed it: the
+/// rest of the environment (a CA path it set) is fixed for the pod's life, what the sources
+/// say is not.
+pub fn check_admitted(opts: &Options, text: &str) -> Result<(), String> {
+    if opts.settings.admitted.is_none() {
+        return Ok(());
+    }
+    let process = VaultEnv::from_process();
+    let env = VaultEnv {
+        addr: process.addr,
+        aws_region: process.aws_region,
+        ..VaultEnv::default()
+    };
+    let sources = config::volumes::sources(&opts.config, text, &env).map_err(|e| e.to_string())?;
+    sources
+        .iter()
+        .try_for_each(|s| s.spec.provider.check_admitted(&opts.settings))
 }
 
 /// Hands what `--state-dir` recorded to the session; true when the files on disk are still

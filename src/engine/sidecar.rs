@@ -357,6 +357,10 @@ impl Loop {
             &VaultEnv::from_process(),
             &self.opts.layout(),
         );
+        if let Err(e) = super::check_admitted(&self.opts, &text) {
+            self.config_text = text;
+            return refuse(&self.metrics, "is unusable", e);
+        }
         self.config_text = text;
         let spec = match units.map(|mut u| {
             let unit = (self.index < u.len()).then(|| u.swap_remove(self.index));

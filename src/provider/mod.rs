@@ -45,6 +45,50 @@ impl ProviderSpec {
         }
     }
 
+    /// What the webhook pins for this volume, so that an injected container talks only to what
+    /// the cluster admitted: the provider, and for Vault its address with everything that
+    /// decides whom the pod's token is sent to (the TLS trust: CA, server name, skip-verify,
+    /// client certificate) as one fingerprint. A pod whose annotations are edited after
+    /// admission gets no further than the pin.
+    pub fn pin(&self) -> String {
+        match self {
+            ProviderSpec::Vault(v) => format!("vault:{}", vault::trust_pin(&v.vault)),
+            ProviderSpec::Aws(_) => "aws".into(),
+        }
+    }
+
+    /// Err (what differs, fit for the user) when `settings` pin other specs than this one.
+    pub fn check_admitted(&self, settings: &Settings) -> Result<(), String> {
+        let Some(admitted) = &settings.admitted else {
+            return Ok(());
+        };
+        let pin = self.pin();
+        if admitted.contains(&pin) {
+            return Ok(());
+        }
+        let providers: Vec<&str> = admitted
+            .iter()
+            .map(|a| a.split(':').next().unwrap_or(a))
+            .collect();
+        Err(if providers.contains(&self.name()) {
+            format!(
+                "this {} volume's address or TLS settings (CA, server name, skip-verify, client \
+                 certificate) are not the ones the webhook admitted for this pod; the pod's \
+                 service-account token goes only where the cluster admitted (recreate the pod to \
+                 apply a changed class or annotation)",
+                self.name()
+            )
+        } else {
+            format!(
+                "provider {} was not admitted (admitted: {}): this pod's service-account \
+                 token goes only where the cluster admitted (recreate the pod to apply a \
+                 changed class or annotation)",
+                self.name(),
+                providers.join(", ")
+            )
+        })
+    }
+
     /// `secretdrop check`: what is fetched and which files it makes, without secret values.
     pub fn plan(&self, source: &std::path::Path) -> String {
         match self {
@@ -121,6 +165,10 @@ pub struct Settings {
     pub poll: std::time::Duration,
     /// Retries inside a step are logged at debug level only (the sidecar logs state changes).
     pub quiet: bool,
+    /// `--admitted`: the pins ([`ProviderSpec::pin`]) of what the webhook admitted for this
+    /// pod; a spec with another pin is refused, at start and at a reload. `None`: no pin (a
+    /// process the operator runs by hand).
+    pub admitted: Option<Vec<String>>,
 }
 
 /// One network step of a session, owned, so that the engine can run it while it watches
@@ -292,5 +340,66 @@ impl Session {
             Session::Vault(s) => s.describe(),
             Session::Aws(s) => s.describe(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, VaultEnv};
+    use std::path::Path;
+
+    fn spc(parameters: &str) -> ProviderSpec {
+        let text = format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: a}}\nspec:\n  provider: vault\n  parameters:\n    roleName: r\n    vaultAddress: https://vault.example:8200\n{parameters}    objects: |\n      - {{objectName: p, secretPath: secret/data/a, secretKey: p}}\n"
+        );
+        config::parse(Path::new("spc.yaml"), &text, &VaultEnv::default())
+            .unwrap()
+            .provider
+    }
+
+    fn settings(admitted: Option<Vec<String>>) -> Settings {
+        Settings {
+            token_path: "/t".into(),
+            vault_policy: Default::default(),
+            aws_env: Default::default(),
+            revoke_replaced_after: None,
+            poll: std::time::Duration::from_secs(300),
+            quiet: true,
+            admitted,
+        }
+    }
+
+    #[test]
+    fn only_the_admitted_trust_passes_the_pin() {
+        let admitted = spc("");
+        let pins = Some(vec![admitted.pin()]);
+        assert!(admitted.check_admitted(&settings(pins.clone())).is_ok());
+        assert!(admitted.check_admitted(&settings(None)).is_ok(), "no pin");
+        // Everything that decides whom the token goes to changes the pin.
+        for loosened in [
+            "    vaultSkipTLSVerify: \"true\"\n",
+            "    vaultTLSServerName: evil.example\n",
+            "    vaultCACertPath: /tmp/evil.pem\n",
+            "    vaultCADirectory: /tmp/evil\n",
+        ] {
+            let e = spc(loosened)
+                .check_admitted(&settings(pins.clone()))
+                .unwrap_err();
+            assert!(
+                e.contains("not the ones the webhook admitted"),
+                "{loosened}: {e}"
+            );
+        }
+        // What does not (the role, the objects) keeps it.
+        let same = spc("    vaultNamespace: team\n");
+        assert_eq!(same.pin(), admitted.pin());
+        let e = admitted
+            .check_admitted(&settings(Some(vec!["aws".into()])))
+            .unwrap_err();
+        assert!(
+            e.contains("provider vault was not admitted (admitted: aws)"),
+            "{e}"
+        );
     }
 }

@@ -187,7 +187,8 @@ pub fn token_source(id: &Identity) -> Value {
 }
 
 /// The injected container with AWS credentials instead of Vault's: the token volume at EKS's
-/// path, the AWS SDK variables, no Vault address and no `--token-path`.
+/// path, the AWS SDK variables, no Vault address and no `--token-path`; what it was admitted
+/// to (`SECRETDROP_ADMITTED`) is kept.
 pub fn dress(c: &mut Value, id: &Identity, region: Option<&str>) {
     let dir = match id {
         Identity::Irsa { .. } => IRSA_DIR,
@@ -220,6 +221,14 @@ pub fn dress(c: &mut Value, id: &Identity, region: Option<&str>) {
     if let Some(r) = region {
         env.push(json!({"name": "AWS_REGION", "value": r}));
     }
+    // What the pod was admitted to stays pinned: an AWS pod's annotations edited into a Vault
+    // config must not send its token anywhere (`--admitted`).
+    let admitted = c["env"].as_array().and_then(|e| {
+        e.iter()
+            .find(|v| v["name"] == "SECRETDROP_ADMITTED")
+            .cloned()
+    });
+    env.extend(admitted);
     c["env"] = Value::Array(env);
 }
 
@@ -307,7 +316,8 @@ mod tests {
         assert_eq!(
             c["env"],
             json!([{"name": "AWS_ROLE_ARN", "value": arn},
-                   {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": format!("{IRSA_DIR}/token")}])
+                   {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": format!("{IRSA_DIR}/token")},
+                   {"name": "SECRETDROP_ADMITTED", "value": "aws"}])
         );
         assert!(c["volumeMounts"]
             .as_array()

@@ -99,6 +99,10 @@ pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVo
         };
         with_aws(pod, namespace, defaults, p)
     });
+    let planned = planned.and_then(|mut p| {
+        p.admitted = admitted(&annotations, &p, defaults)?;
+        Ok(p)
+    });
     match planned {
         Ok(p) => Decision::Inject {
             pod: inject(pod, &p, defaults),
@@ -106,6 +110,40 @@ pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVo
         },
         Err(message) => Decision::Reject(message),
     }
+}
+
+/// The pins of what this pod is admitted to talk to (`--admitted`, see
+/// [`crate::provider::ProviderSpec::pin`]): the volumes the injected container will read,
+/// found the way it will find them, from the annotations it will see (the pod's, plus each
+/// converted class) and the Vault variables it will have. Set in every injected container, so
+/// an annotation edited after admission (a reload, a restart) cannot send the pod's token to a
+/// provider, an address or a TLS trust the cluster never admitted.
+fn admitted(
+    annotations: &BTreeMap<String, String>,
+    plan: &Plan,
+    defaults: &Defaults,
+) -> Result<String, String> {
+    let mut seen = annotations.clone();
+    for c in &plan.csi {
+        seen.insert(
+            format!("{}{}", crate::config::names::CSI_PREFIX, c.name),
+            c.class.clone(),
+        );
+    }
+    // Only the Vault address comes from the container's environment, as the container
+    // computes it (`engine::check_admitted`).
+    let env = VaultEnv {
+        addr: Some(plan.address.clone()).filter(|a| !a.is_empty() && plan.aws.is_none()),
+        aws_region: defaults.aws_region.clone(),
+        ..Default::default()
+    };
+    let sources =
+        crate::config::volumes::sources_of_annotations(Path::new("pod annotations"), &seen, &env)
+            .map_err(|e| strip_file(&e.to_string()))?;
+    let mut pins: Vec<String> = sources.iter().map(|s| s.spec.provider.pin()).collect();
+    pins.sort();
+    pins.dedup();
+    Ok(pins.join(","))
 }
 
 /// The parts of the pod that injection edits must have the types Kubernetes gives them. The
@@ -210,6 +248,8 @@ struct Plan {
     aws_use: Option<super::aws::AwsUse>,
     /// The AWS credentials of the one AWS volume, resolved.
     aws: Option<super::aws::Identity>,
+    /// `--admitted` of the injected containers (see [`admitted`]).
+    admitted: String,
 }
 
 /// A pod injected only for its CSI volumes: no volume of our own, a native sidecar unless
@@ -242,6 +282,7 @@ fn csi_only_plan(
         csi: Vec::new(),
         aws_use: None,
         aws: None,
+        admitted: String::new(),
     })
 }
 
@@ -319,6 +360,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         csi: Vec::new(),
         aws_use: spec.aws().map(super::aws::AwsUse::of),
         aws: None,
+        admitted: String::new(),
     })
 }
 
@@ -613,7 +655,8 @@ fn sidecar_container(
         // Pinned: the annotations file is re-read by the running sidecar, and an edited
         // vault-address must not send the pod's token to an address nobody admitted.
         "env": [{"name": "VAULT_ADDR", "value": plan.address},
-                {"name": "SECRETDROP_ALLOWED_VAULT_ADDRESS", "value": plan.address}],
+                {"name": "SECRETDROP_ALLOWED_VAULT_ADDRESS", "value": plan.address},
+                {"name": "SECRETDROP_ADMITTED", "value": plan.admitted}],
         "volumeMounts": [
             {"name": SECRETS_VOLUME, "mountPath": DIR},
             {"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": true},

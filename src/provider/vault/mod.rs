@@ -63,6 +63,30 @@ pub fn merge(mut specs: Vec<VaultSpec>) -> VaultSpec {
     merged
 }
 
+/// The fingerprint of whom a Vault volume sends the pod's token to: the address's origin and
+/// every TLS setting that decides whose certificate is accepted (see
+/// [`super::ProviderSpec::pin`]). 128 bits of SHA-256, hex.
+pub fn trust_pin(v: &spec::VaultSettings) -> String {
+    let origin = client::origin_of(&v.address).unwrap_or_else(|| v.address.clone());
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let tls = &v.tls;
+    let fp = crate::fingerprint::sha256(&[
+        origin.as_bytes(),
+        path(&tls.ca_cert).as_bytes(),
+        tls.ca_pem.as_deref().unwrap_or("").as_bytes(),
+        path(&tls.ca_directory).as_bytes(),
+        tls.server_name.as_deref().unwrap_or("").as_bytes(),
+        path(&tls.client_cert).as_bytes(),
+        path(&tls.client_key).as_bytes(),
+        if tls.skip_verify { b"skip" } else { b"verify" },
+    ]);
+    fp[..32].to_string()
+}
+
 /// A Kubernetes login naming an audience reads the token projected for that audience.
 pub fn use_audience_token(spec: &mut VaultSpec, token_dir: &Path) {
     if let Auth::Kubernetes(login) = &mut spec.auth {
