@@ -469,7 +469,8 @@ fn an_edited_class_cannot_loosen_the_trust_the_webhook_admitted() {
         .as_str()
         .unwrap()
         .to_string();
-    let edits: [(&str, Box<dyn Fn(&mut Value)>); 4] = [
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: [(&str, Edit); 4] = [
         (
             "skip-verify",
             Box::new(|c| c["spec"]["parameters"]["vaultSkipTLSVerify"] = json!("true")),
