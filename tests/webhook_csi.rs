@@ -469,7 +469,7 @@ fn an_edited_class_cannot_loosen_the_trust_the_webhook_admitted() {
         .as_str()
         .unwrap()
         .to_string();
-    type Edit = Box<dyn Fn(&mut Value)>;
+    type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
     let edits: [(&str, Edit); 4] = [
         (
             "skip-verify",
