@@ -1040,3 +1040,50 @@ fn exec_with_an_aws_config_puts_the_value_in_the_environment() {
     r.expect_code(0);
     assert_eq!(r.stdout, "exec-value");
 }
+
+/// STS's `<Code>` and `<Message>` (or whoever answers in its place) reach the log and the
+/// terminal escaped and capped: no terminal escape, BEL or CR passes through.
+#[test]
+fn sts_error_text_reaches_the_terminal_escaped_and_capped() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let (role, token_file, token) = irsa(moto, &dir, "escaped", true);
+    let code = "Evil\u{1b}[2J\u{7}Code";
+    let message = format!("\u{1b}]0;owned\u{7}\rforged\u{202e}{}", "y".repeat(30_000));
+    let xml = format!(
+        "<ErrorResponse><Error><Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>"
+    );
+    let body = xml.clone();
+    let sts = common::hostile::Proxy::start("127.0.0.1", None, move |_| {
+        common::hostile::Act::Reply(
+            format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    });
+    let mut env = irsa_env(moto, &role, &token_file);
+    env.push(("AWS_ENDPOINT_URL_STS".into(), sts.addr()));
+    let config = spc(
+        &dir,
+        "",
+        "      - objectName: anything\n        objectType: secretsmanager\n",
+    );
+    let r = init(&config, &out_dir(&dir), &env, &["--timeout", "5s"]);
+    assert_ne!(r.code, 0);
+    r.expect_no_leak(&[&token]);
+    for raw in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+        assert!(
+            !r.stderr.contains(raw),
+            "{raw:?} reached the terminal: {:?}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr.contains("Evil\\u{1b}[2J\\u{7}Code"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.len() < 8_000, "{} bytes", r.stderr.len());
+}

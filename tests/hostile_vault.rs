@@ -507,3 +507,54 @@ fn the_hostile_proxy_itself_forwards_faithfully() {
     let reply = json_reply(200, &serde_json::json!({"ok": true}));
     assert!(String::from_utf8_lossy(&reply).contains("Content-Length: 11"));
 }
+
+/// Whatever answers on Vault's address writes into our log lines and the user's terminal
+/// through its error text: terminal escapes, BEL, CR (a forged log line) and a megabyte of
+/// text arrive escaped and capped, never verbatim.
+#[test]
+fn error_text_from_vault_reaches_logs_escaped_and_capped() {
+    let bao = Bao::shared();
+    let (pod, name) = pod_with_secret(bao, "real-secret");
+    let hostile = format!(
+        "\u{1b}]0;owned\u{7}\u{1b}[2J\r2026-01-01T00:00:00Z  INFO forged line\n\u{202e}{}",
+        "x".repeat(50_000)
+    );
+    let mitm = Proxy::start("127.0.0.1", Some(bao.port()), move |req| {
+        if req.path.starts_with("/v1/secret/") {
+            Act::Reply(json_reply(403, &serde_json::json!({"errors": [hostile]})))
+        } else {
+            Act::Forward
+        }
+    });
+    let run = pod.init(
+        &spc_text(
+            &mitm.addr(),
+            &pod.role,
+            &objects(&format!("secret/data/{name}")),
+        ),
+        &["--timeout", "5s"],
+    );
+    run.expect_code(1).expect_no_leak(&[&pod.token]);
+    for raw in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+        assert!(
+            !run.stderr.contains(raw),
+            "{raw:?} reached the terminal: {:?}",
+            run.stderr
+        );
+    }
+    assert!(
+        !run.stderr.contains("\n2026-01-01T00:00:00Z"),
+        "a forged line"
+    );
+    assert!(
+        run.stderr.contains("\\u{1b}]0;owned\\u{7}"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.len() < 4_000,
+        "{} bytes of error text",
+        run.stderr.len()
+    );
+    assert!(run.stderr.contains("characters in all"), "{}", run.stderr);
+}

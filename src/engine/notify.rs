@@ -149,19 +149,14 @@ impl Notifier {
     }
 }
 
-/// A redirect's `Location`, shortened and stripped of control characters for the log line
-/// (the app chooses it).
+/// A redirect's `Location`, shortened and escaped for the log line (the app chooses it).
 fn location(r: &reqwest::Response) -> String {
     let raw = r
         .headers()
         .get(reqwest::header::LOCATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_else(|| "no Location".into());
-    let mut shown: String = raw.chars().filter(|c| !c.is_control()).take(128).collect();
-    if raw.chars().count() > 128 {
-        shown.push('…');
-    }
-    shown
+    crate::net::http::network_text(&raw, 128)
 }
 
 fn signal_name(sig: i32) -> String {

@@ -23,6 +23,36 @@ pub fn builder(
         .no_proxy()
 }
 
+/// Longest text from a peer that a message quotes (an error's code or message, a Status).
+pub const MAX_NETWORK_TEXT: usize = 300;
+
+/// Text a peer sent (Vault's `errors`, an AWS error code or message, a Kubernetes Status
+/// message), made fit for a log line and a terminal: control characters (ESC, BEL, CR, NUL,
+/// DEL, the C1 range) and the characters that make text lie about itself (bidirectional
+/// overrides, line and paragraph separators) are shown escaped (`\u{1b}`), never passed on;
+/// at most `max` characters are kept, and a cut says so. The one sanitizer every message built
+/// from a network answer goes through.
+pub fn network_text(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (kept, c) in text.chars().enumerate() {
+        if kept == max {
+            out.push_str(&format!("… ({} characters in all)", text.chars().count()));
+            break;
+        }
+        let deceptive = matches!(
+            c,
+            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{2028}' | '\u{2029}'
+        ) || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if c.is_control() || deceptive {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Why a body was not read whole.
 pub enum BodyError {
     /// Announced or found to be larger than the limit; nothing was kept.
@@ -109,4 +139,29 @@ fn is_cert_error(e: &rustls::Error) -> bool {
         e,
         rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_text_escapes_control_and_deceptive_characters_and_is_capped() {
+        let hostile = "\u{1b}[31mred\u{7}\r\nnext\u{0}\u{9b}2J\u{202e}gnp.exe";
+        let shown = network_text(hostile, 100);
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown:?}"
+        );
+        assert_eq!(
+            shown,
+            "\\u{1b}[31mred\\u{7}\\u{d}\\u{a}next\\u{0}\\u{9b}2J\\u{202e}gnp.exe"
+        );
+        let long = "x".repeat(10_000);
+        let cut = network_text(&long, 300);
+        assert!(cut.starts_with(&"x".repeat(300)));
+        assert!(cut.ends_with("… (10000 characters in all)"), "{cut}");
+        assert!(cut.chars().count() < 340);
+        assert_eq!(network_text("permission denied", 300), "permission denied");
+    }
 }

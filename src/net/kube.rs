@@ -370,14 +370,13 @@ impl Client {
             return parsed.ok_or_else(|| failed("HTTP 200 with a body that is not JSON".into()));
         }
         // A Status object says why; its message is the API server's, shortened.
-        let message: String = parsed
-            .as_ref()
-            .and_then(|v| v["message"].as_str())
-            .unwrap_or("no Status message")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(300)
-            .collect();
+        let message = super::http::network_text(
+            parsed
+                .as_ref()
+                .and_then(|v| v["message"].as_str())
+                .unwrap_or("no Status message"),
+            super::http::MAX_NETWORK_TEXT,
+        );
         Err(match status {
             404 => KubeError::NotFound,
             401 | 403 => KubeError::Denied { status, message },

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::net::http::{network_text, MAX_NETWORK_TEXT};
+
 use super::credentials::Credentials;
 use super::http::{host_header, Call, Http, HttpError, MAX_ANSWER_BYTES};
 use super::sigv4::{self, Scope};
@@ -161,21 +163,21 @@ pub async fn call(
     // document some front ends answer with.
     let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
     let text = String::from_utf8_lossy(&answer.body);
+    // The code is matched against known ones below and both are quoted in messages: escaped
+    // and capped, whoever answered.
     let code = v
         .get("__type")
         .and_then(|t| t.as_str())
         .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
         .or_else(|| super::credentials::xml_field(&text, "Code"))
+        .map(|c| network_text(&c, 100))
         .unwrap_or_else(|| "no error code".into());
     let message: String = ["message", "Message"]
         .iter()
         .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_string))
         .or_else(|| super::credentials::xml_field(&text, "Message"))
-        .unwrap_or_else(|| "no message".into())
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(500)
-        .collect();
+        .map(|m| network_text(&m, MAX_NETWORK_TEXT))
+        .unwrap_or_else(|| "no message".into());
     if STALE_KEY_CODES.contains(&code.as_str()) {
         creds.forget().await;
     }

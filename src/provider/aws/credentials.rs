@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::net::http::{network_text, MAX_NETWORK_TEXT};
 use crate::secret::SecretString;
 
 use super::http::{host_header, Http, HttpError};
@@ -441,8 +442,13 @@ impl Credentials {
                     .map_err(|e| transport(&what, e))?;
                 let text = String::from_utf8_lossy(&answer.body);
                 if answer.status != 200 {
-                    let code = xml_field(&text, "Code").unwrap_or_else(|| "no error code".into());
-                    let message = xml_field(&text, "Message").unwrap_or_default();
+                    // STS's words, or whatever answers there: escaped and capped.
+                    let code = xml_field(&text, "Code")
+                        .map(|c| network_text(&c, 100))
+                        .unwrap_or_else(|| "no error code".into());
+                    let message = xml_field(&text, "Message")
+                        .map(|m| network_text(&m, MAX_NETWORK_TEXT))
+                        .unwrap_or_default();
                     let m = format!("{what} failed: HTTP {} {code}: {message}", answer.status);
                     return Err(
                         if answer.status >= 500
@@ -498,7 +504,7 @@ impl Credentials {
                     let message = ["message", "Message"]
                         .iter()
                         .find_map(|k| v.get(k).and_then(|m| m.as_str()))
-                        .map(|m| m.chars().take(300).collect::<String>())
+                        .map(|m| network_text(m, MAX_NETWORK_TEXT))
                         .unwrap_or_else(|| "no message".into());
                     let m = format!("{what}: HTTP {}: {message}", answer.status);
                     return Err(if answer.status >= 500 || answer.status == 429 {

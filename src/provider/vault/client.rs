@@ -379,7 +379,8 @@ fn error_message(body: &[u8]) -> String {
     if errors.is_empty() {
         "no error message".to_string()
     } else {
-        errors.join("; ")
+        // Vault's words, or whatever answers on its address: escaped and capped.
+        crate::net::http::network_text(&errors.join("; "), crate::net::http::MAX_NETWORK_TEXT)
     }
 }
 
