@@ -101,6 +101,48 @@ fn every_kustomization_builds_and_validates() {
     }
 }
 
+/// The NetworkPolicy: it selects the webhook's pods, lets in only the container's webhook port,
+/// and lets out only DNS and the Kubernetes API.
+#[test]
+fn the_webhook_may_only_be_called_on_its_port_and_only_call_dns_and_the_api() {
+    let docs = documents(&kustomize(&root().join("manifests/base")));
+    let policy = find(&docs, "NetworkPolicy", "secretdrop-webhook");
+    let deployment = find(&docs, "Deployment", "secretdrop-webhook");
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert!(selects(&policy["spec"]["podSelector"], labels));
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+        .clone();
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{"ports": [{"protocol": "TCP", "port": port}]}]),
+        "only the webhook port, from anywhere (the API server's address is the cluster's)"
+    );
+    let egress = policy["spec"]["egress"].as_array().unwrap();
+    let mut ports: Vec<(String, u64)> = egress
+        .iter()
+        .inspect(|rule| assert!(rule.get("to").is_none(), "by port: {rule}"))
+        .flat_map(|rule| rule["ports"].as_array().unwrap().clone())
+        .map(|p| {
+            (
+                p["protocol"].as_str().unwrap().to_string(),
+                p["port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [
+            ("TCP".to_string(), 53),
+            ("TCP".to_string(), 443),
+            ("TCP".to_string(), 6443),
+            ("UDP".to_string(), 53)
+        ]
+    );
+    assert_eq!(policy["metadata"]["namespace"], "secretdrop-system");
+}
+
 #[test]
 fn the_webhook_is_deployed_the_safe_way() {
     let docs = documents(&kustomize(&root().join("manifests/base")));
