@@ -16,7 +16,7 @@ use common::cli::read;
 use common::kubelet::{Kubelet, Running};
 use common::moto::{call, Moto};
 use common::webhook::{patched, ApiScene};
-use common::{unique, TestDir};
+use common::{unique, Server, TestDir};
 use serde_json::{json, Value};
 
 const REGION: &str = "us-west-2";
@@ -246,7 +246,7 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
 }
 
 #[test]
-fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
+fn pods_that_cannot_get_credentials_or_disagree_on_them_are_refused_with_a_reason() {
     let s = ApiScene::new(&["--vault-address", "http://127.0.0.1:8200"]);
     let role = "arn:aws:iam::123456789012:role/app";
     let objects = "- {objectName: prod/db, objectType: secretsmanager}\n";
@@ -258,6 +258,13 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
         .put_service_account(NAMESPACE, "with-role", json!({ROLE_ANNOTATION: role}));
     s.api
         .put_service_account(NAMESPACE, "no-role", json!({"team": "a"}));
+    s.api.put(
+        NAMESPACE,
+        aws_class(
+            "aws-pod-identity",
+            json!({"region": REGION, "usePodIdentity": "true", "objects": objects}),
+        ),
+    );
     let with = |a: Value| annotated_pod("with-role", a);
     let base = json!({"secretdrop.dev/region": REGION, "secretdrop.dev/objects": objects});
     let plus = |extra: Value| {
@@ -267,10 +274,11 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
         }
         a
     };
-    let mut mixed = csi_pod("with-role", "aws-app");
+    // IRSA in the annotations, Pod Identity in the class: one container, two identities.
+    let mut mixed = csi_pod("with-role", "aws-pod-identity");
     mixed["metadata"]["annotations"] = json!({"secretdrop.dev/inject": "true",
-        "secretdrop.dev/role": "r",
-        "secretdrop.dev/objects": "- {objectName: a, secretPath: secret/data/a, secretKey: k}\n"});
+        "secretdrop.dev/provider": "aws", "secretdrop.dev/region": REGION,
+        "secretdrop.dev/objects": objects});
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (
             annotated_pod("ghost", base.clone()),
@@ -287,8 +295,9 @@ fn pods_that_cannot_get_credentials_or_mix_volumes_are_refused_with_a_reason() {
         (
             mixed,
             vec![
-                "must be the only secretdrop volume",
-                "the secretdrop.dev/objects volume, volume \"secrets\"",
+                "the secretdrop.dev/objects volume and volume \"secrets\" get AWS credentials \
+                 differently",
+                "usePodIdentity",
             ],
         ),
         (
@@ -552,4 +561,87 @@ fn an_aws_pod_edited_into_a_vault_config_sends_its_token_nowhere() {
         "the files stay"
     );
     assert!(!read(log).contains(&token));
+}
+
+/// A pod with one Vault and one AWS CSI volume is converted to one secretdrop container that
+/// serves both: its Vault token in the shared token volume, the STS token in a volume of its
+/// own, one process, the files from OpenBao and from moto.
+#[test]
+fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
+    let moto = Moto::shared();
+    let bao = common::Bao::shared();
+    let value = unique("mixed-value");
+    let (secret, param, role) = resources(moto, &value);
+    let path = unique("mixed");
+    let password = unique("vault-password");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        &format!("password={password}"),
+    ]);
+    let identity = common::scenario::Pod::reading(bao, &path);
+    let s = ApiScene::new(&[]);
+    s.api.put(
+        NAMESPACE,
+        aws_class(
+            "aws-app",
+            json!({"region": REGION, "objects": objects(&secret, &param)}),
+        ),
+    );
+    s.api.put(
+        NAMESPACE,
+        json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+               "metadata": {"name": "vault-app"}, "spec": {"provider": "vault", "parameters": {
+                   "roleName": identity.role, "vaultAddress": bao.addr(),
+                   "objects": format!("- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n")}}}),
+    );
+    s.api.put_service_account(
+        NAMESPACE,
+        &identity.service_account,
+        json!({ROLE_ANNOTATION: role}),
+    );
+    let csi = |class: &str| {
+        json!({"driver": "secrets-store.csi.k8s.io", "readOnly": true,
+        "volumeAttributes": {"secretProviderClass": class}})
+    };
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "mixed-", "annotations": {"secretdrop.dev/mode": "init"}},
+        "spec": {"serviceAccountName": identity.service_account,
+            "containers": [{"name": "app", "image": "app", "volumeMounts": [
+                {"name": "from-aws", "mountPath": "/mnt/aws", "readOnly": true},
+                {"name": "from-vault", "mountPath": "/mnt/vault", "readOnly": true}]}],
+            "volumes": [{"name": "from-aws", "csi": csi("aws-app")},
+                        {"name": "from-vault", "csi": csi("vault-app")}]}});
+    let injected = patched(&pod, &s.review(&pod));
+    let inits = injected["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(
+        inits.len(),
+        1,
+        "one secretdrop container for both providers"
+    );
+    let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
+    let admitted = env_of(&kubelet, "secretdrop-init", "SECRETDROP_ADMITTED").unwrap();
+    assert!(
+        admitted.starts_with("aws,vault:") && admitted.matches(',').count() == 1,
+        "{admitted}"
+    );
+    assert!(env_of(&kubelet, "secretdrop-init", "VAULT_ADDR").is_some());
+    let token_path = env_of(&kubelet, "secretdrop-init", "AWS_WEB_IDENTITY_TOKEN_FILE").unwrap();
+    trust_minted(moto, &kubelet, "secretdrop-init", &token_path);
+    let env = host_env(&kubelet, "secretdrop-init", moto);
+    let c = kubelet.container("secretdrop-init");
+    let args = kubelet.args(&c, &c["args"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = common::cli::secretdrop(&args, &envs);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.expect_no_leak(&[&value, &password]);
+    assert_eq!(kubelet.read("app", "/mnt/aws/db"), value);
+    assert_eq!(kubelet.read("app", "/mnt/vault/password"), password);
+    assert!(
+        run.stderr.contains("provider=\"aws\"") && run.stderr.contains("provider=\"vault\""),
+        "{}",
+        run.stderr
+    );
 }

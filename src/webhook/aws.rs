@@ -31,6 +31,9 @@ pub const IRSA_FILE: &str = "token";
 /// Where EKS mounts the Pod Identity token (`crate::provider::aws::credentials::POD_IDENTITY_TOKEN_FILE`).
 pub const POD_IDENTITY_DIR: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
 pub const POD_IDENTITY_FILE: &str = "eks-pod-identity-token";
+/// The projected volume of the AWS token when the pod has Vault volumes too (whose token keeps
+/// the shared token volume).
+pub const AWS_TOKEN_VOLUME: &str = "secretdrop-aws-token";
 /// The ServiceAccount annotation naming the IRSA role, as EKS and the AWS provider read it.
 pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 /// The ServiceAccount GET gets this long (class GETs have their own 3 s; the API server waits
@@ -186,24 +189,32 @@ pub fn token_source(id: &Identity) -> Value {
     json!({"serviceAccountToken": {"path": path, "expirationSeconds": 86400, "audience": audience}})
 }
 
-/// The injected container with AWS credentials instead of Vault's: the token volume at EKS's
-/// path, the AWS SDK variables, no Vault address and no `--token-path`; what it was admitted
-/// to (`SECRETDROP_ADMITTED`) is kept.
-pub fn dress(c: &mut Value, id: &Identity, region: Option<&str>) {
+/// The injected container with AWS credentials: the token at EKS's path and the AWS SDK
+/// variables. An AWS-only pod gets them instead of Vault's (the token volume moved to EKS's
+/// path, no Vault address, no CA, no `--token-path`); a pod with Vault volumes too keeps all of
+/// Vault's and gets the AWS token in its own volume ([`AWS_TOKEN_VOLUME`]). What the pod was
+/// admitted to (`SECRETDROP_ADMITTED`) is kept either way.
+pub fn dress(c: &mut Value, id: &Identity, region: Option<&str>, with_vault: bool) {
     let dir = match id {
         Identity::Irsa { .. } => IRSA_DIR,
         Identity::PodIdentity { .. } => POD_IDENTITY_DIR,
     };
     if let Some(mounts) = c["volumeMounts"].as_array_mut() {
-        // A Vault CA (--ca-configmap) means nothing to AWS.
-        mounts.retain(|m| m["name"] != super::settings::CA_VOLUME);
-        for m in mounts.iter_mut().filter(|m| m["name"] == TOKEN_VOLUME) {
-            m["mountPath"] = json!(dir);
+        if with_vault {
+            mounts.push(json!({"name": AWS_TOKEN_VOLUME, "mountPath": dir, "readOnly": true}));
+        } else {
+            // A Vault CA (--ca-configmap) means nothing to AWS.
+            mounts.retain(|m| m["name"] != super::settings::CA_VOLUME);
+            for m in mounts.iter_mut().filter(|m| m["name"] == TOKEN_VOLUME) {
+                m["mountPath"] = json!(dir);
+            }
         }
     }
-    if let Some(args) = c["args"].as_array_mut() {
-        if let Some(i) = args.iter().position(|a| a == "--token-path") {
-            args.drain(i..(i + 2).min(args.len()));
+    if !with_vault {
+        if let Some(args) = c["args"].as_array_mut() {
+            if let Some(i) = args.iter().position(|a| a == "--token-path") {
+                args.drain(i..(i + 2).min(args.len()));
+            }
         }
     }
     let mut env: Vec<Value> = match id {
@@ -221,15 +232,20 @@ pub fn dress(c: &mut Value, id: &Identity, region: Option<&str>) {
     if let Some(r) = region {
         env.push(json!({"name": "AWS_REGION", "value": r}));
     }
-    // What the pod was admitted to stays pinned: an AWS pod's annotations edited into a Vault
-    // config must not send its token anywhere (`--admitted`).
-    let admitted = c["env"].as_array().and_then(|e| {
-        e.iter()
-            .find(|v| v["name"] == "SECRETDROP_ADMITTED")
-            .cloned()
+    let kept: Vec<Value> = c["env"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|v| with_vault || v["name"] == "SECRETDROP_ADMITTED")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    // Vault's variables first when kept, as before; the pin last for an AWS-only pod.
+    c["env"] = Value::Array(match with_vault {
+        true => kept.into_iter().chain(env).collect(),
+        false => env.into_iter().chain(kept).collect(),
     });
-    env.extend(admitted);
-    c["env"] = Value::Array(env);
 }
 
 #[cfg(test)]
@@ -424,19 +440,22 @@ mod tests {
     }
 
     #[test]
-    fn an_aws_volume_beside_another_volume_is_refused() {
+    fn aws_volumes_that_get_credentials_differently_are_refused() {
         let arn = json!({ROLE_ANNOTATION: "arn:aws:iam::111122223333:role/app"});
         let csi = super::super::csi::CsiVolume {
-            name: "vault-one".into(),
+            name: "pod-identity".into(),
             class: "{}".into(),
             audience: None,
-            address: "http://v:8200".into(),
-            aws: None,
+            address: String::new(),
+            aws: Some(AwsUse {
+                pod_identity: true,
+                ipv6: false,
+            }),
         };
         match mutate_in(&pod(json!({})), "team", &defaults(sa(arn)), &[csi]) {
             Decision::Reject(m) => assert!(
-                m.contains("must be the only secretdrop volume")
-                    && m.contains("volume \"vault-one\""),
+                m.contains("get AWS credentials differently")
+                    && m.contains("volume \"pod-identity\""),
                 "{m}"
             ),
             other => panic!("{other:?}"),

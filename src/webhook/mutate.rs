@@ -133,7 +133,7 @@ fn admitted(
     // Only the Vault address comes from the container's environment, as the container
     // computes it (`engine::check_admitted`).
     let env = VaultEnv {
-        addr: Some(plan.address.clone()).filter(|a| !a.is_empty() && plan.aws.is_none()),
+        addr: Some(plan.address.clone()).filter(|a| !a.is_empty() && !aws_only(plan)),
         aws_region: defaults.aws_region.clone(),
         ..Default::default()
     };
@@ -195,39 +195,53 @@ pub fn opted_in(annotation: Option<&str>, label: Option<&str>) -> Result<bool, S
     }
 }
 
-/// An AWS volume must be its process's only volume (`config::volumes::aws_unit`): the pod is
-/// rejected otherwise; else its credentials are resolved ([`super::aws::identity`]).
+/// The AWS volumes of the pod (its annotation objects, converted classes) get their credentials
+/// resolved ([`super::aws::identity`]). They may sit beside Vault volumes, all served by one
+/// secretdrop process, but must agree on one way of getting credentials (IRSA, or Pod Identity
+/// with one address type): the injected container has one AWS environment.
 fn with_aws(
     pod: &Value,
     namespace: &str,
     defaults: &Defaults,
     mut p: Plan,
 ) -> Result<Plan, String> {
-    let mut volumes: Vec<String> = Vec::new();
-    if p.objects {
-        volumes.push(format!("the {PREFIX}objects volume"));
+    let mut uses: Vec<(String, super::aws::AwsUse)> = Vec::new();
+    if let Some(u) = p.aws_use {
+        uses.push((format!("the {PREFIX}objects volume"), u));
     }
-    volumes.extend(p.csi.iter().map(|c| format!("volume {:?}", c.name)));
-    let using = p.aws_use.or_else(|| p.csi.iter().find_map(|c| c.aws));
-    let Some(using) = using else {
+    uses.extend(
+        p.csi
+            .iter()
+            .filter_map(|c| c.aws.map(|u| (format!("volume {:?}", c.name), u))),
+    );
+    let Some((first, using)) = uses.first().cloned() else {
         return Ok(p);
     };
-    if volumes.len() > 1 {
+    if let Some((other, _)) = uses.iter().find(|(_, u)| *u != using) {
         return Err(format!(
-            "a provider: aws volume must be the only secretdrop volume of its pod for now (one \
-             secretdrop process serves one AWS volume), and this pod has {}: {}. Move the \
-             others to another pod, or convert them one pod at a time",
-            volumes.len(),
-            volumes.join(", ")
+            "{first} and {other} get AWS credentials differently (IRSA, or EKS Pod Identity with \
+             another address type); the injected container has one AWS identity: make their \
+             usePodIdentity and preferredAddressType agree, or move one to another pod"
         ));
     }
     // A converted volume is named, as its other refusals are.
-    let at = match p.csi.first() {
+    let at = match p.csi.iter().find(|c| c.aws.is_some()) {
         Some(c) if p.aws_use.is_none() => format!("volume {:?} ({}): ", c.name, csi::DRIVER),
         _ => String::new(),
     };
     p.aws = Some(super::aws::identity(pod, namespace, defaults, using).map_err(|m| at + &m)?);
     Ok(p)
+}
+
+/// Whether every volume of the pod is an AWS one (no Vault token, address or CA at all).
+fn aws_only(p: &Plan) -> bool {
+    p.aws.is_some() && !has_vault(p)
+}
+
+/// Whether the pod also has Vault volumes beside its AWS ones (the container then keeps its
+/// Vault token, address and CA, and gets the AWS token in a volume of its own).
+fn has_vault(p: &Plan) -> bool {
+    (p.objects && p.aws_use.is_none()) || p.csi.iter().any(|c| c.aws.is_none())
 }
 
 /// What the annotations ask for, validated.
@@ -495,12 +509,18 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     if let Some(aud) = settings::token_audience(&plan.settings, defaults) {
         token["audience"] = json!(aud);
     }
-    if plan.aws.is_none() {
+    if !aws_only(plan) {
         volumes.extend(settings::volumes(&plan.settings, defaults));
     }
     let sources = match &plan.aws {
         // The AWS token replaces Vault's: an AWS pod has no Vault to log in to.
-        Some(id) => vec![super::aws::token_source(id)],
+        Some(id) if aws_only(plan) => vec![super::aws::token_source(id)],
+        Some(id) => {
+            // Vault and AWS volumes side by side: each token in its own volume.
+            volumes.push(json!({"name": super::aws::AWS_TOKEN_VOLUME,
+                "projected": {"sources": [super::aws::token_source(id)]}}));
+            csi::token_sources(token, &plan.csi)
+        }
         None => csi::token_sources(token, &plan.csi),
     };
     volumes.push(json!({"name": TOKEN_VOLUME, "projected": {"sources": sources}}));
@@ -686,7 +706,7 @@ fn sidecar_container(
         with_csi(&mut c, plan);
     }
     if let Some(id) = &plan.aws {
-        super::aws::dress(&mut c, id, defaults.aws_region.as_deref());
+        super::aws::dress(&mut c, id, defaults.aws_region.as_deref(), has_vault(plan));
     }
     c
 }
