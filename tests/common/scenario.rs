@@ -25,6 +25,12 @@ pub struct Pod {
 impl Pod {
     /// A pod whose service account may log in as a fresh role holding `policy_hcl`.
     pub fn with_policy(bao: &impl Server, policy_hcl: &str) -> Pod {
+        Pod::with_policy_ttl(bao, policy_hcl, "20m")
+    }
+
+    /// [`Pod::with_policy`] whose logins get tokens of `ttl` (e.g. `24s`), for tests that need
+    /// token renewals to happen while they watch.
+    pub fn with_policy_ttl(bao: &impl Server, policy_hcl: &str, ttl: &str) -> Pod {
         enable_kubernetes_auth(bao, AUTH_MOUNT);
         let role = unique("role");
         let service_account = unique("sa");
@@ -36,7 +42,7 @@ impl Pod {
             &format!("bound_service_account_names={service_account}"),
             "bound_service_account_namespaces=default",
             &format!("policies={policy}"),
-            "ttl=20m",
+            &format!("ttl={ttl}"),
         ]);
         let dir = TestDir::new();
         let token = TokenReviewer::shared().mint(&SaClaims::new("default", &service_account));

@@ -10,6 +10,12 @@
 //! most once and only within that origin, so a token, a JWT or a secret-bearing body never
 //! reaches another host and https is never downgraded; answers are read in chunks up to a byte
 //! limit; every duration Vault sends is clamped to [`MAX_NETWORK_DURATION`].
+//!
+//! A redirect that is not followed comes back as [`CallError::Redirected`] with its
+//! [`RedirectKind`]: one to another host or port of the same scheme is what an HA standby
+//! answers while it cannot forward to the active node (during an election, for a few seconds),
+//! so the caller may retry it (`fetch.rs` decides for how long); a change of scheme or a second
+//! redirect is never an election's answer.
 
 use std::fmt;
 use std::time::Duration;
@@ -142,12 +148,28 @@ impl fmt::Debug for Response {
     }
 }
 
+/// What a redirect that was not followed pointed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectKind {
+    /// The first redirect, to another host or port with the same scheme: what a standby answers
+    /// (`307` to the active node's `api_addr`) while it cannot forward the request, as during
+    /// an election. Retrying can succeed; following it never happens.
+    AnotherNode,
+    /// To another scheme (https to http or the reverse), a second redirect, or a `Location`
+    /// that does not parse: no standby answers so, and retrying will not change it.
+    Refused,
+}
+
 /// Why one request failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {
     /// A redirect elsewhere than the configured origin (or a second one): not followed, since
     /// it would carry the token or credentials there.
-    Redirected { from: String, to: String },
+    Redirected {
+        from: String,
+        to: String,
+        kind: RedirectKind,
+    },
     /// Connection refused/reset, timeout, 5xx, 429, sealed or standby: try again later.
     Transient {
         cause: String,
@@ -169,12 +191,28 @@ impl fmt::Display for CallError {
                 write!(f, "Vault answered {status}: {message}")
             }
             CallError::Tls { cause } => write!(f, "TLS: {cause}"),
-            CallError::Redirected { from, to } => write!(
+            // No advice here: whether this is an election or a misconfiguration depends on how
+            // long it lasts, which only the caller knows (fetch.rs adds it to a redirect that
+            // persists).
+            CallError::Redirected {
+                from,
+                to,
+                kind: RedirectKind::AnotherNode,
+            } => write!(
+                f,
+                "Vault at {from} redirected to {to}, another host or port: not followed \
+                 (secretdrop sends tokens and credentials only to the configured address; a \
+                 standby answers so while it cannot forward to the active node)"
+            ),
+            CallError::Redirected {
+                from,
+                to,
+                kind: RedirectKind::Refused,
+            } => write!(
                 f,
                 "Vault at {from} redirected to {to}, which is not the configured address \
-                 (another scheme, host or port, or a second redirect); secretdrop does not send \
-                 tokens or credentials there. Point the address at the active node or a load \
-                 balancer in front of it, or enable request forwarding on standby nodes"
+                 (another scheme, or a second redirect): not followed (secretdrop sends tokens \
+                 and credentials only to the configured address)"
             ),
             CallError::Invalid { cause } => write!(f, "unexpected answer: {cause}"),
         }
@@ -273,6 +311,7 @@ impl Client {
                 cause: format!("bad HTTP method {method:?}"),
             })?;
         let url = self.url(path)?;
+        let requested = url.clone();
         let mut req = self
             .http
             .request(method, url)
@@ -300,15 +339,17 @@ impl Client {
         let mut resp = req.send().await.map_err(classify_send_error)?;
         let status = resp.status().as_u16();
         if resp.status().is_redirection() {
-            let to = resp
+            let location = resp
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|l| resp.url().join(l).ok())
-                .map_or_else(|| "an unreadable Location".to_string(), |u| u.to_string());
+                .and_then(|l| resp.url().join(l).ok());
+            let kind = redirect_kind(&requested, resp.url(), location.as_ref());
+            let to = location.map_or_else(|| "an unreadable Location".to_string(), String::from);
             return Err(CallError::Redirected {
                 from: resp.url().to_string(),
                 to: to.chars().take(256).collect(),
+                kind,
             });
         }
         let retry_after = resp
@@ -334,19 +375,46 @@ impl Client {
                     cause: format!("HTTP {status} with a body that is not JSON ({e})"),
                 });
         }
-        let message = error_message(&bytes);
-        if status == 429 || status >= 500 {
-            let what = match status {
-                429 => "rate limited (429)".to_string(),
-                503 if message.contains("sealed") => "Vault is sealed (503)".to_string(),
-                s => format!("HTTP {s}"),
-            };
-            return Err(CallError::Transient {
-                cause: format!("{what}: {message}"),
-                retry_after,
-            });
+        Err(classify_status(status, error_message(&bytes), retry_after))
+    }
+}
+
+/// An error answer (not 2xx, not a redirect): 429 and 5xx are transient, among them the
+/// sealed node's 503 and a standby's `500 local node not active but active cluster node not
+/// found` between an active node's death and its successor's election; other 4xx are
+/// refusals.
+fn classify_status(status: u16, message: String, retry_after: Option<Duration>) -> CallError {
+    if status == 429 || status >= 500 {
+        let what = match status {
+            429 => "rate limited (429)".to_string(),
+            503 if message.contains("sealed") => "Vault is sealed (503)".to_string(),
+            s => format!("HTTP {s}"),
+        };
+        return CallError::Transient {
+            cause: format!("{what}: {message}"),
+            retry_after,
+        };
+    }
+    CallError::Refused { status, message }
+}
+
+/// What a redirect that the policy did not follow points at. `requested` is the URL asked for,
+/// `answered` the one that answered with the redirect (they differ when one same-origin hop was
+/// followed already), `location` the redirect's target resolved against `answered`.
+fn redirect_kind(
+    requested: &reqwest::Url,
+    answered: &reqwest::Url,
+    location: Option<&reqwest::Url>,
+) -> RedirectKind {
+    match location {
+        Some(to)
+            if answered == requested
+                && to.scheme() == requested.scheme()
+                && origin(to) != origin(requested) =>
+        {
+            RedirectKind::AnotherNode
         }
-        Err(CallError::Refused { status, message })
+        _ => RedirectKind::Refused,
     }
 }
 
@@ -421,6 +489,73 @@ mod tests {
         assert!(a.same_content(&b));
         assert!(!a.same_content(&c));
         assert!(!a.same_content(&d));
+    }
+
+    #[test]
+    fn an_election_answers_as_a_transient_failure() {
+        // What a standby answers once the active node is gone and before a new one is elected.
+        let c = classify_status(
+            500,
+            error_message(
+                br#"{"errors":["local node not active but active cluster node not found"]}"#,
+            ),
+            None,
+        );
+        assert!(
+            matches!(&c, CallError::Transient { cause, .. } if cause.contains("local node not active")),
+            "{c:?}"
+        );
+        let sealed = classify_status(503, "Vault is sealed".into(), None);
+        assert!(
+            matches!(&sealed, CallError::Transient { cause, .. } if cause.starts_with("Vault is sealed (503)"))
+        );
+        let limited = classify_status(429, "x".into(), Some(Duration::from_secs(2)));
+        assert!(matches!(
+            limited,
+            CallError::Transient {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_status(403, "permission denied".into(), None),
+            CallError::Refused { status: 403, .. }
+        ));
+    }
+
+    #[test]
+    fn a_standby_redirect_is_told_apart_from_a_refused_one() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let asked = url("http://vault:8200/v1/auth/token/renew-self");
+        // A standby's 307 to the active node's api_addr: same scheme, another host or port.
+        let active = url("http://10.0.0.7:8200/v1/auth/token/renew-self");
+        assert_eq!(
+            redirect_kind(&asked, &asked, Some(&active)),
+            RedirectKind::AnotherNode
+        );
+        let other_port = url("http://vault:8201/v1/auth/token/renew-self");
+        assert_eq!(
+            redirect_kind(&asked, &asked, Some(&other_port)),
+            RedirectKind::AnotherNode
+        );
+        // A scheme change, either way, is never a standby's answer.
+        let https = url("https://vault:8200/v1/x");
+        let http = url("http://10.0.0.7:8200/v1/x");
+        assert_eq!(
+            redirect_kind(&asked, &asked, Some(&url("https://10.0.0.7:8200/v1/x"))),
+            RedirectKind::Refused
+        );
+        assert_eq!(
+            redirect_kind(&https, &https, Some(&http)),
+            RedirectKind::Refused
+        );
+        // A second redirect (one same-origin hop was followed), or no readable Location.
+        let moved = url("http://vault:8200/v1/moved");
+        assert_eq!(
+            redirect_kind(&asked, &moved, Some(&active)),
+            RedirectKind::Refused
+        );
+        assert_eq!(redirect_kind(&asked, &asked, None), RedirectKind::Refused);
     }
 
     #[test]

@@ -4,25 +4,105 @@
 //! from one dynamic secret share one lease; reads run concurrently, at most [`MAX_CONCURRENT`]
 //! at a time; transient failures are retried with jittered backoff until the deadline, refusals
 //! fail at once; a snapshot is complete or not returned at all.
+//!
+//! Redirects to another node (see [`RedirectKind::AnotherNode`]) are never followed. They are
+//! transient (cause `unavailable`) until they persist: until the same request (method and path,
+//! or login path) has had nothing but such redirects and transient failures for
+//! [`REDIRECT_PERSISTS`], across retries and across the sidecar's steps. Only then are they an
+//! `invalid_answer`, with the advice about request forwarding. An election (standbys answer
+//! `307` to the dead active node, then `500 local node not active`) lasts seconds; a standby
+//! that can never forward redirects for ever.
 
 // Errors carry their context by value; they are built once, on the way out.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::spec::{Auth, Read, VaultSpec};
 use crate::provider::vault::auth::{self, CredentialError, LoginRequest, VaultToken};
 use crate::provider::vault::client::{
-    network_secs, CallError, Client, ClientPolicy, Response, TlsSetupError,
+    network_secs, CallError, Client, ClientPolicy, RedirectKind, Response, TlsSetupError,
 };
 use crate::retry::Backoff;
 use crate::secret::SecretString;
 
 /// Bound on concurrent reads: enough to hide latency, small enough not to flood Vault.
 pub const MAX_CONCURRENT: usize = 16;
+
+/// How long one request may be redirected to another node before the redirect counts as a
+/// misconfiguration rather than an election. An election after the active node dies takes
+/// seconds: raft's heartbeat timeout (1 s times `performance_multiplier`, 5 by default, drawn
+/// between one and two of them), the vote, then the new active node's setup; about 5–15 s with
+/// the defaults. Twice the long end of that is still short enough to report standbys that
+/// cannot forward within a minute of the first attempt. [`REDIRECT_ADVICE`] names it.
+pub const REDIRECT_PERSISTS: Duration = Duration::from_secs(30);
+
+/// The hint of a redirect that persisted for [`REDIRECT_PERSISTS`].
+const REDIRECT_ADVICE: &str = " (redirected to another node for 30 s or more, longer than an \
+     election: the standbys cannot forward requests to the active node. Check that they reach \
+     its cluster address (port 8201 by default), or point the address at the active node: a \
+     Service selecting vault-active=true, or openbao-active=true for OpenBao)";
+
+/// Since when each request (by its `what`: method and path, or login path) has been redirected
+/// to another node, with nothing but transient failures in between. Shared by every retry of
+/// the request and every step of a sidecar (one per [`Fetcher`]); an entry goes when the
+/// request is answered (or refused), so the map holds at most one entry per distinct request.
+#[derive(Debug, Default)]
+struct RedirectStreaks {
+    by_request: Mutex<HashMap<String, Streak>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Streak {
+    since: Instant,
+    /// The streak reached [`REDIRECT_PERSISTS`] and was reported.
+    reported: bool,
+}
+
+/// One more redirect of a request, as its streak sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redirects {
+    /// Shorter than [`REDIRECT_PERSISTS`] so far: an election, as far as anyone can tell.
+    Passing,
+    /// Persisted, and this is the first redirect to say so: report it.
+    NowPersistent(Duration),
+    /// Persisted and already reported.
+    Persistent,
+}
+
+impl RedirectStreaks {
+    /// Records a redirect of `what` seen at `now`.
+    fn redirected(&self, what: &str, now: Instant) -> Redirects {
+        let Ok(mut streaks) = self.by_request.lock() else {
+            return Redirects::Passing;
+        };
+        let streak = streaks.entry(what.to_string()).or_insert(Streak {
+            since: now,
+            reported: false,
+        });
+        let lasted = now.saturating_duration_since(streak.since);
+        match (lasted >= REDIRECT_PERSISTS, streak.reported) {
+            (false, _) => Redirects::Passing,
+            (true, true) => Redirects::Persistent,
+            (true, false) => {
+                streak.reported = true;
+                Redirects::NowPersistent(lasted)
+            }
+        }
+    }
+
+    /// `what` had an answer that is neither a redirect to another node nor a transient
+    /// failure: whatever answered it, its streak ends.
+    fn answered(&self, what: &str) {
+        if let Ok(mut streaks) = self.by_request.lock() {
+            streaks.remove(what);
+        }
+    }
+}
 
 /// Vault's answers, one per [`Spec::reads`] entry, in the same order.
 #[derive(Debug, Clone)]
@@ -119,6 +199,12 @@ fn hint(c: &CallError, op: Op) -> &'static str {
     let status = match c {
         CallError::Refused { status, .. } => Some(*status),
         CallError::Tls { .. } => None,
+        // Only a redirect that persisted gets this far; one that did not is retried as a
+        // transient failure and never becomes a refusal (see `retrying`).
+        CallError::Redirected {
+            kind: RedirectKind::AnotherNode,
+            ..
+        } => return REDIRECT_ADVICE,
         _ => return "",
     };
     match (status, op) {
@@ -201,6 +287,8 @@ pub struct Fetcher {
     token_path: PathBuf,
     /// Log each retry at debug instead of warn (the sidecar logs state changes itself).
     quiet: bool,
+    /// Redirects to another node, per request, across retries and steps.
+    streaks: Arc<RedirectStreaks>,
 }
 
 impl Fetcher {
@@ -218,6 +306,7 @@ impl Fetcher {
             auth: spec.auth.clone(),
             token_path: token_path.to_path_buf(),
             quiet: false,
+            streaks: Arc::default(),
         })
     }
 
@@ -245,10 +334,17 @@ impl Fetcher {
             LoginRequest::Post { path, body } => (path, body),
         };
         let what = format!("login at {path}");
-        let resp = retrying(&self.client, &what, deadline, self.quiet, |timeout| {
-            self.client
-                .call("POST", &path, None, Some(body.expose()), timeout)
-        })
+        let resp = retrying(
+            &self.client,
+            &self.streaks,
+            &what,
+            deadline,
+            self.quiet,
+            |timeout| {
+                self.client
+                    .call("POST", &path, None, Some(body.expose()), timeout)
+            },
+        )
         .await
         .map_err(|e| self.login_error(e))?;
         auth::token_from_login(&resp).ok_or_else(|| FetchError::Login {
@@ -458,6 +554,7 @@ impl Fetcher {
             client: self.client.clone(),
             who: Arc::from(self.who()),
             quiet: self.quiet,
+            streaks: self.streaks.clone(),
         }
     }
 }
@@ -468,6 +565,7 @@ struct Api {
     client: Client,
     who: Arc<str>,
     quiet: bool,
+    streaks: Arc<RedirectStreaks>,
 }
 
 impl Api {
@@ -492,9 +590,14 @@ impl Api {
         deadline: Instant,
     ) -> Result<Response, FetchError> {
         let what = format!("{method} {path}");
-        retrying(&self.client, &what, deadline, self.quiet, |timeout| {
-            self.client.call(method, path, Some(token), body, timeout)
-        })
+        retrying(
+            &self.client,
+            &self.streaks,
+            &what,
+            deadline,
+            self.quiet,
+            |timeout| self.client.call(method, path, Some(token), body, timeout),
+        )
         .await
         .map_err(|e| match e {
             Failure::GaveUp(g) => g,
@@ -526,9 +629,49 @@ impl fmt::Debug for Failure {
     }
 }
 
+/// What to do with one failed attempt.
+enum Verdict {
+    /// Retry (if the deadline allows) for this cause, after at least `Retry-After`.
+    Again(String, Option<Duration>),
+    /// Stop: retrying will not help.
+    Stop,
+}
+
+/// Whether a failed attempt of `what` at `now` is worth retrying. A redirect to another node
+/// is, until its streak lasts [`REDIRECT_PERSISTS`]; other redirects and refusals are not;
+/// transient failures are. Anything but a redirect or a transient failure ends the streak of
+/// `what`.
+fn judge(streaks: &RedirectStreaks, what: &str, error: &CallError, now: Instant) -> Verdict {
+    match error {
+        CallError::Transient { cause, retry_after } => Verdict::Again(cause.clone(), *retry_after),
+        CallError::Redirected {
+            kind: RedirectKind::AnotherNode,
+            from,
+            to,
+        } => match streaks.redirected(what, now) {
+            Redirects::Passing => Verdict::Again(error.to_string(), None),
+            Redirects::Persistent => Verdict::Stop,
+            Redirects::NowPersistent(lasted) => {
+                // Once per streak, and at warn whatever `quiet` says: the sidecar logs a
+                // step's failures at warn only when they start, and these started out as
+                // an outage.
+                let lasted = crate::logging::Dur(round_ms(lasted));
+                tracing::warn!(what, %from, %to, %lasted, "Vault keeps redirecting{REDIRECT_ADVICE}");
+                Verdict::Stop
+            }
+        },
+        _ => {
+            streaks.answered(what);
+            Verdict::Stop
+        }
+    }
+}
+
 /// Runs `attempt` until it succeeds, fails for good, or the deadline leaves no room to retry.
+/// `streaks` are the redirect streaks of the [`Fetcher`] that `client` belongs to.
 async fn retrying<F, Fut>(
     client: &Client,
+    streaks: &RedirectStreaks,
     what: &str,
     deadline: Instant,
     quiet: bool,
@@ -543,15 +686,19 @@ where
     let mut failures = 0u32;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let cause = match attempt(remaining).await {
+        let error = match attempt(remaining).await {
             Ok(r) => {
+                streaks.answered(what);
                 if failures > 0 && !quiet {
                     tracing::info!(what, failures, "Vault answered again");
                 }
                 return Ok(r);
             }
-            Err(CallError::Transient { cause, retry_after }) => (cause, retry_after),
-            Err(other) => return Err(Failure::Call(other)),
+            Err(e) => e,
+        };
+        let cause = match judge(streaks, what, &error, Instant::now()) {
+            Verdict::Again(cause, retry_after) => (cause, retry_after),
+            Verdict::Stop => return Err(Failure::Call(error)),
         };
         failures += 1;
         match backoff.delay_before(deadline, cause.1) {
@@ -579,4 +726,187 @@ where
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::vault::spec::VaultSettings;
+
+    const RENEW: &str = "POST auth/token/renew-self";
+
+    /// A standby's `307` to the (dead) active node.
+    fn to_another_node() -> CallError {
+        CallError::Redirected {
+            from: "http://vault:8200/v1/auth/token/renew-self".into(),
+            to: "http://10.0.0.7:8200/v1/auth/token/renew-self".into(),
+            kind: RedirectKind::AnotherNode,
+        }
+    }
+
+    /// What a standby answers between the active node's death and its successor's election.
+    fn not_active() -> CallError {
+        CallError::Transient {
+            cause: "HTTP 500: local node not active but active cluster node not found".into(),
+            retry_after: None,
+        }
+    }
+
+    fn again(v: &Verdict) -> bool {
+        matches!(v, Verdict::Again(..))
+    }
+
+    #[test]
+    fn an_election_is_retried_and_a_redirect_that_persists_is_not() {
+        let streaks = RedirectStreaks::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // An election: 307s, then 500s, then 307s again are one streak, retried throughout.
+        let first = judge(&streaks, RENEW, &to_another_node(), at(0));
+        let Verdict::Again(cause, None) = &first else {
+            panic!("a redirect to another node is retried at first");
+        };
+        assert!(
+            cause.contains("10.0.0.7") && cause.contains("not followed"),
+            "{cause}"
+        );
+        assert!(!cause.contains("8201"), "no forwarding advice yet: {cause}");
+        assert!(again(&judge(&streaks, RENEW, &not_active(), at(5))));
+        assert!(again(&judge(&streaks, RENEW, &to_another_node(), at(29))));
+        // Another request has its own streak.
+        assert!(again(&judge(
+            &streaks,
+            "GET secret/data/app",
+            &to_another_node(),
+            at(29)
+        )));
+        // 30 s of nothing but redirects and outages: not an election any more.
+        assert!(!again(&judge(&streaks, RENEW, &to_another_node(), at(30))));
+        assert!(!again(&judge(&streaks, RENEW, &to_another_node(), at(31))));
+        // An answer ends the streak: the next redirect starts a new one.
+        streaks.answered(RENEW);
+        assert!(again(&judge(&streaks, RENEW, &to_another_node(), at(40))));
+    }
+
+    #[test]
+    fn a_refusal_ends_a_streak_and_other_redirects_are_refused_at_once() {
+        let streaks = RedirectStreaks::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(again(&judge(&streaks, RENEW, &to_another_node(), at(0))));
+        let refused = CallError::Refused {
+            status: 400,
+            message: "lease not found".into(),
+        };
+        assert!(!again(&judge(&streaks, RENEW, &refused, at(20))));
+        // The active node answered at 20 s: 31 s after the first redirect is a new streak.
+        assert!(again(&judge(&streaks, RENEW, &to_another_node(), at(31))));
+        // A change of scheme or a second redirect is never an election's answer.
+        let downgrade = CallError::Redirected {
+            from: "https://vault:8200/v1/x".into(),
+            to: "http://10.0.0.7:8200/v1/x".into(),
+            kind: RedirectKind::Refused,
+        };
+        assert!(!again(&judge(&streaks, "GET x", &downgrade, at(0))));
+    }
+
+    #[test]
+    fn a_step_that_gave_up_on_redirects_is_unavailable_and_one_that_persisted_is_not() {
+        // What the sidecar counts for a step that ran out of time while standbys redirected.
+        let gave_up = FetchError::GaveUp {
+            address: "http://vault:8200".into(),
+            what: RENEW.into(),
+            after: Duration::from_secs(3),
+            cause: to_another_node().to_string(),
+            retry_after: None,
+        };
+        assert_eq!(gave_up.cause(), "unavailable");
+        assert!(
+            !gave_up.to_string().contains("forward requests"),
+            "{gave_up}"
+        );
+        // A redirect that persisted: `invalid_answer`, with the advice.
+        let c = to_another_node();
+        let request = FetchError::Request {
+            address: "http://vault:8200".into(),
+            method: "POST".into(),
+            path: "auth/token/renew-self".into(),
+            who: "role r".into(),
+            status: status_of(&c),
+            hint: request_hint(&c, "auth/token/renew-self"),
+            error: c.to_string(),
+        };
+        assert_eq!(request.cause(), "invalid_answer");
+        let text = request.to_string();
+        assert!(
+            text.contains("30 s or more") && text.contains("port 8201"),
+            "{text}"
+        );
+        let login = FetchError::Login {
+            address: "http://vault:8200".into(),
+            who: "role r".into(),
+            status: status_of(&c),
+            hint: hint(&c, Op::Login),
+            error: c.to_string(),
+        };
+        assert_eq!(login.cause(), "invalid_answer");
+        assert!(login.to_string().contains("vault-active=true"), "{login}");
+        // The advice states the threshold it is given at.
+        assert_eq!(REDIRECT_PERSISTS, Duration::from_secs(30));
+        assert!(REDIRECT_ADVICE.contains("30 s"));
+    }
+
+    #[test]
+    fn retrying_goes_on_through_redirects_to_another_node_and_stops_at_others() {
+        let settings = VaultSettings {
+            address: "http://vault:8200".into(),
+            namespace: None,
+            tls: Default::default(),
+        };
+        let client = Client::new(&settings, &ClientPolicy::default()).expect("client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let streaks = RedirectStreaks::default();
+        // Two standby redirects, then the new active node answers.
+        let mut answers = vec![
+            Err(to_another_node()),
+            Err(not_active()),
+            Err(to_another_node()),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = rt.block_on(retrying(&client, &streaks, RENEW, deadline, true, |_| {
+            let next = match answers.is_empty() {
+                true => Ok(Response(serde_json::json!({"auth": {}}))),
+                false => answers.remove(0),
+            };
+            std::future::ready(next)
+        }));
+        assert!(got.is_ok(), "{got:?}");
+        // Redirects until the deadline: given up, as an outage.
+        let deadline = Instant::now() + Duration::from_millis(600);
+        let got = rt.block_on(retrying(&client, &streaks, RENEW, deadline, true, |_| {
+            std::future::ready(Err(to_another_node()))
+        }));
+        match got {
+            Err(Failure::GaveUp(e)) => assert_eq!(e.cause(), "unavailable"),
+            other => panic!("expected to give up: {other:?}"),
+        }
+        // A redirect that changes the scheme: not retried at all.
+        let mut calls = 0;
+        let got = rt.block_on(retrying(&client, &streaks, "GET x", deadline, true, |_| {
+            calls += 1;
+            std::future::ready(Err(CallError::Redirected {
+                from: "http://vault:8200/v1/x".into(),
+                to: "https://10.0.0.7:8200/v1/x".into(),
+                kind: RedirectKind::Refused,
+            }))
+        }));
+        assert!(matches!(
+            got,
+            Err(Failure::Call(CallError::Redirected { .. }))
+        ));
+        assert_eq!(calls, 1);
+    }
 }
