@@ -79,7 +79,7 @@ const ALLOW_DISK: Flag = flag(
 const STATE_DIR: Flag = flag(
     "state-dir",
     Some("DIR"),
-    "keep the token and leases here for the next process (tmpfs, not inside --dir)",
+    "keep the token and leases here for the next process (tmpfs, not inside --dir, ours alone: created 0700)",
 );
 const REVOKE_REPLACED_AFTER: Flag = flag(
     "revoke-replaced-after",

@@ -6,6 +6,14 @@
 //! written raw, other values as JSON; `encoding` decodes base64/hex. Without `secretKey` (and no
 //! format or template) the whole response is written as JSON. A missing key is an error that
 //! names the object, the path and the keys that do exist, never a value.
+//!
+//! Every render, of any provider, builds its payload through a [`PayloadBuilder`], which holds
+//! it to [`MAX_PAYLOAD_BYTES`] (all files together): objects, formats, templates and AWS
+//! jmesPath entries can each repeat one value many times, and the render is held in memory
+//! whole before it is written. The builder is asked before a file is built where its size is
+//! known first (a value copied whole, a jmesPath selection), and a template writes through a
+//! writer that stops at the bytes left; any other file is at most linear in one bounded answer
+//! and is refused as soon as it is built.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +48,110 @@ pub struct Payload {
     pub files: BTreeMap<String, FileContent>,
 }
 
+/// The most bytes one render produces, every file of its payload together (the files of the
+/// volumes that share a login are one payload). Real volumes hold a few KiB to a few hundred:
+/// a Secrets Manager value is at most 64 KiB, an SSM parameter 8 KiB, a Vault answer 1 MiB by
+/// default (`--max-response-size`), and the webhook's emptyDir is 1 MiB unless its
+/// `--size-limit` says otherwise. The bound is about memory: the injected sidecar is limited to 32 MiB, and besides the
+/// payload it holds (at most 4 MiB) its memory cgroup is charged for the files it writes to the
+/// Memory emptyDir, the new version and the one replaced (up to 4 MiB each while the old one
+/// stays readable), on top of about 4 MiB of its own: 16 MiB at most, half the limit.
+pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
+
+/// A payload under construction, held to a byte budget ([`MAX_PAYLOAD_BYTES`] unless a test
+/// says otherwise). A refusal is a message for a [`RenderError`] of the file being built; it
+/// states sizes and the limit, never content.
+#[derive(Debug)]
+pub struct PayloadBuilder {
+    files: BTreeMap<String, FileContent>,
+    total: usize,
+    limit: usize,
+}
+
+impl Default for PayloadBuilder {
+    fn default() -> Self {
+        PayloadBuilder::with_limit(MAX_PAYLOAD_BYTES)
+    }
+}
+
+impl PayloadBuilder {
+    pub fn with_limit(limit: usize) -> PayloadBuilder {
+        PayloadBuilder {
+            files: BTreeMap::new(),
+            total: 0,
+            limit,
+        }
+    }
+
+    /// The bytes the files still to come may take.
+    pub fn remaining(&self) -> usize {
+        self.limit.saturating_sub(self.total)
+    }
+
+    /// Whether a file of `len` bytes still fits: asked before the file is built.
+    pub fn reserve(&self, len: usize) -> Result<(), String> {
+        if len <= self.remaining() {
+            return Ok(());
+        }
+        Err(self.too_much(Some(len)))
+    }
+
+    /// Why a file does not fit (`len`: its size, when known).
+    fn too_much(&self, len: Option<usize>) -> String {
+        let size = match len {
+            Some(n) => format!("{n} bytes"),
+            None => format!("more than the {} bytes left", self.remaining()),
+        };
+        format!(
+            "this file ({size}) would take the render past {} bytes ({} MiB), the most \
+             secretdrop renders at once, all files together ({} files, {} bytes before this \
+             one): nothing was written. Select less, or fewer times",
+            self.limit,
+            self.limit >> 20,
+            self.files.len(),
+            self.total
+        )
+    }
+
+    /// Adds a file, if it fits.
+    pub fn insert(&mut self, name: String, content: FileContent) -> Result<(), String> {
+        let len = content.data.expose().len();
+        self.reserve(len)?;
+        self.total += len;
+        if let Some(replaced) = self.files.insert(name, content) {
+            self.total -= replaced.data.expose().len();
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Payload {
+        Payload { files: self.files }
+    }
+}
+
+/// Collects a template's output up to `limit` bytes; past that, every write fails, which stops
+/// the template, and `exceeded` says why it stopped.
+struct BoundedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for BoundedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.len() > self.limit - self.buf.len() {
+            self.exceeded = true;
+            return Err(std::io::Error::other("render budget exceeded"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("object {object:?} from {path}: {message}")]
 pub struct RenderError {
@@ -57,7 +169,15 @@ impl From<RenderError> for crate::error::Error {
 
 /// Every object of `spec` from `responses`, one answer per read of the spec, in its order.
 pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderError> {
-    let mut files = BTreeMap::new();
+    render_bounded(spec, responses, PayloadBuilder::default())
+}
+
+/// [`render`] into `out`, whose budget bounds the payload.
+fn render_bounded(
+    spec: &VaultSpec,
+    responses: &[&Value],
+    mut out: PayloadBuilder,
+) -> Result<Payload, RenderError> {
     for object in &spec.objects {
         let read = &spec.reads[object.read];
         let response = responses.get(object.read).copied().unwrap_or(&Value::Null);
@@ -66,8 +186,8 @@ pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderE
             path: read.path.clone(),
             message,
         };
-        let data = render_object(object, response).map_err(err)?;
-        files.insert(
+        let data = render_object(object, response, &out).map_err(err)?;
+        out.insert(
             object.name.clone(),
             FileContent {
                 data: SecretBytes::new(data),
@@ -75,12 +195,19 @@ pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderE
                 owner: object.owner,
                 group: object.group,
             },
-        );
+        )
+        .map_err(err)?;
     }
-    Ok(Payload { files })
+    Ok(out.finish())
 }
 
-fn render_object(object: &ObjectSpec, response: &Value) -> Result<Vec<u8>, String> {
+/// One object's bytes; a template stops at what is left of `out`'s budget (the caller checks
+/// every other output, each at most linear in one answer, once built).
+fn render_object(
+    object: &ObjectSpec,
+    response: &Value,
+    out: &PayloadBuilder,
+) -> Result<Vec<u8>, String> {
     match &object.output {
         Output::WholeResponse => Ok(whole_response(response)),
         Output::Key { key, encoding } => {
@@ -103,7 +230,7 @@ fn render_object(object: &ObjectSpec, response: &Value) -> Result<Vec<u8>, Strin
             };
             format_keys(*format, &selected)
         }
-        Output::Template(source) => template(source, response).map(String::into_bytes),
+        Output::Template(source) => template(source, response, out),
     }
 }
 
@@ -345,9 +472,10 @@ pub fn check_template(source: &str) -> Result<(), String> {
         .map_err(|e| template_message(&e))
 }
 
-/// Renders a template with `data` (the secret's keys), `metadata` (KV v2) and `response`.
+/// Renders a template with `data` (the secret's keys), `metadata` (KV v2) and `response`, at
+/// most what is left of `budget`'s bytes (a loop can repeat a value any number of times).
 /// Undefined values are errors, never empty strings.
-fn template(source: &str, response: &Value) -> Result<String, String> {
+fn template(source: &str, response: &Value, budget: &PayloadBuilder) -> Result<Vec<u8>, String> {
     let env = environment();
     let tmpl = env
         .template_from_str(source)
@@ -365,7 +493,17 @@ fn template(source: &str, response: &Value) -> Result<String, String> {
         metadata => minijinja::Value::from_serialize(&metadata),
         response => minijinja::Value::from_serialize(response),
     };
-    tmpl.render(ctx).map_err(|e| {
+    let mut out = BoundedWriter {
+        buf: Vec::new(),
+        limit: budget.remaining(),
+        exceeded: false,
+    };
+    let rendered = tmpl.render_captured_to(ctx, &mut out);
+    if out.exceeded {
+        // Stopped by the writer: the budget ran out, not a fault of the template.
+        return Err(budget.too_much(None));
+    }
+    rendered.map(|_| out.buf).map_err(|e| {
         let mut msg = template_message(&e);
         if e.kind() == minijinja::ErrorKind::UndefinedError {
             // The expression as written in the template (never a value), and the names that
@@ -440,7 +578,8 @@ mod tests {
     }
 
     fn run(output: Output, response: Value) -> Result<String, String> {
-        render_object(&obj(output), &response).map(|b| String::from_utf8(b).unwrap())
+        render_object(&obj(output), &response, &PayloadBuilder::default())
+            .map(|b| String::from_utf8(b).unwrap())
     }
 
     #[test]
@@ -564,5 +703,76 @@ mod tests {
         assert!(e.contains("[pass, user]"), "{e}");
         assert!(!e.contains("admin") && !e.contains("pw"), "{e}");
         assert!(check_template("{% if %}").is_err());
+    }
+
+    fn file(bytes: usize) -> FileContent {
+        FileContent {
+            data: SecretBytes::new(vec![b'x'; bytes]),
+            mode: 0o600,
+            owner: None,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn the_payload_builder_refuses_a_file_past_its_limit_before_adding_it() {
+        let mut out = PayloadBuilder::with_limit(3 << 20);
+        out.insert("a".into(), file(2 << 20)).unwrap();
+        // Replacing a file counts its new size only.
+        out.insert("a".into(), file(1 << 20)).unwrap();
+        assert_eq!(out.remaining(), 2 << 20);
+        out.reserve(2 << 20).unwrap();
+        let e = out.reserve((2 << 20) + 1).unwrap_err();
+        assert!(e.contains("this file (2097153 bytes)"), "{e}");
+        assert!(e.contains("past 3145728 bytes (3 MiB)"), "{e}");
+        assert!(
+            e.contains("(1 files, 1048576 bytes before this one)"),
+            "{e}"
+        );
+        assert!(out.insert("b".into(), file((2 << 20) + 1)).is_err());
+        let p = out.finish();
+        assert_eq!(p.files.len(), 1, "the refused file was not added");
+        assert_eq!(MAX_PAYLOAD_BYTES, 4 << 20);
+    }
+
+    #[test]
+    fn a_template_loop_stops_at_the_bytes_left() {
+        let r = kv2(json!({"big": "y".repeat(1000)}));
+        let t = "{% for i in range(10000) %}{{ data.big }}{% endfor %}";
+        let within = PayloadBuilder::with_limit(20_000);
+        assert_eq!(template("{{ data.big }}", &r, &within).unwrap().len(), 1000);
+        let e = template(t, &r, &within).unwrap_err();
+        assert!(e.contains("more than the 20000 bytes left"), "{e}");
+        assert!(!e.contains("yyy"), "{e}");
+        // The same loop fits a budget that holds it all.
+        let roomy = PayloadBuilder::with_limit(10 << 20);
+        assert_eq!(template(t, &r, &roomy).unwrap().len(), 10_000_000);
+    }
+
+    #[test]
+    fn many_objects_repeating_one_value_are_refused_past_the_limit() {
+        let r = kv2(json!({"big": "z".repeat(100_000)}));
+        let spec = VaultSpec {
+            vault: Default::default(),
+            auth: crate::provider::vault::spec::Auth::Token {
+                token_file: "/dev/null".into(),
+            },
+            reads: vec![crate::provider::vault::spec::Read {
+                path: "secret/data/big".into(),
+                method: "GET".into(),
+                body: None,
+            }],
+            objects: (0..40)
+                .map(|i| ObjectSpec {
+                    name: format!("f{i}"),
+                    ..obj(key("big", Encoding::Utf8))
+                })
+                .collect(),
+        };
+        let e = render_bounded(&spec, &[&r], PayloadBuilder::with_limit(3_000_000)).unwrap_err();
+        assert_eq!(e.object, "f30", "the first object past the limit is named");
+        assert!(e.message.contains("past 3000000 bytes"), "{}", e.message);
+        assert!(!e.message.contains("zzz"), "no value in the error");
+        assert_eq!(render(&spec, &[&r]).unwrap().files.len(), 40);
     }
 }

@@ -267,7 +267,9 @@ impl Volume {
         self.require_memory(fs_type)
     }
 
-    fn require_memory(&self, fs_type: i64) -> Result<(), VolumeError> {
+    /// Refuses a filesystem type that is not memory-backed, unless `allow_disk`: for a
+    /// directory already opened (its `fstatfs`), not reached by path again.
+    pub(crate) fn require_memory(&self, fs_type: i64) -> Result<(), VolumeError> {
         if self.allow_disk || fs_type == TMPFS_MAGIC || fs_type == RAMFS_MAGIC {
             return Ok(());
         }

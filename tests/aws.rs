@@ -629,6 +629,136 @@ fn hostile_answers_are_bounded_and_never_half_written() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
+/// The attack: one secret of about 1 MB whose JSON holds one large string, and 100 jmesPath
+/// entries selecting that string. Each entry writes a file with it, so the render would be 101
+/// files and about 100 MB in memory before anything is written (the sidecar's limit is 32 MiB).
+/// `init` refuses it as the render grows, before it passes 4 MiB: exit 1 naming the object, the
+/// entry and the limit, nothing written, peak RSS a fraction of the sidecar's limit. Three
+/// entries (4 MB in all) still render.
+#[test]
+fn jmes_entries_repeating_a_large_string_are_refused_in_bounded_memory() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let secret = unique("jmes-bomb");
+    let marker = unique("bomb-value");
+    let big = format!("{marker}{}", "x".repeat(1_000_000 - marker.len()));
+    admin(
+        moto,
+        "secretsmanager",
+        "create_secret",
+        json!({"Name": secret, "SecretString": json!({"big": big}).to_string()}),
+    );
+    let (role, token_file, _) = irsa(moto, &dir, "jmes-bomb-reader", true);
+    let env = irsa_env(moto, &role, &token_file);
+    let run = |entries: usize| {
+        let jmes: String = (0..entries)
+            .map(|i| format!("          - path: big\n            objectAlias: copy-{i}\n"))
+            .collect();
+        let config = one_secret_spc(&dir, &secret, &format!("        jmesPath:\n{jmes}"));
+        let out = dir.join(format!("out-{entries}"));
+        std::fs::create_dir(&out).unwrap();
+        let mut cmd = std::process::Command::new(common::cli::bin());
+        common::cli::scrub_env(&mut cmd);
+        cmd.args(["init", "--config", config.to_str().unwrap()])
+            .arg("--dir")
+            .arg(&out)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let m = common::process::run_measured(cmd);
+        let stderr = String::from_utf8_lossy(&m.output.stderr).into_owned();
+        eprintln!(
+            "{entries} jmesPath entries: {}, peak RSS {:.1} MiB, {:?} of CPU",
+            m.output.status, m.peak_rss_mib, m.cpu
+        );
+        (m, stderr, out)
+    };
+
+    // The same secret without entries: what the process costs before the render multiplies
+    // anything (this is the debug binary; the static one needs far less, docs/aws.md).
+    let (baseline, stderr, _) = run(0);
+    assert_eq!(baseline.output.status.code(), Some(0), "{stderr}");
+    let bounded = baseline.peak_rss_mib + 8.0;
+
+    let (bomb, stderr, out) = run(100);
+    assert_eq!(bomb.output.status.code(), Some(1), "{stderr}");
+    for want in [
+        format!("{secret} jmesPath \"big\""),
+        "this file (1000000 bytes) would take the render past 4194304 bytes (4 MiB)".into(),
+        "nothing was written".into(),
+    ] {
+        assert!(stderr.contains(&want), "{want:?}: {stderr}");
+    }
+    assert!(!stderr.contains(&marker), "the value reached the output");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing was written"
+    );
+    // Within the 4 MiB payload bound and as much again for the allocator; before the bound
+    // the render held all 101 files, 100 MB more than the baseline.
+    assert!(
+        bomb.peak_rss_mib < bounded,
+        "peak RSS {:.1} MiB, {:.1} MiB without the entries",
+        bomb.peak_rss_mib,
+        baseline.peak_rss_mib
+    );
+
+    let (fits, stderr, out) = run(3);
+    assert_eq!(fits.output.status.code(), Some(0), "{stderr}");
+    assert_eq!(read(out.join("copy-2")), big);
+    assert!(fits.peak_rss_mib < bounded, "{:.1} MiB", fits.peak_rss_mib);
+}
+
+/// The same bound in the sidecar: a secret that grows past it while 100 jmesPath entries
+/// select it is not rendered; the previous version stays, and the log names the entry.
+#[test]
+fn a_secret_growing_past_the_bound_leaves_the_sidecars_files_in_place() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let secret = unique("jmes-grow");
+    admin(
+        moto,
+        "secretsmanager",
+        "create_secret",
+        json!({"Name": secret, "SecretString": "{\"big\": \"small\"}"}),
+    );
+    let (role, token_file, _) = irsa(moto, &dir, "jmes-grow-reader", true);
+    let jmes: String = (0..100)
+        .map(|i| format!("          - path: big\n            objectAlias: copy-{i}\n"))
+        .collect();
+    let config = one_secret_spc(&dir, &secret, &format!("        jmesPath:\n{jmes}"));
+    let out = out_dir(&dir);
+    let env = irsa_env(moto, &role, &token_file);
+    let mut sidecar = sidecar(&config, &out, &dir, &env, &["--poll-interval", "1s"]);
+    sidecar.wait_ready(Duration::from_secs(20));
+    let first = common::cli::current_version(&out);
+    assert_eq!(read(out.join("copy-99")), "small");
+
+    let marker = unique("grown-value");
+    let big = format!("{marker}{}", "x".repeat(100_000));
+    admin(
+        moto,
+        "secretsmanager",
+        "put_secret_value",
+        json!({"SecretId": secret, "SecretString": json!({"big": big}).to_string()}),
+    );
+    let refused = sidecar.eventually(Duration::from_secs(15), || {
+        sidecar
+            .log_text()
+            .contains("cannot commit the new version; the previous one stays")
+    });
+    let log = sidecar.log_text();
+    assert!(refused, "{log}");
+    assert!(
+        log.contains("would take the render past 4194304 bytes"),
+        "{log}"
+    );
+    assert!(!log.contains(&marker), "the value reached the log");
+    assert_eq!(common::cli::current_version(&out), first);
+    assert_eq!(read(out.join("copy-99")), "small");
+    let (code, _) = sidecar.stop();
+    assert_eq!(code, Some(0));
+}
+
 #[test]
 fn check_prints_the_plan_and_bad_classes_exit_2() {
     let r = secretdrop(

@@ -2,7 +2,9 @@
 //! sidecar after the init container, adopts the recorded token and database lease instead of
 //! logging in and minting again; a corrupt state or a revoked token means a fresh login with
 //! working credentials; a replaced database user is dropped after `--revoke-replaced-after`,
-//! never before; and the state is refused inside `--dir` or on disk. The last test measures
+//! never before; the state is refused inside `--dir` or on disk, or in a directory another uid
+//! owns or can write; a state directory swapped for a link to `--dir` while the sidecar runs
+//! never receives the token (the sidecar keeps the directory it opened). The last test measures
 //! Vault requests and PostgreSQL users over ten forced restarts, without and with the state.
 
 mod common;
@@ -288,6 +290,190 @@ fn a_state_dir_inside_the_secrets_dir_or_on_disk_is_refused() {
     assert!(
         !out.join("state").exists(),
         "nothing was created inside --dir"
+    );
+}
+
+/// Every regular file under `dir`, reached without following a link (the secrets directory
+/// holds one link per file and `..data`; the versions are real directories).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The attack: once the sidecar runs, another user of the pod renames the state directory
+/// away and puts a link to the secrets directory in its place; the next save would then write
+/// the token where the app reads. The sidecar keeps writing to the directory it checked at
+/// start, and no file of the secrets directory ever holds the token.
+#[test]
+fn a_state_dir_swapped_for_a_link_to_the_secrets_dir_never_puts_the_token_there() {
+    let bao = Bao::shared();
+    let kv = unique("state-swap");
+    bao.cli(&["kv", "put", &format!("secret/{kv}"), "greeting=before"]);
+    let pod = Pod::reading(bao, &kv);
+    let config = write(
+        pod.dir.path(),
+        "config.yaml",
+        &pod.spc(
+            bao,
+            &format!(
+                "- {{objectName: greeting, secretPath: secret/data/{kv}, secretKey: greeting}}"
+            ),
+        ),
+    );
+    let r = sidecar(&pod, &config, &["--poll-interval", "1s"]);
+    let token = recorded_token(&pod);
+    let (sd, moved) = (state_dir(&pod), pod.dir.join("state.moved"));
+    std::fs::rename(&sd, &moved).unwrap();
+    std::os::unix::fs::symlink(pod.out(), &sd).unwrap();
+
+    // A KV change commits a new version, which the state records: a save.
+    bao.cli(&["kv", "put", &format!("secret/{kv}"), "greeting=after"]);
+    assert!(
+        r.eventually(Duration::from_secs(10), || read(pod.out().join("greeting"))
+            == "after"),
+        "{}",
+        r.log_text()
+    );
+    let version = current_version(&pod.out());
+    let recorded_in = |dir: &Path| {
+        std::fs::read_to_string(dir.join("state.json")).is_ok_and(|s| s.contains(&version))
+    };
+    r.eventually(Duration::from_secs(5), || {
+        recorded_in(&moved) || pod.out().join("state.json").exists()
+    });
+    assert!(
+        !pod.out().join("state.json").exists(),
+        "the state, token included, was written into the secrets directory"
+    );
+    for f in files_under(&pod.out()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&token),
+            "{} holds the token",
+            f.display()
+        );
+    }
+    assert!(
+        recorded_in(&moved),
+        "the new version was not recorded in the directory opened at start:\n{}",
+        r.log_text()
+    );
+    assert!(r.log_text().contains("rendered"), "{}", r.log_text());
+    assert!(!r.log_text().contains(&token), "the token reached the log");
+
+    // A restart finds the link where the directory was and refuses it, naming it (the link
+    // resolves inside --dir; one to anywhere else is refused as a symlink).
+    drop(r);
+    pod.init_file(&config, &pod.out(), &["--state-dir", sd.to_str().unwrap()])
+        .expect_code(2)
+        .expect_stderr(&[sd.to_str().unwrap(), "inside --dir"]);
+}
+
+/// A state directory that another uid owns, or that a group or every user may write (sticky
+/// or not), is refused at start: exit 2, naming the path, the owner, the mode and what is
+/// accepted. Kubelet's emptyDir (0777, root's) is one; a subdirectory secretdrop creates in
+/// it is accepted.
+#[test]
+fn a_state_dir_another_uid_owns_or_can_write_is_refused() {
+    let dir = TestDir::new();
+    let config = write(
+        dir.path(),
+        "spc.yaml",
+        &common::scenario::spc_text(
+            "http://127.0.0.1:1",
+            "r",
+            "- {objectName: a, secretPath: secret/data/a, secretKey: a}",
+        ),
+    );
+    let out = dir.join("out");
+    let state = dir.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let set = |mode: u32, owner: Option<u32>| {
+        std::os::unix::fs::chown(&state, owner.or(Some(0)), None).unwrap();
+        std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+    };
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the tests run as root");
+    let cases: [(u32, Option<u32>, &str); 4] = [
+        (
+            0o777,
+            None,
+            "is writable by every user (mode 0777, owner uid 0)",
+        ),
+        (
+            0o1777,
+            None,
+            "is writable by every user (mode 1777, owner uid 0) (sticky",
+        ),
+        (
+            0o770,
+            None,
+            "is writable by its group (mode 0770, owner uid 0)",
+        ),
+        (0o700, Some(65534), "belongs to uid 65534 (mode 0700)"),
+    ];
+    for command in ["init", "sidecar"] {
+        for (mode, owner, why) in cases {
+            set(mode, owner);
+            let run = secretdrop(
+                &[
+                    command,
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--dir",
+                    out.to_str().unwrap(),
+                    "--state-dir",
+                    state.to_str().unwrap(),
+                ],
+                &[],
+            );
+            run.expect_code(2).expect_stderr(&[
+                &format!("--state-dir {} {why}", state.display()),
+                "owned by uid 0 that no group or other user can write",
+                "secretdrop creates it, mode 0700",
+            ]);
+            assert_eq!(
+                std::fs::read_dir(&state).unwrap().count(),
+                0,
+                "nothing was written into it"
+            );
+        }
+    }
+    // The webhook's way: the emptyDir stays 0777 and secretdrop makes its own directory in
+    // it (this run fails later, at Vault, which is not there).
+    set(0o777, None);
+    let sub = state.join("state");
+    let run = secretdrop(
+        &[
+            "init",
+            "--config",
+            config.to_str().unwrap(),
+            "--dir",
+            out.to_str().unwrap(),
+            "--state-dir",
+            sub.to_str().unwrap(),
+            "--timeout",
+            "1s",
+        ],
+        &[],
+    );
+    run.expect_code(1);
+    let meta = std::fs::metadata(&sub).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
+        0o700
     );
 }
 

@@ -286,6 +286,16 @@ fn the_injected_container_renders_from_openbao_as_kubelet_would_run_it() {
         .run("secretdrop-init")
         .expect_code(0)
         .expect_no_leak(&["from-the-webhook"]);
+    // Kubelet made the state emptyDir 0777, which --state-dir refuses: secretdrop kept its
+    // state in a subdirectory it created, 0700.
+    let state = kubelet.volume("secretdrop-state");
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode(&state), 0o777);
+    assert_eq!(mode(&state.join("state")), 0o700);
+    assert!(state.join("state/state.json").is_file());
 
     // The app container mounts the same volume at its mount path.
     let app = &injected["spec"]["containers"][0];

@@ -113,13 +113,15 @@ pub fn prepare(opts: &Options, keep_previous: bool) -> Result<(String, Vec<Unit>
         let session = Session::open(&unit.spec.provider, &opts.settings_for(&unit.spec))?;
         let state_dir = match (&opts.state_dir, several) {
             // Each unit keeps its own session for the next process.
-            (Some(sd), true) => Some(StateDir::prepare(
-                &sd.path().join(format!("unit-{i}")),
-                volume.dir(),
-                opts.allow_disk,
-            )?),
+            (Some(sd), true) => Some(sd.unit(i)?),
             (sd, _) => sd.clone(),
         };
+        if let Some(sd) = &opts.state_dir {
+            // The command line checked --dir; a --volume directory is the app's as well.
+            for dir in &unit.dirs {
+                sd.refuse_inside(dir, "the volume directory")?;
+            }
+        }
         prepared.push(Unit {
             spec: unit.spec,
             members: unit.volumes,

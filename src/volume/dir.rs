@@ -327,6 +327,15 @@ impl Dir {
         self.file.metadata()
     }
 
+    /// Where the kernel says this directory is now (`/proc/self/fd/N`), links resolved: the
+    /// directory actually opened, whatever its path was made of. None without `/proc` (an
+    /// empty root) or when the directory has been removed.
+    pub fn kernel_path(&self) -> Option<PathBuf> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", self.fd())).ok()?;
+        let deleted = link.as_os_str().as_bytes().ends_with(b" (deleted)");
+        (link.is_absolute() && !deleted).then_some(link)
+    }
+
     /// Takes an exclusive `flock` on the directory, held until this `Dir` is dropped.
     pub fn lock(&self) -> io::Result<()> {
         // SAFETY: flock on a descriptor we own.

@@ -18,7 +18,13 @@ pub const TOKEN_VOLUME: &str = "secretdrop-token";
 /// secretdrop's own token and leases between its processes (`--state-dir`, docs/state.md):
 /// a Memory emptyDir mounted only into the injected containers, never into the app's.
 pub const STATE_VOLUME: &str = "secretdrop-state";
-pub const STATE_DIR: &str = "/var/run/secretdrop-state";
+pub const STATE_MOUNT: &str = "/var/run/secretdrop-state";
+/// The `--state-dir` in that emptyDir. Kubelet makes the emptyDir itself 0777, which
+/// `--state-dir` refuses (another uid could swap the recorded state); secretdrop creates this
+/// subdirectory, ours and 0700, instead. Only secretdrop's containers mount the emptyDir, all
+/// as one uid, so nothing else can replace the subdirectory afterwards (and a process that
+/// already runs keeps the directory it opened even if something did).
+pub const STATE_DIR: &str = "/var/run/secretdrop-state/state";
 /// `secretdrop.dev/env`: the init container that copies the binary for app containers, the
 /// Memory emptyDir it copies into, and where every container mounts it.
 pub const COPY_CONTAINER: &str = "secretdrop-copy";

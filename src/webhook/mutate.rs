@@ -681,7 +681,7 @@ fn sidecar_container(
             {"name": SECRETS_VOLUME, "mountPath": DIR},
             {"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": true},
             {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true},
-            {"name": STATE_VOLUME, "mountPath": STATE_DIR}
+            {"name": STATE_VOLUME, "mountPath": STATE_MOUNT}
         ],
         "securityContext": {
             "runAsNonRoot": true,

@@ -139,11 +139,11 @@ fn quoted(text: &str, start: usize) -> Result<(String, usize), String> {
     Err(format!("{text:?}: unterminated quoted identifier"))
 }
 
-/// What a jmesPath entry writes: the selected string, or why not (naming the JSON type found,
-/// never the value).
-pub fn select_string(expr: &Expr, doc: &Value) -> Result<String, String> {
+/// What a jmesPath entry writes: the selected string, borrowed (the caller checks its size
+/// before copying it), or why not (naming the JSON type found, never the value).
+pub fn select_string<'a>(expr: &Expr, doc: &'a Value) -> Result<&'a str, String> {
     match expr.eval(doc) {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(s),
         Value::Null => Err("selects nothing (null)".into()),
         Value::Bool(_) => Err("selects a boolean, not a string".into()),
         Value::Number(_) => Err("selects a number, not a string".into()),

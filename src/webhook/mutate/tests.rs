@@ -161,6 +161,20 @@ fn the_state_volume_is_memory_and_mounted_only_into_secretdrop() {
                 !STATE_DIR.starts_with(DIR),
                 "the state is never inside --dir"
             );
+            let mount = c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == STATE_VOLUME)
+                .unwrap();
+            // Kubelet makes the emptyDir 0777, which --state-dir refuses: secretdrop is
+            // pointed at a subdirectory it creates, 0700, one level below the mount.
+            assert_eq!(mount["mountPath"], STATE_MOUNT);
+            assert!(mount.get("readOnly").is_none() && mount.get("subPath").is_none());
+            assert_eq!(
+                std::path::Path::new(STATE_DIR).parent(),
+                Some(std::path::Path::new(STATE_MOUNT))
+            );
         }
     }
 }
