@@ -43,6 +43,26 @@ pub struct Status {
     pub expiries: Vec<(String, SystemTime)>,
     /// Why it is not ready, for `/readyz` (paths and states, never a value).
     pub not_ready: String,
+    /// The provider of the loop that published it, and the volumes it serves (`--dir` for
+    /// the config's own objects): the labels of the per-volume gauges.
+    pub provider: &'static str,
+    pub volumes: Vec<String>,
+}
+
+impl Status {
+    /// The per-volume labels, escaped: `provider="vault",volume="secrets"`.
+    fn labels(&self) -> Vec<String> {
+        self.volumes
+            .iter()
+            .map(|v| {
+                format!(
+                    "provider=\"{}\",volume=\"{}\"",
+                    escape_label(self.provider),
+                    escape_label(v)
+                )
+            })
+            .collect()
+    }
 }
 
 impl Metrics {
@@ -171,6 +191,34 @@ impl Metrics {
                 let _ = writeln!(out, "secretdrop_failures_total{{cause=\"{cause}\"}} {n}");
             }
         }
+        let loops = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let _ = writeln!(out, "# HELP secretdrop_volume_ready 1 when the volume has a complete, current render.\n# TYPE secretdrop_volume_ready gauge");
+        for l in &loops {
+            for labels in l.labels() {
+                let _ = writeln!(
+                    out,
+                    "secretdrop_volume_ready{{{labels}}} {}",
+                    u8::from(l.ready)
+                );
+            }
+        }
+        let with_success: Vec<&Status> =
+            loops.iter().filter(|l| l.last_success.is_some()).collect();
+        if !with_success.is_empty() {
+            let _ = writeln!(out, "# HELP secretdrop_volume_last_success_timestamp_seconds When the volume's files were last known current.\n# TYPE secretdrop_volume_last_success_timestamp_seconds gauge");
+            for l in with_success {
+                let unix = l
+                    .last_success
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64());
+                for labels in l.labels() {
+                    let _ = writeln!(
+                        out,
+                        "secretdrop_volume_last_success_timestamp_seconds{{{labels}}} {unix:.3}"
+                    );
+                }
+            }
+        }
         let status = self.status();
         let secs_until = |t: SystemTime| match t.duration_since(now) {
             Ok(d) => d.as_secs_f64(),
@@ -294,6 +342,8 @@ mod tests {
             token_expires: Some(now + Duration::from_secs(60)),
             expiries: vec![("database/creds/app".into(), now + Duration::from_secs(10))],
             not_ready: String::new(),
+            provider: "vault",
+            volumes: vec!["--dir".into()],
         });
         let text = m.prometheus(now);
         assert!(text.contains("secretdrop_logins_total 1"), "{text}");
@@ -310,6 +360,46 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("secretdrop_ready 1"));
+        assert!(
+            text.contains("secretdrop_volume_ready{provider=\"vault\",volume=\"--dir\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("secretdrop_volume_last_success_timestamp_seconds{provider=\"vault\",volume=\"--dir\"}"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_volume_is_labelled_with_its_provider() {
+        let m = Metrics::for_loops(2);
+        m.publish_loop(
+            0,
+            Status {
+                ready: true,
+                provider: "vault",
+                volumes: vec!["a".into(), "b".into()],
+                ..Status::default()
+            },
+        );
+        m.publish_loop(
+            1,
+            Status {
+                ready: false,
+                provider: "aws",
+                volumes: vec!["from-aws".into()],
+                ..Status::default()
+            },
+        );
+        let text = m.prometheus(SystemTime::now());
+        for line in [
+            "secretdrop_volume_ready{provider=\"vault\",volume=\"a\"} 1",
+            "secretdrop_volume_ready{provider=\"vault\",volume=\"b\"} 1",
+            "secretdrop_volume_ready{provider=\"aws\",volume=\"from-aws\"} 0",
+            "secretdrop_ready 0",
+        ] {
+            assert!(text.contains(line), "{line}:\n{text}");
+        }
     }
 
     #[test]

@@ -440,6 +440,13 @@ impl Loop {
                 last_success: self.last_success,
                 token_expires: f.token_expires,
                 expiries: f.expiries,
+                provider: self.unit.session.provider(),
+                volumes: self
+                    .unit
+                    .members
+                    .iter()
+                    .map(|m| m.clone().unwrap_or_else(|| "--dir".into()))
+                    .collect(),
             },
         );
     }
