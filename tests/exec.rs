@@ -428,21 +428,6 @@ fn restart_on_change_restarts_the_app_with_a_rotated_value_from_the_sidecar() {
     );
 }
 
-/// The static release binary, built the way the image is (scripts/build-static.sh).
-fn static_binary() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("scripts/build-static.sh"))
-        .current_dir(root)
-        .output()
-        .expect("run build-static.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    root.join(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 #[test]
 fn restart_latency_grace_and_rss_of_the_static_binary() {
     let dir = TestDir::new();
@@ -454,7 +439,7 @@ fn restart_latency_grace_and_rss_of_the_static_binary() {
         seen.display()
     );
     let log = dir.join("exec.log");
-    let mut cmd = Command::new(static_binary());
+    let mut cmd = Command::new(common::cli::static_bin());
     scrub_env(&mut cmd);
     cmd.args([
         "exec",

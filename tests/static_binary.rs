@@ -8,9 +8,8 @@ mod common;
 
 use common::Server;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use common::cli::{read, run_command};
 use common::process::status_mib;
@@ -23,22 +22,7 @@ use std::time::Duration;
 const NONROOT: u32 = 65532;
 
 fn static_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(root.join("scripts/build-static.sh"))
-            .current_dir(root)
-            .output()
-            .expect("run build-static.sh");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "build-static.sh failed:\n{stderr}");
-        let path = root.join(String::from_utf8_lossy(&out.stdout).trim());
-        assert!(
-            stderr.contains("MiB"),
-            "the script reports the size:\n{stderr}"
-        );
-        path
-    })
+    common::cli::static_bin()
 }
 
 #[test]

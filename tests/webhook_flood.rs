@@ -57,11 +57,20 @@ fn memory_limit_mib() -> f64 {
 fn start(dir: &TestDir, fds: Option<u64>) -> Webhook {
     let (crt, key) = common::pki::self_signed(dir.path(), "webhook");
     let defaults = ["--vault-address", "http://vault.vault:8200"];
-    Webhook::start_with(dir.path(), &crt, &key, &defaults, |cmd| {
-        if let Some(n) = fds {
-            limit_fds(cmd, n);
-        }
-    })
+    // The shipped artefact: the static build (its allocator, its limits).
+    Webhook::start_program(
+        common::cli::static_bin(),
+        dir.path(),
+        &crt,
+        &key,
+        &defaults,
+        &[],
+        |cmd| {
+            if let Some(n) = fds {
+                limit_fds(cmd, n);
+            }
+        },
+    )
 }
 
 fn annotations(extra: &[(&str, &str)]) -> Value {

@@ -61,6 +61,26 @@ impl Run {
 
 /// The binary under test: cargo's for integration tests; `$SECRETDROP_BIN`, or the
 /// `secretdrop` beside the running example's directory (target/<profile>/) for examples.
+/// The static release binary, built the way the image is (scripts/build-static.sh, once per
+/// test process): what the flood, stall and empty-root tests run, since it is what ships.
+pub fn static_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(root.join("scripts/build-static.sh"))
+            .current_dir(root)
+            .output()
+            .expect("run build-static.sh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "build-static.sh failed:\n{stderr}");
+        assert!(
+            stderr.contains("MiB"),
+            "the script reports the size:\n{stderr}"
+        );
+        root.join(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
 pub fn bin() -> PathBuf {
     if let Some(p) = option_env!("CARGO_BIN_EXE_secretdrop") {
         return PathBuf::from(p);
