@@ -33,8 +33,8 @@ pub const POD_IDENTITY_DIR: &str = "/var/run/secrets/pods.eks.amazonaws.com/serv
 pub const POD_IDENTITY_FILE: &str = "eks-pod-identity-token";
 /// The ServiceAccount annotation naming the IRSA role, as EKS and the AWS provider read it.
 pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-/// The ServiceAccount GET gets this long (class GETs have their own 3 s; the API server waits
-/// 5 s for the webhook).
+/// The ServiceAccount GET gets this long (class GETs have their own 3 s, and all of a review's
+/// reads end 3.5 s after it arrived; the API server waits 5 s for the webhook).
 pub const LOOKUP_TIME: Duration = Duration::from_millis(1500);
 /// IAM's limit on a role ARN.
 const MAX_ARN: usize = 2048;
