@@ -65,13 +65,20 @@ pub enum Flood {
     BadReview,
     /// accept(2) failing for want of descriptors or memory (its backoff episodes).
     Accept,
+    /// 503: an AdmissionReview not read by its deadline (the webhook is overloaded).
+    Late,
 }
 
 /// Lines per kind per interval, and the interval.
 pub const BURST: u64 = 5;
 pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-const KINDS: [Flood; 3] = [Flood::TooLarge, Flood::BadReview, Flood::Accept];
+const KINDS: [Flood; 4] = [
+    Flood::TooLarge,
+    Flood::BadReview,
+    Flood::Accept,
+    Flood::Late,
+];
 
 impl Flood {
     pub fn name(self) -> &'static str {
@@ -79,6 +86,7 @@ impl Flood {
             Flood::TooLarge => "too_large",
             Flood::BadReview => "bad_review",
             Flood::Accept => "accept",
+            Flood::Late => "late",
         }
     }
 }
@@ -114,12 +122,12 @@ impl Window {
     }
 }
 
-static WINDOWS: std::sync::Mutex<[Window; 3]> = std::sync::Mutex::new(
+static WINDOWS: std::sync::Mutex<[Window; 4]> = std::sync::Mutex::new(
     [Window {
         start: None,
         logged: 0,
         suppressed: 0,
-    }; 3],
+    }; 4],
 );
 
 /// Runs `log` (one warning of `kind`) unless [`BURST`] of that kind were already logged in the

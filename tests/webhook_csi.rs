@@ -518,3 +518,128 @@ fn an_edited_class_cannot_loosen_the_trust_the_webhook_admitted() {
         "the admitted files stay"
     );
 }
+
+/// The webhook's own bound: every review is answered within 4 s of its request (the API server
+/// waits `timeoutSeconds`, 5 in manifests/). The rest is scheduling slack on a busy machine.
+const ANSWERED_WITHIN: Duration = Duration::from_millis(4_500);
+
+/// Reads of the Kubernetes API run outside the two review slots. While the GETs of 6 classes
+/// hang (an API server, or a class, that never answers), an unrelated opted-in pod and a pod
+/// whose class answers are injected at once, and each pod waiting for a hung class is refused
+/// within the deadline, naming its class and the time it was given. With 20 hung, more than
+/// the 16 GETs the webhook has in flight at most, the unrelated pod is still injected at once,
+/// and the 4 reviews that waited for a GET are refused within the deadline too, saying so.
+/// Before: each hung GET held a review slot for 3 s and every review queued for the slots
+/// behind it: with 4 hung GETs the unrelated pod was answered after 6.0 s, with 6 after 9.1 s,
+/// past the API server's 5 s (with `failurePolicy: Fail` the pod is refused then).
+#[test]
+fn an_api_server_that_never_answers_delays_only_the_reviews_that_wait_for_it() {
+    const IN_FLIGHT: usize = secretdrop::webhook::lookups::LOOKUPS_AT_ONCE;
+    let s = ApiScene::new(&["--vault-address", "http://vault.vault:8200"]);
+    const OBJECTS: &str = "- {objectName: a, secretPath: secret/data/app, secretKey: k}\n";
+    s.api.put(
+        "default",
+        json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+               "metadata": {"name": "fine"},
+               "spec": {"provider": "vault", "parameters": {"roleName": "r", "objects": OBJECTS}}}),
+    );
+    s.api.behave(Behaviour::Hang("slow-".into()));
+    let csi_pod = |name: &str, class: &str| {
+        json!({"metadata": {"name": name, "namespace": "default"}, "spec": {
+            "containers": [{"name": "app", "image": "app"}],
+            "volumes": [{"name": "secrets", "csi": {"driver": "secrets-store.csi.k8s.io",
+                "volumeAttributes": {"secretProviderClass": class}}}]}})
+    };
+    let unrelated = json!({"metadata": {"name": "unrelated", "namespace": "default", "annotations": {
+        "secretdrop.dev/inject": "true", "secretdrop.dev/role": "r", "secretdrop.dev/objects": OBJECTS}},
+        "spec": {"containers": [{"name": "app", "image": "app"}]}});
+    // Each review on its own connection, timed from before it connects to its answer.
+    let timed = |pod: &Value| {
+        let started = Instant::now();
+        let (status, body) = s
+            .webhook
+            .post(common::webhook::review_of(pod).to_string().as_bytes())
+            .expect("an answer");
+        assert_eq!(status, 200, "{}", s.log());
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        (started.elapsed(), answer["response"].clone())
+    };
+    // `slow` reviews of hung classes, then (once their GETs hang) the unrelated pod and, with
+    // `fine`, the pod of the class that answers: how long those took.
+    let wave = |slow: usize, fine: bool| -> Vec<Duration> {
+        std::thread::scope(|scope| {
+            let waiting: Vec<_> = (0..slow)
+                .map(|i| {
+                    let pod = csi_pod(&format!("slow-{i}"), &format!("slow-{i}"));
+                    scope.spawn(move || timed(&pod))
+                })
+                .collect();
+            let until = Instant::now() + Duration::from_secs(2);
+            while s.api.hanging() < slow.min(IN_FLIGHT) {
+                assert!(Instant::now() < until, "{} GETs hang", s.api.hanging());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let (took, response) = timed(&unrelated);
+            let injected = patched(&unrelated, &response);
+            assert_eq!(injected["spec"]["initContainers"][0]["name"], "secretdrop");
+            let mut quick = vec![took];
+            if fine {
+                let (took, response) = timed(&csi_pod("fine", "fine"));
+                let converted = patched(&csi_pod("fine", "fine"), &response);
+                assert_eq!(
+                    converted["spec"]["volumes"][0]["emptyDir"]["medium"], "Memory",
+                    "{converted}"
+                );
+                quick.push(took);
+            }
+            let refused: Vec<(Duration, String)> = waiting
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .map(|(took, response)| (took, refusal(&response)))
+                .collect();
+            let slowest = refused.iter().map(|r| r.0).max().unwrap_or_default();
+            let not_sent = refused.iter().find(|r| r.1.contains("not sent"));
+            eprintln!(
+                "{slow} reviews waiting for classes that never answer: the unrelated pod (and the \
+                 pod of a class that answers) answered in {quick:?}; the waiting ones refused \
+                 within {slowest:?}, e.g. {:?}{}",
+                refused[0].1,
+                not_sent.map_or(String::new(), |r| format!(" and {:?}", r.1))
+            );
+            // Each GET gets its 3 s; beyond the GETs in flight, a review waits for one, and gets
+            // what is left of its time, or none.
+            let why = match slow <= IN_FLIGHT {
+                true => &["did not answer within 3.0s"][..],
+                false => &["did not answer within", "not sent"][..],
+            };
+            for (i, (took, m)) in refused.iter().enumerate() {
+                assert!(
+                    m.contains(&format!("SecretProviderClass default/slow-{i}:"))
+                        && why.iter().any(|w| m.contains(w)),
+                    "{m}"
+                );
+                assert!(*took < ANSWERED_WITHIN, "slow-{i}: {took:?}");
+            }
+            quick
+        })
+    };
+    for took in wave(6, true) {
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+    // The held GETs were given up: the webhook closed them.
+    let closed = |s: &ApiScene| {
+        let until = Instant::now() + Duration::from_secs(2);
+        while s.api.hanging() > 0 {
+            assert!(
+                Instant::now() < until,
+                "{} GETs still open",
+                s.api.hanging()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    closed(&s);
+    let took = wave(IN_FLIGHT + 4, false)[0];
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    closed(&s);
+}

@@ -27,9 +27,13 @@ use serde_json::{json, Value};
 
 /// `/healthz` must answer within this whatever else is going on (kubelet's probe default).
 const HEALTHZ_WITHIN: Duration = Duration::from_secs(1);
-/// The webhook closes a connection whose handshake, head or body has not arrived within 10 s
-/// of the phase starting; the rest is scheduling slack on a busy machine.
+/// The webhook closes a connection whose handshake or head has not arrived within 10 s of the
+/// phase starting (a body: 4 s after its head, the review's deadline); the rest is scheduling
+/// slack on a busy machine.
 const CLOSED_WITHIN: Duration = Duration::from_millis(12_500);
+/// The webhook's timeoutSeconds in manifests/: an answer after this is one the API server no
+/// longer waits for.
+const API_SERVER_WAITS: Duration = Duration::from_secs(5);
 /// What the webhook may accept (3 MiB plus room for the AdmissionReview around the pod).
 const MAX_BODY: usize = 3 * 1024 * 1024 + 256 * 1024;
 
@@ -286,13 +290,15 @@ fn many_clients_sending_the_largest_reviews_still_accepted_stay_within_the_memor
     let clients: Vec<_> = (0..12)
         .map(|i| {
             let (w, bodies) = (w.clone(), bodies.clone());
-            std::thread::spawn(move || -> Vec<(u16, Option<bool>)> {
+            std::thread::spawn(move || -> Vec<(Duration, u16, Value, String)> {
                 (0..3)
                     .map(|round| {
                         let body = &bodies[(i + round) % bodies.len()];
+                        let started = Instant::now();
                         let (status, answer) = w.post(body.as_bytes()).expect("post");
+                        let text = String::from_utf8_lossy(&answer).into_owned();
                         let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
-                        (status, answer["response"]["allowed"].as_bool())
+                        (started.elapsed(), status, answer["response"].clone(), text)
                     })
                     .collect()
             })
@@ -304,12 +310,34 @@ fn many_clients_sending_the_largest_reviews_still_accepted_stay_within_the_memor
         .flat_map(|t| t.join().unwrap())
         .collect();
     let hwm = status_mib(pid, "VmHWM");
-    let injected = answers.iter().filter(|a| **a == (200, Some(true))).count();
+    let injected = answers
+        .iter()
+        .filter(|a| a.1 == 200 && a.2["allowed"] == true)
+        .count();
+    let slowest = answers.iter().map(|a| a.0).max().unwrap_or_default();
     eprintln!(
-        "12 clients x 3 of the largest parsed reviews: {injected}/{} injected, VmHWM {hwm:.1} MiB, worst /healthz {worst:?}",
+        "12 clients x 3 of the largest parsed reviews: {injected}/{} injected, the rest refused \
+         for the deadline; slowest answer {slowest:?}, VmHWM {hwm:.1} MiB, worst /healthz {worst:?}",
         answers.len()
     );
-    assert_eq!(injected, answers.len(), "{answers:?}\n{}", read(&w.log));
+    // More than the webhook can compute in time (one large review at a time, each taking
+    // a few hundred ms unoptimised): what it cannot decide within its 4 s it refuses, saying
+    // so, rather than answering after the API server stopped waiting.
+    for (took, status, response, text) in &answers {
+        let injected = *status == 200 && response["allowed"] == true;
+        let late = match *status {
+            200 => response["status"]["message"].as_str().unwrap_or(""),
+            _ => text.as_str(),
+        }
+        .contains("could not decide within 4s");
+        assert!(
+            injected || late,
+            "{status}: {}",
+            &text[..text.len().min(300)]
+        );
+        assert!(*took < API_SERVER_WAITS, "{took:?}");
+    }
+    assert!(injected > 0, "{}", read(&w.log));
     assert!(hwm < limit, "VmHWM {hwm:.1} MiB, limit {limit} MiB");
     assert!(worst < HEALTHZ_WITHIN, "/healthz took {worst:?}");
 }

@@ -1,6 +1,6 @@
-//! The webhook's Kubernetes API client, for its one call: GET of a SecretProviderClass
-//! (docs/webhook.md, "Converting CSI volumes"). No Kubernetes client library: reqwest over
-//! rustls, as for Vault.
+//! The webhook's Kubernetes API client, for its two calls: GET of a SecretProviderClass
+//! (docs/webhook.md, "Converting CSI volumes") and of an IRSA pod's ServiceAccount. No
+//! Kubernetes client library: reqwest over rustls, as for Vault.
 //!
 //! Configuration: in-cluster (the service-account token and CA under
 //! `/var/run/secrets/kubernetes.io/serviceaccount/`, `KUBERNETES_SERVICE_HOST` and `_PORT`) or
@@ -11,9 +11,11 @@
 //!
 //! Invariants: the bearer token goes only to the configured server (https only, redirects are
 //! never followed: a 3xx is an error); every request is bounded in time ([`TIMEOUT`], headers
-//! and body together) and bytes ([`MAX_BODY`], counted as it arrives); namespace and name are
-//! checked to be DNS names before they go into a path; the token file is read at each request
-//! (projected tokens rotate), and the token never appears in errors or `Debug`.
+//! and body together) and bytes ([`MAX_BODY`], counted as it arrives, and reserved in the
+//! caller's budget before it is read); answers are returned unparsed, and of an error's Status
+//! only the message is kept; namespace and name are checked to be DNS names before they go
+//! into a path; the token file is read at each request (projected tokens rotate), and the
+//! token never appears in errors or `Debug`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::net::http::BodyError;
 use crate::secret::SecretString;
@@ -69,6 +71,11 @@ pub enum KubeError {
     Denied { status: u16, message: String },
     #[error("{0}")]
     Failed(String),
+    /// Not read yet: the webhook's server reads the objects a review asks for outside its
+    /// review slots, then decides the review again ([`crate::webhook::lookups`]). A decision
+    /// that met this is never sent.
+    #[error("not read yet")]
+    Deferred,
 }
 
 /// A configuration problem (exit code 2 at start-up).
@@ -262,45 +269,38 @@ impl Client {
         &self.server
     }
 
-    /// `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME`.
-    /// Bounded by `within`, at most [`TIMEOUT`].
-    pub async fn secret_provider_class(
-        &self,
-        namespace: &str,
-        name: &str,
-        within: Duration,
-    ) -> Result<Value, KubeError> {
-        self.get_named(
-            "/apis/secrets-store.csi.x-k8s.io/v1",
-            "secretproviderclasses",
-            namespace,
-            name,
-            within,
-        )
-        .await
+    /// A client of `server` that trusts no certificate and sends no token.
+    #[cfg(test)]
+    pub(crate) fn for_tests(server: &str) -> Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let http = crate::net::http::builder(TIMEOUT, reqwest::redirect::Policy::none())
+            .use_preconfigured_tls(tls)
+            .build()
+            .expect("an HTTP client");
+        Client {
+            http,
+            server: server.to_string(),
+            token: Token::None,
+        }
     }
 
-    /// `GET /api/v1/namespaces/NS/serviceaccounts/NAME`: the pod's ServiceAccount, for the
-    /// IRSA role its `eks.amazonaws.com/role-arn` annotation names. Bounded like
-    /// [`Client::secret_provider_class`].
-    pub async fn service_account(
+    /// `GET` of `object` NAME in namespace NS: its answer's body as sent, JSON not yet parsed
+    /// (the caller parses it where its memory is accounted for). Bounded by `within`, at most
+    /// [`TIMEOUT`], headers and body together. The body is read into `bytes`: once the headers
+    /// arrived, its `Content-Length` (or [`MAX_BODY`] without one) is reserved there, waiting
+    /// if need be, and after reading the reservation shrinks to what was read and stays with
+    /// the answer. A server that sends no headers holds nothing of the budget.
+    pub async fn get(
         &self,
+        object: Object,
         namespace: &str,
         name: &str,
         within: Duration,
-    ) -> Result<Value, KubeError> {
-        self.get_named("/api/v1", "serviceaccounts", namespace, name, within)
-            .await
-    }
-
-    async fn get_named(
-        &self,
-        group: &str,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-        within: Duration,
-    ) -> Result<Value, KubeError> {
+        bytes: &Arc<Semaphore>,
+    ) -> Result<Fetched, KubeError> {
         for (what, v) in [("namespace", namespace), ("name", name)] {
             if !is_dns_subdomain(v) {
                 return Err(KubeError::Failed(format!(
@@ -309,9 +309,10 @@ impl Client {
                 )));
             }
         }
+        let (group, resource) = object.api();
         let path = format!("{group}/namespaces/{namespace}/{resource}/{name}");
         let within = within.min(TIMEOUT);
-        match tokio::time::timeout(within, self.get(&path)).await {
+        match tokio::time::timeout(within, self.get_path(&path, bytes)).await {
             Ok(r) => r,
             Err(_) => Err(KubeError::Failed(format!(
                 "the Kubernetes API at {} did not answer within {:.1}s",
@@ -321,7 +322,7 @@ impl Client {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Value, KubeError> {
+    async fn get_path(&self, path: &str, bytes: &Arc<Semaphore>) -> Result<Fetched, KubeError> {
         let failed = |m: String| KubeError::Failed(m);
         let mut req = self
             .http
@@ -359,32 +360,103 @@ impl Client {
                 self.server
             )));
         }
-        let body = crate::net::http::read_bounded(&mut resp, MAX_BODY)
+        let want = match resp.content_length() {
+            Some(n) if n > MAX_BODY as u64 => return Err(too_big()),
+            Some(n) => n as usize,
+            None => MAX_BODY,
+        };
+        // `want` is at most MAX_BODY, which fits a u32.
+        let mut held = bytes
+            .clone()
+            .acquire_many_owned(want.max(1) as u32)
+            .await
+            .map_err(|_| failed("the webhook is shutting down".into()))?;
+        let mut body = crate::net::http::read_bounded(&mut resp, want)
             .await
             .map_err(|e| match e {
                 BodyError::TooBig => too_big(),
                 BodyError::Transport(e) => failed(format!("reading the answer: {}", chain(&e))),
             })?;
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         if status == 200 {
-            return parsed.ok_or_else(|| failed("HTTP 200 with a body that is not JSON".into()));
+            // Returned to the budget at once: what a Content-Length promised and was not sent.
+            drop(held.split(held.num_permits() - body.len().clamp(1, held.num_permits())));
+            return Ok(Fetched {
+                // Not a secret (a class or a ServiceAccount): kept as it is, not copied.
+                body: std::mem::take(&mut *body),
+                _held: held,
+            });
         }
-        // A Status object says why; its message is the API server's, shortened.
-        let message = super::http::network_text(
-            parsed
-                .as_ref()
-                .and_then(|v| v["message"].as_str())
-                .unwrap_or("no Status message"),
-            super::http::MAX_NETWORK_TEXT,
-        );
         Err(match status {
             404 => KubeError::NotFound,
-            401 | 403 => KubeError::Denied { status, message },
+            401 | 403 => KubeError::Denied {
+                status,
+                message: status_message(&body),
+            },
             _ => failed(format!(
-                "the Kubernetes API answered HTTP {status}: {message}"
+                "the Kubernetes API answered HTTP {status}: {}",
+                status_message(&body)
             )),
         })
     }
+}
+
+/// The objects the webhook reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME`.
+    SecretProviderClass,
+    /// `GET /api/v1/namespaces/NS/serviceaccounts/NAME`: an IRSA pod's ServiceAccount, for the
+    /// role its `eks.amazonaws.com/role-arn` annotation names.
+    ServiceAccount,
+}
+
+impl Object {
+    /// The API group's path and the resource.
+    fn api(self) -> (&'static str, &'static str) {
+        match self {
+            Object::SecretProviderClass => (
+                "/apis/secrets-store.csi.x-k8s.io/v1",
+                "secretproviderclasses",
+            ),
+            Object::ServiceAccount => ("/api/v1", "serviceaccounts"),
+        }
+    }
+}
+
+/// An object's JSON as the API sent it, holding its bytes of the budget it was read into.
+#[derive(Debug)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    _held: OwnedSemaphorePermit,
+}
+
+#[cfg(test)]
+impl Fetched {
+    /// An answer held in a budget of its own.
+    pub(crate) fn for_tests(body: Vec<u8>) -> Fetched {
+        let budget = Arc::new(Semaphore::new(1));
+        Fetched {
+            body,
+            _held: budget.try_acquire_owned().expect("a fresh budget"),
+        }
+    }
+}
+
+/// A Status object's `message`, escaped and shortened ([`super::http::network_text`]). Only that member
+/// is kept: the rest of the body is skipped unparsed, so an error body costs no more memory
+/// than its bytes.
+fn status_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        message: Option<String>,
+    }
+    let message = serde_json::from_slice::<Status>(body)
+        .ok()
+        .and_then(|s| s.message);
+    super::http::network_text(
+        message.as_deref().unwrap_or("no Status message"),
+        super::http::MAX_NETWORK_TEXT,
+    )
 }
 
 /// An error and its sources, for messages. None of them holds the token: it travels in a

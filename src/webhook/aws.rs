@@ -36,8 +36,8 @@ pub const POD_IDENTITY_FILE: &str = "eks-pod-identity-token";
 pub const AWS_TOKEN_VOLUME: &str = "secretdrop-aws-token";
 /// The ServiceAccount annotation naming the IRSA role, as EKS and the AWS provider read it.
 pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-/// The ServiceAccount GET gets this long (class GETs have their own 3 s; the API server waits
-/// 5 s for the webhook).
+/// The ServiceAccount GET gets this long (class GETs have their own 3 s, and all of a review's
+/// reads end 3.5 s after it arrived; the API server waits 5 s for the webhook).
 pub const LOOKUP_TIME: Duration = Duration::from_millis(1500);
 /// IAM's limit on a role ARN.
 const MAX_ARN: usize = 2048;

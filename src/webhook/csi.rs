@@ -3,7 +3,9 @@
 //! volume becomes a Memory `emptyDir` of the same name, which secretdrop fills from X.
 //!
 //! [`classes`] is the side-effecting half: it reads each named SecretProviderClass through a
-//! [`ClassSource`] (the Kubernetes API) and checks it as the sidecar will. The rest is pure and
+//! [`ClassSource`] (the Kubernetes API) and checks it as the sidecar will. In the webhook's
+//! server the source answers from what the review has read ([`super::lookups`]); a class not
+//! read yet is deferred, and [`classes`] goes on so that one pass names every class it needs. The rest is pure and
 //! used by [`super::mutate`]: the class travels into the pod verbatim as the annotation
 //! `csi.secretdrop.dev/<volume>` (read by the sidecar through the downward-API file, so the pod
 //! needs no API access), and each class's `audience` gets its own projected token.
@@ -84,8 +86,34 @@ pub fn classes(
         .filter(|n| !n.is_empty())
         .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
         .unwrap_or("default");
+    // The classes travel as annotations: all of a pod's annotations must fit the API server's
+    // limit, or the pod would be refused after admission with a less helpful message. Checked
+    // as each class is added, so a pod of many large classes never holds more than one past it.
+    let existing: usize = pod
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum()
+        });
+    let mut added = 0;
+    let mut fits = |c: &CsiVolume| {
+        added += CSI_PREFIX.len() + c.name.len() + c.class.len();
+        match existing + added > MAX_ANNOTATION_BYTES {
+            true => Err(format!(
+                "the SecretProviderClasses of this pod take at least {added} bytes as \
+                 annotations, and with its own {existing} bytes that exceeds the \
+                 {MAX_ANNOTATION_BYTES} bytes Kubernetes allows for a pod's annotations"
+            )),
+            false => Ok(()),
+        }
+    };
     let mut out: Vec<CsiVolume> = Vec::new();
     let mut classes_read: Vec<String> = Vec::new();
+    // Classes not read yet (see `super::lookups`): the others are still asked for, so that
+    // one round names every class the pod needs.
+    let mut deferred = false;
     let started = Instant::now();
     for v in csi {
         let name = v["name"].as_str().unwrap_or("");
@@ -125,6 +153,7 @@ pub fn classes(
             .map(|(v, _): (&CsiVolume, _)| v.clone());
         if let Some(mut same) = cached {
             same.name = name.to_string();
+            fits(&same)?;
             out.push(same);
             classes_read.push(class.to_string());
             continue;
@@ -138,6 +167,10 @@ pub fn classes(
         }
         let found = match lookup(namespace, class, left) {
             Ok(found) => found,
+            Err(KubeError::Deferred) => {
+                deferred = true;
+                continue;
+            }
             // The CSI driver's own wording, so runbooks that grep for it keep working.
             Err(KubeError::NotFound) => {
                 return Err(at(format!(
@@ -151,29 +184,14 @@ pub fn classes(
                 )))
             }
         };
-        out.push(check(name, namespace, class, &found, defaults).map_err(at)?);
+        let checked = check(name, namespace, class, &found, defaults).map_err(at)?;
+        drop(found);
+        fits(&checked)?;
+        out.push(checked);
         classes_read.push(class.to_string());
     }
-    // The classes travel as annotations: all of a pod's annotations must fit the API server's
-    // limit, or the pod would be refused after admission with a less helpful message.
-    let existing: usize = pod
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-        .map_or(0, |m| {
-            m.iter()
-                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
-                .sum()
-        });
-    let added: usize = out
-        .iter()
-        .map(|c| CSI_PREFIX.len() + c.name.len() + c.class.len())
-        .sum();
-    if existing + added > MAX_ANNOTATION_BYTES {
-        return Err(format!(
-            "the SecretProviderClasses of this pod take {added} bytes as annotations, and with \
-             its own {existing} bytes that exceeds the {MAX_ANNOTATION_BYTES} bytes Kubernetes \
-             allows for a pod's annotations"
-        ));
+    if deferred {
+        return Err("the pod's SecretProviderClasses are not read yet".into());
     }
     Ok(out)
 }
@@ -198,12 +216,21 @@ fn check(
         "spec": spec,
     });
     let text = manifest.to_string();
+    drop(manifest);
+    let file = format!("SecretProviderClass {namespace}/{class}");
+    // It could never travel in the pod: refused before the sidecar's parser spends on it.
+    if text.len() > MAX_ANNOTATION_BYTES {
+        return Err(format!(
+            "{file} takes {} bytes as an annotation, more than the {MAX_ANNOTATION_BYTES} bytes \
+             Kubernetes allows for all of a pod's annotations",
+            text.len()
+        ));
+    }
     let env = VaultEnv {
         addr: defaults.vault_address.clone(),
         aws_region: defaults.aws_region.clone(),
         ..Default::default()
     };
-    let file = format!("SecretProviderClass {namespace}/{class}");
     let parsed = crate::config::parse(Path::new(&file), &text, &env)
         .map_err(|e| super::aws::region_hint(e.to_string()))?;
     let vault = match &parsed.provider {
@@ -404,11 +431,22 @@ mod tests {
 
     #[test]
     fn classes_too_large_for_the_pods_annotations_are_refused() {
-        let big = format!("{OBJECTS}# {}\n", "x".repeat(300 * 1024));
-        let d = source(Ok(class(json!({"roleName": "r", "objects": big}))));
+        let of = |kib: usize| {
+            let big = format!("{OBJECTS}# {}\n", "x".repeat(kib * 1024));
+            source(Ok(class(json!({"roleName": "r", "objects": big}))))
+        };
+        // One class too large to travel: refused before it is parsed.
         let p =
             pod(json!({"driver": DRIVER, "volumeAttributes": {"secretProviderClass": "mycsispc"}}));
-        let m = classes(&p, "default", &d).unwrap_err();
+        let m = classes(&p, "default", &of(300)).unwrap_err();
+        assert!(
+            m.contains("more than the 262144 bytes Kubernetes allows"),
+            "{m}"
+        );
+        // Two that fit alone and not together, each named by a volume.
+        let vol = |name: &str, class: &str| json!({"name": name, "csi": {"driver": DRIVER, "volumeAttributes": {"secretProviderClass": class}}});
+        let two = json!({"spec": {"volumes": [vol("a", "one"), vol("b", "two")]}});
+        let m = classes(&two, "default", &of(150)).unwrap_err();
         assert!(m.contains("exceeds the 262144 bytes"), "{m}");
     }
 

@@ -110,10 +110,12 @@ impl Mode {
     }
 }
 
-/// Reads a SecretProviderClass by namespace and name, within the time given.
+/// Reads an object (a SecretProviderClass, a ServiceAccount) by namespace and name, within the
+/// time given. The webhook's server answers from what the review has read
+/// ([`super::lookups`]), and `Err(KubeError::Deferred)` for an object not read yet.
 pub type Lookup = dyn Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync;
 
-/// The webhook's way to read SecretProviderClasses; none when it has no API access.
+/// The webhook's way to read objects from the Kubernetes API; none when it has no access.
 #[derive(Clone, Default)]
 pub struct ClassSource(Option<Arc<Lookup>>);
 

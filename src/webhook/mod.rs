@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod csi;
 pub mod defaults;
+pub mod lookups;
 pub mod mutate;
 pub mod patch;
 pub mod review;

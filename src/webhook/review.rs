@@ -56,6 +56,8 @@ pub struct Answered {
     /// The AdmissionReview answer, serialised.
     pub body: Vec<u8>,
     pub outcome: Outcome,
+    /// The request's uid, which the answer echoes.
+    pub uid: String,
     /// For the log: the pod's namespace and (generate)name, when the review has them.
     pub namespace: String,
     pub pod: String,
@@ -105,6 +107,7 @@ pub fn answer_text(
         return Ok(Answered {
             body,
             outcome,
+            uid,
             namespace,
             pod,
             owner,
@@ -114,11 +117,28 @@ pub fn answer_text(
     Ok(Answered {
         body,
         outcome,
+        uid,
         namespace,
         pod,
         owner,
         detail,
     })
+}
+
+impl Answered {
+    /// The same review refused with `message` instead: for a review the server could not
+    /// decide in time, of which it knows the uid and names from an earlier decision.
+    pub fn refused(&self, message: &str) -> Result<Answered, String> {
+        Ok(Answered {
+            body: serialise(&envelope(rejected(&self.uid, message)))?,
+            outcome: Outcome::Rejected,
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            pod: self.pod.clone(),
+            owner: self.owner.clone(),
+            detail: message.to_string(),
+        })
+    }
 }
 
 /// The mode, the reason for skipping, or the rejection message (without our prefix).
@@ -285,6 +305,7 @@ fn answer_oversized(text: &[u8], heap: usize) -> Result<Answered, String> {
     Ok(Answered {
         body: serialise(&envelope(response))?,
         outcome,
+        uid,
         namespace: request.namespace.0.unwrap_or_default(),
         pod,
         owner,

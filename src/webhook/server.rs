@@ -16,11 +16,32 @@
 //! * An answer holds its bytes in the [`ANSWERS`] budget until hyper has taken the last of
 //!   it, and is longer than [`MAX_ANSWER`] never.
 //!
+//! Nothing a review waits for can make another wait past the API server's patience:
+//! * Every review is answered within [`REVIEW_DEADLINE`] (4 s) of its request's arrival,
+//!   well inside the webhook's `timeoutSeconds` (5 in manifests/), whatever it waits for:
+//!   room for its body, the body, a review slot, the Kubernetes API, room for its answer. One
+//!   not decided by then is refused, naming the deadline and what it waited for (or gets 503,
+//!   or 408 for a body that did not arrive, when it was never read and its uid is unknown).
+//! * The review slots are for CPU work only: no review holds one while it waits for the
+//!   Kubernetes API. A review that needs objects from it (the classes of its CSI volumes, an
+//!   IRSA pod's ServiceAccount) is decided in rounds ([`lookups`]): a decision that asked for
+//!   an object not read yet is dropped with its slots, the objects are read on the runtime,
+//!   all at once, each within its own time ([`super::csi::LOOKUP_BUDGET`],
+//!   [`super::aws::LOOKUP_TIME`]) and all by [`DECIDE_TIME`] before the deadline, and the
+//!   review is decided again with them. An API server that answers slowly or never thus costs
+//!   the reviews that wait for it their own time, each refused within its deadline naming its
+//!   object and the time it was given, and the slots stay free for every other review; the
+//!   reads have budgets of their own ([`lookups::LOOKUPS_AT_ONCE`] GETs in flight,
+//!   [`lookups::LOOKUP_BYTES`] of answers), which only reviews that read wait for.
+//!
 //! Together, at most: the binary (5 MiB static, 13 MiB as a debug build) + connections
 //! (64 × ~30 KiB, and their kernel buffers: 64 × 2 × 64 KiB, see [`crate::net::serve`]) + bodies
 //! (2 + 6.5 MiB) + answers (4 MiB) + one large review (about 3 × [`review::MAX_HEAP`]) + one
-//! other (about 3 × [`review::LARGE_HEAP`]) ≈ 55 MiB static, below the 64 MiB limit the
-//! Deployment sets.
+//! other (about 3 × [`review::LARGE_HEAP`]) + reads of the Kubernetes API (16 connections,
+//! their socket and TLS buffers ~2 MiB; 2 MiB of answers; in each review slot one of them
+//! parsed with its copy, 2 × [`lookups::MAX_OBJECT_HEAP`]) ≈ 62 MiB static, below the 64 MiB
+//! limit the Deployment sets. A review between rounds holds only its body (in the body
+//! budgets) and the answers read for it (in the reads' budget).
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -28,7 +49,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Bytes, Frame, SizeHint};
@@ -38,7 +59,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{timeout_at, Instant};
 
+use super::lookups::{self, Reads};
 use super::mutate::Defaults;
 use super::review::{self, Outcome};
 use super::shape::Shape;
@@ -60,9 +83,18 @@ pub const MAX_ANSWER: usize = 3 * 1024 * 1024;
 /// Reviews computed at once: one slow review (a pathological annotation) leaves the other
 /// slot to everyone else.
 pub const REVIEWS_AT_ONCE: usize = 2;
+/// Every review is answered within this of its request's arrival, whatever it waits for (room
+/// for its body, the body, a review slot, the Kubernetes API, room for its answer): the API
+/// server waits for the webhook for its timeoutSeconds (5 in manifests/), and an answer it no
+/// longer waits for is wasted. A review not decided by then is refused, naming this deadline.
+pub const REVIEW_DEADLINE: Duration = Duration::from_secs(4);
+/// Reads of the Kubernetes API for a review end this long before its deadline, leaving the
+/// time to decide with their answers.
+pub const DECIDE_TIME: Duration = Duration::from_millis(500);
 /// Every phase of a connection (handshake and request head, body, answer, idle keep-alive)
-/// must end within this. The apiserver sends a review within milliseconds and stops waiting
-/// after the webhook's timeoutSeconds (at most 30, 5 in manifests/).
+/// must end within this; a review, its body included, within [`REVIEW_DEADLINE`]. The
+/// apiserver sends a review within milliseconds and stops waiting after the webhook's
+/// timeoutSeconds (at most 30, 5 in manifests/).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections at most, fewer if the fd limit requires (keeping [`KEEP_FREE_FDS`]). An
 /// apiserver keeps a few keep-alive connections to each replica; idle ones make room for new
@@ -117,20 +149,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
             .map_err(|e| Error::Runtime(format!("cannot install a signal handler: {e}")))?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|e| Error::Runtime(format!("cannot install a signal handler: {e}")))?;
-        let mut defaults = opts.defaults.clone();
-        if let Some(kube) = opts.kube.clone() {
-            // Reviews are answered on blocking threads; the lookup waits there for the
-            // request this runtime drives.
-            let handle = tokio::runtime::Handle::current();
-            let (sa_handle, sa_kube) = (handle.clone(), kube.clone());
-            defaults.classes = super::defaults::ClassSource::new(move |ns, name, within| {
-                handle.block_on(kube.secret_provider_class(ns, name, within))
-            });
-            defaults.service_accounts = super::defaults::ClassSource::new(move |ns, name, within| {
-                sa_handle.block_on(sa_kube.service_account(ns, name, within))
-            });
-        }
-        let state = Arc::new(State::new(defaults));
+        let api = opts.kube.clone().map(lookups::Api::new);
+        let state = Arc::new(State::new(opts.defaults.clone(), api));
         let limits = Limits::new(MAX_CONNECTIONS, KEEP_FREE_FDS, TIMEOUT);
         tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), connections = limits.connections, "webhook serving /mutate, /healthz, /metrics");
         let server = serve::serve(listener, limits, move |stream, conn| {
@@ -229,6 +249,9 @@ impl ResolvesServerCert for Reloading {
 
 struct State {
     defaults: Defaults,
+    /// The Kubernetes API, when the webhook has access: reviews read it through
+    /// [`lookups::Reads`], outside the review slots.
+    api: Option<lookups::Api>,
     metrics: Metrics,
     small_bodies: Arc<Semaphore>,
     large_bodies: Arc<Semaphore>,
@@ -238,10 +261,11 @@ struct State {
 }
 
 impl State {
-    fn new(defaults: Defaults) -> State {
+    fn new(defaults: Defaults, api: Option<lookups::Api>) -> State {
         let bytes = |n: usize| Arc::new(Semaphore::new(n));
         State {
             defaults,
+            api,
             metrics: Metrics::default(),
             small_bodies: bytes(SMALL_BODIES),
             large_bodies: bytes(LARGE_BODIES),
@@ -309,6 +333,8 @@ struct Metrics {
     skipped: AtomicU64,
     rejected: AtomicU64,
     bad_requests: AtomicU64,
+    /// Reviews not decided by their deadline (refused, or 503 when not read yet).
+    late: AtomicU64,
     /// Cumulative counts per bucket, then the sum in microseconds.
     latency: [AtomicU64; 8],
     latency_count: AtomicU64,
@@ -347,6 +373,11 @@ impl Metrics {
                 g(c)
             ));
         }
+        s.push_str("# HELP secretdrop_webhook_late_total AdmissionReviews not decided within the webhook's deadline.\n# TYPE secretdrop_webhook_late_total counter\n");
+        s.push_str(&format!(
+            "secretdrop_webhook_late_total {}\n",
+            g(&self.late)
+        ));
         s.push_str("# HELP secretdrop_webhook_latency_seconds Time to answer an AdmissionReview.\n# TYPE secretdrop_webhook_latency_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
             s.push_str(&format!(
@@ -404,6 +435,7 @@ async fn mutate(
     conn: &Conn,
 ) -> Response<Answer> {
     let started = Instant::now();
+    let deadline = started + REVIEW_DEADLINE;
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let declared = req.body().size_hint().exact();
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
@@ -415,64 +447,146 @@ async fn mutate(
         true => &state.small_bodies,
         false => &state.large_bodies,
     };
-    let Some(body_bytes) = reserve(budget, want).await else {
-        return unavailable();
+    let body_bytes = match timeout_at(deadline, reserve(budget, want)).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return unavailable(),
+        Err(_) => return late(state, None, Waiting::BodyRoom, started),
     };
     let mut text = Text::default();
     let mut shape = Shape::new();
     let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return bad_request(state, "cannot read the body".into());
-        };
-        if let Ok(data) = frame.into_data() {
-            if text.len() + data.len() > want {
-                return too_large(state);
+    let reading = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(bad_request(state, "cannot read the body".into()));
+            };
+            if let Ok(data) = frame.into_data() {
+                if text.len() + data.len() > want {
+                    return Err(too_large(state));
+                }
+                shape.feed(&data);
+                text.push(data, want);
             }
-            shape.feed(&data);
-            text.push(data, want);
         }
+        Ok(())
+    };
+    match timeout_at(deadline, reading).await {
+        Ok(Ok(())) => {}
+        Ok(Err(refused)) => return refused,
+        Err(_) => return late(state, None, Waiting::Body, started),
     }
     drop(body);
 
+    let large = shape.heap() > review::LARGE_HEAP && shape.heap() <= review::MAX_HEAP;
+    let review = Arc::new(Review {
+        text,
+        shape,
+        _bytes: body_bytes,
+    });
+    let reads = state.api.as_ref().map(|_| lookups::Reads::default());
+    // The first decision's uid and names: what a refusal at the deadline needs.
+    let mut known: Option<review::Answered> = None;
+    let (answered, slots) = loop {
+        let round = decide(state, conn, &review, large, reads.as_ref());
+        let (answered, slots) = match timeout_at(deadline, round).await {
+            Ok(Ok(decided)) => decided,
+            Ok(Err(refused)) => return refused,
+            Err(_) => return late(state, known.as_ref(), Waiting::Slot, started),
+        };
+        let missing = reads.as_ref().map(Reads::take_missing).unwrap_or_default();
+        let (Some(api), Some(reads), false) = (&state.api, &reads, missing.is_empty()) else {
+            break (answered, slots);
+        };
+        // Not sent: it was made without some object. Read those, the slots given back.
+        let mut answered = answered;
+        answered.body = Vec::new();
+        drop(slots);
+        known.get_or_insert(answered);
+        reads.read(api, missing, deadline - DECIDE_TIME).await;
+    };
+    // Decided: the body's budget is given back (by the thread, if it is still running), as
+    // are the answers read for it.
+    drop((review, reads));
+    let answering = conn.answering();
+    let reserved = timeout_at(deadline, reserve(&state.answers, answered.body.len())).await;
+    let answer_bytes = match reserved {
+        Ok(Some(b)) => b,
+        Ok(None) => return unavailable(),
+        Err(_) => return late(state, Some(&answered), Waiting::AnswerRoom, started),
+    };
+    drop(slots);
+    let r = send(state, answered, Some(answer_bytes), started);
+    drop(answering);
+    r
+}
+
+/// A review's body and its share of the body budget, kept until its last decision is made
+/// (and its thread is done with it, if the client left).
+struct Review {
+    text: Text,
+    shape: Shape,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// The review slots one decision holds: the large one, if it is large, and a common one.
+type Slots = (Option<OwnedSemaphorePermit>, OwnedSemaphorePermit);
+
+/// One decision of `review`, on a blocking thread in a review slot; objects it asks for are
+/// answered from `reads` (or, without the Kubernetes API, not at all). `Err`: the response
+/// to send instead (not an AdmissionReview, or the webhook is shutting down).
+async fn decide(
+    state: &Arc<State>,
+    conn: &Conn,
+    review: &Arc<Review>,
+    large: bool,
+    reads: Option<&Reads>,
+) -> Result<(review::Answered, Slots), Response<Answer>> {
     // Large reviews queue for their own slot before taking a common one, so waiting for it
     // never holds a slot small reviews could use.
-    let heap = shape.heap();
-    let large = match heap > review::LARGE_HEAP && heap <= review::MAX_HEAP {
+    let large = match large {
         true => match state.large_review.clone().acquire_owned().await {
             Ok(p) => Some(p),
-            Err(_) => return unavailable(),
+            Err(_) => return Err(unavailable()),
         },
         false => None,
     };
     let Ok(slot) = state.reviews.clone().acquire_owned().await else {
-        return unavailable();
+        return Err(unavailable());
     };
-    let answering = conn.answering();
-    let st = state.clone();
+    let _answering = conn.answering();
+    let (st, review, reads) = (state.clone(), review.clone(), reads.cloned());
     // The permits travel with the work: a review whose client left still counts until its
     // thread is done with it.
     let work = tokio::task::spawn_blocking(move || {
-        let answered = review::answer_text(text.bytes(), &shape, &st.defaults, MAX_ANSWER);
-        drop((text, body_bytes));
-        (answered, large, slot)
+        let defaults = match &reads {
+            Some(reads) => reads.defaults(&st.defaults),
+            None => st.defaults.clone(),
+        };
+        let answered =
+            review::answer_text(review.text.bytes(), &review.shape, &defaults, MAX_ANSWER);
+        drop((defaults, review));
+        (answered, (large, slot))
     });
-    let Ok((answered, large, slot)) = work.await else {
-        return reply(
+    let Ok((answered, slots)) = work.await else {
+        return Err(reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             "text/plain",
             "the review failed\n".into(),
-        );
+        ));
     };
-    let answered = match answered {
-        Ok(a) => a,
-        Err(e) => return bad_request(state, e),
-    };
-    let Some(answer_bytes) = reserve(&state.answers, answered.body.len()).await else {
-        return unavailable();
-    };
-    drop((large, slot));
+    match answered {
+        Ok(a) => Ok((a, slots)),
+        Err(e) => Err(bad_request(state, e)),
+    }
+}
 
+/// Counts, logs and sends an answered review.
+fn send(
+    state: &State,
+    answered: review::Answered,
+    lease: Option<OwnedSemaphorePermit>,
+    started: Instant,
+) -> Response<Answer> {
     let counter = match &answered.outcome {
         Outcome::Injected(_) => &state.metrics.injected,
         Outcome::Skipped(_) => &state.metrics.skipped,
@@ -506,9 +620,64 @@ async fn mutate(
         );
     }
     state.metrics.observe(started.elapsed().as_secs_f64());
-    drop(answering);
     let mut r = reply(StatusCode::OK, "application/json", answered.body.into());
-    r.body_mut().lease = Some(answer_bytes);
+    r.body_mut().lease = lease;
+    r
+}
+
+/// What a review not decided by its deadline was waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    BodyRoom,
+    Body,
+    Slot,
+    AnswerRoom,
+}
+
+/// The answer to a review not decided by its deadline: a refusal naming the deadline when an
+/// earlier decision gave its uid (small, sent without waiting for the answers budget), else
+/// 503 (408 for a body that did not arrive), which the API server reports as the webhook
+/// failing: with `failurePolicy: Fail` the pod is refused too.
+fn late(
+    state: &State,
+    known: Option<&review::Answered>,
+    waiting: Waiting,
+    started: Instant,
+) -> Response<Answer> {
+    state.metrics.late.fetch_add(1, Ordering::Relaxed);
+    let deadline = crate::logging::Dur(REVIEW_DEADLINE);
+    let (status, message) = match waiting {
+        Waiting::Body => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request's body did not arrive within {deadline}"),
+        ),
+        _ => {
+            let what = match waiting {
+                Waiting::BodyRoom => "room for its body: the bodies of other reviews filled it",
+                Waiting::Slot => "a review slot or its decision: other reviews kept them busy",
+                _ => "room for its answer: other answers were being sent slowly",
+            };
+            let message = format!(
+                "this webhook could not decide within {deadline} of the request, waiting for \
+                 {what}; create the pod again, and if this repeats give the webhook more \
+                 replicas or CPU"
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    };
+    if let Some(Ok(refused)) = known.map(|k| k.refused(&message)) {
+        return send(state, refused, None, started);
+    }
+    crate::logging::limited(
+        Flood::Late,
+        || tracing::warn!(reason = %message, "admission review not decided in time"),
+    );
+    let mut r = reply(status, "text/plain", format!("{message}\n").into());
+    // A body may still be on its way: it is not read.
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
     r
 }
 

@@ -10,7 +10,8 @@
 //! user's is 403.
 //!
 //! It can also misbehave, for the tests that attack the webhook's client: answer with a
-//! redirect to another origin, with an endless body, or with a body that trickles.
+//! redirect to another origin, with an endless body, or with a body that trickles, or never
+//! answer the GETs of some objects at all.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,6 +37,10 @@ pub enum Behaviour {
     EndlessBody,
     /// 200 with a Content-Length, then one byte a second.
     Trickle,
+    /// GETs of objects whose name starts with this are never answered: the request is read
+    /// and the connection held, silent, until the client closes it (at most 60 s). Others
+    /// are answered normally.
+    Hang(String),
 }
 
 struct Shared {
@@ -44,6 +49,8 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     /// Requests received, whatever their outcome.
     requests: AtomicUsize,
+    /// Requests held unanswered right now ([`Behaviour::Hang`]).
+    hanging: AtomicUsize,
     /// Every Authorization header seen, for tests that check where a token went.
     authorizations: Mutex<Vec<String>>,
     /// DER of the client certificates of the webhook's user and of one without a role.
@@ -128,6 +135,7 @@ impl KubeApi {
                 objects: Mutex::new(HashMap::new()),
                 behaviour: Mutex::new(Behaviour::Normal),
                 requests: AtomicUsize::new(0),
+                hanging: AtomicUsize::new(0),
                 authorizations: Mutex::new(Vec::new()),
                 client_certs: client_certs.as_ref().map(|c| {
                     let der = |p: &Path| certs_of(p).remove(0).to_vec();
@@ -192,6 +200,11 @@ impl KubeApi {
 
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// GETs being held unanswered right now ([`Behaviour::Hang`]).
+    pub fn hanging(&self) -> usize {
+        self.shared.hanging.load(Ordering::SeqCst)
     }
 
     pub fn authorizations(&self) -> Vec<String> {
@@ -354,6 +367,16 @@ fn serve(
             let behaviour = shared.behaviour.lock().unwrap().clone();
             match behaviour {
                 Behaviour::Normal => {}
+                Behaviour::Hang(prefix) if name.starts_with(&prefix) => {
+                    shared.hanging.fetch_add(1, Ordering::SeqCst);
+                    // Read until the client gives up: EOF, an error or the timeout.
+                    let _ = tls.sock.set_read_timeout(Some(Duration::from_secs(60)));
+                    let mut sink = [0u8; 1024];
+                    while matches!(tls.read(&mut sink), Ok(n) if n > 0) {}
+                    shared.hanging.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+                Behaviour::Hang(_) => {}
                 Behaviour::RedirectTo(url) => {
                     let resp = format!(
                         "HTTP/1.1 307 Temporary Redirect\r\nLocation: {url}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
