@@ -34,7 +34,7 @@ pub const KNOWN: &[&str] = &[
     "env-file",
     "status",
     // provider: aws (docs/webhook.md, "AWS"); the others are the AWS parameters'
-    // kebab-case names (config::aws::ANNOTATIONS).
+    // kebab-case names (provider::aws::params::ANNOTATIONS).
     "provider",
     "region",
     "failover-region",

@@ -8,10 +8,11 @@
 //! - EKS Pod Identity (`usePodIdentity`): a token with audience `pods.eks.amazonaws.com`,
 //!   `AWS_CONTAINER_CREDENTIALS_FULL_URI` (the agent) and `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`.
 //!
-//! Invariants: an AWS volume is the only volume of its pod's secretdrop process (as
-//! `config::volumes::aws_unit` requires), else the pod is rejected; a role ARN is checked
-//! against the ARN grammar before it goes into the pod; an AWS container has no Vault token
-//! and no Vault address (a later annotation edit has nothing to send to a Vault).
+//! Invariants: the AWS volumes of a pod agree on one identity (IRSA, or Pod Identity with one
+//! address type), else the pod is rejected; a role ARN is checked against the ARN grammar
+//! before it goes into the pod; an AWS-only container has no Vault token and no Vault address,
+//! and every container keeps `SECRETDROP_ADMITTED`, so a later annotation edit has nothing to
+//! send to a Vault the pod was not admitted to.
 
 use std::time::Duration;
 
