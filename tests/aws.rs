@@ -1217,3 +1217,90 @@ fn sts_error_text_reaches_the_terminal_escaped_and_capped() {
     );
     assert!(r.stderr.len() < 8_000, "{} bytes", r.stderr.len());
 }
+
+/// The acceptance for AWS parity, counted where the exchanges arrive (a proxy in front
+/// of moto's STS): with `--state-dir`, init then the sidecar, and a restarted sidecar, make one
+/// STS exchange in all; an edited class (an object added, one removed) is applied live by the
+/// running sidecar, with the same credentials.
+#[test]
+fn init_then_sidecar_and_a_restart_exchange_once_and_class_edits_reload_live() {
+    let moto = Moto::shared();
+    let dir = TestDir::new();
+    let (first, second) = (unique("live-a"), unique("live-b"));
+    for (name, value) in [(&first, "a-value"), (&second, "b-value")] {
+        admin(
+            moto,
+            "secretsmanager",
+            "create_secret",
+            json!({"Name": name, "SecretString": value}),
+        );
+    }
+    let (role, token_file, token) = irsa(moto, &dir, "live-reader", true);
+    let counting = Proxy::start("127.0.0.1", Some(moto.port()), |_| Act::ForwardKeepingHost);
+    let env = through(irsa_env(moto, &role, &token_file), &counting);
+    let exchanges = || {
+        counting
+            .seen()
+            .iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains("AssumeRoleWithWebIdentity"))
+            .count()
+    };
+    let object =
+        |name: &str| format!("      - objectName: {name}\n        objectType: secretsmanager\n");
+    let config = spc(&dir, "", &object(&first));
+    let out = out_dir(&dir);
+    let state = dir.join("state");
+    let flags = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--poll-interval",
+        "1s",
+    ];
+    init(&config, &out, &env, &flags[..2])
+        .expect_code(0)
+        .expect_no_leak(&[&token, "a-value"]);
+    assert_eq!(exchanges(), 1, "init exchanges the web identity token once");
+
+    let mut running = sidecar(&config, &out, &dir, &env, &flags);
+    running.wait_ready(Duration::from_secs(20));
+    assert_eq!(read(out.join(&first)), "a-value");
+    assert_eq!(
+        exchanges(),
+        1,
+        "the sidecar signs with the credentials init kept"
+    );
+
+    // The class edited as a ConfigMap update lands: written aside, renamed into place.
+    let edit = |objects: String| {
+        let edited = spc(&dir, "", &objects);
+        let aside = dir.join("spc.yaml.new");
+        std::fs::rename(&edited, &aside).unwrap();
+        std::fs::rename(&aside, &config).unwrap();
+    };
+    edit(object(&first) + &object(&second));
+    assert!(
+        running.eventually(Duration::from_secs(15), || out.join(&second).exists()),
+        "the added object did not arrive:\n{}",
+        running.log_text()
+    );
+    assert_eq!(read(out.join(&second)), "b-value");
+    edit(object(&second));
+    assert!(
+        running.eventually(Duration::from_secs(15), || !out.join(&first).exists()),
+        "the removed object stayed:\n{}",
+        running.log_text()
+    );
+    assert!(running.log_text().contains("config reloaded"));
+    assert_eq!(exchanges(), 1, "a reload keeps the credentials");
+    let (code, _) = running.stop();
+    assert_eq!(code, Some(0));
+
+    let mut restarted = sidecar(&config, &out, &dir, &env, &flags);
+    restarted.wait_ready(Duration::from_secs(20));
+    assert!(restarted
+        .log_text()
+        .contains("adopted the recorded AWS credentials"));
+    assert_eq!(exchanges(), 1, "a restart makes no exchange either");
+    assert!(!restarted.log_text().contains(&token));
+    restarted.stop();
+}
