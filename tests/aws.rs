@@ -1304,3 +1304,118 @@ fn init_then_sidecar_and_a_restart_exchange_once_and_class_edits_reload_live() {
     assert!(!restarted.log_text().contains(&token));
     restarted.stop();
 }
+
+/// One sidecar, run by hand with `--volume` flags (no webhook), serves a Vault volume and an
+/// AWS volume side by side: two sessions in one process, each rotating its own files.
+#[test]
+fn one_sidecar_serves_a_vault_and_an_aws_volume_and_rotates_both() {
+    use common::Server;
+    let moto = Moto::shared();
+    let bao = common::Bao::shared();
+    let dir = TestDir::new();
+    let secret = unique("mixed-sidecar");
+    admin(
+        moto,
+        "secretsmanager",
+        "create_secret",
+        json!({"Name": secret, "SecretString": "aws-1"}),
+    );
+    let (role, token_file, token) = irsa(moto, &dir, "mixed-reader", true);
+    let path = unique("mixed-sidecar");
+    bao.cli(&["kv", "put", &format!("secret/{path}"), "password=vault-1"]);
+    let identity = common::scenario::Pod::reading(bao, &path);
+    let class = |provider: &str, parameters: Value| {
+        json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+               "metadata": {"name": provider}, "spec": {"provider": provider, "parameters": parameters}})
+        .to_string()
+    };
+    let vault = class(
+        "vault",
+        json!({"roleName": identity.role, "vaultAddress": bao.addr(),
+               "objects": format!("- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n")}),
+    );
+    let aws = class(
+        "aws",
+        json!({"region": REGION,
+               "objects": format!("- {{objectName: {secret}, objectType: secretsmanager, objectAlias: value}}\n")}),
+    );
+    // The downward-API file a converted pod would carry: one annotation per class.
+    let quoted = |s: &str| serde_json::to_string(s).unwrap();
+    let config = common::cli::write(
+        dir.path(),
+        "annotations",
+        &format!(
+            "csi.secretdrop.dev/from-vault={}\ncsi.secretdrop.dev/from-aws={}\n",
+            quoted(&vault),
+            quoted(&aws)
+        ),
+    );
+    let (vault_dir, aws_dir) = (dir.join("vault"), dir.join("aws"));
+    for d in [&vault_dir, &aws_dir] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let env = irsa_env(moto, &role, &token_file);
+    let volumes = [
+        format!("from-vault={}", vault_dir.display()),
+        format!("from-aws={}", aws_dir.display()),
+    ];
+    let token_path = identity.token_path.display().to_string();
+    let args = [
+        "--volume",
+        volumes[0].as_str(),
+        "--volume",
+        volumes[1].as_str(),
+        "--token-path",
+        token_path.as_str(),
+        "--poll-interval",
+        "1s",
+    ];
+    let mut running = Resident::start_with(
+        &config,
+        &dir.join("no-objects-of-its-own"),
+        &dir.join("mixed.log"),
+        &args,
+        |c| {
+            c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        },
+    );
+    let both = |v: &str, a: &str| {
+        std::fs::read_to_string(vault_dir.join("password")).is_ok_and(|s| s == v)
+            && std::fs::read_to_string(aws_dir.join("value")).is_ok_and(|s| s == a)
+    };
+    assert!(
+        running.eventually(Duration::from_secs(20), || both("vault-1", "aws-1")),
+        "{}",
+        running.log_text()
+    );
+    let log = running.log_text();
+    assert!(
+        log.contains("provider=\"vault\"") && log.contains("provider=\"aws\""),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("sidecar starting").count(),
+        2,
+        "two sessions:\n{log}"
+    );
+
+    // Each store changes; each volume follows, in the same process.
+    bao.cli(&["kv", "put", &format!("secret/{path}"), "password=vault-2"]);
+    admin(
+        moto,
+        "secretsmanager",
+        "put_secret_value",
+        json!({"SecretId": secret, "SecretString": "aws-2"}),
+    );
+    assert!(
+        running.eventually(Duration::from_secs(20), || both("vault-2", "aws-2")),
+        "{}",
+        running.log_text()
+    );
+    let log = running.log_text();
+    for leak in [token.as_str(), "vault-2", "aws-2"] {
+        assert!(!log.contains(leak), "{leak} in the log");
+    }
+    let (code, _) = running.stop();
+    assert_eq!(code, Some(0));
+}
