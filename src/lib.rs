@@ -1,10 +1,10 @@
 //! secretdrop: renders Vault / OpenBao secrets into a pod's memory-backed volume.
 //!
 //! The data flow (docs/architecture.md, "One data flow") is one module per box:
-//! [`config`] (a source → validated [`config::Spec`]) → [`fetch`] (login, deduplicated reads →
-//! [`fetch::Snapshot`]) → [`render`] (pure: Snapshot → [`render::Payload`]) → [`volume`] (the
-//! atomic writer). [`vault`] is the HTTP client the fetch step drives; [`cli`] parses arguments
-//! and runs the commands.
+//! [`config`] (a source → validated [`config::Spec`]) → a [`provider`]'s session (login or
+//! credentials, deduplicated reads) → [`render`] (pure: answers → [`render::Payload`]) →
+//! [`volume`] (the atomic writer). [`engine`] drives sessions for `init` and the sidecar,
+//! whatever the provider; [`cli`] parses arguments and [`cmd`] runs the commands.
 
 pub mod cli;
 pub mod cmd;

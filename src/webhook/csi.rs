@@ -3,7 +3,7 @@
 //! volume becomes a Memory `emptyDir` of the same name, which secretdrop fills from X.
 //!
 //! [`classes`] is the side-effecting half: it reads each named SecretProviderClass through a
-//! [`ClassSource`] (the Kubernetes API) and checks it as the sidecar will. In the webhook's
+//! [`super::defaults::ClassSource`] (the Kubernetes API) and checks it as the sidecar will. In the webhook's
 //! server the source answers from what the review has read ([`super::lookups`]); a class not
 //! read yet is deferred, and [`classes`] goes on so that one pass names every class it needs. The rest is pure and
 //! used by [`super::mutate`]: the class travels into the pod verbatim as the annotation

@@ -37,6 +37,15 @@ use super::defaults::{ClassSource, Defaults};
 use super::shape::Shape;
 use crate::net::kube::{self, Fetched, KubeError, Object};
 
+/// Every review is answered within this of its request's arrival, whatever it waits for (room
+/// for its body, the body, a review slot, the Kubernetes API, room for its answer): the API
+/// server waits for the webhook for its timeoutSeconds (5 in manifests/), and an answer it no
+/// longer waits for is wasted. A review not decided by then is refused, naming this deadline.
+pub const REVIEW_DEADLINE: Duration = Duration::from_secs(4);
+/// Reads of the Kubernetes API for a review end this long before its deadline, leaving the
+/// time to decide with their answers.
+pub const DECIDE_TIME: Duration = Duration::from_millis(500);
+
 /// GETs to the Kubernetes API in flight at once, for all reviews together. Each is a
 /// connection (a file descriptor, its socket and TLS buffers); an API server that answers
 /// none holds them until each read's time is up, and only reviews that need a read wait for
@@ -184,8 +193,8 @@ async fn read_one(api: &Api, key: &Key, until: Instant) -> Result<Fetched, KubeE
         return Err(KubeError::Failed(format!(
             "not sent: the review had used up the time it may spend reading the Kubernetes API \
              ({} of its {})",
-            crate::logging::Dur(super::server::REVIEW_DEADLINE - super::server::DECIDE_TIME),
-            crate::logging::Dur(super::server::REVIEW_DEADLINE)
+            crate::logging::Dur(REVIEW_DEADLINE - DECIDE_TIME),
+            crate::logging::Dur(REVIEW_DEADLINE)
         )));
     }
     let sending = tokio::time::timeout_at(until, api.in_flight.clone().acquire_owned()).await;
@@ -196,7 +205,7 @@ async fn read_one(api: &Api, key: &Key, until: Instant) -> Result<Fetched, KubeE
              once stayed in flight for as long as this one could wait ({}, or what was left of \
              the review's {}); the API server is slow or does not answer",
             crate::logging::Dur(key.time()),
-            crate::logging::Dur(super::server::REVIEW_DEADLINE)
+            crate::logging::Dur(REVIEW_DEADLINE)
         )));
     };
     api.client

@@ -61,7 +61,7 @@ use rustls::sign::CertifiedKey;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
-use super::lookups::{self, Reads};
+use super::lookups::{self, Reads, DECIDE_TIME, REVIEW_DEADLINE};
 use super::mutate::Defaults;
 use super::review::{self, Outcome};
 use super::shape::Shape;
@@ -83,14 +83,6 @@ pub const MAX_ANSWER: usize = 3 * 1024 * 1024;
 /// Reviews computed at once: one slow review (a pathological annotation) leaves the other
 /// slot to everyone else.
 pub const REVIEWS_AT_ONCE: usize = 2;
-/// Every review is answered within this of its request's arrival, whatever it waits for (room
-/// for its body, the body, a review slot, the Kubernetes API, room for its answer): the API
-/// server waits for the webhook for its timeoutSeconds (5 in manifests/), and an answer it no
-/// longer waits for is wasted. A review not decided by then is refused, naming this deadline.
-pub const REVIEW_DEADLINE: Duration = Duration::from_secs(4);
-/// Reads of the Kubernetes API for a review end this long before its deadline, leaving the
-/// time to decide with their answers.
-pub const DECIDE_TIME: Duration = Duration::from_millis(500);
 /// Every phase of a connection (handshake and request head, body, answer, idle keep-alive)
 /// must end within this; a review, its body included, within [`REVIEW_DEADLINE`]. The
 /// apiserver sends a review within milliseconds and stops waiting after the webhook's

@@ -1,4 +1,4 @@
-//! Login and reads: from a [`Spec`] to a [`Snapshot`] of Vault's answers.
+//! Login and reads: from a [`VaultSpec`] to a [`Snapshot`] of Vault's answers.
 //!
 //! Invariants: each distinct (path, method, body) is requested once per snapshot, so two files
 //! from one dynamic secret share one lease; reads run concurrently, at most [`MAX_CONCURRENT`]
@@ -104,7 +104,7 @@ impl RedirectStreaks {
     }
 }
 
-/// Vault's answers, one per [`Spec::reads`] entry, in the same order.
+/// Vault's answers, one per [`VaultSpec::reads`] entry, in the same order.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub responses: Vec<Response>,

@@ -95,7 +95,7 @@ pub struct Read {
 pub struct ObjectSpec {
     /// Relative path inside the output directory (validated, see [`crate::config::names::validate_name`]).
     pub name: String,
-    /// Index into [`Spec::reads`].
+    /// Index into [`VaultSpec::reads`].
     pub read: usize,
     pub output: Output,
     pub mode: u32,
