@@ -36,27 +36,40 @@ fn no_files(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
 }
 
+/// A proxy in front of OpenBao that answers every secret read with `answer(path)` and forwards
+/// everything else (the login included).
+fn answering_reads(bao: &Bao, answer: impl Fn(&str) -> Act + Send + Sync + 'static) -> Proxy {
+    Proxy::start("127.0.0.1", Some(bao.port()), move |req| {
+        if req.path.starts_with("/v1/secret/") {
+            answer(&req.path)
+        } else {
+            Act::Forward
+        }
+    })
+}
+
+/// `init` of `pod` reading `secret/data/<name>` through `mitm`, giving up after `timeout`.
+fn init_through(pod: &Pod, mitm: &Proxy, name: &str, timeout: &str) -> common::cli::Run {
+    pod.init(
+        &spc_text(
+            &mitm.addr(),
+            &pod.role,
+            &objects(&format!("secret/data/{name}")),
+        ),
+        &["--timeout", timeout],
+    )
+}
+
 #[test]
 fn a_read_redirected_to_another_origin_never_carries_the_token() {
     let bao = Bao::shared();
     let (pod, name) = pod_with_secret(bao, "real-secret");
     let bystander = Proxy::bystander();
     let elsewhere = bystander.addr();
-    let mitm = Proxy::start("127.0.0.1", Some(bao.port()), move |req| {
-        if req.path.starts_with("/v1/secret/") {
-            Act::Reply(redirect(307, &format!("{elsewhere}{}", req.path)))
-        } else {
-            Act::Forward
-        }
+    let mitm = answering_reads(bao, move |path| {
+        Act::Reply(redirect(307, &format!("{elsewhere}{path}")))
     });
-    let run = pod.init(
-        &spc_text(
-            &mitm.addr(),
-            &pod.role,
-            &objects(&format!("secret/data/{name}")),
-        ),
-        &["--timeout", "3s"],
-    );
+    let run = init_through(&pod, &mitm, &name, "3s");
     // Same scheme, another host: what a standby answers during an election, so it is retried
     // (an outage) until it persists or the deadline comes; never followed.
     run.expect_code(1)
@@ -533,21 +546,10 @@ fn error_text_from_vault_reaches_logs_escaped_and_capped() {
         "\u{1b}]0;owned\u{7}\u{1b}[2J\r2026-01-01T00:00:00Z  INFO forged line\n\u{202e}{}",
         "x".repeat(50_000)
     );
-    let mitm = Proxy::start("127.0.0.1", Some(bao.port()), move |req| {
-        if req.path.starts_with("/v1/secret/") {
-            Act::Reply(json_reply(403, &serde_json::json!({"errors": [hostile]})))
-        } else {
-            Act::Forward
-        }
+    let mitm = answering_reads(bao, move |_| {
+        Act::Reply(json_reply(403, &serde_json::json!({"errors": [hostile]})))
     });
-    let run = pod.init(
-        &spc_text(
-            &mitm.addr(),
-            &pod.role,
-            &objects(&format!("secret/data/{name}")),
-        ),
-        &["--timeout", "5s"],
-    );
+    let run = init_through(&pod, &mitm, &name, "5s");
     run.expect_code(1).expect_no_leak(&[&pod.token]);
     for raw in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
         assert!(
