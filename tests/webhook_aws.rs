@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cli::read;
+use common::cli::{read, Run};
 use common::kubelet::{Kubelet, Running};
 use common::moto::{call, Moto};
 use common::webhook::{patched, ApiScene};
@@ -116,6 +116,37 @@ fn trust_minted(moto: &Moto, kubelet: &Kubelet, container: &str, path: &str) -> 
     token
 }
 
+/// Runs `container`'s `secretdrop` command line as the Kubelet stand-in maps it, with `env`
+/// and `command` in place of the container's own (`init` for a sidecar's restart).
+fn run_container(
+    kubelet: &Kubelet,
+    container: &str,
+    command: &str,
+    env: &[(String, String)],
+) -> Run {
+    let c = kubelet.container(container);
+    let mut args = kubelet.args(&c, &c["args"]);
+    args[0] = command.to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    common::cli::secretdrop(&args, &envs)
+}
+
+/// An annotation pod with `annotations` on ServiceAccount `service_account` (whose IRSA role is
+/// `role`), admitted by a webhook with `--aws-region`: the scene and the injected pod.
+fn admit_annotation_pod(
+    service_account: &str,
+    role: &str,
+    annotations: Value,
+) -> (ApiScene, Value) {
+    let s = ApiScene::new(&["--aws-region", REGION]);
+    s.api
+        .put_service_account(NAMESPACE, service_account, json!({ROLE_ANNOTATION: role}));
+    let pod = annotated_pod(service_account, annotations);
+    let injected = patched(&pod, &s.review(&pod));
+    (s, injected)
+}
+
 /// The injected `secretdrop` sidecar run by the Kubelet stand-in with `env`, once started.
 fn start_sidecar(kubelet: &Kubelet, s: &ApiScene, env: &[(String, String)]) -> Running {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -195,15 +226,12 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     let value = unique("annotation-value");
     let (secret, param, role) = resources(moto, &value);
     // No region in the annotations: --aws-region, the cluster's, becomes AWS_REGION.
-    let s = ApiScene::new(&["--aws-region", REGION]);
-    s.api
-        .put_service_account(NAMESPACE, "batch", json!({ROLE_ANNOTATION: role}));
-    let pod = annotated_pod(
+    let (s, injected) = admit_annotation_pod(
         "batch",
+        &role,
         json!({"secretdrop.dev/mode": "init", "secretdrop.dev/mount-path": "/etc/secrets",
                "secretdrop.dev/objects": objects(&secret, &param)}),
     );
-    let injected = patched(&pod, &s.review(&pod));
     let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
     assert_eq!(
         env_of(&kubelet, "secretdrop-init", "AWS_REGION").as_deref(),
@@ -221,11 +249,7 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     moto.trust_token(&wrong);
     let minted = read(&host_token);
     std::fs::write(&host_token, &wrong).unwrap();
-    let c = kubelet.container("secretdrop-init");
-    let args = kubelet.args(&c, &c["args"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let refused = common::cli::secretdrop(&args, &envs);
+    let refused = run_container(&kubelet, "secretdrop-init", "init", &env);
     assert_ne!(refused.code, 0);
     assert!(
         refused.stderr.contains("Incorrect token audience"),
@@ -236,7 +260,7 @@ fn an_annotation_aws_pod_renders_with_the_webhooks_region_and_sts_refuses_other_
     // The token kubelet minted for the spec's audience works.
     std::fs::write(&host_token, &minted).unwrap();
     moto.trust_token(&minted);
-    let run = common::cli::secretdrop(&args, &envs);
+    let run = run_container(&kubelet, "secretdrop-init", "init", &env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(kubelet.read("app", "/etc/secrets/db"), value);
     assert_eq!(
@@ -497,15 +521,12 @@ fn an_aws_pod_edited_into_a_vault_config_sends_its_token_nowhere() {
     let moto = Moto::shared();
     let value = unique("pinned-value");
     let (secret, param, role) = resources(moto, &value);
-    let s = ApiScene::new(&["--aws-region", REGION]);
-    s.api
-        .put_service_account(NAMESPACE, "pinned", json!({ROLE_ANNOTATION: role}));
-    let pod = annotated_pod(
+    let (s, injected) = admit_annotation_pod(
         "pinned",
+        &role,
         json!({"secretdrop.dev/mount-path": "/etc/secrets",
                "secretdrop.dev/objects": objects(&secret, &param)}),
     );
-    let injected = patched(&pod, &s.review(&pod));
     let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
     assert_eq!(
         env_of(&kubelet, "secretdrop", "SECRETDROP_ADMITTED").as_deref(),
@@ -540,12 +561,7 @@ fn an_aws_pod_edited_into_a_vault_config_sends_its_token_nowhere() {
     assert!(read(log).contains("was not admitted"), "{}", read(log));
 
     // A restart reads the edited annotations too: refused before anything is sent.
-    let c = kubelet.container("secretdrop");
-    let args = kubelet.args(&c, &c["args"]);
-    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    args[0] = "init";
-    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let restarted = common::cli::secretdrop(&args, &envs);
+    let restarted = run_container(&kubelet, "secretdrop", "init", &env);
     restarted
         .expect_code(2)
         .expect_stderr(&["provider vault was not admitted", "admitted: aws"])
@@ -630,11 +646,7 @@ fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
     let token_path = env_of(&kubelet, "secretdrop-init", "AWS_WEB_IDENTITY_TOKEN_FILE").unwrap();
     trust_minted(moto, &kubelet, "secretdrop-init", &token_path);
     let env = host_env(&kubelet, "secretdrop-init", moto);
-    let c = kubelet.container("secretdrop-init");
-    let args = kubelet.args(&c, &c["args"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let run = common::cli::secretdrop(&args, &envs);
+    let run = run_container(&kubelet, "secretdrop-init", "init", &env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     run.expect_no_leak(&[&value, &password]);
     assert_eq!(kubelet.read("app", "/mnt/aws/db"), value);
