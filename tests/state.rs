@@ -252,10 +252,9 @@ fn the_replaced_user_is_dropped_after_the_grace_period_and_never_before() {
     assert_eq!(db.minted(pg), 2);
 }
 
-#[test]
-fn a_state_dir_inside_the_secrets_dir_or_on_disk_is_refused() {
-    let dir = TestDir::new();
-    let config = write(
+/// A class in `dir` whose Vault never answers: for the checks made before anything is sent.
+fn unreachable_class(dir: &TestDir) -> PathBuf {
+    write(
         dir.path(),
         "spc.yaml",
         &common::scenario::spc_text(
@@ -263,7 +262,29 @@ fn a_state_dir_inside_the_secrets_dir_or_on_disk_is_refused() {
             "r",
             "- {objectName: a, secretPath: secret/data/a, secretKey: a}",
         ),
-    );
+    )
+}
+
+/// `secretdrop <command>` of `config` into `out` with `--state-dir state`.
+fn with_state_dir(command: &str, config: &Path, out: &Path, state: &Path) -> common::cli::Run {
+    secretdrop(
+        &[
+            command,
+            "--config",
+            config.to_str().unwrap(),
+            "--dir",
+            out.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn a_state_dir_inside_the_secrets_dir_or_on_disk_is_refused() {
+    let dir = TestDir::new();
+    let config = unreachable_class(&dir);
     let out = dir.join("out");
     let disk = TestDir::on_disk();
     for command in ["init", "sidecar"] {
@@ -272,18 +293,7 @@ fn a_state_dir_inside_the_secrets_dir_or_on_disk_is_refused() {
             (out.clone(), "inside --dir"),
             (disk.join("state"), "not on tmpfs or ramfs"),
         ] {
-            let run = secretdrop(
-                &[
-                    command,
-                    "--config",
-                    config.to_str().unwrap(),
-                    "--dir",
-                    out.to_str().unwrap(),
-                    "--state-dir",
-                    state.to_str().unwrap(),
-                ],
-                &[],
-            );
+            let run = with_state_dir(command, &config, &out, &state);
             run.expect_code(2).expect_stderr(&[why]);
         }
     }
@@ -388,15 +398,7 @@ fn a_state_dir_swapped_for_a_link_to_the_secrets_dir_never_puts_the_token_there(
 #[test]
 fn a_state_dir_another_uid_owns_or_can_write_is_refused() {
     let dir = TestDir::new();
-    let config = write(
-        dir.path(),
-        "spc.yaml",
-        &common::scenario::spc_text(
-            "http://127.0.0.1:1",
-            "r",
-            "- {objectName: a, secretPath: secret/data/a, secretKey: a}",
-        ),
-    );
+    let config = unreachable_class(&dir);
     let out = dir.join("out");
     let state = dir.join("state");
     std::fs::create_dir(&state).unwrap();
@@ -427,18 +429,7 @@ fn a_state_dir_another_uid_owns_or_can_write_is_refused() {
     for command in ["init", "sidecar"] {
         for (mode, owner, why) in cases {
             set(mode, owner);
-            let run = secretdrop(
-                &[
-                    command,
-                    "--config",
-                    config.to_str().unwrap(),
-                    "--dir",
-                    out.to_str().unwrap(),
-                    "--state-dir",
-                    state.to_str().unwrap(),
-                ],
-                &[],
-            );
+            let run = with_state_dir(command, &config, &out, &state);
             run.expect_code(2).expect_stderr(&[
                 &format!("--state-dir {} {why}", state.display()),
                 "owned by uid 0 that no group or other user can write",
