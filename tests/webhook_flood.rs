@@ -525,6 +525,15 @@ fn forty_thousand_containers_named_in_the_annotation_are_answered_within_a_secon
     }
 }
 
+/// The review of an opted-in pod of one container whose objects annotation is `objects`.
+fn objects_review(objects: &str) -> String {
+    review_of(&pod(
+        annotations(&[("secretdrop.dev/objects", objects)]),
+        vec![json!({"name": "app", "image": "nginx"})],
+    ))
+    .to_string()
+}
+
 /// The review of problem B: `secretArgs` nested 100 000 deep in the objects annotation.
 fn deeply_nested_review() -> String {
     let depth = 100_000;
@@ -533,11 +542,7 @@ fn deeply_nested_review() -> String {
         "[".repeat(depth),
         "]".repeat(depth)
     );
-    review_of(&pod(
-        annotations(&[("secretdrop.dev/objects", &objects)]),
-        vec![json!({"name": "app", "image": "nginx"})],
-    ))
-    .to_string()
+    objects_review(&objects)
 }
 
 #[test]
@@ -601,11 +606,7 @@ fn alias_bomb_review() -> String {
         vec!["x"; 2_000].join(","),
         vec!["*a"; 20_000].join(",")
     );
-    review_of(&pod(
-        annotations(&[("secretdrop.dev/objects", &objects)]),
-        vec![json!({"name": "app", "image": "nginx"})],
-    ))
-    .to_string()
+    objects_review(&objects)
 }
 
 /// Two at once, each refused within a second of the webhook's CPU and well within the API
