@@ -330,15 +330,7 @@ impl RaftCluster {
     }
 
     fn wait_for(&self, what: &str, done: impl Fn(&RaftCluster) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done(self) {
-            let logs = self.dir.display();
-            assert!(
-                Instant::now() < deadline,
-                "not {what} after 30s (logs: {logs})"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_for_server(what, &self.dir, || done(self));
     }
 }
 

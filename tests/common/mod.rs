@@ -54,6 +54,20 @@ const TOKENREVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// `prefix-PID-N`: parallel tests sharing a server never collide on mounts, roles, policies.
+/// Waits up to 30 s for a server to reach a state (`what`), polling every 20 ms; the panic
+/// names the state and where the server's logs are.
+pub fn wait_for_server(what: &str, logs: &Path, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "not {what} after 30s (logs: {})",
+            logs.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{}-{n}", std::process::id())

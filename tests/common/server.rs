@@ -259,15 +259,7 @@ cluster_addr = "https://127.0.0.1:{cluster_port}"
     }
 
     fn wait_for(&self, what: &str, done: impl Fn(&PersistentBao) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done(self) {
-            let log = self.log.display();
-            assert!(
-                Instant::now() < deadline,
-                "not {what} after 30s (log: {log})"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_for_server(what, &self.log, || done(self));
     }
 }
 
