@@ -9,71 +9,22 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::env::VaultEnv;
-use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
 use super::pod_settings;
-use super::spc::CSI_DEFAULT_MODE;
-use super::yaml;
-use super::{
-    check_address, check_mount, Auth, ConfigError, JwtLogin, ProviderSpec, SidecarSettings, Spec,
-    TlsSettings, VaultSettings, VaultSpec,
-};
+use super::{ConfigError, ProviderSpec, SidecarSettings, Spec};
 
 pub use super::names::PREFIX;
 
-/// Every annotation the webhook or the sidecar understands, without the prefix.
+/// The annotations every pod may carry, without the prefix; the providers add their own
+/// ([`ProviderSpec::owns_annotation`]) and the pod settings theirs ([`pod_settings::NAMES`]).
 pub const KNOWN: &[&str] = &[
     "inject",
-    "role",
-    "vault-address",
-    "auth-path",
+    "provider",
     "objects",
     "mount-path",
     "mode",
     "containers",
-    "env",
-    "env-file",
     "status",
-    // provider: aws (docs/webhook.md, "AWS"); the others are the AWS parameters'
-    // kebab-case names (provider::aws::params::ANNOTATIONS).
-    "provider",
-    "region",
-    "failover-region",
-    "path-translation",
-    "use-pod-identity",
-    "preferred-address-type",
 ];
-
-/// Annotations that only mean something for Vault: refused on a `provider: aws` pod, rather
-/// than silently ignored.
-pub const VAULT_ONLY: &[&str] = &[
-    "role",
-    "vault-address",
-    "auth-path",
-    "vault-namespace",
-    "ca-cert",
-    "ca-configmap",
-    "tls-server-name",
-    "token-audience",
-    "env",
-    "env-file",
-];
-
-/// Which secret store the annotations describe: `vault` (default; `openbao` is the same) or
-/// `aws`. Anything else is an error naming the allowed values.
-pub fn is_aws(file: &Path, a: &BTreeMap<String, String>) -> Result<bool, ConfigError> {
-    match a.get("provider").map(String::as_str) {
-        None | Some("vault") | Some("openbao") => Ok(false),
-        Some("aws") => Ok(true),
-        Some(other) => Err(ConfigError::field(
-            file,
-            format!("{PREFIX}provider"),
-            format!(
-                "{:?} is not a provider: allowed are vault (the default), openbao, aws",
-                other.chars().take(64).collect::<String>()
-            ),
-        )),
-    }
-}
 
 /// True when `text` looks like a downward-API annotations file rather than YAML.
 pub fn looks_like_annotations(text: &str) -> bool {
@@ -126,12 +77,19 @@ pub fn ours(
         let Some(name) = k.strip_prefix(PREFIX) else {
             continue;
         };
-        if !KNOWN.contains(&name) && !pod_settings::NAMES.contains(&name) {
-            let allowed: Vec<String> = KNOWN
+        if !KNOWN.contains(&name)
+            && !pod_settings::NAMES.contains(&name)
+            && !ProviderSpec::owns_annotation(name)
+        {
+            let mut names: Vec<&str> = KNOWN
                 .iter()
                 .chain(pod_settings::NAMES)
-                .map(|n| format!("{PREFIX}{n}"))
+                .copied()
+                .chain(ProviderSpec::annotations())
                 .collect();
+            names.sort_unstable();
+            names.dedup();
+            let allowed: Vec<String> = names.iter().map(|n| format!("{PREFIX}{n}")).collect();
             return Err(ConfigError::field(
                 file,
                 k.as_str(),
@@ -167,137 +125,16 @@ pub fn spec_from(
     a: &BTreeMap<String, String>,
     env: &VaultEnv,
 ) -> Result<Spec, ConfigError> {
-    let field = |n: &str| format!("{PREFIX}{n}");
-    if is_aws(file, a)? {
-        return aws_spec(file, a, env);
-    }
-    if let Some((_, an)) = crate::provider::aws::params::ANNOTATIONS
-        .iter()
-        .find(|(_, an)| *an != "objects" && a.contains_key(*an))
-    {
-        return Err(ConfigError::field(
-            file,
-            field(an),
-            format!("only applies with {PREFIX}provider: aws"),
-        ));
-    }
-    let role = a
-        .get("role")
-        .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| {
-            ConfigError::field(file, field("role"), "missing: the Vault role to log in as")
-        })?;
-    let address = match (a.get("vault-address"), &env.addr) {
-        (Some(v), _) => check_address(file, &field("vault-address"), v)?,
-        (None, Some(v)) => check_address(file, "VAULT_ADDR", v)?,
-        (None, None) => {
-            return Err(ConfigError::field(
-                file,
-                field("vault-address"),
-                "missing, and VAULT_ADDR is not set: where is Vault?",
-            ))
-        }
-    };
     let settings = pod_settings::parse(file, a)?;
-    let mount = match a.get("auth-path") {
-        Some(m) => auth_mount(file, &field("auth-path"), m)?,
-        None => "kubernetes".to_string(),
-    };
-    let objects_text = a.get("objects").ok_or_else(|| {
-        ConfigError::field(
-            file,
-            field("objects"),
-            "missing: a YAML list of objects, as in a SecretProviderClass",
-        )
-    })?;
-    let entries: Vec<ObjectEntry> = yaml::from_str(objects_text).map_err(|e| {
-        let mut err = ConfigError::yaml(file, &e);
-        err.field = Some(field("objects"));
-        if let (Some(l), Some(c)) = (err.line.take(), err.column.take()) {
-            err.message = format!("{} (at line {l} column {c} of the annotation)", err.message);
-        }
-        err
-    })?;
-    let defaults = FileDefaults {
-        mode: CSI_DEFAULT_MODE,
-        owner: None,
-        group: None,
-    };
-    let (reads, objects) = objects::compile(
-        file,
-        &field("objects"),
-        &entries,
-        defaults,
-        Dialect::Annotations,
-    )?;
-    let given = TlsSettings {
-        ca_pem: settings.ca_pem,
-        server_name: settings.tls_server_name,
-        ..TlsSettings::default()
-    };
-    let tls = env.fill_tls(file, given, None)?;
+    let provider = ProviderSpec::from_annotations(file, a, &settings, env)?;
     Ok(Spec {
         source: file.to_path_buf(),
-        provider: ProviderSpec::Vault(VaultSpec {
-            vault: VaultSettings {
-                address,
-                namespace: settings.vault_namespace.or_else(|| env.namespace.clone()),
-                tls,
-            },
-            auth: Auth::Kubernetes(JwtLogin {
-                mount,
-                role: role.clone(),
-                audience: settings.token_audience,
-                token_path: None,
-            }),
-            reads,
-            objects,
-        }),
+        provider,
         sidecar: SidecarSettings {
             poll_interval: settings.poll_interval,
             notify: settings.notify,
         },
     })
-}
-
-/// A `provider: aws` pod: the AWS descriptors in `objects`, the parameters as annotations;
-/// Vault's annotations are refused, the resident settings (poll interval, notify) apply.
-fn aws_spec(
-    file: &Path,
-    a: &BTreeMap<String, String>,
-    env: &VaultEnv,
-) -> Result<Spec, ConfigError> {
-    if let Some(name) = VAULT_ONLY.iter().find(|n| a.contains_key(**n)) {
-        return Err(ConfigError::field(
-            file,
-            format!("{PREFIX}{name}"),
-            format!(
-                "only applies to Vault, and this pod has {PREFIX}provider: aws (its credentials \
-                 come from IRSA or EKS Pod Identity): remove it"
-            ),
-        ));
-    }
-    let settings = pod_settings::parse(file, a)?;
-    let sidecar = SidecarSettings {
-        poll_interval: settings.poll_interval,
-        notify: settings.notify,
-    };
-    let aws = crate::provider::aws::params::from_annotations(file, a, env)?;
-    Ok(Spec {
-        source: file.to_path_buf(),
-        sidecar,
-        provider: ProviderSpec::Aws(aws),
-    })
-}
-
-/// The auth mount of `auth-path`. vault-k8s's annotation takes the full path (`auth/jwt`), ours
-/// the mount (`jwt`); both spellings mean the mount, never `auth/auth/jwt/login`.
-fn auth_mount(file: &Path, field: &str, value: &str) -> Result<String, ConfigError> {
-    let mount = check_mount(file, field, value)?;
-    match mount.strip_prefix("auth/") {
-        Some(rest) => check_mount(file, field, rest),
-        None => Ok(mount),
-    }
 }
 
 /// Go's `strconv.Unquote` for double-quoted strings.
@@ -349,6 +186,7 @@ pub fn go_unquote(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Auth;
 
     const FILE: &str = r#"kubectl.kubernetes.io/restartedAt="2026-11-27T10:00:00Z"
 secretdrop.dev/inject="true"

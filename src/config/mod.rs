@@ -12,7 +12,6 @@ pub mod env;
 pub mod error;
 pub mod names;
 pub mod native;
-pub mod objects;
 pub mod param;
 pub mod pod_settings;
 pub mod spc;

@@ -25,12 +25,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::env::VaultEnv;
-use super::objects::{self, Dialect, FileDefaults, ObjectEntry};
+use super::param::{parse_mode, FileDefaults};
 use super::yaml;
 use super::{
-    check_address, check_mount, check_notify, parse_signal, Auth, ConfigError, JwtLogin,
-    NotifySettings, ProviderSpec, SidecarSettings, Spec, TlsSettings, VaultSettings, VaultSpec,
+    check_notify, parse_signal, ConfigError, NotifySettings, ProviderSpec, SidecarSettings, Spec,
 };
+use crate::provider::vault::native::{AuthSection, VaultSection};
+use crate::provider::vault::objects::ObjectEntry;
+use crate::provider::NativeSections;
 
 pub const API_VERSION: &str = "secretdrop.dev/v1alpha1";
 
@@ -56,7 +58,8 @@ struct ConfigFile {
     objects: Vec<ObjectEntry>,
     #[serde(default)]
     sidecar: SidecarSection,
-    /// `provider: aws` with an `aws:` section (docs/aws.md); absent means Vault.
+    /// Which provider's sections apply (docs/configuration.md); absent means Vault, whose
+    /// sections are `vault`, `auth` and `objects`. The others have a section named after them.
     provider: Option<String>,
     aws: Option<serde_yaml::Value>,
 }
@@ -80,33 +83,6 @@ struct NotifySection {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct VaultSection {
-    address: Option<String>,
-    namespace: Option<String>,
-    ca_cert: Option<PathBuf>,
-    ca_directory: Option<PathBuf>,
-    tls_server_name: Option<String>,
-    client_cert: Option<PathBuf>,
-    client_key: Option<PathBuf>,
-    #[serde(rename = "skipTLSVerify")]
-    skip_tls_verify: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct AuthSection {
-    method: String,
-    mount_path: Option<String>,
-    role: Option<String>,
-    audience: Option<String>,
-    token_path: Option<PathBuf>,
-    role_id_file: Option<PathBuf>,
-    secret_id_file: Option<PathBuf>,
-    token_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FilesSection {
     mode: Option<serde_yaml::Value>,
     owner: Option<u32>,
@@ -115,147 +91,28 @@ struct FilesSection {
 
 pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigError> {
     let cfg: ConfigFile = yaml::from_str(text).map_err(|e| ConfigError::yaml(file, &e))?;
-    if let Some(spec) = aws_config(file, &cfg, env)? {
-        return Ok(spec);
-    }
-
-    let address =
-        match (&cfg.vault.address, &env.addr) {
-            (Some(a), _) => check_address(file, "vault.address", a)?,
-            (None, Some(a)) => check_address(file, "VAULT_ADDR", a)?,
-            (None, None) => return Err(ConfigError::field(
-                file,
-                "vault.address",
-                "missing, and VAULT_ADDR is not set: where is Vault? e.g. https://vault.vault:8200",
-            )),
-        };
-    let v = cfg.vault;
-    let from_file = TlsSettings {
-        ca_cert: v.ca_cert,
-        ca_pem: None,
-        ca_directory: v.ca_directory,
-        server_name: v.tls_server_name,
-        client_cert: v.client_cert,
-        client_key: v.client_key,
-        skip_verify: false,
-    };
-    let tls = env.fill_tls(file, from_file, v.skip_tls_verify)?;
-    if tls.client_cert.is_some() != tls.client_key.is_some() {
-        return Err(ConfigError::field(
-            file,
-            "vault.clientCert",
-            "clientCert and clientKey must be set together",
-        ));
-    }
-    let vault = VaultSettings {
-        address,
-        namespace: v.namespace.or_else(|| env.namespace.clone()),
-        tls,
-    };
-
-    let auth = cfg.auth.ok_or_else(|| {
-        ConfigError::field(
-            file,
-            "auth",
-            "missing: e.g. {method: kubernetes, role: my-role}",
-        )
-    })?;
-    let auth = compile_auth(file, auth)?;
-
     let mode = match &cfg.files.mode {
         None => NATIVE_DEFAULT_MODE,
-        Some(m) => {
-            objects::parse_mode(m).map_err(|msg| ConfigError::field(file, "files.mode", msg))?
-        }
+        Some(m) => parse_mode(m).map_err(|msg| ConfigError::field(file, "files.mode", msg))?,
     };
     let defaults = FileDefaults {
         mode,
         owner: cfg.files.owner,
         group: cfg.files.group,
     };
-    let (reads, objects) =
-        objects::compile(file, "objects", &cfg.objects, defaults, Dialect::Native)?;
-    let sidecar = compile_sidecar(file, cfg.sidecar)?;
+    let sections = NativeSections {
+        vault: cfg.vault,
+        auth: cfg.auth,
+        objects: cfg.objects,
+        aws: cfg.aws,
+    };
+    let provider =
+        ProviderSpec::from_native(file, cfg.provider.as_deref(), sections, defaults, env)?;
     Ok(Spec {
         source: file.to_path_buf(),
-        provider: ProviderSpec::Vault(VaultSpec {
-            vault,
-            auth,
-            reads,
-            objects,
-        }),
-        sidecar,
+        sidecar: compile_sidecar(file, cfg.sidecar)?,
+        provider,
     })
-}
-
-/// `provider: aws`: the `aws:` section plus `files:` and `sidecar:`; Vault's sections and
-/// top-level `objects` do not apply. `None` for a Vault config.
-fn aws_config(file: &Path, cfg: &ConfigFile, env: &VaultEnv) -> Result<Option<Spec>, ConfigError> {
-    match cfg.provider.as_deref() {
-        None | Some("vault") | Some("openbao") => {
-            if cfg.aws.is_some() {
-                return Err(ConfigError::field(
-                    file,
-                    "aws",
-                    "only applies with provider: aws",
-                ));
-            }
-            return Ok(None);
-        }
-        Some("aws") => {}
-        Some(other) => {
-            return Err(ConfigError::field(
-                file,
-                "provider",
-                format!("{other:?} is not supported: allowed are vault, openbao, aws"),
-            ))
-        }
-    }
-    let vault_set = cfg.vault.address.is_some() || cfg.vault.namespace.is_some();
-    if let Some(f) = [
-        ("vault", vault_set),
-        ("auth", cfg.auth.is_some()),
-        ("objects", !cfg.objects.is_empty()),
-    ]
-    .iter()
-    .find(|(_, set)| *set)
-    {
-        return Err(ConfigError::field(
-            file,
-            f.0,
-            "does not apply with provider: aws (objects go under aws.objects)",
-        ));
-    }
-    let mode = match &cfg.files.mode {
-        None => NATIVE_DEFAULT_MODE,
-        Some(m) => {
-            objects::parse_mode(m).map_err(|msg| ConfigError::field(file, "files.mode", msg))?
-        }
-    };
-    let defaults = crate::provider::aws::params::AwsDefaults {
-        mode,
-        owner: cfg.files.owner,
-        group: cfg.files.group,
-    };
-    let sidecar = compile_sidecar(
-        file,
-        SidecarSection {
-            poll_interval: cfg.sidecar.poll_interval.clone(),
-            notify: NotifySection {
-                signal: cfg.sidecar.notify.signal.clone(),
-                process: cfg.sidecar.notify.process.clone(),
-                pid_file: cfg.sidecar.notify.pid_file.clone(),
-                url: cfg.sidecar.notify.url.clone(),
-            },
-        },
-    )?;
-    let section = cfg.aws.clone().unwrap_or(serde_yaml::Value::Null);
-    let aws = crate::provider::aws::params::from_native(file, &section, defaults, env)?;
-    Ok(Some(Spec {
-        source: file.to_path_buf(),
-        sidecar,
-        provider: ProviderSpec::Aws(aws),
-    }))
 }
 
 fn compile_sidecar(file: &Path, s: SidecarSection) -> Result<SidecarSettings, ConfigError> {
@@ -303,95 +160,10 @@ pub fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-fn compile_auth(file: &Path, a: AuthSection) -> Result<Auth, ConfigError> {
-    let used: Vec<&str> = [
-        ("role", a.role.is_some()),
-        ("audience", a.audience.is_some()),
-        ("tokenPath", a.token_path.is_some()),
-        ("roleIdFile", a.role_id_file.is_some()),
-        ("secretIdFile", a.secret_id_file.is_some()),
-        ("tokenFile", a.token_file.is_some()),
-        ("mountPath", a.mount_path.is_some()),
-    ]
-    .iter()
-    .filter(|(_, set)| *set)
-    .map(|(n, _)| *n)
-    .collect();
-    let allow = |allowed: &[&str]| -> Result<(), ConfigError> {
-        match used.iter().find(|f| !allowed.contains(f)) {
-            Some(f) => Err(ConfigError::field(
-                file,
-                format!("auth.{f}"),
-                format!(
-                    "does not apply to method {}: allowed are method, {}",
-                    a.method,
-                    allowed.join(", ")
-                ),
-            )),
-            None => Ok(()),
-        }
-    };
-    let required = |v: &Option<PathBuf>, f: &str| {
-        v.clone().ok_or_else(|| {
-            ConfigError::field(
-                file,
-                format!("auth.{f}"),
-                format!("missing: required by method {}", a.method),
-            )
-        })
-    };
-    let mount = |default: &str| match &a.mount_path {
-        Some(m) => check_mount(file, "auth.mountPath", m),
-        None => Ok(default.to_string()),
-    };
-    match a.method.as_str() {
-        "kubernetes" | "jwt" => {
-            allow(&["role", "audience", "tokenPath", "mountPath"])?;
-            let role = a.role.clone().filter(|r| !r.is_empty()).ok_or_else(|| {
-                ConfigError::field(
-                    file,
-                    "auth.role",
-                    format!("missing: required by method {}", a.method),
-                )
-            })?;
-            let login = JwtLogin {
-                mount: mount(&a.method)?,
-                role,
-                audience: a.audience.clone().filter(|s| !s.is_empty()),
-                token_path: a.token_path.clone(),
-            };
-            Ok(if a.method == "jwt" {
-                Auth::Jwt(login)
-            } else {
-                Auth::Kubernetes(login)
-            })
-        }
-        "approle" => {
-            allow(&["roleIdFile", "secretIdFile", "mountPath"])?;
-            Ok(Auth::AppRole {
-                mount: mount("approle")?,
-                role_id_file: required(&a.role_id_file, "roleIdFile")?,
-                secret_id_file: required(&a.secret_id_file, "secretIdFile")?,
-            })
-        }
-        "token" => {
-            allow(&["tokenFile"])?;
-            Ok(Auth::Token {
-                token_file: required(&a.token_file, "tokenFile")?,
-            })
-        }
-        other => Err(ConfigError::field(
-            file,
-            "auth.method",
-            format!("unknown method {other:?}: allowed are kubernetes, jwt, approle, token"),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Format, Output};
+    use crate::config::{Auth, Format, Output};
 
     fn parse_str(text: &str) -> Result<Spec, ConfigError> {
         parse(Path::new("cfg.yaml"), text, &VaultEnv::default())

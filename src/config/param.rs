@@ -69,3 +69,49 @@ fn objects_yaml_error(
         }
     }
 }
+
+/// File attributes applied where an object does not set its own, whatever the provider: the
+/// CSI driver's 0644 for a SecretProviderClass and annotations, a native config's `files:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDefaults {
+    pub mode: u32,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
+
+/// The CSI driver's fixed default file mode (its `permission`); `filePermission` overrides it.
+pub const CSI_DEFAULT_MODE: u32 = 0o644;
+
+impl FileDefaults {
+    /// What the CSI driver and its providers give a file: 0644, no owner or group.
+    pub const CSI: FileDefaults = FileDefaults {
+        mode: CSI_DEFAULT_MODE,
+        owner: None,
+        group: None,
+    };
+}
+
+/// Parses `filePermission`: a YAML octal string (`0600`, `"0640"`, `0o600`) or a number holding
+/// the mode bits (Go's `os.FileMode`, e.g. 420 for 0644, as JSON tools write it).
+pub fn parse_mode(v: &serde_yaml::Value) -> Result<u32, String> {
+    let allowed = "expected an octal mode from 0000 to 0777, e.g. 0600 or 0440";
+    let mode = match v {
+        serde_yaml::Value::String(s) => {
+            let digits = s.strip_prefix("0o").unwrap_or(s);
+            u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not a mode: {allowed}"))?
+        }
+        serde_yaml::Value::Number(n) => match n.as_u64() {
+            Some(n) if n <= 0o777 => n as u32,
+            _ => {
+                return Err(format!(
+                    "{n} is not a mode: {allowed} (a number without a leading 0 is decimal)"
+                ))
+            }
+        },
+        other => return Err(format!("{other:?} is not a mode: {allowed}")),
+    };
+    if mode > 0o777 {
+        return Err(format!("{mode:o} is not a mode: {allowed}"));
+    }
+    Ok(mode)
+}

@@ -36,6 +36,185 @@ impl ProviderSpec {
 
 pub use crate::render::FileSpec;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::env::VaultEnv;
+use crate::config::error::ConfigError;
+use crate::config::names::PREFIX;
+use crate::config::param::FileDefaults;
+use crate::config::pod_settings::PodSettings;
+
+/// The providers as `spec.provider`, a native config's `provider` and the `provider` annotation
+/// name them; the first is the default of a native config and of annotations.
+pub const NAMES: &[&str] = &["vault", "openbao", "aws"];
+
+/// The provider sections of a native config (docs/configuration.md): Vault's at the top level
+/// (`vault`, `auth`, `objects`), every other provider's in a section named after it.
+pub struct NativeSections {
+    pub vault: vault::native::VaultSection,
+    pub auth: Option<vault::native::AuthSection>,
+    pub objects: Vec<vault::objects::ObjectEntry>,
+    pub aws: Option<serde_yaml::Value>,
+}
+
+/// The pod annotations (without the prefix) each provider owns, beside `objects`, which all
+/// share; one provider's are refused on a pod of another.
+fn annotations_of(provider: &str) -> Vec<&'static str> {
+    match provider {
+        "aws" => aws::params::ANNOTATIONS
+            .iter()
+            .map(|(_, an)| *an)
+            .filter(|an| *an != "objects")
+            .collect(),
+        _ => vault::params::ANNOTATIONS.to_vec(),
+    }
+}
+
+fn not_supported(name: &str) -> String {
+    format!(
+        "{:?} is not supported: allowed are {}",
+        name.chars().take(64).collect::<String>(),
+        NAMES.join(", ")
+    )
+}
+
+impl ProviderSpec {
+    /// A SecretProviderClass's `parameters` for the provider `spec.provider` names; `text` is
+    /// the whole manifest, to place errors on its lines.
+    pub fn from_spc(
+        file: &Path,
+        text: &str,
+        provider: &str,
+        parameters: BTreeMap<String, serde_yaml::Value>,
+        env: &VaultEnv,
+    ) -> Result<ProviderSpec, ConfigError> {
+        Ok(match provider {
+            "vault" => ProviderSpec::Vault(vault::params::from_spc(
+                file, text, "vault", parameters, env,
+            )?),
+            "openbao" => ProviderSpec::Vault(vault::params::from_spc(
+                file, text, "openbao", parameters, env,
+            )?),
+            "aws" => ProviderSpec::Aws(aws::params::from_spc(file, text, parameters, env)?),
+            other => {
+                return Err(ConfigError::field(
+                    file,
+                    "spec.provider",
+                    not_supported(other),
+                ))
+            }
+        })
+    }
+
+    /// A native config's provider sections for `provider` (absent: Vault); a section of
+    /// another provider is refused, not ignored.
+    pub fn from_native(
+        file: &Path,
+        provider: Option<&str>,
+        s: NativeSections,
+        defaults: FileDefaults,
+        env: &VaultEnv,
+    ) -> Result<ProviderSpec, ConfigError> {
+        let name = provider.unwrap_or(NAMES[0]);
+        let vault_set = s.vault != Default::default() || s.auth.is_some() || !s.objects.is_empty();
+        let foreign = match name {
+            "vault" | "openbao" => s.aws.is_some().then_some(("aws", "aws")),
+            _ => vault_set.then(|| {
+                let f = if s.auth.is_some() {
+                    "auth"
+                } else if !s.objects.is_empty() {
+                    "objects"
+                } else {
+                    "vault"
+                };
+                (f, "vault")
+            }),
+        };
+        if let Some((field, owner)) = foreign {
+            return Err(ConfigError::field(
+                file,
+                field,
+                match owner {
+                    "vault" => format!(
+                        "does not apply with provider: {name} (objects go under {name}.objects)"
+                    ),
+                    _ => format!("only applies with provider: {owner}"),
+                },
+            ));
+        }
+        Ok(match name {
+            "vault" | "openbao" => ProviderSpec::Vault(vault::native::from_native(
+                file, s.vault, s.auth, &s.objects, defaults, env,
+            )?),
+            "aws" => ProviderSpec::Aws(aws::params::from_native(
+                file,
+                &s.aws.unwrap_or(serde_yaml::Value::Null),
+                defaults,
+                env,
+            )?),
+            other => return Err(ConfigError::field(file, "provider", not_supported(other))),
+        })
+    }
+
+    /// A pod's `secretdrop.dev/` annotations (`a`, without the prefix) for the provider its
+    /// `provider` annotation names (absent: Vault); `settings` are its pod settings.
+    pub fn from_annotations(
+        file: &Path,
+        a: &BTreeMap<String, String>,
+        settings: &PodSettings,
+        env: &VaultEnv,
+    ) -> Result<ProviderSpec, ConfigError> {
+        let name = a.get("provider").map_or(NAMES[0], String::as_str);
+        if !NAMES.contains(&name) {
+            return Err(ConfigError::field(
+                file,
+                format!("{PREFIX}provider"),
+                format!(
+                    "{:?} is not a provider: allowed are {} (the default), {}",
+                    name.chars().take(64).collect::<String>(),
+                    NAMES[0],
+                    NAMES[1..].join(", ")
+                ),
+            ));
+        }
+        let own = annotations_of(name);
+        for owner in NAMES.iter().filter(|n| annotations_of(n) != own) {
+            if let Some(an) = annotations_of(owner)
+                .into_iter()
+                .find(|an| a.contains_key(*an) && !own.contains(an))
+            {
+                return Err(ConfigError::field(
+                    file,
+                    format!("{PREFIX}{an}"),
+                    if *owner == NAMES[0] {
+                        format!(
+                            "only applies to Vault, and this pod has {PREFIX}provider: {name}: \
+                             remove it"
+                        )
+                    } else {
+                        format!("only applies with {PREFIX}provider: {owner}")
+                    },
+                ));
+            }
+        }
+        Ok(match name {
+            "aws" => ProviderSpec::Aws(aws::params::from_annotations(file, a, env)?),
+            _ => ProviderSpec::Vault(vault::params::from_annotations(file, a, settings, env)?),
+        })
+    }
+
+    /// Whether a provider reads the annotation `name` (without the prefix).
+    pub fn owns_annotation(name: &str) -> bool {
+        NAMES.iter().any(|p| annotations_of(p).contains(&name))
+    }
+
+    /// Every annotation (without the prefix) some provider reads.
+    pub fn annotations() -> Vec<&'static str> {
+        NAMES.iter().flat_map(|p| annotations_of(p)).collect()
+    }
+}
+
 impl ProviderSpec {
     /// Every file this spec renders, in its order.
     pub fn files(&self) -> Vec<FileSpec> {

@@ -13,14 +13,14 @@ use crate::config::error::ConfigError;
 use crate::config::names::validate_name;
 
 use super::jmespath::Expr;
-use super::spec::{join, AwsDefaults, AwsObject, JmesEntry, ObjectRef, Service};
+use super::spec::{join, AwsObject, FileDefaults, JmesEntry, ObjectRef, Service};
 
 pub(super) struct Ctx<'a> {
     pub(super) file: &'a Path,
     pub(super) region: &'a str,
     pub(super) failover_region: Option<&'a str>,
     pub(super) translate: Option<char>,
-    pub(super) defaults: AwsDefaults,
+    pub(super) defaults: FileDefaults,
 }
 
 const OBJECT_KEYS: &[&str] = &[

@@ -22,7 +22,7 @@ use super::descriptors;
 use super::spec::join;
 pub use super::spec::ANNOTATIONS;
 pub use super::spec::{
-    AddressType, AwsDefaults, AwsObject, AwsSpec, JmesEntry, ObjectRef, Service, AWS_DEFAULT_MODE,
+    AddressType, AwsObject, AwsSpec, FileDefaults, JmesEntry, ObjectRef, Service,
 };
 
 const PARAMS: &[&str] = &[
@@ -80,7 +80,7 @@ pub fn from_spc(
         "spec.parameters",
         &p,
         &objects,
-        AwsDefaults::PROVIDER,
+        FileDefaults::CSI,
         env,
     )
 }
@@ -90,7 +90,7 @@ pub fn from_spc(
 pub fn from_native(
     file: &Path,
     section: &Value,
-    defaults: AwsDefaults,
+    defaults: FileDefaults,
     env: &VaultEnv,
 ) -> Result<AwsSpec, ConfigError> {
     let Value::Mapping(map) = section else {
@@ -174,7 +174,7 @@ pub fn from_annotations(
         )
         .map(String::as_str)
     };
-    compile(file, at, &p, &objects, AwsDefaults::PROVIDER, env)
+    compile(file, at, &p, &objects, FileDefaults::CSI, env)
 }
 
 /// An AWS region name: lowercase letters, digits and dashes (`us-west-2`, `us-gov-east-1`).
@@ -203,7 +203,7 @@ fn compile<'a>(
     at: &str,
     param: &dyn Fn(&str) -> Option<&'a str>,
     objects: &Value,
-    defaults: AwsDefaults,
+    defaults: FileDefaults,
     env: &VaultEnv,
 ) -> Result<AwsSpec, ConfigError> {
     let field = |name: &str| join(at, name);

@@ -5,9 +5,6 @@
 
 use super::jmespath::Expr;
 
-/// The provider's default file mode.
-pub const AWS_DEFAULT_MODE: u32 = 0o644;
-
 /// Everything an AWS render needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AwsSpec {
@@ -88,22 +85,7 @@ pub struct JmesEntry {
     pub mode: u32,
 }
 
-/// File defaults of the source: the SPC's 0644, or a native config's `files:`.
-#[derive(Debug, Clone, Copy)]
-pub struct AwsDefaults {
-    pub mode: u32,
-    pub owner: Option<u32>,
-    pub group: Option<u32>,
-}
-
-impl AwsDefaults {
-    /// The provider's own: 0644, no owner or group.
-    pub const PROVIDER: AwsDefaults = AwsDefaults {
-        mode: AWS_DEFAULT_MODE,
-        owner: None,
-        group: None,
-    };
-}
+pub use crate::config::param::FileDefaults;
 
 /// SecretProviderClass parameter → pod annotation name (without `secretdrop.dev/`).
 pub const ANNOTATIONS: &[(&str, &str)] = &[

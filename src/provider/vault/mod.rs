@@ -5,6 +5,9 @@
 pub mod auth;
 pub mod client;
 pub mod fetch;
+pub mod native;
+pub mod objects;
+pub mod params;
 pub mod records;
 pub mod schedule;
 pub mod session;

@@ -1,4 +1,5 @@
-//! The `objects` schema shared by the SecretProviderClass and the native config, compiled into
+//! Vault's `objects` schema, shared by the SecretProviderClass, the native config and the pod
+//! annotations, compiled into
 //! [`ObjectSpec`]s plus the deduplicated list of [`Read`]s.
 //!
 //! Field names and meanings are the vault-csi-provider's (`objectName`, `secretPath`,
@@ -10,8 +11,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::names::validate_name;
-use super::{ConfigError, Encoding, Format, ObjectSpec, Output, Read};
+use crate::config::error::ConfigError;
+use crate::config::names::validate_name;
+use crate::config::param::{parse_mode, FileDefaults};
+
+use super::spec::{Encoding, Format, ObjectSpec, Output, Read};
 
 /// One entry of `objects`, as written.
 #[derive(Debug, Deserialize, Default)]
@@ -30,14 +34,6 @@ pub struct ObjectEntry {
     pub format: Option<String>,
     pub keys: Option<Vec<String>>,
     pub template: Option<String>,
-}
-
-/// File attributes applied where an object does not set its own.
-#[derive(Debug, Clone, Copy)]
-pub struct FileDefaults {
-    pub mode: u32,
-    pub owner: Option<u32>,
-    pub group: Option<u32>,
 }
 
 /// Which source the objects came from: SecretProviderClass objects may not use extensions.
@@ -350,31 +346,6 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Parses `filePermission`: a YAML octal string (`0600`, `"0640"`, `0o600`) or a number holding
-/// the mode bits (Go's `os.FileMode`, e.g. 420 for 0644, as JSON tools write it).
-pub fn parse_mode(v: &serde_yaml::Value) -> Result<u32, String> {
-    let allowed = "expected an octal mode from 0000 to 0777, e.g. 0600 or 0440";
-    let mode = match v {
-        serde_yaml::Value::String(s) => {
-            let digits = s.strip_prefix("0o").unwrap_or(s);
-            u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not a mode: {allowed}"))?
-        }
-        serde_yaml::Value::Number(n) => match n.as_u64() {
-            Some(n) if n <= 0o777 => n as u32,
-            _ => {
-                return Err(format!(
-                    "{n} is not a mode: {allowed} (a number without a leading 0 is decimal)"
-                ))
-            }
-        },
-        other => return Err(format!("{other:?} is not a mode: {allowed}")),
-    };
-    if mode > 0o777 {
-        return Err(format!("{mode:o} is not a mode: {allowed}"));
-    }
-    Ok(mode)
 }
 
 /// Two objects may not write the same file, nor may one be a directory prefix of another.
