@@ -204,11 +204,10 @@ fn start_app(dir: &Path, name: &str, log: &Path) -> std::process::Child {
         log.display(),
         dir.join(format!("{name}.pid")).display()
     );
-    let child = std::process::Command::new(&exe)
-        .arg("-c")
-        .arg(script)
-        .spawn()
-        .unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("-c").arg(script);
+    common::process::default_signals(&mut cmd);
+    let child = cmd.spawn().unwrap();
     let pid_file = dir.join(format!("{name}.pid"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while !pid_file.exists() && Instant::now() < deadline {

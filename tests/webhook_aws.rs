@@ -182,8 +182,13 @@ fn a_converted_aws_csi_volume_renders_under_irsa_from_the_admitted_spec() {
         json!({"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
     );
     // One token, for STS, where EKS puts it; no Vault address, no Vault token.
+    let volumes = injected["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        volumes.iter().all(|v| v["name"] != "secretdrop-token"),
+        "an AWS-only pod has no Vault token: {volumes:?}"
+    );
     let token_volume =
-        common::kubelet::named(&injected["spec"]["volumes"], "secretdrop-token").clone();
+        common::kubelet::named(&injected["spec"]["volumes"], "secretdrop-aws-token").clone();
     assert_eq!(
         token_volume["projected"]["sources"],
         json!([{"serviceAccountToken": {"path": "token", "expirationSeconds": 86400, "audience": "sts.amazonaws.com"}}])

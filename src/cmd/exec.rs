@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         let settings = crate::provider::Settings {
             token_path: args.path("token-path", Some(DEFAULT_TOKEN_PATH))?,
             vault_policy: args.client_policy()?,
-            aws_env: crate::provider::aws::credentials::AwsEnv::from_process(),
+            env: crate::provider::ProviderEnv::from_process(),
             revoke_replaced_after: None,
             poll: crate::engine::DEFAULT_POLL,
             quiet: false,

@@ -28,7 +28,7 @@ pub(super) fn options(args: &Args) -> Result<Options, Error> {
         settings: Settings {
             token_path: args.path("token-path", Some(DEFAULT_TOKEN_PATH))?,
             vault_policy: args.client_policy()?,
-            aws_env: crate::provider::aws::credentials::AwsEnv::from_process(),
+            env: crate::provider::ProviderEnv::from_process(),
             revoke_replaced_after: args.revoke_replaced_after()?,
             poll: engine::DEFAULT_POLL,
             quiet: false,

@@ -8,6 +8,7 @@
 //! file and the providers' folders names a provider.
 
 pub mod aws;
+pub mod pod;
 pub mod vault;
 
 use vault::spec::VaultSpec;
@@ -204,6 +205,38 @@ impl ProviderSpec {
         })
     }
 
+    /// What the webhook gives an injected container for this volume beyond Vault's defaults
+    /// ([`pod`]); `None` for Vault, whose token, address and CA are those defaults.
+    pub fn pod_use(&self) -> Option<pod::Use> {
+        match self {
+            ProviderSpec::Vault(_) => None,
+            ProviderSpec::Aws(a) => Some(pod::Use::Aws(aws::pod::AwsUse::of(a))),
+        }
+    }
+
+    /// The address this volume sends the pod's token to, where the volume chooses it (Vault):
+    /// what the webhook's allow-list and pins check. Cloud stores have fixed endpoints: `None`.
+    pub fn address(&self) -> Option<&str> {
+        match self {
+            ProviderSpec::Vault(v) => Some(&v.vault.address),
+            ProviderSpec::Aws(_) => None,
+        }
+    }
+
+    /// The audience of the service-account token this volume logs in with, where its config
+    /// names one (a Vault role's `audience`); the webhook projects a token for it.
+    pub fn token_audience(&self) -> Option<&str> {
+        match self {
+            ProviderSpec::Vault(v) => match &v.auth {
+                vault::spec::Auth::Kubernetes(l) | vault::spec::Auth::Jwt(l) => {
+                    l.audience.as_deref()
+                }
+                _ => None,
+            },
+            ProviderSpec::Aws(_) => None,
+        }
+    }
+
     /// Whether a provider reads the annotation `name` (without the prefix).
     pub fn owns_annotation(name: &str) -> bool {
         NAMES.iter().any(|p| annotations_of(p).contains(&name))
@@ -329,6 +362,22 @@ pub fn member_prefix(member: usize, name: &str) -> String {
     format!("..{member}/{name}")
 }
 
+/// The process environment the providers read the way their SDKs do, captured once at start
+/// (a provider without variables of its own has no field).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderEnv {
+    /// IRSA, Pod Identity, endpoints.
+    pub aws: aws::credentials::AwsEnv,
+}
+
+impl ProviderEnv {
+    pub fn from_process() -> ProviderEnv {
+        ProviderEnv {
+            aws: aws::credentials::AwsEnv::from_process(),
+        }
+    }
+}
+
 /// What the operator gives every session, whatever the provider (flags and the environment).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -336,8 +385,8 @@ pub struct Settings {
     pub token_path: std::path::PathBuf,
     /// What the operator allows the Vault client (pinned addresses, answer size).
     pub vault_policy: vault::client::ClientPolicy,
-    /// The AWS SDK variables of the process (IRSA, Pod Identity, endpoints).
-    pub aws_env: aws::credentials::AwsEnv,
+    /// The variables each provider's SDK reads, captured once ([`ProviderEnv`]).
+    pub env: ProviderEnv,
     /// `--revoke-replaced-after`: grace before a replaced lease is revoked; None: never.
     pub revoke_replaced_after: Option<std::time::Duration>,
     /// How often static secrets are polled.
@@ -541,7 +590,7 @@ mod tests {
         Settings {
             token_path: "/t".into(),
             vault_policy: Default::default(),
-            aws_env: Default::default(),
+            env: Default::default(),
             revoke_replaced_after: None,
             poll: std::time::Duration::from_secs(300),
             quiet: true,

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::config::annotations::MAX_ANNOTATION_BYTES;
 use crate::config::names::{audience_token_file, is_volume_name, CSI_PREFIX};
-use crate::config::{Auth, VaultEnv};
+use crate::config::VaultEnv;
 use crate::net::kube::KubeError;
 
 use super::defaults::Defaults;
@@ -45,10 +45,11 @@ pub struct CsiVolume {
     pub class: String,
     /// The class's `audience`: the token the volume logs in with.
     pub audience: Option<String>,
-    /// The Vault address the class logs in to (empty for `provider: aws`).
-    pub address: String,
-    /// `provider: aws`: how the volume gets AWS credentials (see [`super::aws`]).
-    pub aws: Option<super::aws::AwsUse>,
+    /// The address the class sends the pod's token to (Vault's; `None` for a cloud store).
+    pub address: Option<String>,
+    /// What a cloud provider's volume needs in the injected container
+    /// ([`crate::provider::pod`]); `None` for Vault.
+    pub pod_use: Option<crate::provider::pod::Use>,
 }
 
 impl CsiVolume {
@@ -232,38 +233,27 @@ fn check(
         ..Default::default()
     };
     let parsed = crate::config::parse(Path::new(&file), &text, &env)
-        .map_err(|e| super::aws::region_hint(e.to_string()))?;
-    let vault = match &parsed.provider {
-        crate::provider::ProviderSpec::Vault(v) => v,
-        crate::provider::ProviderSpec::Aws(aws) => {
-            return Ok(CsiVolume {
-                name: volume.to_string(),
-                class: text,
-                audience: None,
-                address: String::new(),
-                aws: Some(super::aws::AwsUse::of(aws)),
-            })
+        .map_err(|e| crate::provider::pod::webhook_message(e.to_string()))?;
+    let address = parsed.provider.address().map(str::to_string);
+    if let Some(address) = &address {
+        if !defaults.allowed_vault_addresses.is_empty()
+            && !crate::provider::vault::client::is_allowed(
+                &defaults.allowed_vault_addresses,
+                address,
+            )
+        {
+            return Err(format!(
+                "{file}: Vault address {address} is not allowed by this webhook; allowed are {}",
+                defaults.allowed_vault_addresses.join(", ")
+            ));
         }
-    };
-    let address = vault.vault.address.clone();
-    if !defaults.allowed_vault_addresses.is_empty()
-        && !crate::provider::vault::client::is_allowed(&defaults.allowed_vault_addresses, &address)
-    {
-        return Err(format!(
-            "{file}: Vault address {address} is not allowed by this webhook; allowed are {}",
-            defaults.allowed_vault_addresses.join(", ")
-        ));
     }
-    let audience = match &vault.auth {
-        Auth::Kubernetes(l) | Auth::Jwt(l) => l.audience.clone(),
-        _ => None,
-    };
     Ok(CsiVolume {
         name: volume.to_string(),
-        class: text,
-        audience,
+        audience: parsed.provider.token_audience().map(str::to_string),
+        pod_use: parsed.provider.pod_use(),
         address,
-        aws: None,
+        class: text,
     })
 }
 
@@ -324,9 +314,9 @@ pub fn extend_container(c: &mut Value, csi: &[CsiVolume]) {
 /// Every Vault address the pod may log in to: `first`, then the classes', each once.
 pub fn addresses(first: Option<&str>, csi: &[CsiVolume]) -> Vec<String> {
     let mut out: Vec<String> = first.map(str::to_string).into_iter().collect();
-    for c in csi.iter().filter(|c| c.aws.is_none()) {
-        if !out.contains(&c.address) {
-            out.push(c.address.clone());
+    for a in csi.iter().filter_map(|c| c.address.as_ref()) {
+        if !out.contains(a) {
+            out.push(a.clone());
         }
     }
     out
@@ -374,7 +364,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].name, "secrets-store-inline");
         assert_eq!(got[0].audience.as_deref(), Some("vault"));
-        assert_eq!(got[0].address, "http://vault.vault:8200");
+        assert_eq!(got[0].address.as_deref(), Some("http://vault.vault:8200"));
         let carried: Value = serde_json::from_str(&got[0].class).unwrap();
         assert_eq!(carried["spec"]["parameters"]["objects"], OBJECTS);
         assert!(carried["metadata"].get("resourceVersion").is_none());

@@ -97,7 +97,7 @@ impl Key {
     fn time(&self) -> Duration {
         match self.object {
             Object::SecretProviderClass => super::csi::LOOKUP_BUDGET,
-            Object::ServiceAccount => super::aws::LOOKUP_TIME,
+            Object::ServiceAccount => crate::provider::pod::LOOKUP_TIME,
         }
     }
 }

@@ -1,8 +1,7 @@
 //! The mutating admission webhook (docs/webhook.md): [`mutate`] is the pure injection, [`patch`]
 //! turns its result into a JSON Patch, [`review`] answers an AdmissionReview, [`csi`] converts
-//! Secrets Store CSI volumes, [`aws`] gives `provider: aws` pods their AWS credentials.
+//! Secrets Store CSI volumes; what a cloud provider's volumes need comes from [`crate::provider::pod`].
 
-pub mod aws;
 pub mod csi;
 pub mod defaults;
 pub mod lookups;

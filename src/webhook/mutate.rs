@@ -19,6 +19,7 @@ use crate::config::pod_settings::{self, shorten, PodSettings};
 use crate::config::VaultEnv;
 
 use super::csi::{self, CsiVolume};
+use crate::provider::pod::{webhook_message, Cluster, Grant, ServiceAccounts, Use};
 
 pub use super::defaults::*;
 
@@ -97,7 +98,7 @@ pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVo
             csi: csi.to_vec(),
             ..p
         };
-        with_aws(pod, namespace, defaults, p)
+        with_grants(pod, namespace, defaults, p)
     });
     let planned = planned.and_then(|mut p| {
         p.admitted = admitted(&annotations, &p, defaults)?;
@@ -133,7 +134,7 @@ fn admitted(
     // Only the Vault address comes from the container's environment, as the container
     // computes it (`engine::check_admitted`).
     let env = VaultEnv {
-        addr: Some(plan.address.clone()).filter(|a| !a.is_empty() && !aws_only(plan)),
+        addr: Some(plan.address.clone()).filter(|a| !a.is_empty() && has_vault(plan)),
         aws_region: defaults.aws_region.clone(),
         ..Default::default()
     };
@@ -195,53 +196,64 @@ pub fn opted_in(annotation: Option<&str>, label: Option<&str>) -> Result<bool, S
     }
 }
 
-/// The AWS volumes of the pod (its annotation objects, converted classes) get their credentials
-/// resolved ([`super::aws::identity`]). They may sit beside Vault volumes, all served by one
-/// secretdrop process, but must agree on one way of getting credentials (IRSA, or Pod Identity
-/// with one address type): the injected container has one AWS environment.
-fn with_aws(
+/// The volumes of a cloud provider (annotation objects, converted classes) get their
+/// credentials resolved once per provider ([`crate::provider::pod`]). They may sit beside
+/// Vault volumes and other providers' volumes, all served by one secretdrop process, but the
+/// volumes of one provider must agree on how they get credentials: the injected container has
+/// one environment per provider.
+fn with_grants(
     pod: &Value,
     namespace: &str,
     defaults: &Defaults,
     mut p: Plan,
 ) -> Result<Plan, String> {
-    let mut uses: Vec<(String, super::aws::AwsUse)> = Vec::new();
-    if let Some(u) = p.aws_use {
+    let mut uses: Vec<(String, Use)> = Vec::new();
+    if let Some(u) = p.objects_use {
         uses.push((format!("the {PREFIX}objects volume"), u));
     }
     uses.extend(
         p.csi
             .iter()
-            .filter_map(|c| c.aws.map(|u| (format!("volume {:?}", c.name), u))),
+            .filter_map(|c| c.pod_use.map(|u| (format!("volume {:?}", c.name), u))),
     );
-    let Some((first, using)) = uses.first().cloned() else {
-        return Ok(p);
+    let cluster = Cluster {
+        service_accounts: defaults.service_accounts.lookup().map(|l| {
+            let l: ServiceAccounts = l.as_ref();
+            l
+        }),
+        aws_region: defaults.aws_region.as_deref(),
     };
-    if let Some((other, _)) = uses.iter().find(|(_, u)| *u != using) {
-        return Err(format!(
-            "{first} and {other} get AWS credentials differently (IRSA, or EKS Pod Identity with \
-             another address type); the injected container has one AWS identity: make their \
-             usePodIdentity and preferredAddressType agree, or move one to another pod"
-        ));
+    let mut done: Vec<&str> = Vec::new();
+    for (first, using) in &uses {
+        if done.contains(&using.provider()) {
+            continue;
+        }
+        done.push(using.provider());
+        let same = |u: &Use| u.provider() == using.provider();
+        if let Some((other, _)) = uses.iter().find(|(_, u)| same(u) && u != using) {
+            return Err(format!("{first} and {other} {}", using.disagreement()));
+        }
+        // A converted volume is named, as its other refusals are.
+        let at = match p.csi.iter().find(|c| c.pod_use.as_ref().is_some_and(same)) {
+            Some(c) if !p.objects_use.as_ref().is_some_and(same) => {
+                format!("volume {:?} ({}): ", c.name, csi::DRIVER)
+            }
+            _ => String::new(),
+        };
+        p.grants.push(
+            using
+                .resolve(pod, namespace, &cluster)
+                .map_err(|m| at + &m)?,
+        );
     }
-    // A converted volume is named, as its other refusals are.
-    let at = match p.csi.iter().find(|c| c.aws.is_some()) {
-        Some(c) if p.aws_use.is_none() => format!("volume {:?} ({}): ", c.name, csi::DRIVER),
-        _ => String::new(),
-    };
-    p.aws = Some(super::aws::identity(pod, namespace, defaults, using).map_err(|m| at + &m)?);
     Ok(p)
 }
 
-/// Whether every volume of the pod is an AWS one (no Vault token, address or CA at all).
-fn aws_only(p: &Plan) -> bool {
-    p.aws.is_some() && !has_vault(p)
-}
-
-/// Whether the pod also has Vault volumes beside its AWS ones (the container then keeps its
-/// Vault token, address and CA, and gets the AWS token in a volume of its own).
+/// Whether the pod has Vault volumes (annotation objects or converted classes): the injected
+/// container then has the shared token volume, the Vault address and the CA. Without, it has
+/// only what its providers' grants give it.
 fn has_vault(p: &Plan) -> bool {
-    (p.objects && p.aws_use.is_none()) || p.csi.iter().any(|c| c.aws.is_none())
+    (p.objects && p.objects_use.is_none()) || p.csi.iter().any(|c| c.pod_use.is_none())
 }
 
 /// What the annotations ask for, validated.
@@ -258,10 +270,11 @@ struct Plan {
     objects: bool,
     /// Converted CSI volumes.
     csi: Vec<CsiVolume>,
-    /// `secretdrop.dev/provider: aws`: how the annotation objects get credentials.
-    aws_use: Option<super::aws::AwsUse>,
-    /// The AWS credentials of the one AWS volume, resolved.
-    aws: Option<super::aws::Identity>,
+    /// A cloud provider's annotation objects (`secretdrop.dev/provider`): how they get
+    /// credentials.
+    objects_use: Option<Use>,
+    /// Each cloud provider's credentials, resolved ([`with_grants`]).
+    grants: Vec<Grant>,
     /// `--admitted` of the injected containers (see [`admitted`]).
     admitted: String,
 }
@@ -283,7 +296,7 @@ fn csi_only_plan(
     let address = defaults
         .vault_address
         .clone()
-        .or_else(|| csi.first().map(|c| c.address.clone()))
+        .or_else(|| csi.iter().find_map(|c| c.address.clone()))
         .unwrap_or_default();
     Ok(Plan {
         mode,
@@ -294,8 +307,8 @@ fn csi_only_plan(
         settings: pod_settings,
         objects: false,
         csi: Vec::new(),
-        aws_use: None,
-        aws: None,
+        objects_use: None,
+        grants: Vec::new(),
         admitted: String::new(),
     })
 }
@@ -309,15 +322,12 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         ..Default::default()
     };
     let spec = annotations::spec_from(file, &ours, &env)
-        .map_err(|e| super::aws::region_hint(strip_file(&e.to_string())))?;
+        .map_err(|e| webhook_message(strip_file(&e.to_string())))?;
     let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
     let env = env_flags(&ours, &spec)?;
-    let address = spec
-        .vault()
-        .map(|v| v.vault.address.clone())
-        .unwrap_or_default();
-    // provider: aws has no Vault address to allow (docs/webhook.md, "AWS").
-    if spec.aws().is_none()
+    let address = spec.provider.address().unwrap_or_default().to_string();
+    // A cloud store has no address to allow (docs/webhook.md, "Providers").
+    if spec.provider.address().is_some()
         && !defaults.allowed_vault_addresses.is_empty()
         && !crate::provider::vault::client::is_allowed(&defaults.allowed_vault_addresses, &address)
     {
@@ -372,8 +382,8 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         settings: pod_settings,
         objects: true,
         csi: Vec::new(),
-        aws_use: spec.aws().map(super::aws::AwsUse::of),
-        aws: None,
+        objects_use: spec.provider.pod_use(),
+        grants: Vec::new(),
         admitted: String::new(),
     })
 }
@@ -509,21 +519,15 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     if let Some(aud) = settings::token_audience(&plan.settings, defaults) {
         token["audience"] = json!(aud);
     }
-    if !aws_only(plan) {
+    if has_vault(plan) {
         volumes.extend(settings::volumes(&plan.settings, defaults));
+        let sources = csi::token_sources(token, &plan.csi);
+        volumes.push(json!({"name": TOKEN_VOLUME, "projected": {"sources": sources}}));
     }
-    let sources = match &plan.aws {
-        // The AWS token replaces Vault's: an AWS pod has no Vault to log in to.
-        Some(id) if aws_only(plan) => vec![super::aws::token_source(id)],
-        Some(id) => {
-            // Vault and AWS volumes side by side: each token in its own volume.
-            volumes.push(json!({"name": super::aws::AWS_TOKEN_VOLUME,
-                "projected": {"sources": [super::aws::token_source(id)]}}));
-            csi::token_sources(token, &plan.csi)
-        }
-        None => csi::token_sources(token, &plan.csi),
-    };
-    volumes.push(json!({"name": TOKEN_VOLUME, "projected": {"sources": sources}}));
+    // Each cloud provider's token in a volume of its own.
+    for g in &plan.grants {
+        volumes.push(json!({"name": g.volume(), "projected": {"sources": [g.token_source()]}}));
+    }
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
     if plan.env.is_some() {
@@ -705,10 +709,52 @@ fn sidecar_container(
     if !plan.csi.is_empty() {
         with_csi(&mut c, plan);
     }
-    if let Some(id) = &plan.aws {
-        super::aws::dress(&mut c, id, defaults.aws_region.as_deref(), has_vault(plan));
-    }
+    dress_grants(&mut c, plan);
     c
+}
+
+/// The injected container with its providers' grants: each token mounted where the provider
+/// expects it, and its variables. A pod without Vault volumes loses Vault's dressing (the
+/// shared token, `--token-path`, the address, the CA); what it was admitted to
+/// (`SECRETDROP_ADMITTED`) is kept either way, last.
+fn dress_grants(c: &mut Value, plan: &Plan) {
+    if plan.grants.is_empty() {
+        return;
+    }
+    let vault = has_vault(plan);
+    if let Some(mounts) = c["volumeMounts"].as_array_mut() {
+        if !vault {
+            mounts.retain(|m| m["name"] != TOKEN_VOLUME && m["name"] != settings::CA_VOLUME);
+        }
+        for g in &plan.grants {
+            mounts.push(json!({"name": g.volume(), "mountPath": g.dir(), "readOnly": true}));
+        }
+    }
+    if !vault {
+        if let Some(args) = c["args"].as_array_mut() {
+            if let Some(i) = args.iter().position(|a| a == "--token-path") {
+                args.drain(i..(i + 2).min(args.len()));
+            }
+        }
+    }
+    let granted = plan
+        .grants
+        .iter()
+        .flat_map(Grant::env)
+        .map(|(name, value)| json!({"name": name, "value": value}));
+    let kept: Vec<Value> = c["env"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|v| vault || v["name"] == "SECRETDROP_ADMITTED")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    c["env"] = Value::Array(match vault {
+        true => kept.into_iter().chain(granted).collect(),
+        false => granted.chain(kept).collect(),
+    });
 }
 
 /// The injected container of a pod with converted CSI volumes: those volumes too, every
@@ -739,5 +785,7 @@ fn with_csi(c: &mut Value, plan: &Plan) {
     csi::extend_container(c, &plan.csi);
 }
 
+#[cfg(test)]
+mod provider_tests;
 #[cfg(test)]
 mod tests;

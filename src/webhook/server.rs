@@ -27,7 +27,7 @@
 //!   IRSA pod's ServiceAccount) is decided in rounds ([`lookups`]): a decision that asked for
 //!   an object not read yet is dropped with its slots, the objects are read on the runtime,
 //!   all at once, each within its own time ([`super::csi::LOOKUP_BUDGET`],
-//!   [`super::aws::LOOKUP_TIME`]) and all by [`DECIDE_TIME`] before the deadline, and the
+//!   [`crate::provider::pod::LOOKUP_TIME`]) and all by [`DECIDE_TIME`] before the deadline, and the
 //!   review is decided again with them. An API server that answers slowly or never thus costs
 //!   the reviews that wait for it their own time, each refused within its deadline naming its
 //!   object and the time it was given, and the slots stay free for every other review; the

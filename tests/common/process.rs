@@ -134,3 +134,23 @@ pub fn run_measured(mut cmd: Command) -> Measured {
         cpu: time(usage.ru_utime) + time(usage.ru_stime),
     }
 }
+
+/// Starts the command with every signal at its default disposition and none blocked, whatever
+/// the test runner inherited (`nohup` ignores SIGHUP, and a shell cannot trap a signal that was
+/// ignored when it started).
+pub fn default_signals(cmd: &mut Command) {
+    // SAFETY: signal and sigprocmask are async-signal-safe; nothing allocates between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}

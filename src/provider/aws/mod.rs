@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod http;
 pub mod jmespath;
 pub mod params;
+pub mod pod;
 pub mod render;
 pub mod secrets_manager;
 pub mod session;

@@ -73,7 +73,7 @@ impl Drop for State {
 
 impl Session {
     pub fn open(spec: &AwsSpec, settings: &Settings) -> Result<Session, Error> {
-        let fetcher = Fetcher::new(spec, &settings.aws_env)?;
+        let fetcher = Fetcher::new(spec, &settings.env.aws)?;
         let fetcher = if settings.quiet {
             fetcher.quiet()
         } else {
@@ -241,7 +241,7 @@ impl Session {
 
     /// A reloaded spec: the same credentials when the identity is the same; a poll now.
     pub fn reload(&mut self, spec: &AwsSpec, settings: &Settings) -> Result<bool, String> {
-        let fetcher = Fetcher::new(spec, &settings.aws_env).map_err(|e| e.to_string())?;
+        let fetcher = Fetcher::new(spec, &settings.env.aws).map_err(|e| e.to_string())?;
         let fetcher = fetcher.quiet();
         let identity = identity(spec, &fetcher);
         if identity == self.identity {

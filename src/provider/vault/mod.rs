@@ -9,6 +9,7 @@ pub mod native;
 pub mod objects;
 pub mod params;
 pub mod records;
+pub mod render;
 pub mod schedule;
 pub mod session;
 mod slots;

@@ -235,7 +235,7 @@ fn output_of(entry: &ObjectEntry, err: &ErrFn<'_>) -> Result<Output, ConfigError
         });
     }
     if let Some(t) = &entry.template {
-        crate::render::check_template(t).map_err(|m| err("template", m))?;
+        super::render::check_template(t).map_err(|m| err("template", m))?;
         return Ok(Output::Template(t.clone()));
     }
     Ok(Output::WholeResponse)

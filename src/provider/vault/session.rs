@@ -22,12 +22,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::render;
 use super::spec::{Read, VaultSpec};
 use crate::error::Error;
 use crate::fingerprint::{self, Rendered};
 use crate::observe::Metrics;
 use crate::provider::{Freshness, Job, Render, Settings};
-use crate::render;
 use crate::retry::random_unit;
 use crate::secret::SecretBytes;
 
@@ -652,7 +652,7 @@ impl Session {
     }
 
     /// Every file from the latest answers; see [`Render`].
-    pub fn render(&mut self) -> Result<Render, render::RenderError> {
+    pub fn render(&mut self) -> Result<Render, crate::render::RenderError> {
         let adopted_without_values = self
             .slots
             .iter()
