@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 source scripts/tools.sh
 bin=$(scripts/build-static.sh)
 cargo build --release --locked --example bench_sidecar >&2
-SECRETDROP_BIN="$PWD/$bin" exec target/release/examples/bench_sidecar
+SECRETDROP_BIN="$(realpath "$bin")" exec "${CARGO_TARGET_DIR:-target}"/release/examples/bench_sidecar

@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 source scripts/tools.sh
 bin=${SECRETDROP_BIN:-$PWD/$(scripts/build-static.sh)}
 cargo build --release --locked --example bench_webhook >&2
-SECRETDROP_BIN="$bin" exec target/release/examples/bench_webhook
+SECRETDROP_BIN="$bin" exec "${CARGO_TARGET_DIR:-target}"/release/examples/bench_webhook

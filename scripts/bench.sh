@@ -10,4 +10,4 @@ bin=$(scripts/build-static.sh)
 PEAK_RSS_BIN=$(scripts/peak-rss.sh)
 export PEAK_RSS_BIN
 cargo build --release --locked --example bench >&2
-SECRETDROP_BIN="$PWD/$bin" exec target/release/examples/bench
+SECRETDROP_BIN="$(realpath "$bin")" exec "${CARGO_TARGET_DIR:-target}"/release/examples/bench

@@ -19,6 +19,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-TMPDIR="$work" target/release/examples/demo &
+TMPDIR="$work" "${CARGO_TARGET_DIR:-target}"/release/examples/demo &
 demo_pid=$!
 wait "$demo_pid"
