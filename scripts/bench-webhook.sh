@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/tools.sh
-bin=${SECRETDROP_BIN:-$PWD/$(scripts/build-static.sh)}
+bin=${SECRETDROP_BIN:-$(realpath "$(scripts/build-static.sh)")}
 cargo build --release --locked --example bench_webhook >&2
 SECRETDROP_BIN="$bin" exec "${CARGO_TARGET_DIR:-target}"/release/examples/bench_webhook
