@@ -15,6 +15,7 @@
 
 pub mod blog;
 pub mod cli;
+pub mod contract;
 pub mod ha;
 pub mod hostile;
 pub mod kube_api;

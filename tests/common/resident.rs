@@ -37,15 +37,26 @@ impl Resident {
             .arg("--dir")
             .arg(dir)
             .args(extra);
-        let listen = extra
+        adjust(&mut cmd);
+        Resident::spawn(cmd, dir, log)
+    }
+
+    /// Spawns `cmd`, a whole `secretdrop sidecar ...` command line (a test may build it on
+    /// another program, e.g. a wrapper that enters a namespace first), logging to `log`.
+    /// `dir` is its `--dir`; its `--listen` is found among the arguments.
+    pub fn spawn(mut cmd: Command, dir: &Path, log: &Path) -> Resident {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let listen = args
             .iter()
-            .position(|a| *a == "--listen")
-            .map(|i| extra[i + 1].to_string());
+            .position(|a| a == "--listen")
+            .and_then(|i| args.get(i + 1).cloned());
         let file = std::fs::File::create(log).expect("create sidecar log");
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
-        adjust(&mut cmd);
         let child = cmd.spawn().expect("start secretdrop sidecar");
         Resident {
             child: Some(child),
@@ -124,6 +135,24 @@ impl Resident {
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own: its exit code (None if it
+    /// was still running, and is then killed, or died of a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("already stopped");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits: (exit code, time to exit).
