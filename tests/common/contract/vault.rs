@@ -2,15 +2,15 @@
 //! device, so logins and reads are counted as OpenBao records them. Each store has its own
 //! kubernetes auth mount (its logins are the audit entries on `auth/<mount>/login`), two
 //! roles for one service account, and its own KV v2 prefix (its reads are the entries under
-//! `secret/data/<prefix>/`). Each object is a KV secret with two keys: `value` (read by a
-//! class with [`Params::First`]: the first role, `secretKey: value`) and `other`
-//! ([`Params::Second`]: the second role, `secretKey: other`).
+//! `secret/data/<prefix>/`). An object is the KV secret `<prefix>/<name>` (key `value`), read
+//! by the first role ([`Params::First`]); [`Params::Second`] names the second role and reads
+//! `<prefix>/second/<name>`, which only that role may read: a class switched to it renders only
+//! once the new role is logged in, so the role change itself is proven applied.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::{Failure, Obj, Params, Store};
 use crate::common::{
@@ -45,13 +45,11 @@ pub struct VaultStore {
     audit: &'static Path,
     mount: String,
     roles: [String; 2],
-    policy: String,
+    /// The policy of each role.
+    policies: [String; 2],
     prefix: String,
     token: String,
     token_path: PathBuf,
-    /// Per object: its `value` and `other` keys, written together (a KV v2 write replaces
-    /// the whole secret).
-    values: Mutex<BTreeMap<String, Map<String, Value>>>,
     forbidden: Mutex<Vec<String>>,
 }
 
@@ -61,19 +59,28 @@ impl VaultStore {
         self.bao
     }
 
-    fn write_policy(&self) {
-        let mut hcl = format!(
-            "path \"secret/data/{}/*\" {{ capabilities = [\"read\"] }}\n",
-            self.prefix
+    /// The KV path (under `secret/data/`) of `name` for `params`.
+    fn path(&self, params: Params, name: &str) -> String {
+        match params {
+            Params::First => format!("{}/{name}", self.prefix),
+            Params::Second => format!("{}/second/{name}", self.prefix),
+        }
+    }
+
+    /// The first role reads `<prefix>/*` but `second/` and what was made forbidden; the
+    /// second role reads `<prefix>/second/*` alone.
+    fn write_policies(&self) {
+        let p = &self.prefix;
+        let mut first = format!(
+            "path \"secret/data/{p}/*\" {{ capabilities = [\"read\"] }}\npath \"secret/data/{p}/second/*\" {{ capabilities = [\"deny\"] }}\n"
         );
         for name in self.forbidden.lock().unwrap().iter() {
-            hcl += &format!(
-                "path \"secret/data/{}/{name}\" {{ capabilities = [\"deny\"] }}\n",
-                self.prefix
-            );
+            first += &format!("path \"secret/data/{p}/{name}\" {{ capabilities = [\"deny\"] }}\n");
         }
-        self.bao
-            .cli_stdin(&["policy", "write", &self.policy, "-"], &hcl);
+        let second = format!("path \"secret/data/{p}/second/*\" {{ capabilities = [\"read\"] }}\n");
+        for (policy, hcl) in self.policies.iter().zip([first, second]) {
+            self.bao.cli_stdin(&["policy", "write", policy, "-"], &hcl);
+        }
     }
 
     /// Response entries of the audit log that hold `needle` (a quoted JSON fragment).
@@ -101,28 +108,26 @@ impl Store for VaultStore {
         let bao = &a.bao;
         let mount = unique("contract-k8s");
         enable_kubernetes_auth(bao, &mount);
-        let (sa, policy, prefix) = (unique("sa"), unique("policy"), unique("contract"));
-        let roles = [unique("role"), unique("role")];
+        let (sa, prefix) = (unique("sa"), unique("contract"));
         let store = VaultStore {
             bao,
             audit: &a.audit,
             mount,
-            roles,
-            policy,
+            roles: [unique("role"), unique("role")],
+            policies: [unique("policy"), unique("policy")],
             prefix,
             token: TokenReviewer::shared().mint(&SaClaims::new("default", &sa)),
             token_path: dir.join("sa-token"),
-            values: Mutex::new(BTreeMap::new()),
             forbidden: Mutex::new(Vec::new()),
         };
-        store.write_policy();
-        for role in &store.roles {
+        store.write_policies();
+        for (role, policy) in store.roles.iter().zip(&store.policies) {
             bao.cli(&[
                 "write",
                 &format!("auth/{}/role/{role}", store.mount),
                 &format!("bound_service_account_names={sa}"),
                 "bound_service_account_namespaces=default",
-                &format!("policies={}", store.policy),
+                &format!("policies={policy}"),
                 "ttl=20m",
             ]);
         }
@@ -135,16 +140,9 @@ impl Store for VaultStore {
     }
 
     fn put_at(&self, params: Params, values: &[(&str, &str)]) {
-        let key = match params {
-            Params::First => "value",
-            Params::Second => "other",
-        };
-        let mut all = self.values.lock().unwrap();
         for (name, value) in values {
-            let data = all.entry(name.to_string()).or_default();
-            data.insert(key.into(), json!(value));
-            let body = json!({ "data": data }).to_string();
-            let path = format!("/v1/secret/data/{}/{name}", self.prefix);
+            let body = json!({ "data": { "value": value } }).to_string();
+            let path = format!("/v1/secret/data/{}", self.path(params, name));
             self.root("POST", &path, &body);
         }
     }
@@ -152,27 +150,27 @@ impl Store for VaultStore {
     fn fail(&self, object: &str, how: Failure) {
         match how {
             Failure::Missing => {
-                self.values.lock().unwrap().remove(object);
-                let path = format!("/v1/secret/metadata/{}/{object}", self.prefix);
+                let path = format!("/v1/secret/metadata/{}", self.path(Params::First, object));
                 self.root("DELETE", &path, "");
             }
             Failure::Forbidden => {
                 self.forbidden.lock().unwrap().push(object.into());
-                self.write_policy();
+                self.write_policies();
             }
         }
     }
 
     fn class(&self, objects: &[Obj], params: Params) -> String {
-        let (role, key) = match params {
-            Params::First => (&self.roles[0], "value"),
-            Params::Second => (&self.roles[1], "other"),
+        let role = match params {
+            Params::First => &self.roles[0],
+            Params::Second => &self.roles[1],
         };
         let mut list = String::new();
         for o in objects {
             list += &format!(
-                "      - objectName: {}\n        secretPath: secret/data/{}/{}\n        secretKey: {key}\n",
-                o.name, self.prefix, o.name
+                "      - objectName: {}\n        secretPath: secret/data/{}\n        secretKey: value\n",
+                o.name,
+                self.path(params, &o.name)
             );
             if let Some(mode) = o.mode {
                 list += &format!("        filePermission: 0{mode:o}\n");
