@@ -212,6 +212,7 @@ fn reload_applies_objects_and_parameters_live<S: Store>() {
     let out = b.dir.join("out");
     let sidecar = b.sidecar(&config, &out, &[]);
     let log = || sidecar.log_text();
+    let logins = store.logins();
 
     // An object added.
     b.config(
@@ -229,6 +230,7 @@ fn reload_applies_objects_and_parameters_live<S: Store>() {
         log()
     );
     wait_layout(&out, &["alpha", "gamma"]);
+    assert_eq!(store.logins(), logins, "edited objects need no new authentication");
 
     // A provider parameter changed: the values come from where it now points.
     b.config("class.yaml", &class(&["alpha", "gamma"], Params::Second));
