@@ -230,7 +230,11 @@ fn reload_applies_objects_and_parameters_live<S: Store>() {
         log()
     );
     wait_layout(&out, &["alpha", "gamma"]);
-    assert_eq!(store.logins(), logins, "edited objects need no new authentication");
+    assert_eq!(
+        store.logins(),
+        logins,
+        "edited objects need no new authentication"
+    );
 
     // A provider parameter changed: the values come from where it now points.
     b.config("class.yaml", &class(&["alpha", "gamma"], Params::Second));

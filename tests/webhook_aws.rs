@@ -584,11 +584,20 @@ fn an_aws_pod_edited_into_a_vault_config_sends_its_token_nowhere() {
     assert!(!read(log).contains(&token));
 }
 
-/// A pod with one Vault and one AWS CSI volume is converted to one secretdrop container that
-/// serves both: its Vault token in the shared token volume, the STS token in a volume of its
-/// own, one process, the files from OpenBao and from moto.
-#[test]
-fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
+/// A pod with one Vault CSI volume (`from-vault`, its class naming `vault_addr`) and one AWS
+/// CSI volume (`from-aws`), admitted with `annotations`, with what it reads: OpenBao's `secret/<path>`
+/// (key `password`) and moto's secret and parameter.
+struct MixedPod {
+    s: ApiScene,
+    injected: Value,
+    identity: common::scenario::Pod,
+    path: String,
+    password: String,
+    secret: String,
+    value: String,
+}
+
+fn admit_mixed_pod(annotations: Value, vault_addr: &str) -> MixedPod {
     let moto = Moto::shared();
     let bao = common::Bao::shared();
     let value = unique("mixed-value");
@@ -614,7 +623,7 @@ fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
         NAMESPACE,
         json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
                "metadata": {"name": "vault-app"}, "spec": {"provider": "vault", "parameters": {
-                   "roleName": identity.role, "vaultAddress": bao.addr(),
+                   "roleName": identity.role, "vaultAddress": vault_addr,
                    "objects": format!("- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}\n")}}}),
     );
     s.api.put_service_account(
@@ -627,7 +636,7 @@ fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
         "volumeAttributes": {"secretProviderClass": class}})
     };
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"generateName": "mixed-", "annotations": {"secretdrop.dev/mode": "init"}},
+        "metadata": {"generateName": "mixed-", "annotations": annotations},
         "spec": {"serviceAccountName": identity.service_account,
             "containers": [{"name": "app", "image": "app", "volumeMounts": [
                 {"name": "from-aws", "mountPath": "/mnt/aws", "readOnly": true},
@@ -635,13 +644,34 @@ fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
             "volumes": [{"name": "from-aws", "csi": csi("aws-app")},
                         {"name": "from-vault", "csi": csi("vault-app")}]}});
     let injected = patched(&pod, &s.review(&pod));
-    let inits = injected["spec"]["initContainers"].as_array().unwrap();
+    MixedPod {
+        s,
+        injected,
+        identity,
+        path,
+        password,
+        secret,
+        value,
+    }
+}
+
+/// A pod with one Vault and one AWS CSI volume is converted to one secretdrop container that
+/// serves both: its Vault token in the shared token volume, the STS token in a volume of its
+/// own, one process, the files from OpenBao and from moto.
+#[test]
+fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
+    let moto = Moto::shared();
+    let m = admit_mixed_pod(
+        json!({"secretdrop.dev/mode": "init"}),
+        &common::Bao::shared().addr(),
+    );
+    let inits = m.injected["spec"]["initContainers"].as_array().unwrap();
     assert_eq!(
         inits.len(),
         1,
         "one secretdrop container for both providers"
     );
-    let kubelet = Kubelet::new(s.dir.path(), NAMESPACE, &injected);
+    let kubelet = Kubelet::new(m.s.dir.path(), NAMESPACE, &m.injected);
     let admitted = env_of(&kubelet, "secretdrop-init", "SECRETDROP_ADMITTED").unwrap();
     assert!(
         admitted.starts_with("aws,vault:") && admitted.matches(',').count() == 1,
@@ -653,12 +683,158 @@ fn a_pod_with_a_vault_and_an_aws_csi_volume_is_served_by_one_container() {
     let env = host_env(&kubelet, "secretdrop-init", moto);
     let run = run_container(&kubelet, "secretdrop-init", "init", &env);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    run.expect_no_leak(&[&value, &password]);
-    assert_eq!(kubelet.read("app", "/mnt/aws/db"), value);
-    assert_eq!(kubelet.read("app", "/mnt/vault/password"), password);
+    run.expect_no_leak(&[&m.value, &m.password]);
+    assert_eq!(kubelet.read("app", "/mnt/aws/db"), m.value);
+    assert_eq!(kubelet.read("app", "/mnt/vault/password"), m.password);
     assert!(
         run.stderr.contains("provider=\"aws\"") && run.stderr.contains("provider=\"vault\""),
         "{}",
         run.stderr
     );
+}
+
+/// Issue 18's acceptance through the webhook's CSI conversion, as `init+sidecar` mode runs it:
+/// one init container and one sidecar container, each serving the Vault and the AWS volume.
+/// The sidecar takes over what init obtained through the state directory the webhook gives
+/// both (counted where it arrives: no second Vault login at OpenBao's door, no second
+/// AssumeRoleWithWebIdentity at STS's), then follows a change in each store.
+#[test]
+fn init_and_sidecar_containers_serve_a_vault_and_an_aws_volume_and_hand_over_both_sessions() {
+    use common::hostile::{Act, Proxy};
+    let moto = Moto::shared();
+    let bao = common::Bao::shared();
+    let at_vault = Proxy::start("127.0.0.1", Some(bao.port()), |_| Act::Forward);
+    let at_aws = Proxy::start("127.0.0.1", Some(moto.port()), |_| Act::ForwardKeepingHost);
+    let count = |proxy: &Proxy, what: &str| {
+        let seen = proxy.seen();
+        let text = seen.iter().map(|s| {
+            format!(
+                "{} {}\n{}",
+                s.method,
+                s.path,
+                String::from_utf8_lossy(&s.body)
+            )
+        });
+        text.filter(|t| t.contains(what)).count()
+    };
+    let logins = || count(&at_vault, "/v1/auth/kubernetes/login");
+    let exchanges = || count(&at_aws, "Action=AssumeRoleWithWebIdentity");
+    let m = admit_mixed_pod(
+        json!({"secretdrop.dev/mode": "init+sidecar"}),
+        &at_vault.addr(),
+    );
+
+    let spec = &m.injected["spec"];
+    let names = |list: &Value| -> Vec<String> {
+        let all = list.as_array().into_iter().flatten();
+        all.map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&spec["initContainers"]), ["secretdrop-init"]);
+    assert_eq!(names(&spec["containers"]), ["app", "secretdrop"]);
+    let kubelet = Kubelet::new(m.s.dir.path(), NAMESPACE, &m.injected);
+    for c in ["secretdrop-init", "secretdrop"] {
+        let args = kubelet.container(c)["args"].to_string();
+        assert!(args.contains("--state-dir"), "{c}: {args}");
+    }
+    let token_path = env_of(&kubelet, "secretdrop-init", "AWS_WEB_IDENTITY_TOKEN_FILE").unwrap();
+    let token = trust_minted(moto, &kubelet, "secretdrop-init", &token_path);
+    let through_proxy = |container: &str| {
+        let mut env = host_env(&kubelet, container, moto);
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL".into(), at_aws.addr()));
+        env
+    };
+
+    let run = run_container(
+        &kubelet,
+        "secretdrop-init",
+        "init",
+        &through_proxy("secretdrop-init"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(kubelet.read("app", "/mnt/aws/db"), m.value);
+    assert_eq!(kubelet.read("app", "/mnt/vault/password"), m.password);
+    assert_eq!(
+        (logins(), exchanges()),
+        (1, 1),
+        "init logs in and exchanges once"
+    );
+
+    // A regular container: no startupProbe to wait for; its log says when it took over. It
+    // polls every second, as a pod author may set in its env.
+    let mut env = through_proxy("secretdrop");
+    env.push(("SECRETDROP_POLL_INTERVAL".into(), "1s".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sidecar = kubelet.start_with_env("secretdrop", &m.s.dir.join("sidecar.log"), &env);
+    let adopted = || read(&sidecar.log).matches("adopted the recorded").count();
+    let started = std::time::Instant::now();
+    while adopted() < 2 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        adopted(),
+        2,
+        "both sessions adopted:\n{}",
+        read(&sidecar.log)
+    );
+    assert_eq!(
+        (logins(), exchanges()),
+        (1, 1),
+        "the sidecar logged in or exchanged again:\n{}",
+        read(&sidecar.log)
+    );
+
+    // Each store changes; the sidecar follows both, still on init's sessions.
+    let (password, value) = (unique("vault-password-2"), unique("mixed-value-2"));
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{}", m.path),
+        &format!("password={password}"),
+    ]);
+    moto.admin(json!([call(
+        "secretsmanager",
+        REGION,
+        "put_secret_value",
+        json!({"SecretId": m.secret, "SecretString": value})
+    )]));
+    let both = || {
+        std::fs::read_to_string(
+            kubelet
+                .host_path(&kubelet.container("app"), "/mnt/aws/db")
+                .unwrap(),
+        )
+        .is_ok_and(|v| v == value)
+            && std::fs::read_to_string(
+                kubelet
+                    .host_path(&kubelet.container("app"), "/mnt/vault/password")
+                    .unwrap(),
+            )
+            .is_ok_and(|v| v == password)
+    };
+    let started = std::time::Instant::now();
+    while !both() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(both(), "a change did not arrive:\n{}", read(&sidecar.log));
+    assert_eq!((logins(), exchanges()), (1, 1));
+    let log = read(&sidecar.log);
+    for secret in [
+        &token,
+        &m.identity.token,
+        &m.value,
+        &m.password,
+        &value,
+        &password,
+    ] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "the sidecar's log holds a secret"
+        );
+        assert!(
+            !run.stderr.contains(secret.as_str()),
+            "init's output holds a secret"
+        );
+    }
 }
