@@ -54,6 +54,10 @@ fn wait_file(store: &dyn Store, out: &Path, name: &str, value: &str, log: &dyn F
     );
 }
 
+/// `init` of a three-object class into a missing directory: the kubelet layout (each name a
+/// link into `..data`, one version directory of regular files), each file's content, the
+/// default mode and a class's `filePermission`; one authentication and one read per object,
+/// as the store counts them. A second `init` with nothing changed touches nothing.
 fn renders_every_object_in_the_kubelet_layout<S: Store>() {
     let (store, b) = setup::<S>();
     let values = [b.value("alpha"), b.value("beta"), b.value("gamma")];
@@ -101,6 +105,10 @@ fn renders_every_object_in_the_kubelet_layout<S: Store>() {
     b.assert_no_leaks();
 }
 
+/// The sidecar polling every second: polls that find the same values leave the directory as
+/// it was (no new version); a value changed in the store reaches its file, the other file
+/// keeps its content, a new version replaces the old one, which is gone after its grace
+/// period; one authentication for the whole run; SIGTERM exits 0.
 fn rotation_by_the_sidecar<S: Store>() {
     let (store, b) = setup::<S>();
     let (a1, a2, b1) = (b.value("a1"), b.value("a2"), b.value("b1"));
@@ -135,6 +143,10 @@ fn rotation_by_the_sidecar<S: Store>() {
     b.assert_no_leaks();
 }
 
+/// `--state-dir`: init authenticates once and records its session (0600); the sidecar after it
+/// and a restarted sidecar authenticate no more, keep init's version, and what they adopted
+/// reads the rotated value. Without the state a restart does authenticate (so the count is
+/// live), and the state file holds no value.
 fn state_adoption_across_a_restart<S: Store>() {
     let (store, b) = setup::<S>();
     let (a1, a2) = (b.value("a1"), b.value("a2"));
@@ -198,6 +210,10 @@ fn state_adoption_across_a_restart<S: Store>() {
     b.assert_no_leaks();
 }
 
+/// The class edited under a running sidecar, as a ConfigMap update lands: an object added
+/// arrives, an object removed loses its link, neither needs a new authentication; the
+/// provider parameters switched ([`Params::Second`]) bring the values only they reach; a
+/// broken edit is refused naming the field, and the files, polling and readiness stay.
 fn reload_applies_objects_and_parameters_live<S: Store>() {
     let (store, b) = setup::<S>();
     let [a, bv, c, a_second, c_second] =
@@ -266,6 +282,9 @@ fn reload_applies_objects_and_parameters_live<S: Store>() {
     b.assert_no_leaks();
 }
 
+/// Two classes of one provider in the downward-API annotations, two `--volume`s: init fills
+/// each directory with its own objects only, with one authentication for both (they log in
+/// alike); the sidecar follows a change in each.
 fn two_volumes_in_one_process<S: Store>() {
     let (store, b) = setup::<S>();
     let [a1, a2, b1, b2] = ["a1", "a2", "b1", "b2"].map(|t| b.value(t));
@@ -308,8 +327,10 @@ fn two_volumes_in_one_process<S: Store>() {
     b.assert_no_leaks();
 }
 
-/// `S` and a volume of provider `P` (another one) served by one init and one sidecar; a
-/// reload that moves `S`'s volume to `P` is refused and the files stay.
+/// A volume of `S` and one of another provider `P` in the annotations, served by one init and
+/// one sidecar: each store sees one authentication from init, each volume follows its
+/// store. A reload that moves `S`'s volume to `P` is refused and its files stay; with one
+/// class alone the refusal names both providers.
 fn beside_another_provider_in_one_process<S: Store, P: Store>() {
     let dir = TestDir::new();
     let (mine, theirs) = (S::start(dir.path()), P::start(dir.path()));
@@ -401,6 +422,10 @@ fn sidecar_exit(b: &Bench, config: &Path, out: &Path) -> Option<i32> {
     b.spawn_sidecar(config, out, &[]).wait_exit(WITHIN)
 }
 
+/// Classes every provider must refuse (an unknown parameter, an unknown provider, `objects`
+/// that is no list) and the store's own ([`Store::bad_classes`]): `init` (into a missing
+/// directory and over a render), `check` and `sidecar` exit 2 naming the file and the field,
+/// in a short message; nothing is created or changed, and nothing reaches the store.
 fn bad_input_exits_2_naming_the_field_and_writes_nothing<S: Store>() {
     let (store, b) = setup::<S>();
     let value = b.value("kept");
@@ -466,6 +491,9 @@ fn bad_input_exits_2_naming_the_field_and_writes_nothing<S: Store>() {
     b.assert_no_leaks();
 }
 
+/// An object the store no longer has: `init` exits 1 naming it and creates nothing; a running
+/// sidecar keeps asking and keeps the last render untouched, and picks the object up when it
+/// is back. An object the identity may not read: the same for `init` and the sidecar.
 fn a_failing_object_writes_nothing_and_keeps_the_last_render<S: Store>() {
     let (store, b) = setup::<S>();
     let [a1, b1, b2] = ["a1", "b1", "b2"].map(|t| b.value(t));
@@ -512,6 +540,11 @@ fn a_failing_object_writes_nothing_and_keeps_the_last_render<S: Store>() {
     b.assert_no_leaks();
 }
 
+/// Everything at `--log-level trace` (text and JSON): init with `--state-dir`, `check`,
+/// `exec --config` handing a value to the app, a sidecar rotating a value and meeting a
+/// missing object, a failing init. No output holds a value, the token secretdrop presents
+/// (service-account JWT, web identity token) or the credentials it recorded in the state
+/// (Vault token, AWS session keys), and the state file holds no value.
 fn secrets_and_tokens_never_reach_a_log_line<S: Store>() {
     let (store, b) = setup::<S>();
     let [a1, a2, b1] = ["a1", "a2", "b1"].map(|t| b.value(t));
@@ -572,6 +605,15 @@ fn secrets_and_tokens_never_reach_a_log_line<S: Store>() {
             !recorded.contains(v.as_str()),
             "the state file holds a value"
         );
+    }
+    let held = store.recorded_credentials(&serde_json::from_str(&recorded).unwrap());
+    for credential in &held {
+        assert!(
+            credential.len() >= 16,
+            "not a credential: {} bytes",
+            credential.len()
+        );
+        b.secret(credential);
     }
     b.assert_no_leaks();
 }

@@ -133,6 +133,10 @@ pub trait Store {
 
     /// Credentials that must never appear in any output (the service-account JWT, ...).
     fn tokens(&self) -> Vec<String>;
+
+    /// The credentials secretdrop recorded in a `--state-dir` file (its JSON): they must
+    /// never appear in any output either.
+    fn recorded_credentials(&self, state: &serde_json::Value) -> Vec<String>;
 }
 
 /// secretdrop run against some stores, with a scratch directory; every output it produced is

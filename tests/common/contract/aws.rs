@@ -196,4 +196,11 @@ impl Store for AwsStore {
     fn tokens(&self) -> Vec<String> {
         vec![self.token.clone()]
     }
+
+    fn recorded_credentials(&self, state: &Value) -> Vec<String> {
+        let key = state["secret_access_key"].as_str();
+        let mut held = vec![key.expect("a secret key in the state").to_string()];
+        held.extend(state["session_token"].as_str().map(String::from));
+        held
+    }
 }

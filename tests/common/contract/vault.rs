@@ -218,4 +218,9 @@ impl Store for VaultStore {
     fn tokens(&self) -> Vec<String> {
         vec![self.token.clone()]
     }
+
+    fn recorded_credentials(&self, state: &serde_json::Value) -> Vec<String> {
+        let token = state["token"]["token"].as_str();
+        vec![token.expect("a Vault token in the state").to_string()]
+    }
 }
