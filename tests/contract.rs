@@ -383,9 +383,14 @@ fn beside_another_provider_in_one_process<S: Store, P: Store>() {
         "annotations",
         &[("mine", &switched), ("theirs", &theirs_class)],
     );
+    let said = format!(
+        "switches volume \"mine\" from provider {} to provider {}",
+        mine.provider(),
+        theirs.provider()
+    );
     assert!(
-        eventually(WITHIN, || log().contains("keeping the running one")),
-        "the switch was not refused:\n{}",
+        eventually(WITHIN, || log().contains(&said)),
+        "the switch was not refused by name ({said}):\n{}",
         log()
     );
     let reads = mine.reads();

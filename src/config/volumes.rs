@@ -69,6 +69,7 @@ pub fn sources_of_annotations(
     env: &VaultEnv,
 ) -> Result<Vec<Source>, ConfigError> {
     let ours = annotations::ours(path, all)?;
+    let mut pod_settings = None;
     let mut out = Vec::new();
     if ours.contains_key("role") || ours.contains_key("objects") {
         out.push(Source {
@@ -91,9 +92,17 @@ pub fn sources_of_annotations(
         // Only a SecretProviderClass, parsed as the CSI provider reads one (whichever providers
         // `spc` serves): an edited annotation gets no more than the class could say.
         let file = PathBuf::from(format!("{} ({key})", path.display()));
+        let mut spec = spc::parse(&file, value, env)?;
+        // A class has no sidecar settings: the pod's annotations (poll interval, notify)
+        // apply to its converted volumes as to its own objects.
+        let settings = pod_settings.get_or_insert(super::pod_settings::parse(path, &ours)?);
+        spec.sidecar = super::SidecarSettings {
+            poll_interval: settings.poll_interval,
+            notify: settings.notify.clone(),
+        };
         out.push(Source {
             volume: Some(name.to_string()),
-            spec: spc::parse(&file, value, env)?,
+            spec,
         });
     }
     if out.is_empty() {
@@ -266,6 +275,27 @@ mod tests {
                     .as_path()
             )
         );
+    }
+
+    #[test]
+    fn the_pods_poll_interval_and_notify_apply_to_its_converted_volumes() {
+        let text = format!(
+            "secretdrop.dev/poll-interval=\"7s\"\nsecretdrop.dev/notify-url=\"http://127.0.0.1:9/r\"\ncsi.secretdrop.dev/one={}\n",
+            quoted(SPC)
+        );
+        let found = sources(Path::new("a"), &text, &VaultEnv::default()).unwrap();
+        assert_eq!(
+            found[0].spec.sidecar.poll_interval,
+            Some(std::time::Duration::from_secs(7))
+        );
+        assert_eq!(
+            found[0].spec.sidecar.notify.url.as_deref(),
+            Some("http://127.0.0.1:9/r")
+        );
+        // Without them, the defaults.
+        let text = format!("csi.secretdrop.dev/one={}\n", quoted(SPC));
+        let found = sources(Path::new("a"), &text, &VaultEnv::default()).unwrap();
+        assert_eq!(found[0].spec.sidecar.poll_interval, None);
     }
 
     #[test]

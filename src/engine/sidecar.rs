@@ -362,19 +362,30 @@ impl Loop {
             return refuse(&self.metrics, "is unusable", e);
         }
         self.config_text = text;
-        let spec = match units.map(|mut u| {
-            let unit = (self.index < u.len()).then(|| u.swap_remove(self.index));
-            unit.filter(|u| u.volumes == self.unit.members)
-        }) {
-            Ok(Some(u)) => u.spec,
-            Ok(None) => {
-                return refuse(
-                    &self.metrics,
-                    "groups the volumes differently",
-                    "restart the pod to apply it".into(),
-                )
-            }
+        let mut units = match units {
+            Ok(units) => units,
             Err(e) => return refuse(&self.metrics, "is invalid", e.to_string()),
+        };
+        let spec = match units.get(self.index) {
+            Some(u) if u.volumes == self.unit.members => units.swap_remove(self.index).spec,
+            _ => {
+                // Name a provider switch, the likeliest cause; else say how to apply it.
+                let running = self.unit.session.provider();
+                let switched = units.iter().find_map(|u| {
+                    let member = u.volumes.iter().find(|v| self.unit.members.contains(v))?;
+                    let name = u.spec.provider.name();
+                    (name != running).then(|| (member.clone(), name))
+                });
+                let why = match switched {
+                    Some((member, name)) => format!(
+                        "it switches {} from provider {running} to provider {name} (a provider \
+                         change needs a new pod)",
+                        member.map_or("the --dir volume".into(), |m| format!("volume {m:?}"))
+                    ),
+                    None => "restart the pod to apply it".into(),
+                };
+                return refuse(&self.metrics, "groups the volumes differently", why);
+            }
         };
         if let Err(e) = crate::volume::check_ownership(&spec.provider.files()) {
             return refuse(&self.metrics, "is unusable", e);
