@@ -12,7 +12,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let poll_interval = match args.get("poll-interval") {
         None => None,
         Some(v) => Some(
-            config::native::parse_poll_interval(v)
+            config::param::parse_poll_interval(v)
                 .map_err(|m| Error::Usage(format!("--poll-interval: {m}")))?,
         ),
     };

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::env::VaultEnv;
-use super::param::{parse_mode, FileDefaults};
+use super::param::{parse_mode, parse_poll_interval, FileDefaults};
 use super::yaml;
 use super::{
     check_notify, parse_signal, ConfigError, NotifySettings, ProviderSpec, SidecarSettings, Spec,
@@ -141,23 +141,6 @@ fn compile_sidecar(file: &Path, s: SidecarSection) -> Result<SidecarSettings, Co
         poll_interval,
         notify,
     })
-}
-
-/// A poll interval: a humantime duration of at least one second.
-/// The longest poll interval accepted.
-pub const MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
-
-pub fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration ({e}); e.g. 30s, 5m"))?;
-    if d < std::time::Duration::from_secs(1) {
-        return Err(format!("{text:?} is shorter than the minimum of 1s"));
-    }
-    // Longer polls mean "never" in practice, and unbounded ones overflow clock arithmetic.
-    if d > MAX_POLL_INTERVAL {
-        return Err(format!("{text:?} is longer than the maximum of 30 days"));
-    }
-    Ok(d)
 }
 
 #[cfg(test)]

@@ -115,3 +115,21 @@ pub fn parse_mode(v: &serde_yaml::Value) -> Result<u32, String> {
     }
     Ok(mode)
 }
+
+/// The longest poll interval accepted.
+pub const MAX_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// A poll interval (`sidecar.pollInterval`, `--poll-interval`, the `poll-interval`
+/// annotation): a humantime duration of at least one second.
+pub fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); e.g. 30s, 5m"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{text:?} is shorter than the minimum of 1s"));
+    }
+    // Longer polls mean "never" in practice, and unbounded ones overflow clock arithmetic.
+    if d > MAX_POLL_INTERVAL {
+        return Err(format!("{text:?} is longer than the maximum of 30 days"));
+    }
+    Ok(d)
+}

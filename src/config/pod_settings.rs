@@ -241,9 +241,8 @@ pub fn parse(file: &Path, ours: &BTreeMap<String, String>) -> Result<PodSettings
         _ => {}
     }
     if let Some(v) = get("poll-interval") {
-        s.poll_interval = Some(
-            super::native::parse_poll_interval(v.trim()).map_err(|m| err("poll-interval", m))?,
-        );
+        s.poll_interval =
+            Some(super::param::parse_poll_interval(v.trim()).map_err(|m| err("poll-interval", m))?);
     }
     let r = &mut s.resources;
     for (name, slot, memory) in [
