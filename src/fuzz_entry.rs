@@ -148,6 +148,29 @@ fn with_secret_args(text: &str) -> Option<String> {
     serde_yaml::to_string(&doc).ok()
 }
 
+/// The invariants a [`crate::provider::gcp::spec::GcpSpec`] promises: valid, unique file
+/// names, none inside another; modes at most 0777; endpoints that are Google's.
+fn check_gcp_spec(spec: &crate::provider::gcp::spec::GcpSpec) {
+    let mut names = HashSet::new();
+    for s in &spec.secrets {
+        if let Err(m) = crate::config::names::validate_name(&s.file) {
+            panic!("file name {:?} passed but is invalid: {m}", s.file);
+        }
+        assert!(names.insert(s.file.as_str()), "{:?} twice", s.file);
+        assert!(s.mode <= 0o777, "mode {:o}", s.mode);
+        let url = reqwest::Url::parse(&s.resource.access_url()).expect("a URL");
+        assert_eq!(url.host_str(), Some(s.resource.host().as_str()));
+        assert!(s.resource.host().ends_with(".googleapis.com"));
+    }
+    for n in &names {
+        let mut prefix = *n;
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            assert!(!names.contains(parent), "{n:?} inside the file {parent:?}");
+            prefix = parent;
+        }
+    }
+}
+
 /// The invariants `config` promises for every [`Spec`], then the spec put to use: scheduled with
 /// its poll interval and rendered against an answer whose values are all secret. `secret_check`
 /// is false when the config itself holds the marker where a render error or the payload's
@@ -155,6 +178,7 @@ fn with_secret_args(text: &str) -> Option<String> {
 fn check_spec(whole: &Spec, secret_check: bool) {
     let spec = match &whole.provider {
         crate::provider::ProviderSpec::Aws(aws) => return check_aws_spec(aws, secret_check),
+        crate::provider::ProviderSpec::Gcp(gcp) => return check_gcp_spec(gcp),
         crate::provider::ProviderSpec::Vault(v) => v,
     };
     let addr = &spec.vault.address;

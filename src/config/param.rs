@@ -20,7 +20,18 @@ pub fn objects_param<T: serde::de::DeserializeOwned>(
             "missing: the list of objects to write",
         )
     })?;
-    yaml::from_str(objects).map_err(|e| objects_yaml_error(file, text, objects, &e))
+    yaml_param(file, text, "objects", objects)
+}
+
+/// The YAML string `value` of parameter `name` (the GCP provider's `secrets`, everyone
+/// else's `objects`), parsed; errors placed on the manifest's lines as for `objects`.
+pub fn yaml_param<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    name: &str,
+    value: &str,
+) -> Result<T, ConfigError> {
+    yaml::from_str(value).map_err(|e| objects_yaml_error(file, text, name, value, &e))
 }
 
 /// Maps a parse error inside the `objects` string back to a line of the manifest when the string
@@ -28,11 +39,12 @@ pub fn objects_param<T: serde::de::DeserializeOwned>(
 fn objects_yaml_error(
     file: &Path,
     whole: &str,
+    name: &str,
     objects: &str,
     err: &serde_yaml::Error,
 ) -> ConfigError {
     let mut e = ConfigError::yaml(file, err);
-    e.field = Some("spec.parameters.objects".into());
+    e.field = Some(format!("spec.parameters.{name}"));
     let (Some(line), Some(col)) = (e.line, e.column) else {
         return e;
     };
@@ -45,7 +57,7 @@ fn objects_yaml_error(
         .and_then(|(inner, first)| {
             let key_line = whole
                 .lines()
-                .position(|l| l.trim_start().starts_with("objects:"))?;
+                .position(|l| l.trim_start().starts_with(&format!("{name}:")))?;
             let (outer, l) = whole
                 .lines()
                 .enumerate()
@@ -60,7 +72,7 @@ fn objects_yaml_error(
         Some((start_line, indent)) => e.at(start_line + line, col + indent),
         None => {
             e.message = format!(
-                "{} (at line {line} column {col} of the objects string)",
+                "{} (at line {line} column {col} of the {name} string)",
                 e.message
             );
             e.line = None;

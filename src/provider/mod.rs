@@ -8,6 +8,7 @@
 //! file and the providers' folders names a provider.
 
 pub mod aws;
+pub mod gcp;
 pub mod pod;
 pub mod vault;
 
@@ -22,6 +23,8 @@ pub enum ProviderSpec {
     Vault(VaultSpec),
     /// `provider: aws` (docs/aws.md): Secrets Manager and SSM Parameter Store.
     Aws(aws::params::AwsSpec),
+    /// `provider: gcp` (docs/gcp.md): Google Secret Manager.
+    Gcp(gcp::spec::GcpSpec),
 }
 
 impl ProviderSpec {
@@ -31,6 +34,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(_) => "vault",
             ProviderSpec::Aws(_) => "aws",
+            ProviderSpec::Gcp(_) => "gcp",
         }
     }
 }
@@ -48,7 +52,7 @@ use crate::config::pod_settings::PodSettings;
 
 /// The providers as `spec.provider`, a native config's `provider` and the `provider` annotation
 /// name them; the first is the default of a native config and of annotations.
-pub const NAMES: &[&str] = &["vault", "openbao", "aws"];
+pub const NAMES: &[&str] = &["vault", "openbao", "aws", "gcp"];
 
 /// The provider sections of a native config (docs/configuration.md): Vault's at the top level
 /// (`vault`, `auth`, `objects`), every other provider's in a section named after it.
@@ -68,6 +72,8 @@ fn annotations_of(provider: &str) -> Vec<&'static str> {
             .map(|(_, an)| *an)
             .filter(|an| *an != "objects")
             .collect(),
+        // Read from a SecretProviderClass only.
+        "gcp" => Vec::new(),
         _ => vault::params::ANNOTATIONS.to_vec(),
     }
 }
@@ -98,6 +104,7 @@ impl ProviderSpec {
                 file, text, "openbao", parameters, env,
             )?),
             "aws" => ProviderSpec::Aws(aws::params::from_spc(file, text, parameters, env)?),
+            "gcp" => ProviderSpec::Gcp(gcp::params::from_spc(file, text, parameters)?),
             other => {
                 return Err(ConfigError::field(
                     file,
@@ -118,6 +125,9 @@ impl ProviderSpec {
         env: &VaultEnv,
     ) -> Result<ProviderSpec, ConfigError> {
         let name = provider.unwrap_or(NAMES[0]);
+        if name == "gcp" {
+            return Err(ConfigError::field(file, "provider", gcp::params::ONLY_SPC));
+        }
         let vault_set = s.vault != Default::default() || s.auth.is_some() || !s.objects.is_empty();
         let foreign = match name {
             "vault" | "openbao" => s.aws.is_some().then_some(("aws", "aws")),
@@ -179,6 +189,13 @@ impl ProviderSpec {
                 ),
             ));
         }
+        if name == "gcp" {
+            return Err(ConfigError::field(
+                file,
+                format!("{PREFIX}provider"),
+                gcp::params::ONLY_SPC,
+            ));
+        }
         let own = annotations_of(name);
         for owner in NAMES.iter().filter(|n| annotations_of(n) != own) {
             if let Some(an) = annotations_of(owner)
@@ -211,6 +228,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(_) => None,
             ProviderSpec::Aws(a) => Some(pod::Use::Aws(aws::pod::AwsUse::of(a))),
+            ProviderSpec::Gcp(_) => Some(pod::Use::Gcp),
         }
     }
 
@@ -219,7 +237,7 @@ impl ProviderSpec {
     pub fn address(&self) -> Option<&str> {
         match self {
             ProviderSpec::Vault(v) => Some(&v.vault.address),
-            ProviderSpec::Aws(_) => None,
+            ProviderSpec::Aws(_) | ProviderSpec::Gcp(_) => None,
         }
     }
 
@@ -233,7 +251,7 @@ impl ProviderSpec {
                 }
                 _ => None,
             },
-            ProviderSpec::Aws(_) => None,
+            ProviderSpec::Aws(_) | ProviderSpec::Gcp(_) => None,
         }
     }
 
@@ -254,6 +272,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(v) => vault::files(v),
             ProviderSpec::Aws(a) => aws::files(a),
+            ProviderSpec::Gcp(g) => gcp::files(g),
         }
     }
 
@@ -266,6 +285,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(v) => format!("vault:{}", vault::trust_pin(&v.vault)),
             ProviderSpec::Aws(_) => "aws".into(),
+            ProviderSpec::Gcp(_) => "gcp".into(),
         }
     }
 
@@ -306,6 +326,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(v) => vault::plan(source, v),
             ProviderSpec::Aws(a) => aws::plan(source, a),
+            ProviderSpec::Gcp(g) => gcp::plan(source, g, &gcp::credentials::GcpEnv::from_process()),
         }
     }
 
@@ -315,6 +336,7 @@ impl ProviderSpec {
         match (self, other) {
             (ProviderSpec::Vault(a), ProviderSpec::Vault(b)) => vault::shares_session(a, b),
             (ProviderSpec::Aws(a), ProviderSpec::Aws(b)) => aws::shares_session(a, b),
+            (ProviderSpec::Gcp(a), ProviderSpec::Gcp(b)) => gcp::shares_session(a, b),
             _ => false,
         }
     }
@@ -345,6 +367,15 @@ impl ProviderSpec {
                     })
                     .collect(),
             )),
+            ProviderSpec::Gcp(_) => ProviderSpec::Gcp(gcp::merge(
+                members
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        ProviderSpec::Gcp(g) => Some(g),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
         }
     }
 
@@ -368,12 +399,15 @@ pub fn member_prefix(member: usize, name: &str) -> String {
 pub struct ProviderEnv {
     /// IRSA, Pod Identity, endpoints.
     pub aws: aws::credentials::AwsEnv,
+    /// GOOGLE_APPLICATION_CREDENTIALS, GCE_METADATA_HOST.
+    pub gcp: gcp::credentials::GcpEnv,
 }
 
 impl ProviderEnv {
     pub fn from_process() -> ProviderEnv {
         ProviderEnv {
             aws: aws::credentials::AwsEnv::from_process(),
+            gcp: gcp::credentials::GcpEnv::from_process(),
         }
     }
 }
@@ -407,6 +441,7 @@ pub type Job = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>;
 pub enum Outcome {
     Vault(vault::session::Outcome),
     Aws(aws::session::Outcome),
+    Gcp(gcp::session::Outcome),
 }
 
 /// What a session can render now.
@@ -437,6 +472,7 @@ pub struct Freshness {
 pub enum Session {
     Vault(Box<vault::session::Session>),
     Aws(Box<aws::session::Session>),
+    Gcp(Box<gcp::session::Session>),
 }
 
 impl Session {
@@ -450,6 +486,9 @@ impl Session {
             ProviderSpec::Aws(a) => {
                 Session::Aws(Box::new(aws::session::Session::open(a, settings)?))
             }
+            ProviderSpec::Gcp(g) => {
+                Session::Gcp(Box::new(gcp::session::Session::open(g, settings)?))
+            }
         })
     }
 
@@ -457,6 +496,7 @@ impl Session {
         match self {
             Session::Vault(_) => "vault",
             Session::Aws(_) => "aws",
+            Session::Gcp(_) => "gcp",
         }
     }
 
@@ -473,6 +513,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.adopt(saved, dir, on_disk, deadline).await,
             Session::Aws(s) => s.adopt(saved, dir),
+            Session::Gcp(s) => s.adopt(saved, dir),
         }
     }
 
@@ -485,6 +526,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.fetch_all(deadline).await,
             Session::Aws(s) => s.fetch_all(deadline).await,
+            Session::Gcp(s) => s.fetch_all(deadline).await,
         }
     }
 
@@ -494,6 +536,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.next(),
             Session::Aws(s) => s.next(),
+            Session::Gcp(s) => s.next(),
         }
     }
 
@@ -502,6 +545,7 @@ impl Session {
         match (self, outcome) {
             (Session::Vault(s), Outcome::Vault(o)) => s.apply(o, metrics),
             (Session::Aws(s), Outcome::Aws(o)) => s.apply(o, metrics),
+            (Session::Gcp(s), Outcome::Gcp(o)) => s.apply(o, metrics),
             // A step of a session replaced by a reload: nothing to apply.
             _ => false,
         }
@@ -511,6 +555,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.render(),
             Session::Aws(s) => s.render(),
+            Session::Gcp(s) => s.render(),
         }
     }
 
@@ -520,6 +565,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.committed(rendered),
             Session::Aws(s) => s.committed(),
+            Session::Gcp(s) => s.committed(),
         }
     }
 
@@ -528,6 +574,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.take_state(),
             Session::Aws(s) => s.take_state(),
+            Session::Gcp(s) => s.take_state(),
         }
     }
 
@@ -537,6 +584,7 @@ impl Session {
         match (self, spec) {
             (Session::Vault(s), ProviderSpec::Vault(v)) => s.reload(v, settings),
             (Session::Aws(s), ProviderSpec::Aws(a)) => s.reload(a, settings),
+            (Session::Gcp(s), ProviderSpec::Gcp(g)) => s.reload(g, settings),
             (s, other) => Err(format!(
                 "the new config switches these volumes from provider {} to provider {}; \
                  keeping the running one (a provider change needs a new pod)",
@@ -551,7 +599,7 @@ impl Session {
     pub async fn shutdown(&mut self, revoke: bool) -> bool {
         match self {
             Session::Vault(s) => s.shutdown(revoke).await,
-            Session::Aws(_) => false,
+            Session::Aws(_) | Session::Gcp(_) => false,
         }
     }
 
@@ -559,6 +607,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.freshness(now),
             Session::Aws(s) => s.freshness(),
+            Session::Gcp(s) => s.freshness(),
         }
     }
 
@@ -567,6 +616,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.describe(),
             Session::Aws(s) => s.describe(),
+            Session::Gcp(s) => s.describe(),
         }
     }
 }

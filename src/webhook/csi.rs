@@ -386,8 +386,10 @@ mod tests {
             ),
             (
                 ok.clone(),
-                source(Ok(json!({"spec": {"provider": "gcp", "parameters": {}}}))),
-                "\"gcp\" is not supported",
+                source(Ok(
+                    json!({"spec": {"provider": "conjur", "parameters": {}}}),
+                )),
+                "\"conjur\" is not supported",
             ),
             (ok.clone(), Defaults::default(), "no Kubernetes API access"),
             (

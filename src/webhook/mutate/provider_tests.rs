@@ -146,8 +146,13 @@ fn refusals_say_why() {
         ),
         (
             defaults(sa(arn.clone())),
+            json!({"secretdrop.dev/provider": "conjur"}),
+            "secretdrop.dev/provider: \"conjur\" is not a provider",
+        ),
+        (
+            defaults(sa(arn.clone())),
             json!({"secretdrop.dev/provider": "gcp"}),
-            "secretdrop.dev/provider: \"gcp\" is not a provider",
+            "secretdrop.dev/provider: provider gcp is read from a SecretProviderClass only",
         ),
         (
             defaults(sa(arn.clone())),
