@@ -16,6 +16,7 @@
 pub mod blog;
 pub mod cli;
 pub mod contract;
+pub mod gcp;
 pub mod ha;
 pub mod hostile;
 pub mod kube_api;
