@@ -216,3 +216,25 @@ fn the_fuzz_seeds_reach_the_aws_injection() {
         assert_eq!(outcome, Outcome::Injected(mode), "{seed}");
     }
 }
+
+#[test]
+fn gcp_csi_volumes_are_refused_until_converted() {
+    let csi = CsiVolume {
+        name: "gcp-secrets".into(),
+        class: "{}".into(),
+        audience: None,
+        address: None,
+        pod_use: Some(Use::Gcp),
+    };
+    // Not opted in by annotation: injected for its CSI volume alone.
+    let p = json!({"metadata": {"name": "app"},
+        "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+    match mutate_in(&p, "team", &Defaults::default(), &[csi]) {
+        Decision::Reject(m) => assert!(
+            m.contains("provider gcp CSI volumes are not converted by the webhook yet")
+                && m.contains("volume \"gcp-secrets\""),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
