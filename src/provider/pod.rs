@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::net::kube::KubeError;
 
-use super::aws;
+use super::{aws, gcp};
 
 /// How long the read of the pod's ServiceAccount may take (class reads have their own 3 s, all
 /// of a review's reads end 3.5 s after it arrived; the API server waits 5 s for the webhook).
@@ -34,7 +34,8 @@ pub struct Cluster<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     Aws(aws::pod::AwsUse),
-    /// Not converted yet (docs/gcp.md, "Through the webhook"): refused at admission.
+    /// Google credentials as the pod's containers have them (docs/gcp.md, "Through the
+    /// webhook").
     Gcp,
 }
 
@@ -45,6 +46,7 @@ pub enum Grant {
         id: aws::pod::Identity,
         region: Option<String>,
     },
+    Gcp(gcp::pod::GcpGrant),
 }
 
 impl Use {
@@ -63,7 +65,8 @@ impl Use {
                  type); the injected container has one AWS identity: make their usePodIdentity \
                  and preferredAddressType agree, or move one to another pod"
             }
-            Use::Gcp => "use Google credentials differently",
+            // One way for every GCP volume: the pod's own.
+            Use::Gcp => "get Google credentials differently",
         }
     }
 
@@ -80,35 +83,32 @@ impl Use {
                 id: aws::pod::identity(pod, namespace, cluster, *u)?,
                 region: cluster.aws_region.map(str::to_string),
             }),
-            Use::Gcp => Err(
-                "provider gcp CSI volumes are not converted by the webhook yet: run secretdrop \
-                 with the class in a ConfigMap as an init container or native sidecar \
-                 (docs/gcp.md)"
-                    .into(),
-            ),
+            Use::Gcp => Ok(Grant::Gcp(gcp::pod::identity(pod)?)),
         }
     }
 }
 
 impl Grant {
-    /// The projected volume holding the provider's token.
-    pub fn volume(&self) -> &'static str {
+    /// The volumes the pod gains: the provider's projected token, where it needs one.
+    pub fn volumes(&self) -> Vec<Value> {
         match self {
-            Grant::Aws { .. } => aws::pod::AWS_TOKEN_VOLUME,
+            Grant::Aws { id, .. } => vec![serde_json::json!({
+                "name": aws::pod::AWS_TOKEN_VOLUME,
+                "projected": {"sources": [aws::pod::token_source(id)]},
+            })],
+            Grant::Gcp(_) => Vec::new(),
         }
     }
 
-    /// Where the injected container mounts [`Grant::volume`].
-    pub fn dir(&self) -> &'static str {
+    /// The injected container's mounts for this provider, read-only.
+    pub fn mounts(&self) -> Vec<Value> {
         match self {
-            Grant::Aws { id, .. } => aws::pod::token_dir(id),
-        }
-    }
-
-    /// The projected service-account token source of [`Grant::volume`].
-    pub fn token_source(&self) -> Value {
-        match self {
-            Grant::Aws { id, .. } => aws::pod::token_source(id),
+            Grant::Aws { id, .. } => vec![serde_json::json!({
+                "name": aws::pod::AWS_TOKEN_VOLUME,
+                "mountPath": aws::pod::token_dir(id),
+                "readOnly": true,
+            })],
+            Grant::Gcp(g) => gcp::pod::mounts(g),
         }
     }
 
@@ -116,6 +116,7 @@ impl Grant {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Grant::Aws { id, region } => aws::pod::env(id, region.as_deref()),
+            Grant::Gcp(g) => gcp::pod::env(g),
         }
     }
 }

@@ -524,9 +524,9 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
         let sources = csi::token_sources(token, &plan.csi);
         volumes.push(json!({"name": TOKEN_VOLUME, "projected": {"sources": sources}}));
     }
-    // Each cloud provider's token in a volume of its own.
+    // Each cloud provider's token in a volume of its own, where it needs one.
     for g in &plan.grants {
-        volumes.push(json!({"name": g.volume(), "projected": {"sources": [g.token_source()]}}));
+        volumes.extend(g.volumes());
     }
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
@@ -727,7 +727,7 @@ fn dress_grants(c: &mut Value, plan: &Plan) {
             mounts.retain(|m| m["name"] != TOKEN_VOLUME && m["name"] != settings::CA_VOLUME);
         }
         for g in &plan.grants {
-            mounts.push(json!({"name": g.volume(), "mountPath": g.dir(), "readOnly": true}));
+            mounts.extend(g.mounts());
         }
     }
     if !vault {

@@ -15,6 +15,7 @@ pub mod exchange;
 pub mod extract;
 pub mod fetch;
 pub mod params;
+pub mod pod;
 pub mod render;
 pub mod session;
 pub mod spec;

@@ -217,22 +217,84 @@ fn the_fuzz_seeds_reach_the_aws_injection() {
     }
 }
 
-#[test]
-fn gcp_csi_volumes_are_refused_until_converted() {
+/// A pod with one converted `provider: gcp` CSI volume, its app container as given.
+fn gcp_pod(app: Value, volumes: Value) -> Decision {
     let csi = CsiVolume {
         name: "gcp-secrets".into(),
-        class: "{}".into(),
+        class: "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\n\
+                metadata: {name: g}\nspec:\n  provider: gcp\n  parameters:\n    secrets: |\n      \
+                - {resourceName: projects/p/secrets/s/versions/latest, path: s}\n"
+            .into(),
         audience: None,
         address: None,
         pod_use: Some(Use::Gcp),
     };
     // Not opted in by annotation: injected for its CSI volume alone.
     let p = json!({"metadata": {"name": "app"},
-        "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
-    match mutate_in(&p, "team", &Defaults::default(), &[csi]) {
+        "spec": {"containers": [app], "volumes": volumes}});
+    mutate_in(&p, "team", &Defaults::default(), &[csi])
+}
+
+fn injected_pod(d: Decision) -> Value {
+    match d {
+        Decision::Inject { pod, .. } => pod,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn gcp_volumes_use_the_metadata_server_with_nothing_of_vaults() {
+    let pod = injected_pod(gcp_pod(json!({"name": "app", "image": "nginx"}), json!([])));
+    let c = ours(&pod);
+    let env: Vec<&str> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        !env.iter()
+            .any(|e| e.starts_with("VAULT_") || e.starts_with("GOOGLE_")),
+        "{env:?}"
+    );
+    assert!(env.contains(&"SECRETDROP_ADMITTED"), "{env:?}");
+    let mounts = c["volumeMounts"].to_string();
+    assert!(!mounts.contains(TOKEN_VOLUME), "{mounts}");
+    assert!(
+        !c["args"].to_string().contains("--token-path"),
+        "{}",
+        c["args"]
+    );
+    let volumes = pod["spec"]["volumes"].to_string();
+    assert!(
+        !volumes.contains("serviceAccountToken"),
+        "no token is projected: {volumes}"
+    );
+}
+
+#[test]
+fn gcp_volumes_under_federation_get_the_apps_credentials_file_and_token_mount() {
+    let creds = "/var/run/secrets/tokens/gcp-ksa/google-application-credentials.json";
+    let app = json!({"name": "app", "image": "nginx",
+        "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": creds}],
+        "volumeMounts": [{"name": "gcp-ksa", "mountPath": "/var/run/secrets/tokens/gcp-ksa"}]});
+    let volumes = json!([{"name": "gcp-ksa", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "p.svc.id.goog", "path": "token"}},
+        {"configMap": {"name": "creds"}}]}}]);
+    let pod = injected_pod(gcp_pod(app, volumes));
+    let c = ours(&pod);
+    assert!(c["env"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": creds})));
+    assert!(c["volumeMounts"].as_array().unwrap().contains(
+        &json!({"name": "gcp-ksa", "mountPath": "/var/run/secrets/tokens/gcp-ksa", "readOnly": true})
+    ));
+    let unmounted = json!({"name": "app",
+        "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/nowhere/c.json"}]});
+    match gcp_pod(unmounted, json!([])) {
         Decision::Reject(m) => assert!(
-            m.contains("provider gcp CSI volumes are not converted by the webhook yet")
-                && m.contains("volume \"gcp-secrets\""),
+            m.contains("mounts no volume holding it") && m.contains("volume \"gcp-secrets\""),
             "{m}"
         ),
         other => panic!("{other:?}"),
