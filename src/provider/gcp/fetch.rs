@@ -74,7 +74,7 @@ impl GcpError {
         match self {
             GcpError::Config(_) => "config",
             GcpError::Internal(_) => "internal",
-            GcpError::Credentials(_) => "auth",
+            GcpError::Credentials(_) => "credential",
             GcpError::Reads { cause, .. } => cause,
         }
     }
@@ -244,7 +244,7 @@ impl Fetcher {
             return Err(GcpError::Reads {
                 failures: problems,
                 total: spec.secrets.len(),
-                cause: "extract",
+                cause: "render",
             });
         }
         Ok(GcpSnapshot { values })
