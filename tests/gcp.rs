@@ -781,3 +781,173 @@ fn class_edits_reload_live_and_two_volumes_share_one_token() {
         running.log_text()
     );
 }
+
+/// The e2e suite's parameters (mount_parametermanager_test.go): a YAML and a JSON parameter,
+/// global and regional, whose versions reference secrets.
+fn create_e2e_parameters(g: &Google) -> Vec<(&'static str, String)> {
+    let refs = [
+        (None, "pmReferenceGlobalSecret1", "global-s3cr3t1"),
+        (None, "pmReferenceGlobalSecret2", "global-s3cr3tReplica2"),
+        (
+            Some(LOCATION),
+            "pmReferenceRegionalSecret1",
+            "regional-s3cr3t1",
+        ),
+        (
+            Some(LOCATION),
+            "pmReferenceRegionalSecret2",
+            "regional-s3cr3tReplica2",
+        ),
+    ];
+    for (location, id, value) in refs {
+        g.add_version(location, id, format!("{id}-{value}").as_bytes());
+    }
+    let r = |location: Option<&str>, id: &str| {
+        match location {
+        None => format!("__REF__(//secretmanager.googleapis.com/projects/{PROJECT_ID}/secrets/{id}/versions/1)"),
+        Some(l) => format!("__REF__(//secretmanager.googleapis.com/projects/{PROJECT_ID}/locations/{l}/secrets/{id}/versions/1)"),
+    }
+    };
+    let yaml = format!(
+        "user: admin\nuser2: support\ndb_pwd: {}\nbackup_pwd: {}",
+        r(None, "pmReferenceGlobalSecret1"),
+        r(None, "pmReferenceGlobalSecret2")
+    );
+    let json = format!(
+        "{{\n\t\"user\": \"admin\",\n\t\"user2\": \"support\",\n\t\"db_pwd\": \"{}\",\n\t\"backup_pwd\": \"{}\"\n}}",
+        r(None, "pmReferenceGlobalSecret1"),
+        r(None, "pmReferenceGlobalSecret2")
+    );
+    let l = Some(LOCATION);
+    let regional_yaml = format!(
+        "user: admin\nuser2: support\ndb_regional_pwd: {}\nbackup_regional_pwd: {}",
+        r(l, "pmReferenceRegionalSecret1"),
+        r(l, "pmReferenceRegionalSecret2")
+    );
+    let regional_json = format!(
+        "{{\n\t\"user\": \"admin\",\n\t\"user2\": \"support\",\n\t\"db_regional_pwd\": \"{}\",\n\t\"backup_regional_pwd\": \"{}\"\n}}",
+        r(l, "pmReferenceRegionalSecret1"),
+        r(l, "pmReferenceRegionalSecret2")
+    );
+    g.add_parameter_version("global", "pyaml", "vyaml", &yaml);
+    g.add_parameter_version("global", "pjson", "vjson", &json);
+    g.add_parameter_version(LOCATION, "ryaml", "rvyaml", &regional_yaml);
+    g.add_parameter_version(LOCATION, "rjson", "rvjson", &regional_json);
+    let rendered = |t: &str| {
+        t.replace(
+            &r(None, "pmReferenceGlobalSecret1"),
+            "pmReferenceGlobalSecret1-global-s3cr3t1",
+        )
+        .replace(
+            &r(None, "pmReferenceGlobalSecret2"),
+            "pmReferenceGlobalSecret2-global-s3cr3tReplica2",
+        )
+        .replace(
+            &r(l, "pmReferenceRegionalSecret1"),
+            "pmReferenceRegionalSecret1-regional-s3cr3t1",
+        )
+        .replace(
+            &r(l, "pmReferenceRegionalSecret2"),
+            "pmReferenceRegionalSecret2-regional-s3cr3tReplica2",
+        )
+    };
+    vec![
+        ("pyaml/global/vyaml", rendered(&yaml)),
+        ("pjson/global/vjson", rendered(&json)),
+        ("ryaml/us-central1/rvyaml", rendered(&regional_yaml)),
+        ("rjson/us-central1/rvjson", rendered(&regional_json)),
+    ]
+}
+
+/// The GCP provider's Parameter Manager e2e classes: rendered payloads (secret references
+/// resolved) byte for byte, their modes, and extract keys on the rendered text.
+#[test]
+fn parameter_manager_e2e_classes_render_byte_for_byte() {
+    let Some(s) = scene() else { return };
+    let (env, _) = s.identity(Identity::Metadata);
+    s.g.grant_project_parameters(&format!("serviceAccount:{READER}"));
+    let files = create_e2e_parameters(&s.g);
+    let class = |fixture: &str| {
+        let path = s.class(fixture, "unused");
+        let text = read(&path)
+            .replace("$TEST_PARAMETER_ID_YAML", "pyaml")
+            .replace("$TEST_VERSION_ID_YAML", "vyaml")
+            .replace("$TEST_PARAMETER_ID_JSON", "pjson")
+            .replace("$TEST_VERSION_ID_JSON", "vjson")
+            .replace("$TEST_REGIONAL_PARAMETER_ID_YAML", "ryaml")
+            .replace("$TEST_REGIONAL_VERSION_ID_YAML", "rvyaml")
+            .replace("$TEST_REGIONAL_PARAMETER_ID_JSON", "rjson")
+            .replace("$TEST_REGIONAL_VERSION_ID_JSON", "rvjson");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let fresh = || {
+        let _ = std::fs::remove_dir_all(&s.out);
+        std::fs::create_dir(&s.out).unwrap();
+    };
+    fresh();
+    let r = s.init(&class("test-parameter-version-pod.yaml"), &env, &[]);
+    r.expect_code(0);
+    for (path, content) in &files {
+        assert_eq!(read(s.out.join(path)), *content, "{path}");
+        assert_eq!(mode_of(s.out.join(path)), 0o644, "{path}");
+    }
+    assert_eq!(s.g.count("render"), 4, "one render per version");
+    assert_eq!(logged(&r.stderr, "gcp_requests"), Some(4), "{}", r.stderr);
+
+    fresh();
+    s.init(&class("test-parameter-version-pod-mode.yaml"), &env, &[])
+        .expect_code(0);
+    for ((path, _), mode) in files.iter().zip([0o420, 0o600, 0o400, 0o440]) {
+        assert_eq!(mode_of(s.out.join(path)), mode, "{path}");
+    }
+
+    fresh();
+    let r = s.init(
+        &class("test-parameter-version-extract-keys.yaml"),
+        &env,
+        &[],
+    );
+    r.expect_code(0);
+    for (path, want) in [
+        (
+            "pyaml/global/vyaml",
+            "pmReferenceGlobalSecret1-global-s3cr3t1",
+        ),
+        ("pjson/global/vjson", "admin"),
+        ("ryaml/us-central1/rvyaml", "support"),
+        (
+            "rjson/us-central1/db_regional_pwd/rvjson",
+            "pmReferenceRegionalSecret1-regional-s3cr3t1",
+        ),
+        (
+            "rjson/us-central1/backup_regional_pwd/rvjson",
+            "pmReferenceRegionalSecret2-regional-s3cr3tReplica2",
+        ),
+    ] {
+        assert_eq!(read(s.out.join(path)), want, "{path}");
+    }
+    // The same parameter version read once for its two extract keys.
+    assert_eq!(s.g.count("render"), 4 + 4 + 4, "{}", r.stderr);
+    s.assert_no_secret(&r.stderr, None, &["s3cr3t"]);
+
+    // Without the parameter role: Parameter Manager's 403 with the resource and the role named.
+    let other_env = vec![(
+        "GCE_METADATA_HOST".to_string(),
+        format!("127.0.0.1:{METADATA_PORT}"),
+    )];
+    s.g.metadata_identity("nobody@secretdrop-test.iam.gserviceaccount.com");
+    fresh();
+    let r = s.init(
+        &class("test-parameter-version-pod.yaml"),
+        &other_env,
+        &["--timeout", "30s"],
+    );
+    r.expect_code(1).expect_stderr(&[
+        "PERMISSION_DENIED",
+        "parametermanager.parameterVersions.render",
+        "roles/parametermanager.parameterAccessor",
+        "projects/secretdrop-test/locations/global/parameters/pyaml/versions/vyaml",
+    ]);
+    assert!(common::cli::tree(&s.out).is_empty());
+}

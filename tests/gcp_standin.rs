@@ -1,6 +1,6 @@
 //! The Google stand-in (tests/gcp/standin.py) checked once with Google's own Python libraries
 //! (tests/gcp/validate.py: google-auth's external_account and compute credentials,
-//! google-cloud-secret-manager over REST), inside its network namespace at the real host names:
+//! google-cloud-secret-manager and google-cloud-parametermanager over REST), inside its network namespace at the real host names:
 //! what secretdrop's GCP tests rely on is how Google answers, not how we think it does.
 
 mod common;
@@ -38,6 +38,17 @@ fn googles_libraries_read_through_the_standin_as_from_google() {
         &format!("serviceAccount:{reader}"),
     );
     g.add_version(None, "denied", b"nope");
+    // Parameters: one global referencing the secret, one regional; `reader` may render them.
+    g.add_parameter_version(
+        "global",
+        "cfg",
+        "v1",
+        &format!("db: __REF__(//secretmanager.googleapis.com/projects/{PROJECT_ID}/secrets/validate/versions/1)"),
+    );
+    g.add_parameter_version(LOCATION, "cfg", "v1", "{\"user\": \"regional\"}");
+    g.admin(json!({"op": "grant_parameter", "location": "global", "parameter": "cfg", "member": format!("serviceAccount:{reader}")}));
+    g.admin(json!({"op": "grant_parameter", "location": LOCATION, "parameter": "cfg", "member": format!("serviceAccount:{reader}")}));
+    g.add_parameter_version("global", "secret-cfg", "v1", "x");
     // The metadata server answers for `node`, who may read the whole project.
     g.metadata_identity(&node);
     g.grant_project(&format!("serviceAccount:{node}"));
@@ -57,6 +68,9 @@ fn googles_libraries_read_through_the_standin_as_from_google() {
         "denied": format!("projects/{PROJECT_ID}/secrets/denied/versions/latest"),
         "missing": format!("projects/{PROJECT_ID}/secrets/absent/versions/latest"),
         "disabled": format!("projects/{PROJECT_NUMBER}/secrets/validate/versions/latest"),
+        "parameter": format!("projects/{PROJECT_ID}/locations/global/parameters/cfg/versions/v1"),
+        "parameter_regional": format!("projects/{PROJECT_ID}/locations/{LOCATION}/parameters/cfg/versions/v1"),
+        "parameter_denied": format!("projects/{PROJECT_ID}/locations/global/parameters/secret-cfg/versions/v1"),
     });
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gcp/validate.py");
     let mut cmd = Command::new("python3");
@@ -113,6 +127,20 @@ fn googles_libraries_read_through_the_standin_as_from_google() {
         .unwrap()
         .contains("is in DISABLED state"));
     assert_eq!(out["external_token_prefix"], "ya29.");
+    // google-cloud-parametermanager renders, with the secret reference resolved.
+    assert_eq!(
+        out["external_parameter"]["rendered"], "db: global-value\n",
+        "{out}"
+    );
+    assert_eq!(
+        out["external_parameter"]["name"],
+        format!("projects/{PROJECT_NUMBER}/locations/global/parameters/cfg/versions/v1")
+    );
+    assert_eq!(
+        out["external_parameter_regional"]["rendered"],
+        "{\"user\": \"regional\"}"
+    );
+    assert_eq!(out["external_parameter_denied"]["code"], 403, "{out}");
     let bad = out["bad_external"].as_str().unwrap();
     assert!(
         bad.contains("invalid_grant") && bad.contains("does not match the expected audience"),

@@ -67,6 +67,10 @@ impl Google {
             "secretmanager.us-central1.rep.googleapis.com",
             "secretmanager.europe-west1.rep.googleapis.com",
             "secretmanager.us-east1.rep.googleapis.com",
+            "parametermanager.googleapis.com",
+            "parametermanager.us-central1.rep.googleapis.com",
+            "parametermanager.europe-west1.rep.googleapis.com",
+            "parametermanager.us-east1.rep.googleapis.com",
         ] {
             hosts.push_str(&format!("127.0.0.1 {h}\n"));
         }
@@ -134,6 +138,24 @@ impl Google {
         )["version"]
             .as_u64()
             .unwrap()
+    }
+
+    /// Adds version `version` to a parameter (`location`: `global` or a region).
+    pub fn add_parameter_version(
+        &self,
+        location: &str,
+        parameter: &str,
+        version: &str,
+        data: &str,
+    ) {
+        let data = base64::engine::general_purpose::STANDARD.encode(data);
+        self.admin(json!({"op": "add_parameter_version", "location": location,
+            "parameter": parameter, "version": version, "data": data}));
+    }
+
+    /// roles/parametermanager.parameterAccessor on the project.
+    pub fn grant_project_parameters(&self, member: &str) {
+        self.admin(json!({"op": "grant_project_parameters", "member": member}));
     }
 
     pub fn grant_secret(&self, location: Option<&str>, secret: &str, member: &str) {

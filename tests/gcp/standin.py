@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Stand-ins for Google Secret Manager (global and regional endpoints), STS, iamCredentials and
-the GKE metadata server, for secretdrop's GCP tests (tests/gcp.rs). No emulator matches the real
+"""Stand-ins for Google Secret Manager and Parameter Manager (global and regional endpoints), STS,
+iamCredentials and the GKE metadata server, for secretdrop's GCP tests (tests/gcp.rs). No emulator matches the real
 API (regional endpoints, dataCrc32c, authentication, IAM); this one checks what the real
 services check, in their shapes, and tests/gcp/validate.py drives it with Google's own Python
 libraries to show that it does.
@@ -23,6 +23,9 @@ What is checked, like the real services:
   regional secret only at its own secretmanager.LOCATION.rep.googleapis.com), versions by
   number, alias or latest, DISABLED / DESTROYED states; answers name the project by number and
   carry dataCrc32c.
+- Parameter Manager: the same token and endpoint checks, roles/parametermanager.parameterAccessor
+  on the parameter or the project, versions by id; `render` resolves
+  `__REF__(//secretmanager.googleapis.com/...)` references to the secret versions' bytes.
 - STS: the form (grant_type, requested_token_type, subject_token_type), the audience naming a
   configured pool provider (invalid_target), the JWT's RS256 signature against the cluster's
   key, its iss, exp and aud (invalid_grant); the principal is
@@ -39,6 +42,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import socket
 import socketserver
 import ssl
@@ -60,6 +64,8 @@ HOSTS = (
     ["secretmanager.googleapis.com", "sts.googleapis.com", "iamcredentials.googleapis.com",
      "cloudresourcemanager.googleapis.com", "oauth2.googleapis.com", "attacker.example"]
     + [f"secretmanager.{l}.rep.googleapis.com" for l in LOCATIONS]
+    + ["parametermanager.googleapis.com"]
+    + [f"parametermanager.{l}.rep.googleapis.com" for l in LOCATIONS]
 )
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -88,6 +94,9 @@ class State:
         # (location or None, secret id) -> {"versions": [...], "aliases": {}, "accessors": set()}
         self.secrets = {}
         self.project_accessors = set()
+        # (location, parameter id) -> {"versions": {id: {"data", "disabled"}}, "accessors": set()}
+        self.parameters = {}
+        self.project_parameter_accessors = set()
         self.tokens = {}  # access token -> (principal, expires at)
         self.lifetime = 3599
         # audience -> {"pool", "provider", "allowed": [...]}
@@ -148,6 +157,33 @@ def google_error(code, status, message, reason=None):
         e["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
                          "domain": "googleapis.com"}]
     return code, {"error": e}
+
+
+REF = re.compile(rb"__REF__\(//secretmanager\.googleapis\.com/projects/([^/]+)/"
+                 rb"(?:locations/([^/]+)/)?secrets/([^/]+)/versions/([^/)]+)\)")
+
+
+def resolve_refs(data):
+    """A parameter's payload with each secret reference replaced by the version's bytes (the
+    parameter's own identity reads them; this stand-in lets it read every secret), or the first
+    reference that names nothing."""
+    missing = []
+
+    def one(m):
+        location = m.group(2).decode() if m.group(2) else None
+        s = STATE.secrets.get((location, m.group(3).decode()))
+        version = m.group(4).decode()
+        n = None
+        if s and s["versions"]:
+            n = len(s["versions"]) if version == "latest" else int(version) if version.isdigit() else None
+        if n is None or not 0 < n <= len(s["versions"]):
+            missing.append(m.group(0)[len("__REF__("):-1].decode())
+            return b""
+        return s["versions"][n - 1]["data"]
+
+    with STATE.lock:
+        out = REF.sub(one, data)
+    return out, (missing[0] if missing else None)
 
 
 def project_number(p):
@@ -288,6 +324,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                             "permission"))
         if host.startswith("secretmanager.") and method == "GET" and path.endswith(":access"):
             return self.access(host, path)
+        if host.startswith("parametermanager.") and method == "GET" and path.endswith(":render"):
+            return self.render(host, path)
         self.reply(*google_error(404, "NOT_FOUND", f"The requested URL {path} was not found on "
                                  "this server."))
 
@@ -352,6 +390,53 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if data:
             payload["data"] = base64.b64encode(data).decode()
         self.reply(200, {"name": f"{base}/versions/{n}", "payload": payload})
+
+    # --- Parameter Manager
+
+    def render(self, host, path):
+        STATE.count("render")
+        principal, err = self.bearer()
+        if err:
+            return self.reply(*err)
+        parts = path[len("/v1/"):-len(":render")].split("/")
+        if not (len(parts) == 8 and parts[0] == "projects" and parts[2] == "locations"
+                and parts[4] == "parameters" and parts[6] == "versions"):
+            return self.reply(*google_error(400, "INVALID_ARGUMENT", "Invalid resource field value "
+                                            "in the request."))
+        project, location, parameter, version = parts[1], parts[3], parts[5], parts[7]
+        served = "global" if host == "parametermanager.googleapis.com" else host.split(".")[1]
+        if served != location:
+            return self.reply(*google_error(400, "INVALID_ARGUMENT",
+                                            f"Location {location} is not supported for this "
+                                            "endpoint."))
+        number = project_number(project)
+        with STATE.lock:
+            p = STATE.parameters.get((location, parameter))
+            allowed = number is not None and (
+                principal in STATE.project_parameter_accessors
+                or (p is not None and principal in p["accessors"]))
+        if not allowed:
+            return self.reply(*google_error(403, "PERMISSION_DENIED",
+                                            "Permission 'parametermanager.parameterVersions.render' "
+                                            "denied on resource (or it may not exist).",
+                                            "IAM_PERMISSION_DENIED"))
+        base = f"projects/{number}/locations/{location}/parameters/{parameter}"
+        v = p["versions"].get(version) if p else None
+        if v is None:
+            return self.reply(*google_error(404, "NOT_FOUND",
+                                            f"Parameter Version [{base}/versions/{version}] not "
+                                            "found."))
+        if v["disabled"]:
+            return self.reply(*google_error(400, "FAILED_PRECONDITION",
+                                            f"Parameter Version [{base}/versions/{version}] is "
+                                            "disabled."))
+        rendered, missing = resolve_refs(v["data"])
+        if missing:
+            return self.reply(*google_error(400, "FAILED_PRECONDITION",
+                                            f"Secret reference [{missing}] could not be rendered."))
+        self.reply(200, {"parameterVersion": f"{base}/versions/{version}",
+                         "payload": {"data": base64.b64encode(v["data"]).decode()},
+                         "renderedPayload": base64.b64encode(rendered).decode()})
 
     def reply_denied(self):
         self.reply(*google_error(403, "PERMISSION_DENIED",
@@ -524,6 +609,20 @@ def admin(cmd):
             if cmd.get("alias"):
                 s["aliases"][cmd["alias"]] = n
             return {"version": n}
+        if op == "add_parameter_version":
+            p = STATE.parameters.setdefault((cmd["location"], cmd["parameter"]),
+                                            {"versions": {}, "accessors": set()})
+            p["versions"][cmd["version"]] = {"data": base64.b64decode(cmd["data"]),
+                                             "disabled": False}
+            return {}
+        if op == "grant_parameter":
+            p = STATE.parameters.setdefault((cmd["location"], cmd["parameter"]),
+                                            {"versions": {}, "accessors": set()})
+            p["accessors"].add(cmd["member"])
+            return {}
+        if op == "grant_project_parameters":
+            STATE.project_parameter_accessors.add(cmd["member"])
+            return {}
         if op == "set_state":
             s = STATE.secrets[(cmd.get("location"), cmd["secret"])]
             s["versions"][cmd["version"] - 1]["state"] = cmd["state"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives tests/gcp/standin.py with Google's own Python libraries (google-auth for
 external_account and compute credentials, google-cloud-secret-manager over REST), so the
-stand-in is known to answer as Google does. Run by tests/gcp_standin.rs inside the stand-in's
+stand-in is known to answer as Google does (google-cloud-parametermanager too). Run by tests/gcp_standin.rs inside the stand-in's
 network namespace, with REQUESTS_CA_BUNDLE naming its CA.
 
   validate.py CONFIG_JSON
@@ -9,7 +9,8 @@ network namespace, with REQUESTS_CA_BUNDLE naming its CA.
 CONFIG_JSON holds the names the test created: {"external": credentials file, "bad_external":
 a file whose token STS refuses, "global": version name, "regional": version name,
 "location": L, "denied": a version the identities may not read, "missing": a secret that
-does not exist, "disabled": a disabled version}. Prints one JSON object: what each call gave.
+does not exist, "disabled": a disabled version, "parameter", "parameter_regional",
+"parameter_denied": parameter versions}. Prints one JSON object: what each call gave.
 """
 
 import json
@@ -21,7 +22,7 @@ import google.auth.compute_engine
 import google.auth.exceptions
 import google.auth.transport.requests
 from google.api_core import exceptions as api_exceptions
-from google.cloud import secretmanager
+from google.cloud import parametermanager_v1, secretmanager
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
@@ -44,6 +45,19 @@ def read(creds, name, location=None):
         return {"error": type(e).__name__, "code": e.code, "message": e.message}
 
 
+def render(creds, name, location=None):
+    options = None
+    if location:
+        options = {"api_endpoint": f"parametermanager.{location}.rep.googleapis.com"}
+    c = parametermanager_v1.ParameterManagerClient(credentials=creds, transport="rest",
+                                                   client_options=options)
+    try:
+        r = c.render_parameter_version(name=name, retry=None, timeout=10)
+        return {"name": r.parameter_version, "rendered": r.rendered_payload.decode("latin-1")}
+    except api_exceptions.GoogleAPICallError as e:
+        return {"error": type(e).__name__, "code": e.code, "message": e.message}
+
+
 def main():
     cfg = json.loads(sys.argv[1])
     out = {}
@@ -59,6 +73,9 @@ def main():
     out["external_denied"] = read(creds, cfg["denied"])
     out["external_disabled"] = read(creds, cfg["disabled"])
     out["external_token_prefix"] = (creds.token or "")[:5]
+    out["external_parameter"] = render(creds, cfg["parameter"])
+    out["external_parameter_regional"] = render(creds, cfg["parameter_regional"], cfg["location"])
+    out["external_parameter_denied"] = render(creds, cfg["parameter_denied"])
 
     # An STS refusal reaches the library as a RefreshError carrying the OAuth error.
     try:

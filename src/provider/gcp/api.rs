@@ -1,5 +1,6 @@
-//! Secret Manager's `AccessSecretVersion` over REST (docs/gcp.md, "Reading a version"), and
-//! what Google's REST APIs share: their error shape.
+//! Secret Manager's `AccessSecretVersion` and Parameter Manager's `RenderParameterVersion` over
+//! REST (docs/gcp.md, "Reading, integrity, errors"), and what Google's REST APIs share: their
+//! error shape.
 //!
 //! Invariants: the answer is bounded in bytes ([`MAX_ACCESS_ANSWER`]) and its `name` in length;
 //! the payload is verified against `dataCrc32c` when the answer carries one, and refused on a
@@ -15,7 +16,7 @@ use crate::provider::aws::http::{Call, Http, HttpError};
 use crate::secret::SecretBytes;
 
 use super::crc32c::crc32c;
-use super::spec::Resource;
+use super::spec::{Resource, Store};
 
 /// A payload is at most 64 KiB, a third more in base64; the rest of the answer is small.
 pub const MAX_ACCESS_ANSWER: usize = 256 * 1024;
@@ -121,7 +122,7 @@ impl AccessError {
     }
 }
 
-/// `GET https://HOST/v1/NAME:access` with `token`.
+/// `GET https://HOST/v1/NAME:access` (or `:render`) with `token`.
 pub async fn access(
     http: &Http,
     resource: &Resource,
@@ -179,6 +180,9 @@ pub async fn access(
     }
     let v: serde_json::Value = serde_json::from_slice(&answer.body)
         .map_err(|_| AccessError::ours("INVALID_ANSWER", "the answer is not JSON".into()))?;
+    if resource.store == Store::ParameterManager {
+        return rendered(&v);
+    }
     let name = v
         .get("name")
         .and_then(|n| n.as_str())
@@ -231,6 +235,35 @@ pub async fn access(
         }
     }
     Ok(Accessed { name, data })
+}
+
+/// A `RenderParameterVersion` answer: `renderedPayload` (secret references resolved), and the
+/// version it names (`parameterVersion`).
+fn rendered(v: &serde_json::Value) -> Result<Accessed, AccessError> {
+    let name = v
+        .get("parameterVersion")
+        .and_then(|n| n.as_str())
+        .filter(|n| !n.is_empty() && n.len() <= MAX_NAME)
+        .ok_or_else(|| AccessError::ours("INVALID_ANSWER", "the answer names no version".into()))?
+        .to_string();
+    let data = match v.get("renderedPayload") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| {
+                AccessError::ours("INVALID_ANSWER", "renderedPayload is not base64".into())
+            })?,
+        Some(_) => {
+            return Err(AccessError::ours(
+                "INVALID_ANSWER",
+                "renderedPayload is not a string".into(),
+            ))
+        }
+    };
+    Ok(Accessed {
+        name,
+        data: SecretBytes::new(data),
+    })
 }
 
 #[cfg(test)]

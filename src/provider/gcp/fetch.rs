@@ -16,7 +16,7 @@ use crate::secret::SecretBytes;
 
 use super::api::{self, AccessError, Accessed};
 use super::credentials::{self, CredentialError, Credentials, GcpEnv};
-use super::spec::{GcpSpec, Resource};
+use super::spec::{GcpSpec, Resource, Store};
 
 /// Concurrent requests at most.
 const MAX_CONCURRENT: usize = 16;
@@ -96,8 +96,13 @@ fn cause_of(e: &AccessError) -> &'static str {
     }
 }
 
-fn hint(e: &AccessError) -> &'static str {
+fn hint(e: &AccessError, store: Store) -> &'static str {
     match e.status.as_str() {
+        "PERMISSION_DENIED" if store == Store::ParameterManager => {
+            " (grant roles/parametermanager.parameterAccessor on the parameter or its project; \
+             secrets it references need roles/secretmanager.secretAccessor for the parameter's \
+             own identity)"
+        }
         "PERMISSION_DENIED" => {
             " (grant roles/secretmanager.secretAccessor on the secret or its project; a secret \
              that does not exist answers the same)"
@@ -284,7 +289,7 @@ impl Fetcher {
                         r.name,
                         files(r),
                         self.who(),
-                        hint(e)
+                        hint(e, r.store)
                     ))
                 }
                 Failure::Credentials(_) => None,

@@ -68,16 +68,20 @@ pub fn plan(source: &std::path::Path, spec: &GcpSpec, env: &credentials::GcpEnv)
         Ok(src) => s.push_str(&format!("{}\n", src.plan())),
         Err(e) => s.push_str(&format!("credentials: NOT USABLE: {}\n", e.message)),
     }
-    let mut distinct: Vec<&str> = spec
-        .secrets
-        .iter()
-        .map(|s| s.resource.name.as_str())
-        .collect();
-    distinct.sort_unstable();
+    let mut distinct: Vec<&spec::Resource> = spec.secrets.iter().map(|s| &s.resource).collect();
+    distinct.sort_unstable_by_key(|r| &r.name);
     distinct.dedup();
+    let count = |store: spec::Store| {
+        let n = distinct.iter().filter(|r| r.store == store).count();
+        (n > 0).then(|| format!("{n} {}", store.method()))
+    };
+    let requests: Vec<String> = [spec::Store::SecretManager, spec::Store::ParameterManager]
+        .into_iter()
+        .filter_map(count)
+        .collect();
     s.push_str(&format!(
-        "requests per render: {} AccessSecretVersion (one per distinct version)\n",
-        distinct.len()
+        "requests per render: {} (one per distinct version)\n",
+        requests.join(", ")
     ));
     s.push_str(&format!("files ({}):\n", spec.secrets.len()));
     for e in &spec.secrets {

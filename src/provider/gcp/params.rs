@@ -17,7 +17,7 @@ use crate::config::error::ConfigError;
 use crate::config::names::validate_name;
 use crate::config::param;
 
-pub use super::spec::{AuthParam, Extract, GcpSecret, GcpSpec, Resource, GCP_DEFAULT_MODE};
+pub use super::spec::{AuthParam, Extract, GcpSecret, GcpSpec, Resource, Store, GCP_DEFAULT_MODE};
 
 const PARAMS: &[&str] = &["secrets", "auth"];
 /// Why a native config or pod annotations cannot name `provider: gcp`.
@@ -207,24 +207,30 @@ fn entry_of(file: &Path, label: &str, v: &Value, text: &str) -> Result<GcpSecret
     })
 }
 
-/// A resource name, matched whole: the global or the regional Secret Manager form.
+/// A resource name, matched whole: a Secret Manager version (global or regional) or a Parameter
+/// Manager version (`locations/global` or a region).
 pub fn resource(name: &str) -> Result<Resource, String> {
-    let forms = "allowed are projects/P/secrets/S/versions/V and \
-                 projects/P/locations/L/secrets/S/versions/V (V: latest, a number or an alias)";
+    let forms = "allowed are projects/P/secrets/S/versions/V, \
+                 projects/P/locations/L/secrets/S/versions/V (V: latest, a number or an alias) \
+                 and projects/P/locations/L/parameters/X/versions/V (L: global or a region)";
     let parts: Vec<&str> = name.split('/').collect();
-    let (project, location, secret, version) = match parts.as_slice() {
-        ["projects", p, "secrets", s, "versions", v] => (*p, None, *s, *v),
-        ["projects", p, "locations", l, "secrets", s, "versions", v] => (*p, Some(*l), *s, *v),
-        ["projects", _, "locations", _, "parameters", _, "versions", _] => {
-            return Err(format!(
-            "{name:?} is a Parameter Manager version, which secretdrop does not read yet; {forms}"
-        ))
+    let (store, project, location, secret, version) = match parts.as_slice() {
+        ["projects", p, "secrets", s, "versions", v] => (Store::SecretManager, *p, None, *s, *v),
+        ["projects", p, "locations", l, "secrets", s, "versions", v] => {
+            (Store::SecretManager, *p, Some(*l), *s, *v)
+        }
+        ["projects", p, "locations", l, "parameters", x, "versions", v] => {
+            (Store::ParameterManager, *p, Some(*l), *x, *v)
         }
         _ => return Err(format!("{name:?}: unknown resource type; {forms}")),
     };
+    let what_id = match store {
+        Store::SecretManager => "secret",
+        Store::ParameterManager => "parameter",
+    };
     for (what, part) in [
         ("project", project),
-        ("secret", secret),
+        (what_id, secret),
         ("version", version),
     ] {
         let ok = !part.is_empty()
@@ -254,7 +260,7 @@ pub fn resource(name: &str) -> Result<Resource, String> {
                  digits and '-', at most {MAX_LOCATION} characters, e.g. us-central1)"
             ));
         }
-        if l == "global" {
+        if l == "global" && store == Store::SecretManager {
             return Err(format!(
                 "{name:?}: a global secret is named without a location: \
                  projects/{project}/secrets/{secret}/versions/{version}"
@@ -263,7 +269,9 @@ pub fn resource(name: &str) -> Result<Resource, String> {
     }
     Ok(Resource {
         name: name.to_string(),
-        location: location.map(str::to_string),
+        store,
+        // A global parameter is named with `locations/global` and read at the global endpoint.
+        location: location.filter(|l| *l != "global").map(str::to_string),
     })
 }
 
@@ -438,8 +446,8 @@ mod tests {
             ("x/projects/p/secrets/s/versions/1", "unknown resource type"),
             ("projects/p/secrets/s", "unknown resource type"),
             (
-                "projects/p/locations/global/parameters/x/versions/1",
-                "Parameter Manager",
+                "projects/p/locations/global/parameters/x",
+                "unknown resource type",
             ),
             (
                 "projects/p/locations/evil.com/secrets/s/versions/1",
@@ -469,6 +477,23 @@ mod tests {
             let e = err("", &format!("- resourceName: {bad}\n  path: a\n"));
             assert!(e.contains(says) && e.contains("resourceName"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn parameter_versions_are_read_at_parameter_manager() {
+        let g = parse(
+            "",
+            "- resourceName: projects/p1/locations/global/parameters/cfg/versions/v1\n  path: g\n- resourceName: projects/p1/locations/europe-west1/parameters/cfg/versions/v1\n  path: r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            g.secrets[0].resource.access_url(),
+            "https://parametermanager.googleapis.com/v1/projects/p1/locations/global/parameters/cfg/versions/v1:render"
+        );
+        assert_eq!(
+            g.secrets[1].resource.host(),
+            "parametermanager.europe-west1.rep.googleapis.com"
+        );
     }
 
     #[test]

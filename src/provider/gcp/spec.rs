@@ -1,6 +1,6 @@
 //! The typed spec of a `provider: gcp` volume (docs/gcp.md): how the pod authenticates, and
-//! every Secret Manager version with the file it writes. Invariants of a [`GcpSpec`]: every
-//! resource name is one of the two Secret Manager forms, its parts safe to put in a URL (the
+//! every Secret Manager or Parameter Manager version with the file it writes. Invariants of a
+//! [`GcpSpec`]: every resource name is one of the four forms, its parts safe to put in a URL (the
 //! location in a host name); every file name is valid and unique and no file sits where
 //! another needs a directory; modes are at most 0777.
 
@@ -53,27 +53,59 @@ pub enum Extract {
     Yaml(String),
 }
 
-/// A Secret Manager secret version, global or regional.
+/// Which service holds a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Store {
+    /// Secret Manager: `AccessSecretVersion`.
+    SecretManager,
+    /// Parameter Manager: `RenderParameterVersion` (secret references resolved).
+    ParameterManager,
+}
+
+impl Store {
+    fn service(self) -> &'static str {
+        match self {
+            Store::SecretManager => "secretmanager",
+            Store::ParameterManager => "parametermanager",
+        }
+    }
+
+    /// The method, as `check` names it.
+    pub fn method(self) -> &'static str {
+        match self {
+            Store::SecretManager => "AccessSecretVersion",
+            Store::ParameterManager => "RenderParameterVersion",
+        }
+    }
+}
+
+/// A secret version or a parameter version, global or regional.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Resource {
     /// As written; sent to the API as is.
     pub name: String,
+    pub store: Store,
     /// `None`: the global endpoint; else the regional one of this location.
     pub location: Option<String>,
 }
 
 impl Resource {
-    /// The host that serves this version: `secretmanager.googleapis.com`, or
-    /// `secretmanager.LOCATION.rep.googleapis.com` for a regional secret (served only there).
+    /// The host that serves this version: `SERVICE.googleapis.com`, or
+    /// `SERVICE.LOCATION.rep.googleapis.com` for a regional one (served only there).
     pub fn host(&self) -> String {
+        let service = self.store.service();
         match &self.location {
-            None => "secretmanager.googleapis.com".into(),
-            Some(l) => format!("secretmanager.{l}.rep.googleapis.com"),
+            None => format!("{service}.googleapis.com"),
+            Some(l) => format!("{service}.{l}.rep.googleapis.com"),
         }
     }
 
-    /// `https://HOST/v1/NAME:access`.
+    /// `https://HOST/v1/NAME:access` (Secret Manager) or `:render` (Parameter Manager).
     pub fn access_url(&self) -> String {
-        format!("https://{}/v1/{}:access", self.host(), self.name)
+        let verb = match self.store {
+            Store::SecretManager => "access",
+            Store::ParameterManager => "render",
+        };
+        format!("https://{}/v1/{}:{verb}", self.host(), self.name)
     }
 }
