@@ -17,6 +17,7 @@ pub mod blog;
 pub mod cli;
 pub mod contract;
 pub mod gcp;
+pub mod gcp_scene;
 pub mod ha;
 pub mod hostile;
 pub mod kube_api;
