@@ -19,6 +19,7 @@ use std::path::Path;
 
 use common::cli::{assert_layout, current_version, mode_of, tree, Run};
 use common::contract::aws::AwsStore;
+use common::contract::gcp::GcpStore;
 use common::contract::vault::VaultStore;
 use common::contract::{
     eventually, file, objs, ready, wait_layout, Bench, Failure, Obj, Params, Store, POLL, WITHIN,
@@ -441,7 +442,8 @@ fn bad_input_exits_2_naming_the_field_and_writes_nothing<S: Store>() {
         .expect_code(0);
     let before = tree(&kept);
     // What every provider refuses, whatever its parameters.
-    let (head, _) = good.split_once("    objects:").unwrap();
+    let list = store.list_parameter();
+    let (head, _) = good.split_once(&format!("    {list}:")).unwrap();
     let mut cases = vec![
         (
             good.replacen(
@@ -459,8 +461,8 @@ fn bad_input_exits_2_naming_the_field_and_writes_nothing<S: Store>() {
             "spec.provider".into(),
         ),
         (
-            format!("{head}    objects: \"- [unclosed\"\n"),
-            "objects".into(),
+            format!("{head}    {list}: \"- [unclosed\"\n"),
+            list.to_string(),
         ),
     ];
     cases.extend(store.bad_classes());
@@ -674,4 +676,5 @@ macro_rules! contract {
 contract! {
     vault => VaultStore, beside AwsStore;
     aws => AwsStore, beside VaultStore;
+    gcp => GcpStore, beside VaultStore;
 }

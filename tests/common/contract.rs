@@ -1,6 +1,6 @@
 //! The provider contract: what every provider's test backend offers ([`Store`]), so that
 //! tests/contract.rs writes each scenario once and runs it against every provider. A new
-//! provider implements [`Store`] in a file beside [`vault`] and [`aws`] and adds one line to
+//! provider implements [`Store`] in a file beside [`vault`], [`aws`] and [`gcp`] and adds one line to
 //! the `contract!` list at the end of tests/contract.rs; it is done when every scenario passes
 //! (docs/architecture.md, "Adding a provider").
 //!
@@ -13,6 +13,7 @@
 //! line each run printed, so a scenario can prove no secret value or token reached any of them.
 
 pub mod aws;
+pub mod gcp;
 pub mod vault;
 
 use std::cell::RefCell;
@@ -94,6 +95,12 @@ pub trait Store {
 
     /// A SecretProviderClass (YAML text) for one volume holding `objects`.
     fn class(&self, objects: &[Obj], params: Params) -> String;
+
+    /// The parameter holding a class's list of objects (`objects`; the GCP provider's is
+    /// `secrets`).
+    fn list_parameter(&self) -> &'static str {
+        "objects"
+    }
 
     /// Classes that must be refused, each with a fragment the error must hold (the field).
     fn bad_classes(&self) -> Vec<(String, String)>;

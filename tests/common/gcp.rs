@@ -37,6 +37,9 @@ pub fn may_unshare() -> Result<(), String> {
 
 pub struct Google {
     child: Child,
+    /// Answering at this loopback address of the test's network namespace, or (`None`) in a
+    /// network namespace of its own.
+    loopback: Option<String>,
     /// The administration socket (short: a Unix socket path has at most 107 bytes).
     admin: PathBuf,
     pub dir: PathBuf,
@@ -51,10 +54,35 @@ ip addr add 169.254.169.254/32 dev lo
 mount --bind "$0/hosts" /etc/hosts
 exec python3 "$@""#;
 
+/// Only a mount namespace: the hosts file, the network of the test process.
+const IN_MOUNT_NAMESPACE: &str = r#"set -e
+mount --bind "$0/hosts" /etc/hosts
+exec python3 "$@""#;
+
 impl Google {
-    /// A fresh stand-in with its state in `dir` (created).
+    /// A fresh stand-in with its state in `dir` (created), in a network namespace of its own.
     pub fn start(dir: &Path) -> Google {
+        Google::start_at(dir, None)
+    }
+
+    /// A stand-in answering at `ip:443` (a loopback address of its own) in the test process's
+    /// network namespace, with no metadata server; only its mount namespace (the hosts file)
+    /// is its own. For runs whose other ports the test must reach (a sidecar's `--listen`).
+    pub fn start_on_loopback(dir: &Path) -> Google {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ip = format!(
+            "127.{}.{}.{}",
+            1 + std::process::id() % 200,
+            1 + n % 250,
+            1 + n / 250 % 250
+        );
+        Google::start_at(dir, Some(ip))
+    }
+
+    fn start_at(dir: &Path, loopback: Option<String>) -> Google {
         std::fs::create_dir_all(dir).unwrap();
+        let at = loopback.as_deref().unwrap_or("127.0.0.1");
         let mut hosts =
             String::from("127.0.0.1 localhost\n169.254.169.254 metadata.google.internal\n");
         for h in [
@@ -72,7 +100,7 @@ impl Google {
             "parametermanager.europe-west1.rep.googleapis.com",
             "parametermanager.us-east1.rep.googleapis.com",
         ] {
-            hosts.push_str(&format!("127.0.0.1 {h}\n"));
+            hosts.push_str(&format!("{at} {h}\n"));
         }
         std::fs::write(dir.join("hosts"), hosts).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gcp/standin.py");
@@ -84,23 +112,33 @@ impl Google {
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let mut cmd = Command::new("unshare");
-        cmd.args([
-            "-n",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            IN_NAMESPACE,
-        ])
-        .arg(dir)
-        .arg(&script)
-        .arg(dir)
-        .arg(&admin)
-        .arg(METADATA_PORT.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap());
+        match &loopback {
+            None => cmd.args([
+                "-n",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                IN_NAMESPACE,
+            ]),
+            Some(ip) => cmd.env("STANDIN_BIND", ip).args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                IN_MOUNT_NAMESPACE,
+            ]),
+        };
+        cmd.arg(dir)
+            .arg(&script)
+            .arg(dir)
+            .arg(&admin)
+            .arg(METADATA_PORT.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
         let mut child = super::spawn_tied_to_process(cmd).expect("start the Google stand-in");
         let mut line = String::new();
         let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
@@ -112,6 +150,7 @@ impl Google {
         );
         Google {
             child,
+            loopback,
             admin,
             ca: dir.join("ca.pem"),
             dir: dir.to_path_buf(),
@@ -193,24 +232,44 @@ impl Google {
             .collect()
     }
 
-    /// Makes the next commands run in the stand-in's network and mount namespaces.
+    /// Makes the next commands run in the stand-in's network (unless it is on a loopback
+    /// address of ours) and mount namespaces.
     pub fn enter(&self, cmd: &mut Command) {
         let pid = self.child.id();
-        let net = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+        let net = match self.loopback {
+            None => Some(std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap()),
+            Some(_) => None,
+        };
         let mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).unwrap();
         // SAFETY: setns is async-signal-safe; the files stay open (owned by the closure) until
         // exec, which closes them (O_CLOEXEC).
         unsafe {
             cmd.pre_exec(move || {
                 use std::os::fd::AsRawFd;
-                if libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) != 0
-                    || libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) != 0
-                {
+                if let Some(net) = &net {
+                    if libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
         }
+    }
+
+    /// `nsenter` into the stand-in's namespaces, then `program`: a command line that can be
+    /// copied (a `pre_exec` hook cannot).
+    pub fn wrapper(&self, program: &Path) -> Command {
+        let pid = self.child.id();
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--mount=/proc/{pid}/ns/mnt"));
+        if self.loopback.is_none() {
+            cmd.arg(format!("--net=/proc/{pid}/ns/net"));
+        }
+        cmd.arg("--").arg(program);
+        cmd
     }
 
     /// secretdrop run inside, with `SSL_CERT_FILE` the stand-in's CA, plus `env`.

@@ -623,6 +623,14 @@ def admin(cmd):
         if op == "grant_project_parameters":
             STATE.project_parameter_accessors.add(cmd["member"])
             return {}
+        if op == "delete_secret":
+            STATE.secrets.pop((cmd.get("location"), cmd["secret"]), None)
+            return {}
+        if op == "revoke_secret":
+            s = STATE.secrets.get((cmd.get("location"), cmd["secret"]))
+            if s:
+                s["accessors"].discard(cmd["member"])
+            return {}
         if op == "set_state":
             s = STATE.secrets[(cmd.get("location"), cmd["secret"])]
             s["versions"][cmd["version"] - 1]["state"] = cmd["state"]
@@ -741,11 +749,14 @@ def main():
     crt, key = tls_material(directory)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
-    tls = Server(("0.0.0.0", 443), Handler)
+    # STANDIN_BIND: one loopback address in the test process's own network namespace (the
+    # contract suite's store), with no metadata server; else every address of its own one.
+    bind = os.environ.get("STANDIN_BIND", "0.0.0.0")
+    tls = Server((bind, 443), Handler)
     tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
     tls.plain = False
     serve(tls)
-    ports = [80] + [int(p) for p in sys.argv[3:]]
+    ports = [] if bind != "0.0.0.0" else [80] + [int(p) for p in sys.argv[3:]]
     for port in ports:
         plain = Server(("0.0.0.0", port), Handler)
         plain.plain = True
