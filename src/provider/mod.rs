@@ -8,6 +8,7 @@
 //! file and the providers' folders names a provider.
 
 pub mod aws;
+pub mod azure;
 pub mod pod;
 pub mod vault;
 
@@ -22,6 +23,8 @@ pub enum ProviderSpec {
     Vault(VaultSpec),
     /// `provider: aws` (docs/aws.md): Secrets Manager and SSM Parameter Store.
     Aws(aws::params::AwsSpec),
+    /// `provider: azure` (docs/azure.md): Azure Key Vault.
+    Azure(azure::spec::AzureSpec),
 }
 
 impl ProviderSpec {
@@ -31,6 +34,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(_) => "vault",
             ProviderSpec::Aws(_) => "aws",
+            ProviderSpec::Azure(_) => "azure",
         }
     }
 }
@@ -48,7 +52,7 @@ use crate::config::pod_settings::PodSettings;
 
 /// The providers as `spec.provider`, a native config's `provider` and the `provider` annotation
 /// name them; the first is the default of a native config and of annotations.
-pub const NAMES: &[&str] = &["vault", "openbao", "aws"];
+pub const NAMES: &[&str] = &["vault", "openbao", "aws", "azure"];
 
 /// The provider sections of a native config (docs/configuration.md): Vault's at the top level
 /// (`vault`, `auth`, `objects`), every other provider's in a section named after it.
@@ -68,6 +72,8 @@ fn annotations_of(provider: &str) -> Vec<&'static str> {
             .map(|(_, an)| *an)
             .filter(|an| *an != "objects")
             .collect(),
+        // No annotation form (docs/azure.md): nothing of its own.
+        "azure" => Vec::new(),
         _ => vault::params::ANNOTATIONS.to_vec(),
     }
 }
@@ -98,6 +104,7 @@ impl ProviderSpec {
                 file, text, "openbao", parameters, env,
             )?),
             "aws" => ProviderSpec::Aws(aws::params::from_spc(file, text, parameters, env)?),
+            "azure" => ProviderSpec::Azure(azure::params::from_spc(file, text, parameters)?),
             other => {
                 return Err(ConfigError::field(
                     file,
@@ -154,6 +161,14 @@ impl ProviderSpec {
                 defaults,
                 env,
             )?),
+            "azure" => {
+                return Err(ConfigError::field(
+                    file,
+                    "provider",
+                    "azure has no native config: give secretdrop the Azure provider's \
+                     SecretProviderClass (docs/azure.md)",
+                ))
+            }
             other => return Err(ConfigError::field(file, "provider", not_supported(other))),
         })
     }
@@ -201,6 +216,14 @@ impl ProviderSpec {
         }
         Ok(match name {
             "aws" => ProviderSpec::Aws(aws::params::from_annotations(file, a, env)?),
+            "azure" => {
+                return Err(ConfigError::field(
+                    file,
+                    format!("{PREFIX}provider"),
+                    "azure has no annotation form: convert a CSI volume of the Azure provider's \
+                     SecretProviderClass, or give secretdrop the class (docs/azure.md)",
+                ))
+            }
             _ => ProviderSpec::Vault(vault::params::from_annotations(file, a, settings, env)?),
         })
     }
@@ -211,6 +234,8 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(_) => None,
             ProviderSpec::Aws(a) => Some(pod::Use::Aws(aws::pod::AwsUse::of(a))),
+            // Not converted by the webhook yet (docs/azure.md).
+            ProviderSpec::Azure(_) => None,
         }
     }
 
@@ -219,7 +244,7 @@ impl ProviderSpec {
     pub fn address(&self) -> Option<&str> {
         match self {
             ProviderSpec::Vault(v) => Some(&v.vault.address),
-            ProviderSpec::Aws(_) => None,
+            ProviderSpec::Aws(_) | ProviderSpec::Azure(_) => None,
         }
     }
 
@@ -233,7 +258,7 @@ impl ProviderSpec {
                 }
                 _ => None,
             },
-            ProviderSpec::Aws(_) => None,
+            ProviderSpec::Aws(_) | ProviderSpec::Azure(_) => None,
         }
     }
 
@@ -254,6 +279,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(v) => vault::files(v),
             ProviderSpec::Aws(a) => aws::files(a),
+            ProviderSpec::Azure(a) => azure::files(a),
         }
     }
 
@@ -266,6 +292,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(v) => format!("vault:{}", vault::trust_pin(&v.vault)),
             ProviderSpec::Aws(_) => "aws".into(),
+            ProviderSpec::Azure(a) => azure::pin(a),
         }
     }
 
@@ -306,6 +333,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(v) => vault::plan(source, v),
             ProviderSpec::Aws(a) => aws::plan(source, a),
+            ProviderSpec::Azure(a) => azure::plan(source, a),
         }
     }
 
@@ -315,6 +343,7 @@ impl ProviderSpec {
         match (self, other) {
             (ProviderSpec::Vault(a), ProviderSpec::Vault(b)) => vault::shares_session(a, b),
             (ProviderSpec::Aws(a), ProviderSpec::Aws(b)) => aws::shares_session(a, b),
+            (ProviderSpec::Azure(a), ProviderSpec::Azure(b)) => azure::shares_session(a, b),
             _ => false,
         }
     }
@@ -345,6 +374,15 @@ impl ProviderSpec {
                     })
                     .collect(),
             )),
+            ProviderSpec::Azure(_) => ProviderSpec::Azure(azure::merge(
+                members
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        ProviderSpec::Azure(a) => Some(a),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
         }
     }
 
@@ -368,12 +406,15 @@ pub fn member_prefix(member: usize, name: &str) -> String {
 pub struct ProviderEnv {
     /// IRSA, Pod Identity, endpoints.
     pub aws: aws::credentials::AwsEnv,
+    /// Workload identity: client, tenant, token file, authority, cloud file.
+    pub azure: azure::auth::AzureEnv,
 }
 
 impl ProviderEnv {
     pub fn from_process() -> ProviderEnv {
         ProviderEnv {
             aws: aws::credentials::AwsEnv::from_process(),
+            azure: azure::auth::AzureEnv::from_process(),
         }
     }
 }
@@ -407,6 +448,7 @@ pub type Job = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome>>>;
 pub enum Outcome {
     Vault(vault::session::Outcome),
     Aws(aws::session::Outcome),
+    Azure(azure::session::Outcome),
 }
 
 /// What a session can render now.
@@ -437,6 +479,7 @@ pub struct Freshness {
 pub enum Session {
     Vault(Box<vault::session::Session>),
     Aws(Box<aws::session::Session>),
+    Azure(Box<azure::session::Session>),
 }
 
 impl Session {
@@ -450,6 +493,9 @@ impl Session {
             ProviderSpec::Aws(a) => {
                 Session::Aws(Box::new(aws::session::Session::open(a, settings)?))
             }
+            ProviderSpec::Azure(a) => {
+                Session::Azure(Box::new(azure::session::Session::open(a, settings)?))
+            }
         })
     }
 
@@ -457,6 +503,7 @@ impl Session {
         match self {
             Session::Vault(_) => "vault",
             Session::Aws(_) => "aws",
+            Session::Azure(_) => "azure",
         }
     }
 
@@ -473,6 +520,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.adopt(saved, dir, on_disk, deadline).await,
             Session::Aws(s) => s.adopt(saved, dir),
+            Session::Azure(s) => s.adopt(saved, dir),
         }
     }
 
@@ -485,6 +533,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.fetch_all(deadline).await,
             Session::Aws(s) => s.fetch_all(deadline).await,
+            Session::Azure(s) => s.fetch_all(deadline).await,
         }
     }
 
@@ -494,6 +543,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.next(),
             Session::Aws(s) => s.next(),
+            Session::Azure(s) => s.next(),
         }
     }
 
@@ -502,6 +552,7 @@ impl Session {
         match (self, outcome) {
             (Session::Vault(s), Outcome::Vault(o)) => s.apply(o, metrics),
             (Session::Aws(s), Outcome::Aws(o)) => s.apply(o, metrics),
+            (Session::Azure(s), Outcome::Azure(o)) => s.apply(o, metrics),
             // A step of a session replaced by a reload: nothing to apply.
             _ => false,
         }
@@ -511,6 +562,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.render(),
             Session::Aws(s) => s.render(),
+            Session::Azure(s) => s.render(),
         }
     }
 
@@ -520,6 +572,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.committed(rendered),
             Session::Aws(s) => s.committed(),
+            Session::Azure(s) => s.committed(),
         }
     }
 
@@ -528,6 +581,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.take_state(),
             Session::Aws(s) => s.take_state(),
+            Session::Azure(s) => s.take_state(),
         }
     }
 
@@ -537,6 +591,7 @@ impl Session {
         match (self, spec) {
             (Session::Vault(s), ProviderSpec::Vault(v)) => s.reload(v, settings),
             (Session::Aws(s), ProviderSpec::Aws(a)) => s.reload(a, settings),
+            (Session::Azure(s), ProviderSpec::Azure(a)) => s.reload(a, settings),
             (s, other) => Err(format!(
                 "the new config switches these volumes from provider {} to provider {}; \
                  keeping the running one (a provider change needs a new pod)",
@@ -551,7 +606,7 @@ impl Session {
     pub async fn shutdown(&mut self, revoke: bool) -> bool {
         match self {
             Session::Vault(s) => s.shutdown(revoke).await,
-            Session::Aws(_) => false,
+            Session::Aws(_) | Session::Azure(_) => false,
         }
     }
 
@@ -559,6 +614,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.freshness(now),
             Session::Aws(s) => s.freshness(),
+            Session::Azure(s) => s.freshness(),
         }
     }
 
@@ -567,6 +623,7 @@ impl Session {
         match self {
             Session::Vault(s) => s.describe(),
             Session::Aws(s) => s.describe(),
+            Session::Azure(s) => s.describe(),
         }
     }
 }
