@@ -454,12 +454,14 @@ fn object(file: &Path, label: &str, item: &Value) -> Result<AzureObject, ConfigE
             let digits = p.strip_prefix("0o").unwrap_or(p);
             match u32::from_str_radix(digits, 8) {
                 Ok(m) if m <= 0o777 && !digits.is_empty() => m,
-                _ => return Err(err(
-                    "filePermission",
-                    format!(
+                _ => {
+                    return Err(err(
+                        "filePermission",
+                        format!(
                         "{p:?} is not a file mode: an octal string like \"0644\" (at most 0777)"
                     ),
-                )),
+                    ))
+                }
             }
         }
     };
