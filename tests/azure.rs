@@ -330,3 +330,345 @@ fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// The driver's rotation class under the sidecar: a new version in Key Vault reaches the file
+/// at the next poll, an unchanged vault leaves `..data` alone; init then the sidecar then a
+/// restarted sidecar make one token exchange in all (the token kept in `--state-dir`).
+#[test]
+fn the_sidecar_rotates_and_init_sidecar_and_restart_share_one_token_exchange() {
+    let s = Scene::new(&["secrets/get"]);
+    let name = unique("rotated");
+    s.secret(&name, "BeforeRotation");
+    let vars = [
+        ("API_VERSION", "secrets-store.csi.x-k8s.io/v1"),
+        ("KEYVAULT_NAME", s.vault.as_str()),
+        ("AUTO_ROTATE_SECRET_NAME", name.as_str()),
+        ("TENANT_ID", s.id.tenant.as_str()),
+    ];
+    let spc = s.write(
+        "rotation.yaml",
+        &envsubst(
+            &fixture("rotation_azure_synck8s_v1_secretproviderclass.yaml"),
+            &vars,
+        ),
+    );
+    let out = s.out("out");
+    let state = s.dir.join("state");
+    let state_arg = ["--state-dir", state.to_str().unwrap()];
+    s.init(&spc, &out, &state_arg).expect_code(0);
+    assert_eq!(file(&out, "secretalias"), "BeforeRotation");
+    assert_eq!(s.exchanges(), 1);
+    let saved = read(state.join("state.json"));
+    assert!(saved.contains("secretdrop.dev/state/azure/v1"));
+    assert_eq!(
+        common::cli::mode_of(state.join("state.json")) & 0o777,
+        0o600
+    );
+
+    let mut args = vec!["--poll-interval", "1s"];
+    args.extend(state_arg);
+    let mut sidecar = s.sidecar(&spc, &out, &args);
+    sidecar.wait_ready(Duration::from_secs(20));
+    let version = common::cli::current_version(&out);
+    let gets = s.vault_requests();
+    assert!(
+        sidecar.eventually(Duration::from_secs(10), || s.vault_requests() >= gets + 2),
+        "two more polls"
+    );
+    assert_eq!(
+        common::cli::current_version(&out),
+        version,
+        "unchanged vault, ..data untouched"
+    );
+    s.secret(&name, "AfterRotation");
+    assert!(
+        sidecar.eventually(Duration::from_secs(10), || file(&out, "secretalias")
+            == "AfterRotation"),
+        "{}",
+        sidecar.log_text()
+    );
+    assert_ne!(common::cli::current_version(&out), version);
+    let (code, _) = sidecar.stop();
+    assert_eq!(code, Some(0));
+    let mut restarted = s.sidecar(&spc, &out, &args);
+    restarted.wait_ready(Duration::from_secs(20));
+    let log = sidecar.log_text() + &restarted.log_text();
+    assert!(
+        log.contains("adopted the recorded Key Vault token"),
+        "{log}"
+    );
+    assert_eq!(
+        s.exchanges(),
+        1,
+        "init, sidecar and restart: one exchange\n{log}"
+    );
+    let token = read(&s.id.token_file);
+    for leak in [token.as_str(), "AfterRotation", "BeforeRotation"] {
+        assert!(!log.contains(leak), "{leak} in the log");
+    }
+    let access: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert!(!log.contains(access["access_token"].as_str().unwrap()));
+    restarted.stop();
+}
+
+/// A certificate as Key Vault keeps it, with its chain: (leaf, intermediate, root) PEMs and the
+/// leaf's private key PEM.
+struct Chain {
+    key: String,
+    leaf: String,
+    intermediate: String,
+    root: String,
+}
+
+fn chain(dir: &Path, name: &str, ec: bool) -> Chain {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ext = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n";
+    std::fs::write(d.join("ca.ext"), ext).unwrap();
+    std::fs::write(
+        d.join("leaf.ext"),
+        "basicConstraints=critical,CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\nsubjectAltName=DNS:app.example\n",
+    )
+    .unwrap();
+    let newkey: &[&str] = if ec {
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]
+    } else {
+        &["-newkey", "rsa:2048"]
+    };
+    let mut root = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-nodes",
+        "-subj",
+        "/CN=root",
+        "-keyout",
+        "root.key",
+        "-out",
+        "root.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ];
+    root.extend(["-newkey", "rsa:2048"]);
+    run(&root);
+    run(&[
+        "req",
+        "-new",
+        "-nodes",
+        "-subj",
+        "/CN=intermediate",
+        "-newkey",
+        "rsa:2048",
+        "-keyout",
+        "int.key",
+        "-out",
+        "int.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        "int.csr",
+        "-CA",
+        "root.crt",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-extfile",
+        "ca.ext",
+        "-out",
+        "int.crt",
+    ]);
+    let mut leaf = vec![
+        "req",
+        "-new",
+        "-nodes",
+        "-subj",
+        "/CN=app.example",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+    ];
+    leaf.extend(newkey);
+    run(&leaf);
+    run(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "int.crt",
+        "-CAkey",
+        "int.key",
+        "-CAcreateserial",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "leaf.crt",
+    ]);
+    Chain {
+        key: read(d.join("leaf.key")),
+        leaf: read(d.join("leaf.crt")),
+        intermediate: read(d.join("int.crt")),
+        root: read(d.join("root.crt")),
+    }
+}
+
+/// The private key as Go's MarshalPKCS8PrivateKey writes it: openssl's PKCS#8 for RSA; for EC
+/// the inner key without curve parameters, which `openssl pkey` cannot write, so compared
+/// through `openssl pkey -text` (same key) and the absence of parameters.
+fn pkcs8(dir: &Path, key_pem: &str) -> String {
+    let k = dir.join(format!("{}.pem", unique("k")));
+    std::fs::write(&k, key_pem).unwrap();
+    let o = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+        .arg(&k)
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn certificates_are_written_as_the_provider_writes_them_pem_pfx_chain_keys() {
+    let s = Scene::new(&["secrets/get", "keys/get", "certificates/get"]);
+    let rsa = chain(s.dir.path(), "rsa", false);
+    let ec = chain(s.dir.path(), "ec", true);
+    // The PFX holds the chain in the order openssl writes it (leaf first, then the others as
+    // given): given root first, so that reordering is needed.
+    for (name, c, content_type) in [
+        ("web-pfx", &rsa, "application/x-pkcs12"),
+        ("web-pem", &rsa, "application/x-pem-file"),
+        ("ec-pfx", &ec, "application/x-pkcs12"),
+    ] {
+        s.az.admin(
+            json!({"op": "certificate", "host": s.host, "name": name, "private_key": c.key,
+            "certificates": [c.leaf, c.root, c.intermediate], "contentType": content_type}),
+        );
+    }
+    let objects = [
+        "objectName: web-pfx\n          objectType: secret",
+        "objectName: web-pfx\n          objectType: secret\n          objectAlias: web.pfx\n          objectFormat: PFX",
+        "objectName: web-pfx\n          objectType: secret\n          objectAlias: web.bin.pfx\n          objectFormat: pfx\n          objectEncoding: base64",
+        "objectName: web-pfx\n          objectType: cert\n          objectAlias: web.crt",
+        "objectName: web-pfx\n          objectType: key\n          objectAlias: web.pub",
+        "objectName: web-pem\n          objectType: secret",
+        "objectName: ec-pfx\n          objectType: secret\n          filePermission: \"0600\"",
+        "objectName: ec-pfx\n          objectType: key\n          objectAlias: ec.pub",
+    ];
+    let list: String = objects
+        .iter()
+        .map(|o| format!("        - |\n          {o}\n"))
+        .collect();
+    let spc = s.write(
+        "certs.yaml",
+        &format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: certs\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: {}\n    tenantId: {}\n    objects: |\n      array:\n{list}",
+            s.vault, s.id.tenant
+        ),
+    );
+    let out = s.out("out");
+    s.init(&spc, &out, &[]).expect_code(0);
+    let chained = |c: &Chain| format!("{}{}{}", c.leaf, c.intermediate, c.root);
+    // PFX → PEM: the key as PKCS#8, then the chain leaf → intermediate → root.
+    assert_eq!(
+        file(&out, "web-pfx"),
+        format!("{}{}", pkcs8(s.dir.path(), &rsa.key), chained(&rsa))
+    );
+    // objectFormat pfx: the base64 text as stored; with base64, the PFX itself.
+    let text = file(&out, "web.pfx");
+    let bin = std::fs::read(out.join("web.bin.pfx")).unwrap();
+    use base64::Engine;
+    assert_eq!(base64::engine::general_purpose::STANDARD.encode(&bin), text);
+    let opened = Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(out.join("web.bin.pfx"))
+        .args(["-passin", "pass:", "-nokeys"])
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "openssl opens the written PFX with the empty password"
+    );
+    assert_eq!(file(&out, "web.crt"), rsa.leaf, "cert: the leaf as PEM");
+    let pubkey = Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(s.dir.join("rsa/leaf.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        file(&out, "web.pub"),
+        String::from_utf8(pubkey.stdout).unwrap()
+    );
+    // PEM content type: the value as stored (PKCS#8 key, then the certificates as given).
+    assert_eq!(
+        file(&out, "web-pem"),
+        format!(
+            "{}{}{}{}",
+            pkcs8(s.dir.path(), &rsa.key),
+            rsa.leaf,
+            rsa.root,
+            rsa.intermediate
+        )
+    );
+    // EC (P-384): one PRIVATE KEY block, then the chain in order; the key is the same key.
+    let written = file(&out, "ec-pfx");
+    assert!(
+        written.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+        "{written}"
+    );
+    assert!(written.ends_with(&chained(&ec)), "{written}");
+    assert_eq!(common::cli::mode_of(out.join("ec-pfx")) & 0o777, 0o600);
+    let key_only = written
+        .split("-----END PRIVATE KEY-----\n")
+        .next()
+        .unwrap()
+        .to_string()
+        + "-----END PRIVATE KEY-----\n";
+    let k = s.dir.join("written-ec.pem");
+    std::fs::write(&k, &key_only).unwrap();
+    let text_of = |p: &Path| {
+        let o = Command::new("openssl")
+            .args(["pkey", "-noout", "-text", "-in"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(
+        text_of(&k),
+        text_of(&s.dir.join("ec/leaf.key")),
+        "the same EC key"
+    );
+    let ec_pub = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(s.dir.join("ec/leaf.key"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        file(&out, "ec.pub"),
+        String::from_utf8(ec_pub.stdout).unwrap()
+    );
+}

@@ -423,7 +423,7 @@ def import_certificate(vault, name, key_pem, cert_pems, content_type, created=No
                     "-out", os.path.join(d, "out.pfx")]
             if len(cert_pems) > 1:
                 open(os.path.join(d, "chain.pem"), "w").write("".join(cert_pems[1:]))
-                args[4:4] = ["-certfile", os.path.join(d, "chain.pem")]
+                args += ["-certfile", os.path.join(d, "chain.pem")]
             subprocess.run(args, check=True, capture_output=True)
             value = base64.b64encode(open(os.path.join(d, "out.pfx"), "rb").read()).decode()
     version = new_version()
