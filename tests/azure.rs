@@ -672,3 +672,141 @@ fn certificates_are_written_as_the_provider_writes_them_pem_pfx_chain_keys() {
         String::from_utf8(ec_pub.stdout).unwrap()
     );
 }
+
+/// The stand-in against Azure's own Python SDKs (tests/azure/sdk_check.py): they take its
+/// challenge, its token endpoint, its answers, its paging and its errors as the real
+/// services'. What they read is compared with what the stand-in was given.
+#[test]
+fn the_stand_in_satisfies_azures_own_sdks() {
+    let s = Scene::new(&[
+        "secrets/get",
+        "secrets/list",
+        "secrets/set",
+        "keys/get",
+        "certificates/get",
+    ]);
+    s.az.admin(json!({"op": "vault", "name": s.vault, "tenant": s.id.tenant, "authority": PUBLIC_LOGIN,
+        "policies": {&s.id.client_id: ["secrets/get", "secrets/list", "secrets/set", "keys/get", "certificates/get"]},
+        "page_size": 2}));
+    let name = "sdk-secret";
+    let versions: Vec<String> = (0..5)
+        .map(|i| s.secret(name, &format!("value-{i}")))
+        .collect();
+    let (key_version, _) = s.rsa_key("sdk-key");
+    let c = chain(s.dir.path(), "sdk", false);
+    let cert_version = s.az.admin(
+        json!({"op": "certificate", "host": s.host, "name": "sdk-cert",
+        "private_key": c.key, "certificates": [c.leaf], "contentType": "application/x-pkcs12"}),
+    )["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let denied =
+        s.az.workload(s.dir.path(), &s.id.tenant, "default", "other");
+    let wrong = common::TokenReviewer::shared().mint(
+        &common::SaClaims::new("default", "not-the-app").with_audiences(&[common::azure::AUDIENCE]),
+    );
+    let wrong_file = s.write("wrong.token", &wrong);
+    // The custom cloud.
+    let stack_tenant = unique("tenant");
+    let stack_id = s.az.workload(s.dir.path(), &stack_tenant, "default", "app");
+    let stack_vault = unique("kv");
+    let stack_host = s.az.vault(
+        &stack_vault,
+        &stack_tenant,
+        common::azure::STACK_LOGIN,
+        json!({&stack_id.client_id: ["secrets/get"]}),
+    );
+    s.az.admin(json!({"op": "secret", "host": stack_host, "name": "stack-secret", "value": "from-the-stack"}));
+
+    let cfg = json!({
+        "vault_url": format!("https://{}/", s.host), "tenant": s.id.tenant, "client_id": s.id.client_id,
+        "token_file": s.id.token_file, "secret": name, "missing": "no-such-secret", "key": "sdk-key",
+        "cert": "sdk-cert", "denied_client_id": denied.client_id, "denied_token_file": denied.token_file,
+        "wrong_token_file": wrong_file,
+        "stack": {"vault_url": format!("https://{stack_host}/"), "tenant": stack_tenant,
+            "client_id": stack_id.client_id, "token_file": stack_id.token_file,
+            "authority": common::azure::STACK_LOGIN, "secret": "stack-secret"},
+    });
+    let mut cmd = s.az.command("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/azure/sdk_check.py"))
+        .env("REQUESTS_CA_BUNDLE", &s.az.ca)
+        .env("SSL_CERT_FILE", &s.az.ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AZURE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(cfg.to_string().as_bytes())
+        .unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "sdk_check.py (pip install the SDKs with scripts/tools.sh):\n{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(got["secret"], "value-4");
+    let mut sorted = versions.clone();
+    sorted.sort();
+    assert_eq!(
+        got["versions"],
+        json!(sorted),
+        "five versions over three pages (nextLink)"
+    );
+    assert!(
+        s.az.requests_to(&s.host, &format!("/secrets/{name}/versions"))
+            .iter()
+            .filter(|r| r["status"] == 200)
+            .count()
+            == 3
+    );
+    assert_eq!(got["after_write"], "written-by-the-sdk");
+    assert!(!versions.contains(&got["written_version"].as_str().unwrap().to_string()));
+    assert_eq!(
+        got["missing"],
+        json!({"status": 404, "code": "SecretNotFound"})
+    );
+    assert_eq!(got["key"]["kty"], "RSA");
+    assert_eq!(got["key"]["version"], key_version.as_str());
+    assert_eq!(got["cert"]["version"], cert_version.as_str());
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(s.dir.join("sdk/leaf.crt"))
+        .output()
+        .unwrap()
+        .stdout;
+    let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(got["cert"]["cer"], hex);
+    assert_eq!(
+        got["cert"]["secret_id"],
+        format!("https://{}/secrets/sdk-cert/{cert_version}", s.host)
+    );
+    assert_eq!(got["cert_secret_content_type"], "application/x-pkcs12");
+    assert_eq!(got["forbidden"]["status"], 403);
+    assert_eq!(got["forbidden"]["code"], "Forbidden");
+    assert!(
+        got["wrong_subject"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AADSTS700213"),
+        "{}",
+        got["wrong_subject"]
+    );
+    assert_eq!(got["stack_secret"], "from-the-stack");
+    // The SDKs' first request to a vault is unauthenticated, answered with the challenge.
+    let first = &s.az.requests_to(&s.host, "/")[0];
+    assert_eq!(
+        (first["auth"].clone(), first["status"].clone()),
+        (json!(false), json!(401))
+    );
+}
