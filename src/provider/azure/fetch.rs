@@ -3,6 +3,9 @@
 //! or nothing. Errors name the object, the vault and the identity, with Key Vault's or Entra's
 //! code and message.
 
+// Errors carry their context by value; they are built once, on the way out.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -275,7 +278,7 @@ impl Fetcher {
             .map_err(|e| self.error(o, e))?;
         items.retain(|v| v.enabled);
         // Newest first; equal times keep the list's order.
-        items.sort_by(|a, b| b.created.cmp(&a.created));
+        items.sort_by_key(|v| std::cmp::Reverse(v.created));
         let start = match &o.version {
             None => 0,
             Some(v) => items.iter().position(|i| &i.version == v).ok_or_else(|| {

@@ -468,7 +468,7 @@ fn object(file: &Path, label: &str, item: &Value) -> Result<AzureObject, ConfigE
     let history = match history_value {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_i64() {
-            Some(h) if h <= 1 && h >= 0 => None,
+            Some(h) if (0..=1).contains(&h) => None,
             Some(h) if h > 1 && h <= MAX_HISTORY as i64 => Some(h as u32),
             _ => {
                 return Err(err(

@@ -63,6 +63,8 @@ impl Drop for State {
     }
 }
 
+// The error is built once, on the way out (see fetch.rs).
+#[allow(clippy::result_large_err)]
 fn fetcher(spec: &AzureSpec, settings: &Settings) -> Result<Fetcher, AzureError> {
     Fetcher::new(spec, &settings.env.azure, &settings.token_path)
 }
