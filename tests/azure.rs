@@ -1392,3 +1392,27 @@ fn imds_and_other_clouds() {
     .expect_code(0);
     assert_eq!(read(out.join("s")), "from-the-stack");
 }
+
+/// `secretdrop check` prints the plan of an Azure class: vault, cloud, identity, requests and
+/// every file with its object, never contacting anything.
+#[test]
+fn check_prints_the_plan_without_contacting_anything() {
+    let dir = TestDir::new();
+    let spc = common::cli::write(
+        dir.path(),
+        "spc.yaml",
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: t\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: kv-plan\n    tenantId: 72f988bf\n    clientID: 5c1d\n    cloudName: AzureChinaCloud\n    objects: |\n      array:\n        - |\n          objectName: db\n          objectType: secret\n          filePermission: \"0600\"\n        - |\n          objectName: web\n          objectType: cert\n          objectAlias: web.crt\n        - |\n          objectName: rot\n          objectType: secret\n          objectVersionHistory: 2\n",
+    );
+    let run = common::cli::secretdrop(&["check", "--config", spc.to_str().unwrap()], &[]);
+    run.expect_code(0);
+    let want = format!(
+        "config: {} (valid)\n\
+         azure: key vault https://kv-plan.vault.azure.cn/ in AzureChinaCloud\n\
+         token: scope https://vault.azure.cn/.default from https://login.chinacloudapi.cn/\n\
+         identity: workload identity, client 5c1d in tenant 72f988bf (the projected token of AZURE_FEDERATED_TOKEN_FILE or --token-path, audience api://AzureADTokenExchange)\n\
+         requests per render: 2 GET, 1 version list plus one GET per version kept\n\
+         files (5):\n  db 0600 <- secret/db\n  web.crt 0644 <- cert/web as certificate PEM\n  rot/0 .. rot/2 0644 <- secret/rot, newest 3 enabled versions\n",
+        spc.display()
+    );
+    assert!(run.stdout.contains(&want), "{}", run.stdout);
+}
