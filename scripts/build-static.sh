@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MAX_BYTES=${MAX_BYTES:-$((4 * 1024 * 1024))}
+MAX_BYTES=${MAX_BYTES:-$((5 * 1024 * 1024))}
 arch=$(uname -m)
 target="${arch}-unknown-linux-musl"
 
