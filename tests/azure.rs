@@ -1416,3 +1416,67 @@ fn check_prints_the_plan_without_contacting_anything() {
     );
     assert!(run.stdout.contains(&want), "{}", run.stdout);
 }
+
+/// A short-lived access token is replaced ahead of its expiry with the token file read afresh
+/// (the kubelet rotates it): after the rotation only the new service-account token is
+/// trusted, and reads go on without a gap.
+#[test]
+fn tokens_are_refreshed_ahead_of_expiry_with_the_rotated_token_file() {
+    let az = Azure::shared();
+    let dir = TestDir::new();
+    let tenant = unique("tenant");
+    let client = unique("client");
+    let federated = |sa: &str| {
+        json!([{"issuer": common::K8S_ISSUER, "subject": format!("system:serviceaccount:default:{sa}"),
+            "audience": common::azure::AUDIENCE}])
+    };
+    az.admin(json!({"op": "app", "client_id": client, "tenant": tenant, "federated": federated("before"), "token_lifetime": 4}));
+    let mint = |sa: &str| {
+        common::TokenReviewer::shared()
+            .mint(&common::SaClaims::new("default", sa).with_audiences(&[common::azure::AUDIENCE]))
+    };
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, mint("before")).unwrap();
+    let vault = unique("kv");
+    let host = az.vault(
+        &vault,
+        &tenant,
+        PUBLIC_LOGIN,
+        json!({&client: ["secrets/get"]}),
+    );
+    az.admin(json!({"op": "secret", "host": host, "name": "s", "value": "one"}));
+    let s = Scene {
+        az,
+        dir,
+        vault,
+        host,
+        id: Workload {
+            tenant,
+            client_id: client.clone(),
+            token_file: token_file.clone(),
+        },
+    };
+    let spc = s.write(
+        "spc.yaml",
+        &class(&s, "", &["objectName: s\nobjectType: secret"]),
+    );
+    let out = s.out("out");
+    let mut sidecar = s.sidecar(&spc, &out, &["--poll-interval", "1s"]);
+    sidecar.wait_ready(Duration::from_secs(20));
+    // The kubelet rotates the file; Entra now trusts only the new token's subject.
+    az.admin(json!({"op": "app", "client_id": client, "tenant": s.id.tenant, "federated": federated("after"), "token_lifetime": 4}));
+    let rotated = mint("after");
+    std::fs::write(&token_file, &rotated).unwrap();
+    // Past the first token's life: reads only work with a token from the new file.
+    std::thread::sleep(Duration::from_secs(5));
+    az.admin(json!({"op": "secret", "host": s.host, "name": "s", "value": "two"}));
+    assert!(
+        sidecar.eventually(Duration::from_secs(10), || file(&out, "s") == "two"),
+        "{}",
+        sidecar.log_text()
+    );
+    assert!(az.exchanges(&client) >= 2);
+    let log = sidecar.log_text();
+    assert!(!log.contains(&rotated) && !log.contains("two"));
+    sidecar.stop();
+}

@@ -170,11 +170,11 @@ def token_endpoint(host, path, form):
     if not matches:
         return aadsts(400, "invalid_request", 700212,
                       f"No matching federated identity record found for presented assertion audience '{','.join(aud)}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.")
-    return issue(client_id, tenant, resource, {"ext_expires_in": STATE["token_lifetime"]})
+    return issue(client_id, tenant, resource, {})
 
 
 def issue(client_id, tenant, resource, extra):
-    lifetime = STATE["token_lifetime"]
+    lifetime = STATE["apps"].get(client_id, {}).get("token_lifetime") or STATE["token_lifetime"]
     header = b64url(json.dumps({"typ": "JWT", "alg": "RS256"}).encode())
     payload = b64url(json.dumps({"aud": resource, "iss": f"https://sts.windows.net/{tenant}/",
                                  "appid": client_id, "tid": tenant, "exp": now() + lifetime}).encode())
@@ -182,7 +182,7 @@ def issue(client_id, tenant, resource, extra):
     STATE["tokens"][token] = {"client_id": client_id, "tenant": tenant, "resource": resource,
                               "exp": now() + lifetime}
     STATE["exchanges"][client_id] = STATE["exchanges"].get(client_id, 0) + 1
-    body = {"token_type": "Bearer", "expires_in": lifetime, "access_token": token}
+    body = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
     body.update(extra)
     return 200, {}, body
 
@@ -445,11 +445,10 @@ def admin(cmd):
         STATE["issuers"][cmd["issuer"]] = cmd["public_key"]
     elif op == "app":
         STATE["tenants"].add(cmd["tenant"])
-        STATE["apps"][cmd["client_id"]] = {"tenant": cmd["tenant"], "federated": cmd.get("federated", [])}
+        STATE["apps"][cmd["client_id"]] = {"tenant": cmd["tenant"], "federated": cmd.get("federated", []),
+                                           "token_lifetime": cmd.get("token_lifetime")}
     elif op == "vm_identities":
         STATE["vm_identities"] = {"system": cmd.get("system"), "user": cmd.get("user", [])}
-    elif op == "token_lifetime":
-        STATE["token_lifetime"] = cmd["seconds"]
     elif op == "vault":
         STATE["tenants"].add(cmd["tenant"])
         resource, suffix = CLOUDS[cmd.get("authority", "login.microsoftonline.com")]
