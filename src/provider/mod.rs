@@ -234,8 +234,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Vault(_) => None,
             ProviderSpec::Aws(a) => Some(pod::Use::Aws(aws::pod::AwsUse::of(a))),
-            // Not converted by the webhook yet (docs/azure.md).
-            ProviderSpec::Azure(_) => None,
+            ProviderSpec::Azure(a) => Some(pod::Use::Azure(azure::pod::AzureUse::of(a))),
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::net::kube::KubeError;
 
-use super::aws;
+use super::{aws, azure};
 
 /// How long the read of the pod's ServiceAccount may take (class reads have their own 3 s, all
 /// of a review's reads end 3.5 s after it arrived; the API server waits 5 s for the webhook).
@@ -34,6 +34,7 @@ pub struct Cluster<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     Aws(aws::pod::AwsUse),
+    Azure(azure::pod::AzureUse),
 }
 
 /// A [`Use`] resolved at admission: the token and variables the injected container gets.
@@ -43,12 +44,14 @@ pub enum Grant {
         id: aws::pod::Identity,
         region: Option<String>,
     },
+    Azure(azure::pod::AzureGrant),
 }
 
 impl Use {
     pub fn provider(&self) -> &'static str {
         match self {
             Use::Aws(_) => "aws",
+            Use::Azure(_) => "azure",
         }
     }
 
@@ -59,6 +62,11 @@ impl Use {
                 "get AWS credentials differently (IRSA, or EKS Pod Identity with another address \
                  type); the injected container has one AWS identity: make their usePodIdentity \
                  and preferredAddressType agree, or move one to another pod"
+            }
+            Use::Azure(_) => {
+                "get the Azure token differently (workload identity, or the node's managed \
+                 identity); the injected container has one: make their useVMManagedIdentity \
+                 agree, or move one to another pod"
             }
         }
     }
@@ -76,6 +84,9 @@ impl Use {
                 id: aws::pod::identity(pod, namespace, cluster, *u)?,
                 region: cluster.aws_region.map(str::to_string),
             }),
+            Use::Azure(u) => Ok(Grant::Azure(azure::pod::grant(
+                pod, namespace, cluster, *u,
+            )?)),
         }
     }
 }
@@ -85,6 +96,7 @@ impl Grant {
     pub fn volume(&self) -> &'static str {
         match self {
             Grant::Aws { .. } => aws::pod::AWS_TOKEN_VOLUME,
+            Grant::Azure(_) => azure::pod::AZURE_TOKEN_VOLUME,
         }
     }
 
@@ -92,6 +104,7 @@ impl Grant {
     pub fn dir(&self) -> &'static str {
         match self {
             Grant::Aws { id, .. } => aws::pod::token_dir(id),
+            Grant::Azure(_) => azure::pod::AZURE_TOKEN_DIR,
         }
     }
 
@@ -99,6 +112,7 @@ impl Grant {
     pub fn token_source(&self) -> Value {
         match self {
             Grant::Aws { id, .. } => aws::pod::token_source(id),
+            Grant::Azure(_) => azure::pod::token_source(),
         }
     }
 
@@ -106,6 +120,7 @@ impl Grant {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Grant::Aws { id, region } => aws::pod::env(id, region.as_deref()),
+            Grant::Azure(g) => azure::pod::env(g),
         }
     }
 }

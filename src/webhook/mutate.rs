@@ -526,7 +526,10 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     }
     // Each cloud provider's token in a volume of its own.
     for g in &plan.grants {
-        volumes.push(json!({"name": g.volume(), "projected": {"sources": [g.token_source()]}}));
+        // Azure Workload Identity's webhook may have added the same volume already.
+        if !volumes.iter().any(|v| v["name"] == g.volume()) {
+            volumes.push(json!({"name": g.volume(), "projected": {"sources": [g.token_source()]}}));
+        }
     }
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));

@@ -15,6 +15,7 @@ pub mod keyvault;
 pub mod params;
 pub mod pem;
 pub mod pkcs12;
+pub mod pod;
 pub mod render;
 pub mod session;
 pub mod spec;
