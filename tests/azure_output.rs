@@ -1,0 +1,201 @@
+//! `provider: azure`: what is written, as the Azure provider writes it (docs/azure.md, "What
+//! is written"): certificates as PEM (keys, then the chain in order) or PFX, keys as PKIX PEM,
+//! and version history, against the Azure stand-in, compared with what openssl writes.
+
+mod common;
+#[path = "azure/scene.rs"]
+mod scene;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::azure::PUBLIC_LOGIN;
+use scene::{assert_empty, chain, class, file, pkcs8, Chain, Scene};
+use serde_json::json;
+
+#[test]
+fn certificates_are_written_as_the_provider_writes_them_pem_pfx_chain_keys() {
+    let s = Scene::new(&["secrets/get", "keys/get", "certificates/get"]);
+    let rsa = chain(s.dir.path(), "rsa", false);
+    let ec = chain(s.dir.path(), "ec", true);
+    // The PFX holds the chain in the order openssl writes it (leaf first, then the others as
+    // given): given root first, so that reordering is needed.
+    for (name, c, content_type) in [
+        ("web-pfx", &rsa, "application/x-pkcs12"),
+        ("web-pem", &rsa, "application/x-pem-file"),
+        ("ec-pfx", &ec, "application/x-pkcs12"),
+    ] {
+        s.az.admin(
+            json!({"op": "certificate", "host": s.host, "name": name, "private_key": c.key,
+            "certificates": [c.leaf, c.root, c.intermediate], "contentType": content_type}),
+        );
+    }
+    let objects = [
+        "objectName: web-pfx\n          objectType: secret",
+        "objectName: web-pfx\n          objectType: secret\n          objectAlias: web.pfx\n          objectFormat: PFX",
+        "objectName: web-pfx\n          objectType: secret\n          objectAlias: web.bin.pfx\n          objectFormat: pfx\n          objectEncoding: base64",
+        "objectName: web-pfx\n          objectType: cert\n          objectAlias: web.crt",
+        "objectName: web-pfx\n          objectType: key\n          objectAlias: web.pub",
+        "objectName: web-pem\n          objectType: secret",
+        "objectName: ec-pfx\n          objectType: secret\n          filePermission: \"0600\"",
+        "objectName: ec-pfx\n          objectType: key\n          objectAlias: ec.pub",
+    ];
+    let list: String = objects
+        .iter()
+        .map(|o| format!("        - |\n          {o}\n"))
+        .collect();
+    let spc = s.write(
+        "certs.yaml",
+        &format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: certs\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: {}\n    tenantId: {}\n    objects: |\n      array:\n{list}",
+            s.vault, s.id.tenant
+        ),
+    );
+    let out = s.out("out");
+    s.init(&spc, &out, &[]).expect_code(0);
+    let chained = |c: &Chain| format!("{}{}{}", c.leaf, c.intermediate, c.root);
+    // PFX → PEM: the key as PKCS#8, then the chain leaf → intermediate → root.
+    assert_eq!(
+        file(&out, "web-pfx"),
+        format!("{}{}", pkcs8(s.dir.path(), &rsa.key), chained(&rsa))
+    );
+    // objectFormat pfx: the base64 text as stored; with base64, the PFX itself.
+    let text = file(&out, "web.pfx");
+    let bin = std::fs::read(out.join("web.bin.pfx")).unwrap();
+    use base64::Engine;
+    assert_eq!(base64::engine::general_purpose::STANDARD.encode(&bin), text);
+    let opened = Command::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(out.join("web.bin.pfx"))
+        .args(["-passin", "pass:", "-nokeys"])
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "openssl opens the written PFX with the empty password"
+    );
+    assert_eq!(file(&out, "web.crt"), rsa.leaf, "cert: the leaf as PEM");
+    let pubkey = Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(s.dir.join("rsa/leaf.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        file(&out, "web.pub"),
+        String::from_utf8(pubkey.stdout).unwrap()
+    );
+    // PEM content type: the value as stored (PKCS#8 key, then the certificates as given).
+    assert_eq!(
+        file(&out, "web-pem"),
+        format!(
+            "{}{}{}{}",
+            pkcs8(s.dir.path(), &rsa.key),
+            rsa.leaf,
+            rsa.root,
+            rsa.intermediate
+        )
+    );
+    // EC (P-384): one PRIVATE KEY block, then the chain in order; the key is the same key.
+    let written = file(&out, "ec-pfx");
+    assert!(
+        written.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+        "{written}"
+    );
+    assert!(written.ends_with(&chained(&ec)), "{written}");
+    assert_eq!(common::cli::mode_of(out.join("ec-pfx")) & 0o777, 0o600);
+    let key_only = written
+        .split("-----END PRIVATE KEY-----\n")
+        .next()
+        .unwrap()
+        .to_string()
+        + "-----END PRIVATE KEY-----\n";
+    let k = s.dir.join("written-ec.pem");
+    std::fs::write(&k, &key_only).unwrap();
+    let text_of = |p: &Path| {
+        let o = Command::new("openssl")
+            .args(["pkey", "-noout", "-text", "-in"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(
+        text_of(&k),
+        text_of(&s.dir.join("ec/leaf.key")),
+        "the same EC key"
+    );
+    let ec_pub = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(s.dir.join("ec/leaf.key"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        file(&out, "ec.pub"),
+        String::from_utf8(ec_pub.stdout).unwrap()
+    );
+}
+
+/// `objectVersionHistory`: enabled versions, newest first by creation time, from
+/// `objectVersion` when given, as `ALIAS/0`, `ALIAS/1`, ...; up to N+1 files as the provider
+/// writes them; the list followed over pages.
+#[test]
+fn version_history_is_laid_out_as_the_provider_does() {
+    let s = Scene::new(&["secrets/get", "secrets/list", "keys/get", "keys/list"]);
+    s.az.admin(
+        json!({"op": "vault", "name": s.vault, "tenant": s.id.tenant, "authority": PUBLIC_LOGIN,
+        "policies": {&s.id.client_id: ["secrets/get", "secrets/list"]}, "page_size": 2}),
+    );
+    // Created out of id order, one disabled.
+    let created = [1003, 1001, 1005, 1002, 1004];
+    let mut ids = Vec::new();
+    for (i, t) in created.iter().enumerate() {
+        let v = s.az.admin(json!({"op": "secret", "host": s.host, "name": "rotating", "value": format!("value-at-{t}"), "created": t}));
+        ids.push((v["version"].as_str().unwrap().to_string(), *t, i));
+    }
+    let off = ids.iter().find(|(_, t, _)| *t == 1004).unwrap().0.clone();
+    s.az.admin(json!({"op": "enable", "host": s.host, "collection": "secrets", "name": "rotating", "version": off, "enabled": false}));
+    let spc = s.write("history.yaml", &class(&s, "", &[
+        "objectName: rotating\nobjectType: secret\nobjectAlias: all\nobjectVersionHistory: 2",
+        "objectName: rotating\nobjectType: secret\nobjectAlias: few\nobjectVersionHistory: 10",
+    ]));
+    let out = s.out("out");
+    s.init(&spc, &out, &[]).expect_code(0);
+    // Enabled, newest first: 1005, 1003, 1002, 1001; N=2 writes indexes 0..=2.
+    for (i, t) in [1005, 1003, 1002].iter().enumerate() {
+        assert_eq!(file(&out, &format!("all/{i}")), format!("value-at-{t}"));
+    }
+    assert!(!out.join("all/3").exists());
+    for (i, t) in [1005, 1003, 1002, 1001].iter().enumerate() {
+        assert_eq!(file(&out, &format!("few/{i}")), format!("value-at-{t}"));
+    }
+    assert!(
+        !out.join("few/4").exists(),
+        "fewer versions than asked: fewer files"
+    );
+    // From a given version on.
+    let start = ids.iter().find(|(_, t, _)| *t == 1003).unwrap().0.clone();
+    let spc = s.write(
+        "from.yaml",
+        &class(
+            &s,
+            "",
+            &[&format!(
+        "objectName: rotating\nobjectType: secret\nobjectVersion: {start}\nobjectVersionHistory: 2"
+    )],
+        ),
+    );
+    let out = s.out("from");
+    s.init(&spc, &out, &[]).expect_code(0);
+    let written: Vec<String> = (0..3)
+        .map(|i| file(&out, &format!("rotating/{i}")))
+        .collect();
+    assert_eq!(written, ["value-at-1003", "value-at-1002", "value-at-1001"]);
+    // Without list permission: Key Vault's 403 names it.
+    s.az.admin(json!({"op": "policy", "host": s.host, "client_id": s.id.client_id, "permissions": ["secrets/get"]}));
+    let out = s.out("denied");
+    s.init(&spc, &out, &["--timeout", "5s"])
+        .expect_code(1)
+        .expect_stderr(&["does not have secrets list permission"]);
+    assert_empty(&out);
+}
