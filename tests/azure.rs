@@ -86,9 +86,15 @@ fn the_drivers_e2e_classes_render_the_secret_and_the_key_with_one_exchange_and_o
     );
 
     // The sync class: alias for the secret; the v1 class: clientID in the class.
+    // ... as the older v1alpha1 API the driver still serves.
+    let mut alpha = vars;
+    alpha[0] = ("API_VERSION", "secrets-store.csi.x-k8s.io/v1alpha1");
     let spc = s.write(
         "sync.yaml",
-        &envsubst(&fixture("azure_synck8s_v1_secretproviderclass.yaml"), &vars),
+        &envsubst(
+            &fixture("azure_synck8s_v1_secretproviderclass.yaml"),
+            &alpha,
+        ),
     );
     let out = s.out("sync");
     s.init(&spc, &out, &[]).expect_code(0);
