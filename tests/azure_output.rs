@@ -199,3 +199,104 @@ fn version_history_is_laid_out_as_the_provider_does() {
         .expect_stderr(&["does not have secrets list permission"]);
     assert_empty(&out);
 }
+
+/// PFX files Key Vault would not make are refused before anything is decrypted, in bounded
+/// time, with the reason and without key material: a password, a tampered file (the MAC no
+/// longer verifies), an absurd iteration count, another cipher. Nothing is written.
+#[test]
+fn foreign_and_hostile_pfx_files_are_refused_with_the_reason() {
+    let s = Scene::new(&["secrets/get"]);
+    let c = chain(s.dir.path(), "pfx", false);
+    let dir = s.dir.join("pfx");
+    let pfx = |name: &str, extra: &[&str]| -> Vec<u8> {
+        let out = dir.join(format!("{name}.pfx"));
+        let mut args = vec![
+            "pkcs12", "-export", "-inkey", "leaf.key", "-in", "leaf.crt", "-out",
+        ];
+        let out_s = out.display().to_string();
+        args.push(&out_s);
+        args.extend(extra);
+        let o = Command::new("openssl")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out).unwrap()
+    };
+    let legacy = [
+        "-keypbe",
+        "PBE-SHA1-3DES",
+        "-certpbe",
+        "PBE-SHA1-3DES",
+        "-macalg",
+        "sha1",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { [&legacy[..], extra].concat() };
+    let mut tampered = pfx("tampered", &with(&["-passout", "pass:", "-iter", "2000"]));
+    let at = tampered.len() / 2;
+    tampered[at] ^= 1;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "password",
+            pfx("password", &with(&["-passout", "pass:hunter2"])),
+            "the PFX has a password",
+        ),
+        ("tampered", tampered, "MAC does not verify"),
+        (
+            "iterations",
+            pfx("iter", &with(&["-passout", "pass:", "-iter", "5000000"])),
+            "iterations",
+        ),
+        (
+            "aes",
+            pfx("aes", &["-passout", "pass:"]),
+            "MAC is not SHA-1",
+        ),
+    ];
+    use base64::Engine;
+    let key_body: String = c.key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for (name, bytes, reason) in cases {
+        s.az.admin(
+            json!({"op": "secret", "host": s.host, "name": name, "cert": true,
+            "contentType": "application/x-pkcs12",
+            "value": base64::engine::general_purpose::STANDARD.encode(&bytes)}),
+        );
+        let spc = s.write(
+            &format!("{name}.yaml"),
+            &class(
+                &s,
+                "",
+                &[&format!("objectName: {name}\nobjectType: secret")],
+            ),
+        );
+        let out = s.out(name);
+        let run = s.init(&spc, &out, &["--timeout", "5s"]);
+        run.expect_code(1)
+            .expect_stderr(&[
+                &format!("from secret/{name} version"),
+                "the certificate's PFX",
+                reason,
+            ])
+            .expect_no_leak(&[&key_body[..64]]);
+        assert!(
+            run.elapsed < std::time::Duration::from_secs(5),
+            "{name}: {:?}",
+            run.elapsed
+        );
+        assert_empty(&out);
+    }
+    // The same PFX as Key Vault makes it opens (the stand-in's own), and with objectFormat
+    // pfx any of them is written unopened.
+    let spc = s.write(
+        "raw.yaml",
+        &class(
+            &s,
+            "",
+            &["objectName: aes\nobjectType: secret\nobjectFormat: pfx\nobjectEncoding: base64"],
+        ),
+    );
+    let out = s.out("raw");
+    s.init(&spc, &out, &[]).expect_code(0);
+    assert!(std::fs::read(out.join("aes")).unwrap().len() > 1000);
+}

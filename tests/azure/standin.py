@@ -460,8 +460,10 @@ def admin(cmd):
     elif op == "policy":
         STATE["vaults"][cmd["host"]]["policies"][cmd["client_id"]] = cmd["permissions"]
     elif op == "secret":
+        # "cert": the secret of a certificate (its answer has a kid), with whatever value.
         v = add_version(STATE["vaults"][cmd["host"]], "secrets", cmd["name"],
-                        {"value": cmd["value"], "contentType": cmd.get("contentType")}, created=cmd.get("created"))
+                        {"value": cmd["value"], "contentType": cmd.get("contentType"),
+                         "cert": cmd.get("cert", False)}, created=cmd.get("created"))
         return {"version": v["id"]}
     elif op == "key":
         key = serialization.load_pem_private_key(cmd["private_key"].encode(), None)

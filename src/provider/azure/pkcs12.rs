@@ -43,7 +43,7 @@ pub fn open(pfx: &[u8]) -> Result<Contents, String> {
         .ok_or_else(|| {
             verify_mac(mac.value, auth_safe, &[0, 0])
                 .err()
-                .unwrap_or_else(|| "the PFX has a password (its MAC does not verify with the empty one); Key Vault's have none".into())
+                .unwrap_or_else(|| "its MAC does not verify with the empty password: the PFX has a password, or it was altered (Key Vault's have none)".into())
         })?;
     let mut out = Contents {
         keys: Vec::new(),
