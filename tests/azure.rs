@@ -474,3 +474,34 @@ fn tokens_are_refreshed_ahead_of_expiry_with_the_rotated_token_file() {
     assert!(!log.contains(&rotated) && !log.contains("two"));
     sidecar.stop();
 }
+
+/// An adopted token Key Vault no longer takes (401) is dropped and exchanged anew, once: the
+/// read succeeds with one more exchange.
+#[test]
+fn a_token_key_vault_refuses_is_exchanged_anew_once() {
+    let s = Scene::new(&["secrets/get"]);
+    s.secret("s", "v");
+    let spc = s.write(
+        "spc.yaml",
+        &class(&s, "", &["objectName: s\nobjectType: secret"]),
+    );
+    let state = s.dir.join("state");
+    let state_arg = ["--state-dir", state.to_str().unwrap()];
+    s.init(&spc, &s.out("first"), &state_arg).expect_code(0);
+    assert_eq!(s.exchanges(), 1);
+    s.az.admin(json!({"op": "revoke", "client_id": s.id.client_id}));
+    let run = s.init(&spc, &s.out("second"), &state_arg);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("adopted the recorded Key Vault token"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(s.exchanges(), 2, "one new exchange after the 401");
+    let statuses: Vec<i64> =
+        s.az.requests_to(&s.host, "/secrets/s")
+            .iter()
+            .map(|r| r["status"].as_i64().unwrap())
+            .collect();
+    assert_eq!(statuses, [200, 401, 200]);
+}

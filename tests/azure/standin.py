@@ -479,6 +479,10 @@ def admin(cmd):
         for v in STATE["vaults"][cmd["host"]][cmd["collection"]][cmd["name"]]:
             if v["id"] == cmd["version"]:
                 v["enabled"] = cmd["enabled"]
+    elif op == "revoke":
+        # Every access token of a client stops working (Key Vault answers 401).
+        for t in [t for t, v in STATE["tokens"].items() if v["client_id"] == cmd["client_id"]]:
+            del STATE["tokens"][t]
     elif op == "misbehave":
         STATE["misbehave"].append(cmd["rule"])
     elif op == "behave":
