@@ -324,6 +324,34 @@ fn hostile_answers_are_bounded_and_the_token_stays_home() {
     run.expect_code(1);
     assert!(run.elapsed < Duration::from_secs(8), "{:?}", run.elapsed);
     assert_empty(&out);
+    // Entra ID's token endpoint answering 64 MiB, or redirecting the assertion elsewhere.
+    s.az.admin(json!({"op": "behave"}));
+    let token_path = format!("/{}/oauth2/v2.0/token", s.id.tenant);
+    for (rule, want) in [
+        (
+            json!({"action": "huge", "chunks": 1024}),
+            "larger than 65536 bytes",
+        ),
+        (
+            json!({"action": "redirect", "to": format!("https://{}/steal", common::azure::EVIL)}),
+            "HTTP 307",
+        ),
+    ] {
+        let mut r = rule;
+        r["host"] = json!(PUBLIC_LOGIN);
+        r["path"] = json!(token_path);
+        s.az.admin(json!({"op": "behave"}));
+        s.az.admin(json!({"op": "misbehave", "rule": r}));
+        let run = s.init(&plain, &out, &["--timeout", "5s"]);
+        run.expect_code(1)
+            .expect_stderr(&["Entra ID token exchange", want]);
+        assert_empty(&out);
+    }
+    assert_eq!(
+        s.az.requests_to(common::azure::EVIL, "/").len(),
+        evil_before,
+        "the assertion went nowhere else"
+    );
     // Throttled twice (429 with Retry-After), then answered: the read succeeds.
     s.az.admin(json!({"op": "behave"}));
     s.az.admin(json!({"op": "misbehave", "rule": {"host": s.host, "path": "/secrets/plain", "action": "throttle", "retry_after": 1, "count": 2}}));
