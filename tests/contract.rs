@@ -19,6 +19,7 @@ use std::path::Path;
 
 use common::cli::{assert_layout, current_version, mode_of, tree, Run};
 use common::contract::aws::AwsStore;
+use common::contract::azure::AzureStore;
 use common::contract::vault::VaultStore;
 use common::contract::{
     eventually, file, objs, ready, wait_layout, Bench, Failure, Obj, Params, Store, POLL, WITHIN,
@@ -674,4 +675,5 @@ macro_rules! contract {
 contract! {
     vault => VaultStore, beside AwsStore;
     aws => AwsStore, beside VaultStore;
+    azure => AzureStore, beside VaultStore;
 }

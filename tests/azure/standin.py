@@ -19,7 +19,7 @@ token's audience, tenant and expiry, the access policy (403), and answers 404s, 
 nextLink paging, 429 with Retry-After, with its JSON shapes and error texts. Checked against
 Azure's own Python SDKs by tests/azure/sdk_check.py.
 
-Usage: standin.py CERT KEY ADMIN_SOCKET
+Usage: standin.py CERT KEY ADMIN_SOCKET [RELAY_SOCKET]
 """
 
 import base64
@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import socketserver
 import ssl
 import subprocess
@@ -479,6 +480,8 @@ def admin(cmd):
         for v in STATE["vaults"][cmd["host"]][cmd["collection"]][cmd["name"]]:
             if v["id"] == cmd["version"]:
                 v["enabled"] = cmd["enabled"]
+    elif op == "delete":
+        STATE["vaults"][cmd["host"]][cmd["collection"]].pop(cmd["name"], None)
     elif op == "revoke":
         # Every access token of a client stops working (Key Vault answers 401).
         for t in [t for t, v in STATE["tokens"].items() if v["client_id"] == cmd["client_id"]]:
@@ -617,6 +620,43 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+def pump(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def relay(path):
+    """Connections on the Unix socket `path` go on to 127.0.0.1:443 here: how a process outside
+    this network namespace (tests/common/azure.rs relays a loopback address of the host to this
+    socket) reaches the TLS server, end to end."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+
+    def serve():
+        while True:
+            conn, _ = server.accept()
+            try:
+                up = socket.create_connection(("127.0.0.1", 443))
+            except OSError:
+                conn.close()
+                continue
+            threading.Thread(target=pump, args=(conn, up), daemon=True).start()
+            threading.Thread(target=pump, args=(up, conn), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
 def main():
     cert, key, sock = sys.argv[1:4]
     # Bound before "ready": the tests connect as soon as they read it.
@@ -633,6 +673,8 @@ def main():
     admin_server = AdminServer(sock, Admin)
     threading.Thread(target=tls.serve_forever, daemon=True).start()
     threading.Thread(target=imds_server.serve_forever, daemon=True).start()
+    if len(sys.argv) > 4:
+        relay(sys.argv[4])
     print("ready", flush=True)
     admin_server.serve_forever()
 

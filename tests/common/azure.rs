@@ -33,6 +33,10 @@ pub const EVIL: &str = "evil.example.com";
 pub struct Azure {
     pid: u32,
     hosts: PathBuf,
+    /// The same names mapped to [`Azure::relayed`], for [`Azure::mounted_command`].
+    relayed_hosts: PathBuf,
+    /// A loopback address of the host whose port 443 reaches the stand-in's TLS server.
+    pub relayed: std::net::Ipv4Addr,
     /// The test CA (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`).
     pub ca: PathBuf,
     sock: PathBuf,
@@ -82,6 +86,17 @@ impl Azure {
         let hosts = dir.join("hosts");
         let names = [PUBLIC_LOGIN, CHINA_LOGIN, GOV_LOGIN, STACK_LOGIN, EVIL].join(" ");
         std::fs::write(&hosts, format!("127.0.0.1 localhost\n127.0.0.1 {names}\n")).unwrap();
+        // One address of 127/8 per test process (all of it is loopback on Linux).
+        let pid = std::process::id();
+        let relayed =
+            std::net::Ipv4Addr::new(127, 100 + (pid % 100) as u8, (pid / 100 % 250) as u8, 7);
+        let relayed_hosts = dir.join("hosts-relayed");
+        std::fs::write(
+            &relayed_hosts,
+            format!("127.0.0.1 localhost\n{relayed} {names}\n"),
+        )
+        .unwrap();
+        let relay_sock = dir.join("relay.sock");
         let sock = dir.join("admin.sock");
         let log = dir.join("standin.log");
         let mut cmd = Command::new("unshare");
@@ -95,6 +110,7 @@ impl Azure {
             .arg(&crt)
             .arg(&key)
             .arg(&sock)
+            .arg(&relay_sock)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -106,9 +122,12 @@ impl Azure {
             "the Azure stand-in did not start: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+        relay(relayed, relay_sock);
         let azure = Azure {
             pid: child.id(),
             hosts,
+            relayed_hosts,
+            relayed,
             ca: ca.0,
             sock,
             log,
@@ -139,14 +158,29 @@ impl Azure {
         c
     }
 
-    /// Makes `host` resolve to the stand-in (the hosts file is rewritten in place, which the
-    /// bind mount shows).
+    /// `program` run in a mount namespace of its own where the hosts file maps the real host
+    /// names to [`Azure::relayed`], in the host's network namespace: a process that must also
+    /// reach servers on the host's loopback (another provider's, in the contract suite) and
+    /// answer there (`--listen`), and still meets the stand-in at the real names on 443.
+    pub fn mounted_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+            .arg(&self.relayed_hosts)
+            .arg(program);
+        c
+    }
+
+    /// Makes `host` resolve to the stand-in (the hosts files are appended to in place, which
+    /// the bind mounts show).
     pub fn add_host(&self, host: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.hosts)
-            .unwrap();
-        writeln!(f, "127.0.0.1 {host}").unwrap();
+        for (file, addr) in [
+            (&self.hosts, "127.0.0.1".to_string()),
+            (&self.relayed_hosts, self.relayed.to_string()),
+        ] {
+            let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+            writeln!(f, "{addr} {host}").unwrap();
+        }
     }
 
     /// A vault `name` of `tenant` in the cloud of `authority`, with `policies` (client id →
@@ -199,4 +233,30 @@ impl Azure {
             .as_u64()
             .unwrap_or(0)
     }
+}
+
+/// Relays connections to `addr`:443 on the host to the stand-in's Unix socket `sock`, which
+/// takes them on to its TLS server: TLS stays end to end, the relay only moves bytes.
+fn relay(addr: std::net::Ipv4Addr, sock: PathBuf) {
+    let listener = std::net::TcpListener::bind((addr, 443))
+        .unwrap_or_else(|e| panic!("bind {addr}:443 for the Azure relay: {e}"));
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Ok(up) = UnixStream::connect(&sock) else {
+                continue;
+            };
+            let (Ok(mut c2), Ok(mut u2)) = (conn.try_clone(), up.try_clone()) else {
+                continue;
+            };
+            let (mut conn, mut up) = (conn, up);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut conn, &mut up);
+                let _ = up.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut u2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
 }
