@@ -269,7 +269,7 @@ fn the_stand_in_satisfies_azures_own_sdks() {
         .map(|i| s.secret(name, &format!("value-{i}")))
         .collect();
     let (key_version, _) = s.rsa_key("sdk-key");
-    let c = chain(s.dir.path(), "sdk", false);
+    let c = chain(s.dir.path(), "sdk", None);
     let cert_version = s.az.admin(
         json!({"op": "certificate", "host": s.host, "name": "sdk-cert",
         "private_key": c.key, "certificates": [c.leaf], "contentType": "application/x-pkcs12"}),

@@ -16,14 +16,16 @@ use serde_json::json;
 #[test]
 fn certificates_are_written_as_the_provider_writes_them_pem_pfx_chain_keys() {
     let s = Scene::new(&["secrets/get", "keys/get", "certificates/get"]);
-    let rsa = chain(s.dir.path(), "rsa", false);
-    let ec = chain(s.dir.path(), "ec", true);
+    let rsa = chain(s.dir.path(), "rsa", None);
+    let ec = chain(s.dir.path(), "ec", Some("P-384"));
+    let ec521 = chain(s.dir.path(), "ec521", Some("P-521"));
     // The PFX holds the chain in the order openssl writes it (leaf first, then the others as
     // given): given root first, so that reordering is needed.
     for (name, c, content_type) in [
         ("web-pfx", &rsa, "application/x-pkcs12"),
         ("web-pem", &rsa, "application/x-pem-file"),
         ("ec-pfx", &ec, "application/x-pkcs12"),
+        ("ec521-pfx", &ec521, "application/x-pkcs12"),
     ] {
         s.az.admin(
             json!({"op": "certificate", "host": s.host, "name": name, "private_key": c.key,
@@ -39,6 +41,8 @@ fn certificates_are_written_as_the_provider_writes_them_pem_pfx_chain_keys() {
         "objectName: web-pem\n          objectType: secret",
         "objectName: ec-pfx\n          objectType: secret\n          filePermission: \"0600\"",
         "objectName: ec-pfx\n          objectType: key\n          objectAlias: ec.pub",
+        "objectName: ec521-pfx\n          objectType: secret",
+        "objectName: ec521-pfx\n          objectType: key\n          objectAlias: ec521.pub",
     ];
     let list: String = objects
         .iter()
@@ -95,45 +99,98 @@ fn certificates_are_written_as_the_provider_writes_them_pem_pfx_chain_keys() {
             rsa.intermediate
         )
     );
-    // EC (P-384): one PRIVATE KEY block, then the chain in order; the key is the same key.
-    let written = file(&out, "ec-pfx");
-    assert!(
-        written.starts_with("-----BEGIN PRIVATE KEY-----\n"),
-        "{written}"
-    );
-    assert!(written.ends_with(&chained(&ec)), "{written}");
-    assert_eq!(common::cli::mode_of(out.join("ec-pfx")) & 0o777, 0o600);
-    let key_only = written
-        .split("-----END PRIVATE KEY-----\n")
-        .next()
-        .unwrap()
-        .to_string()
-        + "-----END PRIVATE KEY-----\n";
-    let k = s.dir.join("written-ec.pem");
-    std::fs::write(&k, &key_only).unwrap();
-    let text_of = |p: &Path| {
-        let o = Command::new("openssl")
-            .args(["pkey", "-noout", "-text", "-in"])
-            .arg(p)
+    // EC (P-384, P-521): one PRIVATE KEY block, then the chain in order; the same key, in
+    // Go's form (the inner ECPrivateKey with no curve parameters, the scalar padded to the
+    // curve, the public key kept); the key as PKIX PEM.
+    for (name, c, dir, size) in [
+        ("ec-pfx", &ec, "ec", 48),
+        ("ec521-pfx", &ec521, "ec521", 66),
+    ] {
+        let written = file(&out, name);
+        assert!(
+            written.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "{written}"
+        );
+        assert!(written.ends_with(&chained(c)), "{written}");
+        let key_only = written
+            .split("-----END PRIVATE KEY-----\n")
+            .next()
+            .unwrap()
+            .to_string()
+            + "-----END PRIVATE KEY-----\n";
+        let k = s.dir.join(format!("written-{name}.pem"));
+        std::fs::write(&k, &key_only).unwrap();
+        let text_of = |p: &Path| {
+            let o = Command::new("openssl")
+                .args(["pkey", "-noout", "-text", "-in"])
+                .arg(p)
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            String::from_utf8(o.stdout).unwrap()
+        };
+        assert_eq!(
+            text_of(&k),
+            text_of(&s.dir.join(format!("{dir}/leaf.key"))),
+            "the same EC key"
+        );
+        assert_eq!(inner_ec_key(&key_only), (size, false, true), "{name}");
+        let public = Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(s.dir.join(format!("{dir}/leaf.key")))
             .output()
             .unwrap();
-        assert!(o.status.success());
-        String::from_utf8(o.stdout).unwrap()
-    };
-    assert_eq!(
-        text_of(&k),
-        text_of(&s.dir.join("ec/leaf.key")),
-        "the same EC key"
-    );
-    let ec_pub = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(s.dir.join("ec/leaf.key"))
-        .output()
+        let pub_file = if name == "ec-pfx" {
+            "ec.pub"
+        } else {
+            "ec521.pub"
+        };
+        assert_eq!(
+            file(&out, pub_file),
+            String::from_utf8(public.stdout).unwrap()
+        );
+    }
+    assert_eq!(common::cli::mode_of(out.join("ec-pfx")) & 0o777, 0o600);
+}
+
+/// Of a PKCS#8 EC key (PEM): the scalar's length, and whether the inner ECPrivateKey holds
+/// curve parameters (`[0]`) and a public key (`[1]`).
+fn inner_ec_key(pem: &str) -> (usize, bool, bool) {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
         .unwrap();
-    assert_eq!(
-        file(&out, "ec.pub"),
-        String::from_utf8(ec_pub.stdout).unwrap()
-    );
+    // (tag, content) of the element at `at`, and where the next one starts.
+    let tlv = |d: &[u8], at: usize| -> (u8, std::ops::Range<usize>) {
+        let (mut len, mut head) = (d[at + 1] as usize, 2);
+        if len & 0x80 != 0 {
+            let n = len & 0x7f;
+            len = d[at + 2..at + 2 + n]
+                .iter()
+                .fold(0, |a, b| (a << 8) | *b as usize);
+            head += n;
+        }
+        (d[at], at + head..at + head + len)
+    };
+    let (_, outer) = tlv(&der, 0);
+    let (_, version) = tlv(&der, outer.start);
+    let (_, alg) = tlv(&der, version.end);
+    let (tag, key) = tlv(&der, alg.end);
+    assert_eq!(tag, 0x04, "the private key OCTET STRING");
+    let inner = &der[key];
+    let (_, seq) = tlv(inner, 0);
+    let (_, v) = tlv(inner, seq.start);
+    let (_, scalar) = tlv(inner, v.end);
+    let mut at = scalar.end;
+    let (mut params, mut public) = (false, false);
+    while at < seq.end {
+        let (tag, c) = tlv(inner, at);
+        params |= tag == 0xa0;
+        public |= tag == 0xa1;
+        at = c.end;
+    }
+    (scalar.len(), params, public)
 }
 
 /// `objectVersionHistory`: enabled versions, newest first by creation time, from
@@ -206,7 +263,7 @@ fn version_history_is_laid_out_as_the_provider_does() {
 #[test]
 fn foreign_and_hostile_pfx_files_are_refused_with_the_reason() {
     let s = Scene::new(&["secrets/get"]);
-    let c = chain(s.dir.path(), "pfx", false);
+    let c = chain(s.dir.path(), "pfx", None);
     let dir = s.dir.join("pfx");
     let pfx = |name: &str, extra: &[&str]| -> Vec<u8> {
         let out = dir.join(format!("{name}.pfx"));

@@ -192,7 +192,8 @@ pub struct Chain {
     pub root: String,
 }
 
-pub fn chain(dir: &Path, name: &str, ec: bool) -> Chain {
+/// A chain whose leaf has an RSA key, or an EC key on `curve` (`P-384`, `P-521`).
+pub fn chain(dir: &Path, name: &str, curve: Option<&str>) -> Chain {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     let run = |args: &[&str]| {
@@ -214,10 +215,10 @@ pub fn chain(dir: &Path, name: &str, ec: bool) -> Chain {
         "basicConstraints=critical,CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\nsubjectAltName=DNS:app.example\n",
     )
     .unwrap();
-    let newkey: &[&str] = if ec {
-        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]
-    } else {
-        &["-newkey", "rsa:2048"]
+    let pkeyopt = format!("ec_paramgen_curve:{}", curve.unwrap_or(""));
+    let newkey: Vec<&str> = match curve {
+        Some(_) => vec!["-newkey", "ec", "-pkeyopt", &pkeyopt],
+        None => vec!["-newkey", "rsa:2048"],
     };
     let mut root = vec![
         "req",
