@@ -79,3 +79,55 @@ fn chains_without_links_keep_their_order_and_garbage_is_refused() {
     assert!(chain_order(vec![vec![0x30, 0x00]]).is_err());
     assert_eq!(chain_order(Vec::new()).unwrap(), Vec::<Vec<u8>>::new());
 }
+
+#[test]
+fn pkcs8_keys_are_normalized_as_go_writes_them() {
+    use crate::provider::azure::der::{bit_string, sequence, tlv, uint, OCTET_STRING, OID};
+    // An EC key as some writers have it: attributes-free PKCS#8 version 0, the curve in the
+    // algorithm and again inside, a 31-byte scalar (its leading zero dropped).
+    let point = [&[4u8][..], &[1u8; 32], &[2u8; 32]].concat();
+    let inner = sequence(&[
+        &[0x02, 0x01, 0x01],
+        &tlv(OCTET_STRING, &[9u8; 31]),
+        &tlv(0xa0, &tlv(OID, oids::P256)),
+        &tlv(0xa1, &bit_string(&point)),
+    ]);
+    let alg = sequence(&[&tlv(OID, oids::EC), &tlv(OID, oids::P256)]);
+    let given = sequence(&[&[0x02, 0x01, 0x00], &alg, &tlv(OCTET_STRING, &inner)]);
+    let want_inner = sequence(&[
+        &[0x02, 0x01, 0x01],
+        &tlv(OCTET_STRING, &[&[0u8][..], &[9u8; 31]].concat()),
+        &tlv(0xa1, &bit_string(&point)),
+    ]);
+    let want = sequence(&[&[0x02, 0x01, 0x00], &alg, &tlv(OCTET_STRING, &want_inner)]);
+    assert_eq!(normalize_pkcs8(&given).unwrap(), want);
+    // Without its public key it is refused (computing it would need the curve's arithmetic).
+    let bare = sequence(&[&[0x02, 0x01, 0x01], &tlv(OCTET_STRING, &[9u8; 32])]);
+    let e = normalize_pkcs8(&sequence(&[
+        &[0x02, 0x01, 0x00],
+        &alg,
+        &tlv(OCTET_STRING, &bare),
+    ]));
+    assert!(e.unwrap_err().contains("no public key"));
+    // RSA: integers re-encoded minimally, the algorithm's NULL parameters added.
+    let ints: Vec<Vec<u8>> = (1u8..=8).map(|i| tlv(0x02, &[0, 0, i])).collect();
+    let mut parts: Vec<&[u8]> = vec![&[0x02, 0x01, 0x00]];
+    parts.extend(ints.iter().map(Vec::as_slice));
+    let pkcs1 = sequence(&parts);
+    let bare_alg = sequence(&[&tlv(OID, oids::RSA)]);
+    let given = sequence(&[&[0x02, 0x01, 0x00], &bare_alg, &tlv(OCTET_STRING, &pkcs1)]);
+    let out = normalize_pkcs8(&given).unwrap();
+    let min: Vec<Vec<u8>> = (1u8..=8).map(|i| uint(&[i])).collect();
+    let mut parts: Vec<&[u8]> = vec![&[0x02, 0x01, 0x00]];
+    parts.extend(min.iter().map(Vec::as_slice));
+    let with_null = sequence(&[&tlv(OID, oids::RSA), &tlv(0x05, &[])]);
+    assert_eq!(
+        out,
+        sequence(&[
+            &[0x02, 0x01, 0x00],
+            &with_null,
+            &tlv(OCTET_STRING, &sequence(&parts))
+        ])
+    );
+    assert!(normalize_pkcs8(&[0x30, 0x00]).is_err());
+}
