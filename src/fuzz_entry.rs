@@ -171,6 +171,36 @@ fn check_gcp_spec(spec: &crate::provider::gcp::spec::GcpSpec) {
     }
 }
 
+/// The invariants of an Azure spec (docs/azure.md): a vault name Key Vault accepts, objects
+/// whose files are valid, distinct and never one under another, modes at most 0777.
+fn check_azure_spec(spec: &crate::provider::azure::spec::AzureSpec) {
+    let n = &spec.vault_name;
+    assert!((3..=24).contains(&n.len()), "vault name {n:?}");
+    assert!(!spec.objects.is_empty(), "a spec without objects");
+    let files: Vec<String> = crate::provider::azure::files(spec)
+        .into_iter()
+        .map(|f| {
+            assert!(f.mode <= 0o777, "mode {:o}", f.mode);
+            f.name
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for f in &files {
+        if let Err(m) = crate::config::names::validate_name(f) {
+            panic!("file name {f:?} passed but is invalid: {m}");
+        }
+        assert!(!f.contains(".."), "{f:?}");
+        assert!(seen.insert(f.as_str()), "{f:?} twice");
+    }
+    for f in &files {
+        let mut p = f.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            assert!(!seen.contains(parent), "{f:?} is under a file");
+            p = parent;
+        }
+    }
+}
+
 /// The invariants `config` promises for every [`Spec`], then the spec put to use: scheduled with
 /// its poll interval and rendered against an answer whose values are all secret. `secret_check`
 /// is false when the config itself holds the marker where a render error or the payload's
@@ -179,6 +209,7 @@ fn check_spec(whole: &Spec, secret_check: bool) {
     let spec = match &whole.provider {
         crate::provider::ProviderSpec::Aws(aws) => return check_aws_spec(aws, secret_check),
         crate::provider::ProviderSpec::Gcp(gcp) => return check_gcp_spec(gcp),
+        crate::provider::ProviderSpec::Azure(azure) => return check_azure_spec(azure),
         crate::provider::ProviderSpec::Vault(v) => v,
     };
     let addr = &spec.vault.address;

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use common::cli::{assert_layout, current_version, mode_of, tree, Run};
 use common::contract::aws::AwsStore;
+use common::contract::azure::AzureStore;
 use common::contract::gcp::GcpStore;
 use common::contract::vault::VaultStore;
 use common::contract::{
@@ -676,5 +677,6 @@ macro_rules! contract {
 contract! {
     vault => VaultStore, beside AwsStore;
     aws => AwsStore, beside VaultStore;
+    azure => AzureStore, beside VaultStore;
     gcp => GcpStore, beside VaultStore;
 }

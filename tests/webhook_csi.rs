@@ -205,8 +205,8 @@ fn missing_classes_node_publish_secrets_and_other_providers_are_refused_with_a_r
     s.api.put(
         "default",
         json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-               "metadata": {"name": "azure-kv"},
-               "spec": {"provider": "azure", "parameters": {"keyvaultName": "kv", "objects": "array: []"}}}),
+               "metadata": {"name": "akeyless-kv"},
+               "spec": {"provider": "akeyless", "parameters": {"akeylessGatewayURL": "https://gw", "objects": "- {}"}}}),
     );
     let pod = |csi: Value| {
         json!({"metadata": {"generateName": "web-"}, "spec": {
@@ -222,15 +222,15 @@ fn missing_classes_node_publish_secrets_and_other_providers_are_refused_with_a_r
             ],
         ),
         (
-            json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "azure-kv"},
+            json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "akeyless-kv"},
                    "nodePublishSecretRef": {"name": "secrets-store-creds"}}),
             vec!["nodePublishSecretRef cannot be honoured", "no node driver"],
         ),
         (
-            json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "azure-kv"}}),
+            json!({"driver": "secrets-store.csi.k8s.io", "volumeAttributes": {"secretProviderClass": "akeyless-kv"}}),
             vec![
-                "SecretProviderClass default/azure-kv",
-                "\"azure\" is not supported",
+                "SecretProviderClass default/akeyless-kv",
+                "\"akeyless\" is not supported",
             ],
         ),
     ];

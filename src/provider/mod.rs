@@ -8,6 +8,8 @@
 //! file and the providers' folders names a provider.
 
 pub mod aws;
+pub mod azure;
+pub mod cluster;
 pub mod gcp;
 pub mod pod;
 pub mod vault;
@@ -25,6 +27,8 @@ pub enum ProviderSpec {
     Aws(aws::params::AwsSpec),
     /// `provider: gcp` (docs/gcp.md): Google Secret Manager.
     Gcp(gcp::spec::GcpSpec),
+    /// `provider: azure` (docs/azure.md): Azure Key Vault.
+    Azure(azure::spec::AzureSpec),
 }
 
 impl ProviderSpec {
@@ -35,6 +39,7 @@ impl ProviderSpec {
             ProviderSpec::Vault(_) => "vault",
             ProviderSpec::Aws(_) => "aws",
             ProviderSpec::Gcp(_) => "gcp",
+            ProviderSpec::Azure(_) => "azure",
         }
     }
 }
@@ -52,7 +57,7 @@ use crate::config::pod_settings::PodSettings;
 
 /// The providers as `spec.provider`, a native config's `provider` and the `provider` annotation
 /// name them; the first is the default of a native config and of annotations.
-pub const NAMES: &[&str] = &["vault", "openbao", "aws", "gcp"];
+pub const NAMES: &[&str] = &["vault", "openbao", "aws", "azure", "gcp"];
 
 /// The provider sections of a native config (docs/configuration.md): Vault's at the top level
 /// (`vault`, `auth`, `objects`), every other provider's in a section named after it.
@@ -74,6 +79,8 @@ fn annotations_of(provider: &str) -> Vec<&'static str> {
             .collect(),
         // Read from a SecretProviderClass only.
         "gcp" => Vec::new(),
+        // No annotation form (docs/azure.md): nothing of its own.
+        "azure" => Vec::new(),
         _ => vault::params::ANNOTATIONS.to_vec(),
     }
 }
@@ -105,6 +112,7 @@ impl ProviderSpec {
             )?),
             "aws" => ProviderSpec::Aws(aws::params::from_spc(file, text, parameters, env)?),
             "gcp" => ProviderSpec::Gcp(gcp::params::from_spc(file, text, parameters)?),
+            "azure" => ProviderSpec::Azure(azure::params::from_spc(file, text, parameters)?),
             other => {
                 return Err(ConfigError::field(
                     file,
@@ -164,6 +172,14 @@ impl ProviderSpec {
                 defaults,
                 env,
             )?),
+            "azure" => {
+                return Err(ConfigError::field(
+                    file,
+                    "provider",
+                    "azure has no native config: give secretdrop the Azure provider's \
+                     SecretProviderClass (docs/azure.md)",
+                ))
+            }
             other => return Err(ConfigError::field(file, "provider", not_supported(other))),
         })
     }
@@ -218,6 +234,14 @@ impl ProviderSpec {
         }
         Ok(match name {
             "aws" => ProviderSpec::Aws(aws::params::from_annotations(file, a, env)?),
+            "azure" => {
+                return Err(ConfigError::field(
+                    file,
+                    format!("{PREFIX}provider"),
+                    "azure has no annotation form: convert a CSI volume of the Azure provider's \
+                     SecretProviderClass, or give secretdrop the class (docs/azure.md)",
+                ))
+            }
             _ => ProviderSpec::Vault(vault::params::from_annotations(file, a, settings, env)?),
         })
     }
@@ -229,6 +253,7 @@ impl ProviderSpec {
             ProviderSpec::Vault(_) => None,
             ProviderSpec::Aws(a) => Some(pod::Use::Aws(aws::pod::AwsUse::of(a))),
             ProviderSpec::Gcp(_) => Some(pod::Use::Gcp),
+            ProviderSpec::Azure(a) => Some(pod::Use::Azure(azure::pod::AzureUse::of(a))),
         }
     }
 
@@ -237,7 +262,7 @@ impl ProviderSpec {
     pub fn address(&self) -> Option<&str> {
         match self {
             ProviderSpec::Vault(v) => Some(&v.vault.address),
-            ProviderSpec::Aws(_) | ProviderSpec::Gcp(_) => None,
+            ProviderSpec::Aws(_) | ProviderSpec::Azure(_) | ProviderSpec::Gcp(_) => None,
         }
     }
 
@@ -251,7 +276,7 @@ impl ProviderSpec {
                 }
                 _ => None,
             },
-            ProviderSpec::Aws(_) | ProviderSpec::Gcp(_) => None,
+            ProviderSpec::Aws(_) | ProviderSpec::Azure(_) | ProviderSpec::Gcp(_) => None,
         }
     }
 
@@ -273,6 +298,7 @@ impl ProviderSpec {
             ProviderSpec::Vault(v) => vault::files(v),
             ProviderSpec::Aws(a) => aws::files(a),
             ProviderSpec::Gcp(g) => gcp::files(g),
+            ProviderSpec::Azure(a) => azure::files(a),
         }
     }
 
@@ -286,6 +312,7 @@ impl ProviderSpec {
             ProviderSpec::Vault(v) => format!("vault:{}", vault::trust_pin(&v.vault)),
             ProviderSpec::Aws(_) => "aws".into(),
             ProviderSpec::Gcp(_) => "gcp".into(),
+            ProviderSpec::Azure(a) => azure::pin(a),
         }
     }
 
@@ -327,6 +354,7 @@ impl ProviderSpec {
             ProviderSpec::Vault(v) => vault::plan(source, v),
             ProviderSpec::Aws(a) => aws::plan(source, a),
             ProviderSpec::Gcp(g) => gcp::plan(source, g, &gcp::credentials::GcpEnv::from_process()),
+            ProviderSpec::Azure(a) => azure::plan(source, a),
         }
     }
 
@@ -337,6 +365,7 @@ impl ProviderSpec {
             (ProviderSpec::Vault(a), ProviderSpec::Vault(b)) => vault::shares_session(a, b),
             (ProviderSpec::Aws(a), ProviderSpec::Aws(b)) => aws::shares_session(a, b),
             (ProviderSpec::Gcp(a), ProviderSpec::Gcp(b)) => gcp::shares_session(a, b),
+            (ProviderSpec::Azure(a), ProviderSpec::Azure(b)) => azure::shares_session(a, b),
             _ => false,
         }
     }
@@ -376,6 +405,15 @@ impl ProviderSpec {
                     })
                     .collect(),
             )),
+            ProviderSpec::Azure(_) => ProviderSpec::Azure(azure::merge(
+                members
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        ProviderSpec::Azure(a) => Some(a),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
         }
     }
 
@@ -401,6 +439,8 @@ pub struct ProviderEnv {
     pub aws: aws::credentials::AwsEnv,
     /// GOOGLE_APPLICATION_CREDENTIALS, GCE_METADATA_HOST.
     pub gcp: gcp::credentials::GcpEnv,
+    /// Workload identity: client, tenant, token file, authority, cloud file.
+    pub azure: azure::auth::AzureEnv,
 }
 
 impl ProviderEnv {
@@ -408,6 +448,7 @@ impl ProviderEnv {
         ProviderEnv {
             aws: aws::credentials::AwsEnv::from_process(),
             gcp: gcp::credentials::GcpEnv::from_process(),
+            azure: azure::auth::AzureEnv::from_process(),
         }
     }
 }
@@ -442,6 +483,7 @@ pub enum Outcome {
     Vault(vault::session::Outcome),
     Aws(aws::session::Outcome),
     Gcp(gcp::session::Outcome),
+    Azure(azure::session::Outcome),
 }
 
 /// What a session can render now.
@@ -473,6 +515,7 @@ pub enum Session {
     Vault(Box<vault::session::Session>),
     Aws(Box<aws::session::Session>),
     Gcp(Box<gcp::session::Session>),
+    Azure(Box<azure::session::Session>),
 }
 
 impl Session {
@@ -489,6 +532,9 @@ impl Session {
             ProviderSpec::Gcp(g) => {
                 Session::Gcp(Box::new(gcp::session::Session::open(g, settings)?))
             }
+            ProviderSpec::Azure(a) => {
+                Session::Azure(Box::new(azure::session::Session::open(a, settings)?))
+            }
         })
     }
 
@@ -497,6 +543,7 @@ impl Session {
             Session::Vault(_) => "vault",
             Session::Aws(_) => "aws",
             Session::Gcp(_) => "gcp",
+            Session::Azure(_) => "azure",
         }
     }
 
@@ -514,6 +561,7 @@ impl Session {
             Session::Vault(s) => s.adopt(saved, dir, on_disk, deadline).await,
             Session::Aws(s) => s.adopt(saved, dir),
             Session::Gcp(s) => s.adopt(saved, dir),
+            Session::Azure(s) => s.adopt(saved, dir),
         }
     }
 
@@ -527,6 +575,7 @@ impl Session {
             Session::Vault(s) => s.fetch_all(deadline).await,
             Session::Aws(s) => s.fetch_all(deadline).await,
             Session::Gcp(s) => s.fetch_all(deadline).await,
+            Session::Azure(s) => s.fetch_all(deadline).await,
         }
     }
 
@@ -537,6 +586,7 @@ impl Session {
             Session::Vault(s) => s.next(),
             Session::Aws(s) => s.next(),
             Session::Gcp(s) => s.next(),
+            Session::Azure(s) => s.next(),
         }
     }
 
@@ -546,6 +596,7 @@ impl Session {
             (Session::Vault(s), Outcome::Vault(o)) => s.apply(o, metrics),
             (Session::Aws(s), Outcome::Aws(o)) => s.apply(o, metrics),
             (Session::Gcp(s), Outcome::Gcp(o)) => s.apply(o, metrics),
+            (Session::Azure(s), Outcome::Azure(o)) => s.apply(o, metrics),
             // A step of a session replaced by a reload: nothing to apply.
             _ => false,
         }
@@ -556,6 +607,7 @@ impl Session {
             Session::Vault(s) => s.render(),
             Session::Aws(s) => s.render(),
             Session::Gcp(s) => s.render(),
+            Session::Azure(s) => s.render(),
         }
     }
 
@@ -566,6 +618,7 @@ impl Session {
             Session::Vault(s) => s.committed(rendered),
             Session::Aws(s) => s.committed(),
             Session::Gcp(s) => s.committed(),
+            Session::Azure(s) => s.committed(),
         }
     }
 
@@ -575,6 +628,7 @@ impl Session {
             Session::Vault(s) => s.take_state(),
             Session::Aws(s) => s.take_state(),
             Session::Gcp(s) => s.take_state(),
+            Session::Azure(s) => s.take_state(),
         }
     }
 
@@ -585,6 +639,7 @@ impl Session {
             (Session::Vault(s), ProviderSpec::Vault(v)) => s.reload(v, settings),
             (Session::Aws(s), ProviderSpec::Aws(a)) => s.reload(a, settings),
             (Session::Gcp(s), ProviderSpec::Gcp(g)) => s.reload(g, settings),
+            (Session::Azure(s), ProviderSpec::Azure(a)) => s.reload(a, settings),
             (s, other) => Err(format!(
                 "the new config switches these volumes from provider {} to provider {}; \
                  keeping the running one (a provider change needs a new pod)",
@@ -599,7 +654,7 @@ impl Session {
     pub async fn shutdown(&mut self, revoke: bool) -> bool {
         match self {
             Session::Vault(s) => s.shutdown(revoke).await,
-            Session::Aws(_) | Session::Gcp(_) => false,
+            Session::Aws(_) | Session::Azure(_) | Session::Gcp(_) => false,
         }
     }
 
@@ -608,6 +663,7 @@ impl Session {
             Session::Vault(s) => s.freshness(now),
             Session::Aws(s) => s.freshness(),
             Session::Gcp(s) => s.freshness(),
+            Session::Azure(s) => s.freshness(),
         }
     }
 
@@ -617,6 +673,7 @@ impl Session {
             Session::Vault(s) => s.describe(),
             Session::Aws(s) => s.describe(),
             Session::Gcp(s) => s.describe(),
+            Session::Azure(s) => s.describe(),
         }
     }
 }

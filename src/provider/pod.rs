@@ -5,35 +5,17 @@
 //! provider's [`Use`] once per pod into a [`Grant`], and dresses the injected container with
 //! it; it names no provider.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
-use crate::net::kube::KubeError;
-
-use super::{aws, gcp};
-
-/// How long the read of the pod's ServiceAccount may take (class reads have their own 3 s, all
-/// of a review's reads end 3.5 s after it arrived; the API server waits 5 s for the webhook).
-pub const LOOKUP_TIME: Duration = Duration::from_millis(1500);
-
-/// Reads a ServiceAccount (namespace, name, time allowed) through the Kubernetes API.
-pub type ServiceAccounts<'a> =
-    &'a (dyn Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync);
-
-/// What the webhook knows of the cluster that a provider may need at admission.
-pub struct Cluster<'a> {
-    /// `None`: the webhook has no Kubernetes API access.
-    pub service_accounts: Option<ServiceAccounts<'a>>,
-    /// `--aws-region`: given to AWS containers as `AWS_REGION`.
-    pub aws_region: Option<&'a str>,
-}
+pub use super::cluster::{Cluster, ServiceAccounts, LOOKUP_TIME};
+use super::{aws, azure, gcp};
 
 /// How a volume gets its credentials, as its class or annotations say. All volumes of one pod
 /// with the same provider must agree: the injected container has one environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     Aws(aws::pod::AwsUse),
+    Azure(azure::pod::AzureUse),
     /// Google credentials as the pod's containers have them (docs/gcp.md, "Through the
     /// webhook").
     Gcp,
@@ -46,6 +28,7 @@ pub enum Grant {
         id: aws::pod::Identity,
         region: Option<String>,
     },
+    Azure(azure::pod::AzureGrant),
     Gcp(gcp::pod::GcpGrant),
 }
 
@@ -53,6 +36,7 @@ impl Use {
     pub fn provider(&self) -> &'static str {
         match self {
             Use::Aws(_) => "aws",
+            Use::Azure(_) => "azure",
             Use::Gcp => "gcp",
         }
     }
@@ -64,6 +48,11 @@ impl Use {
                 "get AWS credentials differently (IRSA, or EKS Pod Identity with another address \
                  type); the injected container has one AWS identity: make their usePodIdentity \
                  and preferredAddressType agree, or move one to another pod"
+            }
+            Use::Azure(_) => {
+                "get the Azure token differently (workload identity, or the node's managed \
+                 identity); the injected container has one: make their useVMManagedIdentity \
+                 agree, or move one to another pod"
             }
             // One way for every GCP volume: the pod's own.
             Use::Gcp => "get Google credentials differently",
@@ -83,6 +72,9 @@ impl Use {
                 id: aws::pod::identity(pod, namespace, cluster, *u)?,
                 region: cluster.aws_region.map(str::to_string),
             }),
+            Use::Azure(u) => Ok(Grant::Azure(azure::pod::grant(
+                pod, namespace, cluster, *u,
+            )?)),
             Use::Gcp => Ok(Grant::Gcp(gcp::pod::identity(pod)?)),
         }
     }
@@ -96,6 +88,10 @@ impl Grant {
                 "name": aws::pod::AWS_TOKEN_VOLUME,
                 "projected": {"sources": [aws::pod::token_source(id)]},
             })],
+            Grant::Azure(_) => vec![serde_json::json!({
+                "name": azure::pod::AZURE_TOKEN_VOLUME,
+                "projected": {"sources": [azure::pod::token_source()]},
+            })],
             Grant::Gcp(_) => Vec::new(),
         }
     }
@@ -108,6 +104,11 @@ impl Grant {
                 "mountPath": aws::pod::token_dir(id),
                 "readOnly": true,
             })],
+            Grant::Azure(_) => vec![serde_json::json!({
+                "name": azure::pod::AZURE_TOKEN_VOLUME,
+                "mountPath": azure::pod::AZURE_TOKEN_DIR,
+                "readOnly": true,
+            })],
             Grant::Gcp(g) => gcp::pod::mounts(g),
         }
     }
@@ -116,6 +117,7 @@ impl Grant {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Grant::Aws { id, region } => aws::pod::env(id, region.as_deref()),
+            Grant::Azure(g) => azure::pod::env(g),
             Grant::Gcp(g) => gcp::pod::env(g),
         }
     }

@@ -526,7 +526,12 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     }
     // Each cloud provider's token in a volume of its own, where it needs one.
     for g in &plan.grants {
-        volumes.extend(g.volumes());
+        // Another webhook (Azure Workload Identity's) may have added the same volume already.
+        for v in g.volumes() {
+            if !volumes.iter().any(|have| have["name"] == v["name"]) {
+                volumes.push(v);
+            }
+        }
     }
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));

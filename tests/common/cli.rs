@@ -122,7 +122,7 @@ pub fn init(config: &Path, dir: &Path, token: Option<&Path>, extra: &[&str]) -> 
     secretdrop(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
 }
 
-/// Removes the test process's VAULT_*, BAO_*, SECRETDROP_* and AWS_* variables from `cmd`, so only
+/// Removes the test process's VAULT_*, BAO_*, SECRETDROP_*, AWS_* and AZURE_* variables from `cmd`, so only
 /// what a test passes reaches secretdrop.
 pub fn scrub_env(cmd: &mut Command) {
     for (k, _) in std::env::vars() {
@@ -130,6 +130,7 @@ pub fn scrub_env(cmd: &mut Command) {
             || k.starts_with("BAO_")
             || k.starts_with("SECRETDROP_")
             || k.starts_with("AWS_")
+            || k.starts_with("AZURE_")
         {
             cmd.env_remove(k);
         }

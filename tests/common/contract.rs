@@ -13,6 +13,7 @@
 //! line each run printed, so a scenario can prove no secret value or token reached any of them.
 
 pub mod aws;
+pub mod azure;
 pub mod gcp;
 pub mod vault;
 

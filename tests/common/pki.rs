@@ -88,6 +88,48 @@ pub fn client_cert(
     (crt, key)
 }
 
+/// A TLS server certificate for the DNS names `hosts` issued by the CA `issuer` (from [`ca`]),
+/// written as `dir/NAME.crt` and `dir/NAME.key`: what a stand-in at real host names serves.
+pub fn server_cert(
+    dir: &Path,
+    name: &str,
+    hosts: &[&str],
+    issuer: &(PathBuf, PathBuf),
+) -> (PathBuf, PathBuf) {
+    let (crt, key) = files(dir, name);
+    let (csr, ext) = (
+        dir.join(format!("{name}.csr")),
+        dir.join(format!("{name}.ext")),
+    );
+    let sans: Vec<String> = hosts.iter().map(|h| format!("DNS:{h}")).collect();
+    std::fs::write(
+        &ext,
+        format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName={}\n",
+            sans.join(",")
+        ),
+    )
+    .unwrap();
+    let mut req = Command::new("openssl");
+    req.args(["req", "-new", "-subj", &format!("/CN={}", hosts[0])]);
+    with_new_key(&mut req, &key);
+    openssl(req.arg("-out").arg(&csr));
+    let mut sign = Command::new("openssl");
+    sign.args(["x509", "-req", "-days", "1", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&issuer.0)
+        .arg("-CAkey")
+        .arg(&issuer.1)
+        .args(["-CAcreateserial", "-extfile"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(&crt);
+    openssl(&mut sign);
+    (crt, key)
+}
+
 fn files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (
         dir.join(format!("{name}.crt")),

@@ -29,7 +29,20 @@ impl Resident {
         extra: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Resident {
-        let mut cmd = Command::new(bin());
+        Resident::start_program(Command::new(bin()), config, dir, log, extra, adjust)
+    }
+
+    /// [`Resident::start_with`] run by `program` (the binary itself, or a wrapper that execs
+    /// it with the arguments that follow, such as `nsenter ... --`).
+    pub fn start_program(
+        program: Command,
+        config: &Path,
+        dir: &Path,
+        log: &Path,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Resident {
+        let mut cmd = program;
         super::cli::scrub_env(&mut cmd);
         cmd.arg("sidecar")
             .arg("--config")

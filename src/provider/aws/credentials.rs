@@ -274,8 +274,9 @@ pub fn check_credentials_url(url: &reqwest::Url) -> Result<(), String> {
     }
 }
 
-/// Reads a token file afresh, bounded, trimmed.
-fn read_token(path: &Path, what: &str) -> Result<SecretString, CredentialError> {
+/// Reads a token file afresh, bounded, trimmed (the Azure provider reads its federated token
+/// the same way).
+pub fn read_token(path: &Path, what: &str) -> Result<SecretString, CredentialError> {
     use std::io::Read as _;
     let f = std::fs::File::open(path).map_err(|e| {
         CredentialError::refused(format!("cannot read the {what} {}: {e}", path.display()))

@@ -37,6 +37,8 @@ pub struct Call<'a> {
 pub struct Answer {
     pub status: u16,
     pub body: Zeroizing<Vec<u8>>,
+    /// `Retry-After` in seconds, when the server sent one (throttling).
+    pub retry_after: Option<Duration>,
 }
 
 /// Why no answer came: always worth another attempt, except a failed certificate check.
@@ -100,6 +102,11 @@ impl Http {
         let limit = call.limit;
         let mut resp = req.send().await.map_err(classify)?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let limit = if (200..300).contains(&status) {
             limit
         } else {
@@ -111,7 +118,11 @@ impl Http {
                 BodyError::TooBig => HttpError::TooBig(limit),
                 BodyError::Transport(e) => classify(e),
             })?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
     }
 }
 

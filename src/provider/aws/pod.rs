@@ -14,7 +14,7 @@
 use serde_json::{json, Value};
 
 use crate::net::kube::KubeError;
-use crate::provider::pod::{Cluster, LOOKUP_TIME};
+use crate::provider::cluster::{Cluster, LOOKUP_TIME};
 
 use super::credentials::{POD_IDENTITY_IPV4, POD_IDENTITY_IPV6};
 use super::params::{AddressType, AwsSpec};
