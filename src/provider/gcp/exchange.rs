@@ -12,8 +12,8 @@ use crate::net::http::{network_text, MAX_NETWORK_TEXT};
 use crate::provider::aws::http::{Call, Http, HttpError};
 use crate::secret::SecretString;
 
+use super::account::{read_bounded, CredentialError, ExternalAccount, SubjectFormat, Token};
 use super::api::{form_encode, google_error};
-use super::credentials::{read_bounded, CredentialError, ExternalAccount, SubjectFormat, Token};
 
 /// Token answers larger than this are refused.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;

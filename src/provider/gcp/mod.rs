@@ -8,6 +8,7 @@
 //! reads a whole spec all-or-nothing, [`render`] makes the payload and [`session`] is the
 //! seam's state machine.
 
+pub mod account;
 pub mod api;
 pub mod crc32c;
 pub mod credentials;
