@@ -24,6 +24,7 @@ pub mod retry;
 pub mod secret;
 #[cfg(test)]
 mod test_dir;
+pub mod timestamp;
 pub mod volume;
 pub mod watch;
 pub mod webhook;

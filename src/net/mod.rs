@@ -1,4 +1,5 @@
 //! Network edges shared by every provider and the webhook.
+pub mod cloud;
 pub mod http;
 pub mod kube;
 pub mod serve;

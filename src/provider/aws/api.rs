@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use crate::net::http::{network_text, MAX_NETWORK_TEXT};
 
 use super::credentials::Credentials;
-use super::http::{host_header, Call, Http, HttpError, MAX_ANSWER_BYTES};
 use super::sigv4::{self, Scope};
+use crate::net::cloud::{host_header, Call, Http, HttpError, MAX_ANSWER_BYTES};
 
 /// A JSON API: its signing name, target prefix and endpoint in each region it is used in.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ pub async fn call(
     })?;
     let body =
         serde_json::to_vec(body).map_err(|e| ApiError::local("Request", e.to_string(), false))?;
-    let amz_date = super::time::amz_date(SystemTime::now());
+    let amz_date = crate::timestamp::amz_date(SystemTime::now());
     let mut headers = vec![
         (
             "Content-Type".to_string(),

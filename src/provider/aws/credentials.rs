@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::net::http::{network_text, MAX_NETWORK_TEXT};
 use crate::secret::SecretString;
 
-use super::http::{host_header, Http, HttpError};
-use super::time::parse_iso8601;
+use crate::net::cloud::{host_header, Http, HttpError};
+use crate::timestamp::parse_iso8601;
 
 /// Where the Pod Identity agent listens by default (`preferredAddressType`).
 pub const POD_IDENTITY_IPV4: &str = "http://169.254.170.23/v1/credentials";
@@ -429,7 +429,7 @@ impl Credentials {
                 let answer = self
                     .http
                     .send(
-                        super::http::Call {
+                        crate::net::cloud::Call {
                             method: reqwest::Method::POST,
                             url: sts.clone(),
                             headers: &headers,
@@ -487,7 +487,7 @@ impl Credentials {
                 let answer = self
                     .http
                     .send(
-                        super::http::Call {
+                        crate::net::cloud::Call {
                             method: reqwest::Method::GET,
                             url: url.clone(),
                             headers: &headers,

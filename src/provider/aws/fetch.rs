@@ -19,8 +19,8 @@ use crate::secret::SecretBytes;
 
 use super::api::{self, Api, ApiError};
 use super::credentials::{self, AwsEnv, Credentials};
-use super::http::Http;
 use super::{secrets_manager, ssm};
+use crate::net::cloud::Http;
 
 /// Concurrent requests at most.
 const MAX_CONCURRENT: usize = 16;

@@ -10,7 +10,6 @@ pub mod api;
 pub mod credentials;
 mod descriptors;
 pub mod fetch;
-pub mod http;
 pub mod jmespath;
 pub mod params;
 pub mod pod;
@@ -20,7 +19,6 @@ pub mod session;
 pub mod sigv4;
 pub mod spec;
 pub mod ssm;
-pub mod time;
 
 use crate::provider::aws::params::{AwsSpec, ObjectRef, Service};
 use crate::provider::FileSpec;

@@ -11,9 +11,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::net::cloud::{Call, Http, HttpError};
 use crate::net::http::{network_text, MAX_NETWORK_TEXT};
 use crate::provider::aws::credentials::{read_token, CredentialError};
-use crate::provider::aws::http::{Call, Http, HttpError};
 use crate::secret::SecretString;
 
 use super::cloud::{self, Cloud};

@@ -168,7 +168,7 @@ impl Fetcher {
     ) -> Result<Fetcher, AzureError> {
         let (cloud, source) = auth::resolve(spec, env, token_path).map_err(AzureError::Config)?;
         // Trust: the system roots, or SSL_CERT_FILE (the AWS provider's client, docs/azure.md).
-        let http = crate::provider::aws::http::Http::new(None)
+        let http = crate::net::cloud::Http::new(None)
             .map_err(|e| AzureError::Config(format!("Azure HTTP client (SSL_CERT_FILE): {e}")))?;
         let base = reqwest::Url::parse(&format!(
             "https://{}.{}/",

@@ -12,8 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::net::cloud::{Call, Http, HttpError, MAX_ANSWER_BYTES};
 use crate::net::http::{network_text, MAX_NETWORK_TEXT};
-use crate::provider::aws::http::{Call, Http, HttpError, MAX_ANSWER_BYTES};
 use crate::retry::Backoff;
 
 use super::auth::Tokens;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine;
 
+use crate::net::cloud::{Call, Http, HttpError};
 use crate::net::http::{network_text, MAX_NETWORK_TEXT};
-use crate::provider::aws::http::{Call, Http, HttpError};
 use crate::secret::SecretBytes;
 
 use super::crc32c::crc32c;

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::exchange;
-use crate::provider::aws::http::Http;
+use crate::net::cloud::Http;
 
 /// Tokens are replaced this long before they expire (google-auth's refresh threshold).
 const REFRESH_BEFORE: Duration = Duration::from_secs(225);

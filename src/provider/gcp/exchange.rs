@@ -8,8 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::net::cloud::{Call, Http, HttpError};
 use crate::net::http::{network_text, MAX_NETWORK_TEXT};
-use crate::provider::aws::http::{Call, Http, HttpError};
 use crate::secret::SecretString;
 
 use super::account::{read_bounded, CredentialError, ExternalAccount, SubjectFormat, Token};
@@ -262,7 +262,7 @@ fn expires_in(v: &serde_json::Value) -> Option<SystemTime> {
 
 /// `2026-01-01T00:00:00Z`, with or without fractional seconds.
 fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    crate::provider::aws::time::parse_iso8601(s)
+    crate::timestamp::parse_iso8601(s)
 }
 
 fn classify(status: u16, message: String) -> CredentialError {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::provider::aws::http::Http;
+use crate::net::cloud::Http;
 use crate::retry::Backoff;
 use crate::secret::SecretBytes;
 

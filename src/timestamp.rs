@@ -1,5 +1,5 @@
-//! UTC timestamps in the two forms AWS uses: SigV4's `20150830T123600Z` and ISO 8601
-//! `2015-08-30T12:36:00Z` (credential expirations), without a date library.
+//! UTC timestamps without a date library: SigV4's `20150830T123600Z` and ISO 8601 /
+//! RFC 3339 `2015-08-30T12:36:00Z` (AWS credential expirations, Google token expiries).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,8 @@
-//! The one HTTP client of the AWS provider: STS, Secrets Manager, SSM and the Pod Identity
-//! agent. Never follows a redirect (a signed request or a token must not travel elsewhere),
-//! bounds every attempt in time and every answer in bytes, and keeps no proxy settings.
+//! The HTTP client of the cloud providers (AWS: STS, Secrets Manager, SSM, the Pod Identity
+//! agent; Azure: Entra ID, Key Vault, IMDS; GCP: STS, iamCredentials, the metadata server,
+//! Secret Manager). Never follows a redirect (a signed request or a token must not travel
+//! elsewhere), bounds every attempt in time and every answer in bytes, and keeps no proxy
+//! settings.
 
 use std::time::Duration;
 
