@@ -103,15 +103,42 @@ fn unknown_fields_are_rejected_with_their_location() {
     let param = r
         .spc(&r.good_objects)
         .replace("    roleName:", "    vaultAdress: http://x\n    roleName:");
+    // Placed at the key's own line and column, with the name it most likely meant.
+    let line = 1 + param
+        .lines()
+        .position(|l| l.starts_with("    vaultAdress:"))
+        .unwrap();
     r.expect_failure(
         &param,
         &[],
         2,
         &[
-            "spec.parameters.vaultAdress",
-            "unknown parameter",
-            "vaultAddress",
+            &format!(".yaml:{line}:5: spec.parameters.vaultAdress: unknown parameter"),
+            "did you mean vaultAddress?",
         ],
+    );
+}
+
+/// A key given twice is reported where it is given the second time.
+#[test]
+fn a_repeated_parameter_is_placed_at_its_second_appearance() {
+    let r = Rendered::new();
+    let twice = r
+        .spc(&r.good_objects)
+        .replace("    roleName:", "    roleName: other\n    roleName:");
+    let lines: Vec<&str> = twice.lines().collect();
+    let line = 1 + lines
+        .iter()
+        .rposition(|l| l.starts_with("    roleName:"))
+        .unwrap();
+    assert!(line > 2);
+    r.expect_failure(
+        &twice,
+        &[],
+        2,
+        &[&format!(
+            ".yaml:{line}:5: spec.parameters: duplicate entry with key \"roleName\""
+        )],
     );
 }
 

@@ -205,7 +205,11 @@ mod tests {
     fn a_duplicate_is_placed_at_the_repeated_key() {
         for (text, line, column) in [
             ("a: 1\nb: 2\na: 3\n", 3, 1),
-            ("spec:\n  parameters:\n    roleName: r\n    objects: x\n    roleName: s\n", 5, 5),
+            (
+                "spec:\n  parameters:\n    roleName: r\n    objects: x\n    roleName: s\n",
+                5,
+                5,
+            ),
             ("- {x: 1, y: {z: 1,  z: 2}}\n", 1, 21),
             ("[a]: 1\n[a]: 2\n", 2, 1),
         ] {
