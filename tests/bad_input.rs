@@ -269,11 +269,27 @@ fn a_directory_on_disk_is_refused_unless_allowed() {
     let r = Rendered::new();
     let disk = TestDir::on_disk();
     let out = disk.join("secrets");
+    std::fs::create_dir(&out).unwrap();
     let cfg = write(r.pod.dir.path(), "good.yaml", &r.spc(&r.good_objects));
     let run = r.pod.init_file(&cfg, &out, &[]);
     run.expect_code(2)
         .expect_stderr(&["not on tmpfs", "--allow-disk", &out.display().to_string()]);
-    assert!(!out.exists(), "nothing may be created on disk");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing may be written on disk"
+    );
+    // A directory that is not there (no emptyDir mounted) is reported as missing, with where
+    // it would have been created.
+    let missing = disk.join("no-volume").join("secrets");
+    let run = r.pod.init_file(&cfg, &missing, &[]);
+    run.expect_code(2).expect_stderr(&[
+        &format!("{} does not exist", missing.display()),
+        &format!("created on {}", disk.path().display()),
+        "mount an emptyDir with medium: Memory",
+    ]);
+    assert!(!run.stderr.contains("is not on tmpfs"), "{}", run.stderr);
+    assert!(!disk.join("no-volume").exists());
     r.pod
         .init_file(&cfg, &out, &["--allow-disk"])
         .expect_code(0);
