@@ -498,3 +498,74 @@ fn help_and_first_errors_are_worded_for_the_user() {
         .expect_stderr(&["cannot listen on", "choose a free port"]);
     assert!(!run.stderr.contains("secretdrop help"), "{}", run.stderr);
 }
+
+/// A jwt-method role whose bound subject or audiences do not match the token: the error names
+/// the claim to fix, not the role or mount (Vault answers 400 for both, like an unknown role).
+#[test]
+fn a_jwt_role_with_the_wrong_subject_or_audience_names_the_claim() {
+    let r = Rendered::new();
+    let bao = r.bao;
+    let mount = unique("jwt");
+    common::enable_jwt_auth(bao, &mount);
+    let policy = unique("policy");
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!(
+            "path \"secret/data/{}\" {{ capabilities = [\"read\"] }}\n",
+            r.path
+        ),
+    );
+    let subject = format!("system:serviceaccount:default:{}", r.pod.service_account);
+    let role = |name: &str, subject: &str, audience: &str| {
+        bao.cli(&[
+            "write",
+            &format!("auth/{mount}/role/{name}"),
+            "role_type=jwt",
+            "user_claim=sub",
+            &format!("bound_subject={subject}"),
+            &format!("bound_audiences={audience}"),
+            &format!("policies={policy}"),
+        ]);
+    };
+    let config = |name: &str| {
+        spc_text(&bao.addr(), name, &r.good_objects).replace(
+            "    objects: |",
+            &format!("    vaultAuthMountPath: {mount}\n    objects: |"),
+        )
+    };
+    role("good", &subject, common::DEFAULT_AUDIENCE);
+    r.pod.init(&config("good"), &[]).expect_code(0);
+    let misleading = "check that the role exists";
+    role(
+        "other-sub",
+        "system:serviceaccount:default:someone-else",
+        common::DEFAULT_AUDIENCE,
+    );
+    let run = r.expect_failure(
+        &config("other-sub"),
+        &[],
+        1,
+        &[
+            "login to",
+            "invalid subject (sub) claim",
+            "is not the role's bound_subject",
+        ],
+    );
+    assert!(!run.stderr.contains(misleading), "{}", run.stderr);
+    run.expect_no_leak(&[&r.pod.token]);
+    role("other-aud", &subject, "https://vault.example");
+    let run = r.expect_failure(
+        &config("other-aud"),
+        &[],
+        1,
+        &[
+            "login to",
+            "(aud) claim",
+            "role's bound_audiences",
+            "audience parameter",
+        ],
+    );
+    assert!(!run.stderr.contains(misleading), "{}", run.stderr);
+    // An unknown role keeps the hint about the role and the mount.
+    r.expect_failure(&config("no-such-role"), &[], 1, &["400", misleading]);
+}
