@@ -334,7 +334,18 @@ const COMMANDS: &[CommandDef] = &[
     CommandDef {
         name: "check",
         about: "validate the config offline and print the plan (no secret values)",
-        flags: &[CONFIG, LOG_LEVEL, LOG_FORMAT],
+        // The sidecar's settings, so the plan shows what a sidecar given them would do.
+        flags: &[
+            CONFIG,
+            POLL_INTERVAL,
+            NOTIFY_SIGNAL,
+            NOTIFY_PROCESS,
+            NOTIFY_PIDFILE,
+            NOTIFY_URL,
+            STATE_DIR,
+            LOG_LEVEL,
+            LOG_FORMAT,
+        ],
     },
     CommandDef {
         name: "probe",

@@ -357,6 +357,79 @@ fn check_prints_the_plan_without_secrets_or_contacting_vault() {
             run.stdout
         );
     }
+    // The sidecar's settings: defaults, then the flags (or their variables) a sidecar would get.
+    for want in [
+        "sidecar:\n",
+        "poll interval: 5m (default)",
+        "notify: none",
+        "state dir: none",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            run.stdout
+        );
+    }
+    let run = secretdrop(
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--poll-interval",
+            "45s",
+            "--notify-signal",
+            "hup",
+            "--notify-process",
+            "nginx",
+            "--state-dir",
+            "/var/run/secretdrop/state",
+        ],
+        &[("SECRETDROP_NOTIFY_URL", "http://127.0.0.1:8080/reload")],
+    );
+    run.expect_code(0);
+    for want in [
+        "poll interval: 45s (--poll-interval)",
+        "notify: SIGHUP to processes named \"nginx\", POST http://127.0.0.1:8080/reload (flags)",
+        "state dir: /var/run/secretdrop/state (--state-dir)",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            run.stdout
+        );
+    }
+    // A native config's own sidecar section.
+    let native = write(
+        dir.path(),
+        "native.yaml",
+        "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault:\n  address: http://127.0.0.1:1\n\
+         auth:\n  method: kubernetes\n  role: r\nsidecar:\n  pollInterval: 2m\n  notify:\n    \
+         url: http://127.0.0.1:9/r\nobjects:\n  - {objectName: a, secretPath: secret/data/x, secretKey: k}\n",
+    );
+    let run = secretdrop(&["check", "--config", native.to_str().unwrap()], &[]);
+    run.expect_code(0);
+    for want in [
+        "poll interval: 2m (config)",
+        "notify: POST http://127.0.0.1:9/r (config)",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            run.stdout
+        );
+    }
+    secretdrop(
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--notify-signal",
+            "HUP",
+        ],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["--notify-signal needs a process"]);
     let bad = write(
         dir.path(),
         "bad.yaml",
