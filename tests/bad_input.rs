@@ -514,6 +514,16 @@ fn help_and_first_errors_are_worded_for_the_user() {
     }
     let general = secretdrop(&["help"], &[]).stdout;
     assert!(general.contains("VAULT_CLIENT_KEY"));
+    // Not Vault's alone: the first line says "a store", and every provider is named.
+    let first = general.lines().next().unwrap();
+    assert!(!first.contains("Vault"), "{first}");
+    for name in secretdrop::provider::NAMES {
+        assert!(
+            general.contains(&format!(" {name}")),
+            "help does not name {name}:\n{general}"
+        );
+    }
+    assert!(general.contains("AWS_REGION"), "{general}");
     // Every command name stands apart from its description, the longest included.
     for line in general.lines().filter(|l| l.starts_with("  ")) {
         let name = line.split_whitespace().next().unwrap_or("");
