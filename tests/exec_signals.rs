@@ -86,7 +86,10 @@ fn bit(sig: i32) -> u64 {
 fn the_app_starts_with_default_dispositions_and_nothing_blocked() {
     for extra in [&[][..], &["--restart-on-change"][..]] {
         let (ignored, blocked) = app_masks(&[], &[], extra);
-        assert_eq!(ignored, 0, "{extra:?}: ignored {ignored:#x} (SIGPIPE is bit 12)");
+        assert_eq!(
+            ignored, 0,
+            "{extra:?}: ignored {ignored:#x} (SIGPIPE is bit 12)"
+        );
         assert_eq!(blocked, 0, "{extra:?}: blocked {blocked:#x}");
     }
 }
