@@ -67,8 +67,8 @@ pub enum VolumeError {
     /// DIR does not exist, and where it would be created is not memory-backed: most often no
     /// volume is mounted there (the default /mnt/secrets without its emptyDir).
     #[error(
-        "{dir} does not exist, and it would be created on {parent} (filesystem type {}), which \
-         is not tmpfs or ramfs: mount an emptyDir with medium: Memory at {dir} (or give --dir \
+        "{dir} does not exist, and {parent}, where it would be created, is not on tmpfs or \
+         ramfs (filesystem type {}): mount an emptyDir with medium: Memory at {dir} (or name \
          the directory where one is mounted), or pass --allow-disk to accept a directory on disk",
         fs_type_name(*fs_type)
     )]

@@ -285,10 +285,11 @@ fn a_directory_on_disk_is_refused_unless_allowed() {
     let run = r.pod.init_file(&cfg, &missing, &[]);
     run.expect_code(2).expect_stderr(&[
         &format!("{} does not exist", missing.display()),
-        &format!("created on {}", disk.path().display()),
+        &format!("and {}, where it would be created", disk.path().display()),
         "mount an emptyDir with medium: Memory",
     ]);
-    assert!(!run.stderr.contains("is not on tmpfs"), "{}", run.stderr);
+    let not_tmpfs = format!("{} is not on tmpfs", missing.display());
+    assert!(!run.stderr.contains(&not_tmpfs), "{}", run.stderr);
     assert!(!disk.join("no-volume").exists());
     r.pod
         .init_file(&cfg, &out, &["--allow-disk"])

@@ -142,7 +142,10 @@ fn disk_directories_are_refused_unless_allowed() {
                     let text = e.to_string();
                     assert!(
                         text.starts_with(&format!("{} does not exist", missing.display()))
-                            && text.contains(&format!("created on {}", here.display())),
+                            && text.contains(&format!(
+                                "and {}, where it would be created, is not on tmpfs",
+                                here.display()
+                            )),
                         "{text}"
                     );
                 }
