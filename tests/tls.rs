@@ -1,6 +1,7 @@
 //! TLS to Vault: the right CA file or directory verifies, a wrong CA fails at once (no retry
 //! storm) with an error that says what to fix, the TLS server name replaces the address host
-//! for verification, and skip-verify is an explicit opt-in.
+//! for verification, skip-verify is an explicit opt-in, and `https://` against a plain-HTTP
+//! Vault says so.
 
 mod common;
 
@@ -282,4 +283,40 @@ fn a_client_certificate_is_presented_when_configured() {
     pod.init(&spc(&half), &[])
         .expect_code(2)
         .expect_stderr(&["must be set together"]);
+}
+
+/// `https://` for a Vault that serves plain HTTP (a dev server): the error says to use
+/// `http://`, and nothing is written.
+#[test]
+fn https_against_a_plain_http_vault_hints_at_http() {
+    let bao = Bao::shared();
+    let path = common::unique("plain");
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{path}"),
+        "password=plain-secret-value",
+    ]);
+    let pod = Pod::with_policy(
+        bao,
+        &format!("path \"secret/data/{path}\" {{ capabilities = [\"read\"] }}\n"),
+    );
+    let objects =
+        format!("- {{objectName: password, secretPath: secret/data/{path}, secretKey: password}}");
+    let objects = objects.as_str();
+    let http = bao.addr();
+    assert!(http.starts_with("http://"), "{http}");
+    let https = http.replacen("http://", "https://", 1);
+    let spc = common::scenario::spc_text(&https, &pod.role, objects);
+    pod.init(&spc, &["--timeout", "1s"])
+        .expect_code(1)
+        .expect_stderr(&[
+            "did not answer in TLS",
+            "its address starts with http://, not https://",
+        ]);
+    assert!(!pod.out().join("password").exists());
+    // The same class with http:// renders.
+    let spc = common::scenario::spc_text(&http, &pod.role, objects);
+    pod.init(&spc, &[]).expect_code(0);
+    assert_eq!(read(pod.out().join("password")), "plain-secret-value");
 }

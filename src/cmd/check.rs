@@ -20,6 +20,53 @@ pub fn run(args: &Args) -> Result<(), Error> {
             }
         }
         print!("{}", source.spec.provider.plan(&source.spec.source));
+        print!("{}", sidecar_plan(args, &source.spec)?);
     }
     Ok(())
+}
+
+/// What a sidecar does besides rendering, as `secretdrop sidecar` with the same flags (and
+/// `SECRETDROP_*` variables) would: the poll interval, the notification, the state dir; each
+/// with where it comes from.
+fn sidecar_plan(args: &Args, spec: &config::Spec) -> Result<String, Error> {
+    let poll = match super::sidecar::poll_interval_flag(args)? {
+        Some(d) => format!("{} (--poll-interval)", humantime::format_duration(d)),
+        None => match spec.sidecar.poll_interval {
+            Some(d) => format!("{} (config)", humantime::format_duration(d)),
+            None => format!(
+                "{} (default)",
+                humantime::format_duration(crate::engine::DEFAULT_POLL)
+            ),
+        },
+    };
+    let flags = super::sidecar::notify_flags(args)?;
+    let notify = crate::engine::sidecar::notify_settings(&flags, spec);
+    let from = if notify == flags { "flags" } else { "config" };
+    let mut how = Vec::new();
+    if let Some(sig) = notify.signal {
+        let name = crate::config::SIGNALS
+            .iter()
+            .find(|(_, v)| *v == sig)
+            .map_or(format!("signal {sig}"), |(n, _)| format!("SIG{n}"));
+        match (&notify.process, &notify.pid_file) {
+            (Some(p), _) => how.push(format!("{name} to processes named {p:?}")),
+            (None, Some(f)) => how.push(format!("{name} to the pid in {}", f.display())),
+            (None, None) => how.push(name),
+        }
+    }
+    if let Some(u) = &notify.url {
+        how.push(format!("POST {u}"));
+    }
+    let notify = match how.is_empty() {
+        true => "none (the app re-reads the files itself)".to_string(),
+        false => format!("{} ({from})", how.join(", ")),
+    };
+    let state = match args.get("state-dir").filter(|v| !v.is_empty()) {
+        Some(dir) => format!("{dir} (--state-dir): the token and leases outlive a restart"),
+        None => "none: a restarted sidecar logs in again (--state-dir)".to_string(),
+    };
+    Ok(format!(
+        "sidecar:\n  poll interval: {poll}, ±10%\n  notify: \
+         {notify}\n  state dir: {state}\n"
+    ))
 }

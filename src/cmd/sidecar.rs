@@ -9,19 +9,37 @@ use crate::error::Error;
 
 /// `secretdrop sidecar`: see [`crate::engine::sidecar`].
 pub fn run(args: &Args) -> Result<(), Error> {
-    let poll_interval = match args.get("poll-interval") {
-        None => None,
-        Some(v) => Some(
-            config::param::parse_poll_interval(v)
-                .map_err(|m| Error::Usage(format!("--poll-interval: {m}")))?,
-        ),
-    };
+    let poll_interval = poll_interval_flag(args)?;
     let listen = match args.get("listen") {
         None => None,
         Some(v) => Some(
             crate::observe::parse_listen(v).map_err(|m| Error::Usage(format!("--listen: {m}")))?,
         ),
     };
+    let notify = notify_flags(args)?;
+    let mut opts = super::init::options(args)?;
+    opts.poll_interval = poll_interval;
+    opts.settings.quiet = true;
+    let resident = crate::engine::sidecar::Resident {
+        notify,
+        listen,
+        revoke_on_exit: args.switch("revoke-on-exit")?,
+    };
+    crate::engine::sidecar::run(opts, resident)
+}
+
+/// `--poll-interval`, when given (`check` reads it too).
+pub(super) fn poll_interval_flag(args: &Args) -> Result<Option<std::time::Duration>, Error> {
+    match args.get("poll-interval") {
+        None => Ok(None),
+        Some(v) => config::param::parse_poll_interval(v)
+            .map(Some)
+            .map_err(|m| Error::Usage(format!("--poll-interval: {m}"))),
+    }
+}
+
+/// The `--notify-*` flags, checked (`check` reads them too).
+pub(super) fn notify_flags(args: &Args) -> Result<config::NotifySettings, Error> {
     let notify = config::NotifySettings {
         signal: match args.get("notify-signal") {
             None => None,
@@ -35,15 +53,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         url: args.get("notify-url").map(str::to_string),
     };
     check_notify_flags(&notify)?;
-    let mut opts = super::init::options(args)?;
-    opts.poll_interval = poll_interval;
-    opts.settings.quiet = true;
-    let resident = crate::engine::sidecar::Resident {
-        notify,
-        listen,
-        revoke_on_exit: args.switch("revoke-on-exit")?,
-    };
-    crate::engine::sidecar::run(opts, resident)
+    Ok(notify)
 }
 
 /// The notification flags' rules, worded as flags (the config file's keys have their own words).

@@ -82,6 +82,87 @@ fn objects_yaml_error(
     }
 }
 
+/// An unknown key of `spec.parameters`: placed at its line in the manifest `text` when it can be
+/// found there, with the allowed name it most likely meant, then all of them. `provider` (e.g.
+/// " for provider aws") follows "unknown parameter".
+pub fn unknown_parameter(
+    file: &Path,
+    text: &str,
+    key: &str,
+    allowed: &[String],
+    provider: &str,
+) -> ConfigError {
+    let guess = closest(key, allowed)
+        .map(|g| format!("did you mean {g}? "))
+        .unwrap_or_default();
+    let e = ConfigError::field(
+        file,
+        format!("spec.parameters.{key}"),
+        format!(
+            "unknown parameter{provider}; {guess}allowed are {}",
+            allowed.join(", ")
+        ),
+    );
+    match parameter_position(text, key) {
+        Some((line, column)) => e.at(line, column),
+        None => e,
+    }
+}
+
+/// Line and column (1-based) of `key:` among the entries of the first `parameters:` mapping of
+/// the manifest; plain or quoted keys. `None` when the text spells it otherwise (flow style).
+fn parameter_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("parameters:"))?;
+    let outer = indent_of(lines[start]);
+    let spellings = [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ];
+    lines
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .take_while(|(_, l)| indent_of(l) > outer)
+        .find(|(_, l)| {
+            spellings
+                .iter()
+                .any(|s| l.trim_start().starts_with(s.as_str()))
+        })
+        .map(|(i, l)| (i + 1, indent_of(l) + 1))
+}
+
+/// The allowed name closest to `key` (case aside, at most a third of its letters off), if any.
+fn closest<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
+    let key = key.to_ascii_lowercase();
+    allowed
+        .iter()
+        .map(|a| (edit_distance(&key, &a.to_ascii_lowercase()), a))
+        .filter(|(d, a)| *d <= (a.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a.as_str())
+}
+
+/// Levenshtein distance over bytes; parameter names are short ASCII.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let replace = prev[j] + usize::from(ca != cb);
+            row.push(replace.min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()]
+}
+
 /// File attributes applied where an object does not set its own, whatever the provider: the
 /// CSI driver's 0644 for a SecretProviderClass and annotations, a native config's `files:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,4 +225,55 @@ pub fn parse_poll_interval(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{text:?} is longer than the maximum of 30 days"));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPC: &str = "apiVersion: v1\nkind: SecretProviderClass\nspec:\n  provider: vault\n  \
+                       parameters:\n    roleName: r\n    # a comment\n    vaultAdress: http://x\n    \
+                       \"quoted\": y\n  other: z\nvaultAdress: not this one\n";
+
+    fn allowed() -> Vec<String> {
+        ["roleName", "objects", "vaultAddress", "vaultNamespace"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_placed_and_its_closest_name_suggested() {
+        let e = unknown_parameter(Path::new("spc.yaml"), SPC, "vaultAdress", &allowed(), "");
+        assert_eq!((e.line, e.column), (Some(8), Some(5)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "spc.yaml:8:5: spec.parameters.vaultAdress: unknown parameter; did you mean \
+             vaultAddress? allowed are roleName, objects, vaultAddress, vaultNamespace"
+        );
+        let e = unknown_parameter(Path::new("spc.yaml"), SPC, "quoted", &allowed(), " for x");
+        assert_eq!((e.line, e.column), (Some(9), Some(5)), "{e}");
+        assert!(!e.message.contains("did you mean"), "{e}");
+        assert!(
+            e.message.starts_with("unknown parameter for x; allowed"),
+            "{e}"
+        );
+        // Case and one letter off; nothing close: no guess; not in the text: no place.
+        assert_eq!(closest("rolename", &allowed()), Some("roleName"));
+        assert_eq!(closest("objekts", &allowed()), Some("objects"));
+        assert_eq!(closest("bogusThing", &allowed()), None);
+        assert_eq!(closest("x", &allowed()), None);
+        let e = unknown_parameter(Path::new("f"), SPC, "absent", &allowed(), "");
+        assert_eq!(e.line, None);
+        // Outside `parameters:` a key of the same name is not taken for it.
+        assert_eq!(parameter_position(SPC, "other"), None);
+    }
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_changes() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("vaultadress", "vaultaddress"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 }

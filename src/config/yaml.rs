@@ -18,7 +18,7 @@
 //! Why two passes: typed maps (`parameters:` of a SecretProviderClass) keep the last of two
 //! equal keys silently, and a config with `roleName` twice is a mistake the user must see. So
 //! a first pass ([`unique`]) walks the document, building nothing but the keys of the mappings
-//! it is in, and refuses a repeated key with its line and column; counted, it is also where an
+//! it is in, and refuses a repeated key with the line and column of its second appearance; counted, it is also where an
 //! alias bomb stops, before anything is built. The second pass builds the target type, counted
 //! too, from the text rather than from a generic value, because its errors (unknown field,
 //! wrong type) need their line and column, which only the text has.
@@ -315,7 +315,8 @@ mod tests {
         assert_eq!(at, Some((3, 3)), "{e}");
         let (e, at) = refused::<serde_yaml::Value>("a: 1\nb:\n  c: 2\n  c: 3\n");
         assert!(e.contains("duplicate entry"), "{e}");
-        assert_eq!(at.map(|a| a.0), Some(3), "{e}");
+        // At the repeated key, not at the mapping that holds it.
+        assert_eq!(at, Some((4, 3)), "{e}");
     }
 
     #[test]
@@ -347,8 +348,9 @@ mod tests {
     fn duplicate_keys_are_errors_with_a_location() {
         let e = from_str::<BTreeMap<String, String>>("roleName: a\nroleName: b\n").unwrap_err();
         assert!(e.to_string().contains("duplicate entry"), "{e}");
-        // The parser places it at the mapping that holds the duplicate.
-        assert!(e.location().is_some());
+        // Placed at the repeated key.
+        let at = e.location().unwrap();
+        assert_eq!((at.line(), at.column()), (2, 1), "{e}");
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl Loop {
         metrics: Arc<Metrics>,
     ) -> Loop {
         let poll = opts.settings_for(&unit.spec).poll;
-        let notifier = Notifier::new(notify_settings(resident, &unit.spec));
+        let notifier = Notifier::new(notify_settings(&resident.notify, &unit.spec));
         Loop {
             index,
             unit,
@@ -400,7 +400,7 @@ impl Loop {
             Err(e) => return refuse(&self.metrics, "is unusable", e),
         }
         self.poll = settings.poll;
-        self.notifier = Notifier::new(notify_settings(&self.resident, &spec));
+        self.notifier = Notifier::new(notify_settings(&self.resident.notify, &spec));
         tracing::info!(
             trigger = why,
             provider = spec.provider.name(),
@@ -464,8 +464,7 @@ impl Loop {
 }
 
 /// The notification settings: the flags when any is given, else the config's.
-fn notify_settings(resident: &Resident, spec: &config::Spec) -> NotifySettings {
-    let n = &resident.notify;
+pub fn notify_settings(n: &NotifySettings, spec: &config::Spec) -> NotifySettings {
     if n.is_empty() && n.process.is_none() && n.pid_file.is_none() {
         spec.sidecar.notify.clone()
     } else {

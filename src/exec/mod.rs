@@ -224,12 +224,36 @@ fn from_config(
     Ok(request.build(&values)?)
 }
 
-/// The app's command with `env` added to our environment.
+/// Whether `sig` is ignored in this process (inherited: secretdrop ignores nothing itself, and
+/// the standard library's ignored SIGPIPE is reset in every child it starts). Such a signal is
+/// left ignored for the app, as a shell leaves it (docs/exec.md, "Signals").
+fn ignored_at_start(sig: i32) -> bool {
+    // SAFETY: a null new action only reads the current disposition into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// The app's command with `env` added to our environment, started with no signal blocked
+/// (docs/exec.md, "Signals"): a mask left by whoever started exec is cleared, as tini and
+/// dumb-init do; dispositions our parent set to ignore are kept. The hook also makes the
+/// standard library fork and exec rather than posix_spawn, whose glibc version starts the
+/// child with the C library's two reserved real-time signals ignored.
 fn command(program: &str, args: &[String], env: &Environment) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args);
     for (name, value) in env.iter() {
         cmd.env(name, OsStr::from_bytes(value.expose()));
+    }
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe and allocate nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
     }
     cmd
 }

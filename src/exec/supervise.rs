@@ -11,6 +11,11 @@
 //!   shell; only an exit we asked for (a restart) starts it again.
 //! * A restart happens only when the new version changes a variable; a version that cannot be
 //!   read (an object removed, a value with NUL) is logged and the running app is kept.
+//! * Signal dispositions are the app's as if exec were not there (docs/exec.md, "Signals"): a
+//!   signal ignored when exec started (`nohup` ignores SIGHUP, a shell's background job SIGINT
+//!   and SIGQUIT) is not forwarded and stays ignored in the app; everything else starts at its
+//!   default, with no signal blocked (the standard library resets the mask and SIGPIPE in the
+//!   child, and our handlers do not survive execve).
 
 use std::time::{Duration, Instant};
 
@@ -84,8 +89,10 @@ fn handler(sig: i32) -> Result<Signal, ExecError> {
 
 async fn supervise(mut s: Supervisor) -> Result<i32, ExecError> {
     // Handlers first: a signal or a child's exit before they exist would be lost.
+    // Not for signals ignored at start: a handler would end the ignoring in the app too.
     let mut forwarded: Vec<(i32, Signal)> = FORWARDED
         .iter()
+        .filter(|&&sig| !super::ignored_at_start(sig))
         .map(|&sig| handler(sig).map(|h| (sig, h)))
         .collect::<Result<_, _>>()?;
     let mut chld = handler(libc::SIGCHLD)?;

@@ -131,6 +131,14 @@ pub fn failure(err: &reqwest::Error, skip_top: bool) -> Failure {
     if err.is_timeout() && !cause.contains("timed out") {
         cause.push_str(" (timed out)");
     }
+    // What rustls says when the first bytes back are not a TLS record, as a plain-HTTP server
+    // answers a ClientHello.
+    if cause.contains("InvalidContentType") {
+        cause.push_str(
+            " (the server did not answer in TLS: if it serves plain HTTP, like a Vault dev \
+             server, its address starts with http://, not https://)",
+        );
+    }
     Failure { cause, tls }
 }
 

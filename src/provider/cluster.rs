@@ -13,6 +13,11 @@ use crate::net::kube::KubeError;
 /// of a review's reads end 3.5 s after it arrived; the API server waits 5 s for the webhook).
 pub const LOOKUP_TIME: Duration = Duration::from_millis(1500);
 
+/// Added to a refused ServiceAccount read: the base manifests do not allow it, an optional
+/// component does (docs/webhook.md, "Manifests").
+pub const SERVICE_ACCOUNTS_DENIED_HINT: &str = "the webhook may read ServiceAccounts only with \
+     the manifests' component components/service-accounts: add it to your overlay";
+
 /// Reads a ServiceAccount (namespace, name, time allowed) through the Kubernetes API.
 pub type ServiceAccounts<'a> =
     &'a (dyn Fn(&str, &str, Duration) -> Result<Value, KubeError> + Send + Sync);

@@ -126,17 +126,34 @@ fn a_foreign_file_in_the_way_is_refused_before_anything_is_written() {
     assert_eq!(entries(&t.0), BTreeSet::from(["a".to_string()]));
 }
 
+/// A disk directory is refused as not tmpfs; a missing one whose parent is on disk is refused
+/// as missing (no volume mounted there), naming the parent it would be created in.
 #[test]
 fn disk_directories_are_refused_unless_allowed() {
-    let dir = std::env::current_dir()
-        .unwrap()
-        .join("target")
-        .join("not-tmpfs-unit");
-    let e = Volume::new(&dir, false).check_filesystem();
-    if statfs_type(&std::env::current_dir().unwrap()).unwrap() != TMPFS_MAGIC {
-        assert!(matches!(e, Err(VolumeError::NotTmpfs { .. })), "{e:?}");
+    let here = std::env::current_dir().unwrap();
+    let missing = here.join("no-such-dir-unit").join("secrets");
+    let on_disk = statfs_type(&here).unwrap() != TMPFS_MAGIC;
+    for dir in [&here, &missing] {
+        let e = Volume::new(dir, false).check_filesystem();
+        if on_disk {
+            match (dir == &here, e) {
+                (true, Err(VolumeError::NotTmpfs { .. })) => {}
+                (false, Err(e @ VolumeError::Missing { .. })) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.starts_with(&format!("{} does not exist", missing.display()))
+                            && text.contains(&format!(
+                                "and {}, where it would be created, is not on tmpfs",
+                                here.display()
+                            )),
+                        "{text}"
+                    );
+                }
+                (_, e) => panic!("{}: {e:?}", dir.display()),
+            }
+        }
+        assert!(Volume::new(dir, true).check_filesystem().is_ok());
     }
-    assert!(Volume::new(&dir, true).check_filesystem().is_ok());
 }
 
 #[test]

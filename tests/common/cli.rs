@@ -139,6 +139,8 @@ pub fn scrub_env(cmd: &mut Command) {
 
 pub fn run_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Run {
     scrub_env(&mut cmd);
+    // As in a pod, whatever the test runner ignores or blocks (nohup ignores SIGHUP).
+    super::process::default_signals(&mut cmd);
     cmd.args(args).envs(env.iter().copied());
     let started = Instant::now();
     let out = cmd.output().expect("run secretdrop");

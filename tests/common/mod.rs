@@ -23,6 +23,7 @@ pub mod ha;
 pub mod hostile;
 pub mod kube_api;
 pub mod kubelet;
+pub mod kustomize;
 pub mod moto;
 pub mod pki;
 pub mod postgres;

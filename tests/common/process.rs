@@ -137,15 +137,29 @@ pub fn run_measured(mut cmd: Command) -> Measured {
 
 /// Starts the command with every signal at its default disposition and none blocked, whatever
 /// the test runner inherited (`nohup` ignores SIGHUP, and a shell cannot trap a signal that was
-/// ignored when it started).
+/// ignored when it started; runners have been seen ignoring real-time signal 32 too).
 pub fn default_signals(cmd: &mut Command) {
-    // SAFETY: signal and sigprocmask are async-signal-safe; nothing allocates between fork and exec.
+    // SAFETY: signal, rt_sigaction and sigprocmask are async-signal-safe; nothing allocates
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             for sig in 1..32 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                     libc::signal(sig, libc::SIG_DFL);
                 }
+            }
+            // The real-time signals, by the system call: the C library refuses the two it
+            // reserves (32 and 33). The kernel's sigaction for SIG_DFL: handler 0, no flags,
+            // no restorer, an empty mask of 8 bytes.
+            let dfl = [0u64; 4];
+            for sig in 32..=64 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
             }
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);

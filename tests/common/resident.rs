@@ -70,6 +70,8 @@ impl Resident {
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
+        // Signals reach it as in a pod, whatever the test runner ignores (nohup).
+        super::process::default_signals(&mut cmd);
         let child = cmd.spawn().expect("start secretdrop sidecar");
         Resident {
             child: Some(child),

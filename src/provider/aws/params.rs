@@ -49,13 +49,13 @@ pub fn from_spc(
             continue;
         }
         if !PARAMS.contains(&key.as_str()) {
-            return Err(ConfigError::field(
+            let allowed: Vec<String> = PARAMS.iter().map(|p| p.to_string()).collect();
+            return Err(crate::config::param::unknown_parameter(
                 file,
-                field,
-                format!(
-                    "unknown parameter for provider aws; allowed are {}",
-                    PARAMS.join(", ")
-                ),
+                text,
+                &key,
+                &allowed,
+                " for provider aws",
             ));
         }
         match value {

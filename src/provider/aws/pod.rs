@@ -93,6 +93,12 @@ pub fn identity(
                  {namespace:?}; IRSA takes the role from its {ROLE_ANNOTATION} annotation"
             ))
         }
+        Err(e @ KubeError::Denied { .. }) => {
+            return Err(format!(
+                "provider aws with IRSA: cannot read ServiceAccount {namespace}/{sa}: {e}; {}",
+                crate::provider::cluster::SERVICE_ACCOUNTS_DENIED_HINT
+            ))
+        }
         Err(e) => {
             return Err(format!(
                 "provider aws with IRSA: cannot read ServiceAccount {namespace}/{sa}: {e}"
@@ -224,6 +230,37 @@ pub fn env(id: &Identity, region: Option<&str>) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 403 on the ServiceAccount names the component that grants the read; other failures
+    /// do not blame it.
+    #[test]
+    fn a_denied_service_account_read_names_the_component() {
+        let using = AwsUse {
+            pod_identity: false,
+            ipv6: false,
+        };
+        let pod = serde_json::json!({"spec": {"serviceAccountName": "app"}});
+        let refuse = |e: KubeError| {
+            let lookup = move |_: &str, _: &str, _: std::time::Duration| Err(e.clone());
+            let cluster = Cluster {
+                service_accounts: Some(&lookup),
+                aws_region: None,
+            };
+            identity(&pod, "team", &cluster, using).unwrap_err()
+        };
+        let denied = refuse(KubeError::Denied {
+            status: 403,
+            message: "serviceaccounts \"app\" is forbidden".into(),
+        });
+        assert!(
+            denied.contains("team/app")
+                && denied.contains("HTTP 403")
+                && denied.contains("components/service-accounts"),
+            "{denied}"
+        );
+        let failed = refuse(KubeError::Failed("connection refused".into()));
+        assert!(!failed.contains("components/"), "{failed}");
+    }
 
     #[test]
     fn role_arns_follow_the_grammar() {

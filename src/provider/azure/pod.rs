@@ -83,7 +83,9 @@ pub fn grant(
         None => return Ok(AzureGrant::default()),
         Some(lookup) => match lookup(namespace, sa, LOOKUP_TIME) {
             Ok(found) => found,
-            Err(KubeError::NotFound) => return Ok(AzureGrant::default()),
+            // Not found, or not readable (the base manifests without the ServiceAccounts
+            // component): as without API access.
+            Err(KubeError::NotFound | KubeError::Denied { .. }) => return Ok(AzureGrant::default()),
             Err(e) => {
                 return Err(format!(
                     "provider azure: cannot read ServiceAccount {namespace}/{sa} for its \

@@ -196,6 +196,23 @@ impl FetchError {
 
 /// What the user can do about a refusal.
 fn hint(c: &CallError, op: Op) -> &'static str {
+    // A claim the role binds: Vault's answer (400 from the jwt method, 403 from kubernetes)
+    // names it, and the general hints would send the user to the role or the mount instead.
+    if let (CallError::Refused { message, .. }, Op::Login) = (c, op) {
+        if message.contains("(sub) claim") {
+            return " (the token's subject, system:serviceaccount:NAMESPACE:NAME, is not the \
+                    role's bound_subject: run the pod as the service account the role is bound \
+                    to, or bind the role to the pod's)";
+        }
+        if message.contains("(aud) claim") {
+            return " (none of the token's audiences is one of the role's bound_audiences: \
+                    project the token with one of them (the audience parameter, or the \
+                    webhook's token-audience), or add its audience to the role)";
+        }
+        if message.contains("bound claim") {
+            return " (a claim of the token does not match the role's bound_claims)";
+        }
+    }
     let status = match c {
         CallError::Refused { status, .. } => Some(*status),
         CallError::Tls { .. } => None,

@@ -47,7 +47,7 @@ pub fn from_spc(
     parameters: BTreeMap<String, serde_yaml::Value>,
     env: &VaultEnv,
 ) -> Result<VaultSpec, ConfigError> {
-    let params = Params::new(file, prefix, parameters)?;
+    let params = Params::new(file, text, prefix, parameters)?;
 
     let role = params.get("roleName").ok_or_else(|| {
         ConfigError::field(
@@ -162,6 +162,7 @@ struct Params {
 impl Params {
     fn new(
         file: &Path,
+        text: &str,
         prefix: &'static str,
         raw: BTreeMap<String, serde_yaml::Value>,
     ) -> Result<Self, ConfigError> {
@@ -182,21 +183,21 @@ impl Params {
             }
             let suffix_known = |p: &str| key.strip_prefix(p).is_some_and(|s| PREFIXED.contains(&s));
             if !UNPREFIXED.contains(&key.as_str()) && !suffix_known(prefix) {
-                let hint = if suffix_known(other) {
-                    format!(
-                        "with provider {prefix} this parameter is spelled {prefix}{}",
-                        &key[other.len()..]
-                    )
-                } else {
-                    let mut allowed: Vec<String> =
-                        UNPREFIXED.iter().map(|s| s.to_string()).collect();
-                    allowed.extend(PREFIXED.iter().map(|s| format!("{prefix}{s}")));
-                    format!("allowed are {}", allowed.join(", "))
-                };
-                return Err(ConfigError::field(
-                    file,
-                    field,
-                    format!("unknown parameter; {hint}"),
+                if suffix_known(other) {
+                    return Err(ConfigError::field(
+                        file,
+                        field,
+                        format!(
+                            "unknown parameter; with provider {prefix} this parameter is \
+                             spelled {prefix}{}",
+                            &key[other.len()..]
+                        ),
+                    ));
+                }
+                let mut allowed: Vec<String> = UNPREFIXED.iter().map(|s| s.to_string()).collect();
+                allowed.extend(PREFIXED.iter().map(|s| format!("{prefix}{s}")));
+                return Err(crate::config::param::unknown_parameter(
+                    file, text, &key, &allowed, "",
                 ));
             }
             let text = match value {
