@@ -4,18 +4,35 @@
 # what is tested is what is shipped.
 #
 # Output: target/static/secretdrop (under $CARGO_TARGET_DIR when that is set). Fails if the binary is dynamic or larger than MAX_BYTES.
+# ARCH=aarch64 (or x86_64) builds for that architecture instead, into target/static/ARCH/secretdrop
+# when it is not this machine's: a cross build whose C compiler and linker is Zig's (`zig cc`,
+# from PyPI's ziglang, pinned below), which carries musl for every architecture.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MAX_BYTES=${MAX_BYTES:-$((5 * 1024 * 1024))}
-arch=$(uname -m)
+host=$(uname -m)
+arch=${ARCH:-$host}
+case "$arch" in
+    x86_64|aarch64) ;;
+    *) echo "build-static: ARCH=$arch: allowed are x86_64, aarch64" >&2; exit 2 ;;
+esac
 target="${arch}-unknown-linux-musl"
+ZIGLANG_VERSION=0.17.1
 
 if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     echo "build-static: adding Rust target $target" >&2
     rustup target add "$target" >&2
 fi
-if ! command -v musl-gcc >/dev/null 2>&1; then
+if [ "$arch" != "$host" ]; then
+    python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('ziglang') != '$ZIGLANG_VERSION')" 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "ziglang==$ZIGLANG_VERSION" >&2
+    cc_var="CC_${target//-/_}"
+    export "$cc_var=$PWD/scripts/zig-cc"
+    export "AR_${target//-/_}=$PWD/scripts/zig-ar"
+    export "CARGO_TARGET_$(tr '[:lower:]-' '[:upper:]_' <<<"$target")_LINKER=$PWD/scripts/zig-cc"
+    export ZIG_TARGET="${arch}-linux-musl"
+elif ! command -v musl-gcc >/dev/null 2>&1; then
     # ring's C and assembly parts need a musl C compiler.
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "build-static: installing musl-tools" >&2
@@ -30,8 +47,9 @@ fi
 # CARGO_PKG_*...; ring's build script would see them change and force a full rebuild.
 while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^CARGO_(MANIFEST_|PKG_|CRATE_|BIN_|PRIMARY_|TARGET_TMPDIR)' || true)
 
-cc_var="CC_${target//-/_}"
-export "$cc_var=musl-gcc"
+if [ "$arch" = "$host" ]; then
+    export "CC_${target//-/_}=musl-gcc"
+fi
 # The static build allocates with mimalloc (src/main.rs; musl's own allocator cost 1.7x the
 # CPU of glibc's per webhook request, docs/benchmarks.md). Arenas are committed as they are
 # used, not eagerly: eager commit kept 33-47 MiB resident in the webhook under load, 6 MiB
@@ -46,13 +64,23 @@ export "$cflags_var=-DMI_DEFAULT_ARENA_EAGER_COMMIT=0 -DMI_DEFAULT_ARENA_RESERVE
 # standard library's frames); and relocations packed (RELR), which musl's static-PIE start-up
 # applies, so the binary stays position-independent (ASLR).
 rustflags_var="CARGO_TARGET_$(tr '[:lower:]-' '[:upper:]_' <<<"$target")_RUSTFLAGS"
-export "$rustflags_var=-C force-unwind-tables=no -C link-arg=-Wl,-z,pack-relative-relocs"
+if [ "$arch" = "$host" ]; then
+    export "$rustflags_var=-C force-unwind-tables=no -C link-arg=-Wl,-z,pack-relative-relocs"
+else
+    # Zig's linker brings musl's start files itself: Rust's own would be linked twice.
+    export "$rustflags_var=-C force-unwind-tables=no -C link-self-contained=no"
+fi
 cargo build --release --locked --target "$target" >&2
 
 out=${CARGO_TARGET_DIR:-target}
-mkdir -p "$out/static"
-cp "$out/$target/release/secretdrop" "$out/static/secretdrop"
-bin=$out/static/secretdrop
+if [ "$arch" = "$host" ]; then
+    dest=$out/static
+else
+    dest=$out/static/$arch
+fi
+mkdir -p "$dest"
+cp "$out/$target/release/secretdrop" "$dest/secretdrop"
+bin=$dest/secretdrop
 
 if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
     echo "build-static: $bin is dynamically linked" >&2

@@ -6,12 +6,13 @@
 # Prerequisites from the distribution (Debian package names; installed here with apt-get when
 # run as root, otherwise named and the script stops): a Rust toolchain (rustup), python3 with
 # pip and venv support (python3-pip), openssl, curl, util-linux (unshare, mount), binutils
-# (readelf), gcc, and postgresql (initdb and postgres; PG_BIN_DIR may point at their directory).
+# (readelf), gcc, postgresql (initdb and postgres; PG_BIN_DIR may point at their directory), and
+# qemu-user (qemu-aarch64 runs the aarch64 static build in tests/static_binary.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in cargo python3 openssl curl unshare mount readelf cc; do
+for tool in cargo python3 openssl curl unshare mount readelf cc qemu-aarch64; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 python3 -m pip --version >/dev/null 2>&1 || missing+=(pip)
@@ -23,7 +24,8 @@ pg_found() {
 pg_found || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     declare -A package=([python3]=python3 [pip]=python3-pip [openssl]=openssl [curl]=curl
-        [unshare]=util-linux [mount]=mount [readelf]=binutils [cc]=gcc [postgresql]=postgresql)
+        [unshare]=util-linux [mount]=mount [readelf]=binutils [cc]=gcc [postgresql]=postgresql
+        [qemu-aarch64]=qemu-user)
     packages=()
     for m in "${missing[@]}"; do
         if [ "$m" = cargo ]; then
