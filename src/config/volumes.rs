@@ -95,7 +95,10 @@ pub fn sources_of_annotations(
         let mut spec = spc::parse(&file, value, env)?;
         // A class has no sidecar settings: the pod's annotations (poll interval, notify)
         // apply to its converted volumes as to its own objects.
-        let settings = pod_settings.get_or_insert(super::pod_settings::parse(path, &ours)?);
+        if pod_settings.is_none() {
+            pod_settings = Some(super::pod_settings::parse(path, &ours)?);
+        }
+        let settings = pod_settings.as_ref().expect("parsed above");
         spec.sidecar = super::SidecarSettings {
             poll_interval: settings.poll_interval,
             notify: settings.notify.clone(),
