@@ -24,6 +24,7 @@ pub const KNOWN: &[&str] = &[
     "mode",
     "containers",
     "status",
+    "vault-agent",
 ];
 
 /// True when `text` looks like a downward-API annotations file rather than YAML.

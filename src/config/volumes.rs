@@ -69,6 +69,9 @@ pub fn sources_of_annotations(
     env: &VaultEnv,
 ) -> Result<Vec<Source>, ConfigError> {
     let ours = annotations::ours(path, all)?;
+    if let Some(prefix) = ours.get("vault-agent") {
+        return agent_sources(path, all, &ours, prefix, env);
+    }
     let mut pod_settings = None;
     let mut out = Vec::new();
     if ours.contains_key("role") || ours.contains_key("objects") {
@@ -116,6 +119,66 @@ pub fn sources_of_annotations(
         ));
     }
     Ok(out)
+}
+
+/// The volumes of a pod converted from the Vault Agent Injector (docs/migrate-from-vault-agent.md):
+/// `secretdrop.dev/vault-agent` names the injector prefix its annotations use. The global secrets
+/// directory is `--dir`; each other `secret-volume-path-X` is the volume [`agent_volume`] names.
+fn agent_sources(
+    path: &Path,
+    all: &std::collections::BTreeMap<String, String>,
+    ours: &std::collections::BTreeMap<String, String>,
+    prefix: &str,
+    env: &VaultEnv,
+) -> Result<Vec<Source>, ConfigError> {
+    use crate::provider::vault::agent;
+    let Some(prefix) = agent::PREFIXES.iter().copied().find(|p| *p == prefix) else {
+        return Err(ConfigError::field(
+            path,
+            "secretdrop.dev/vault-agent",
+            format!(
+                "{:?} is not an injector prefix: allowed are {}",
+                prefix.chars().take(64).collect::<String>(),
+                agent::PREFIXES.join(", ")
+            ),
+        ));
+    };
+    if let Some(k) = ours
+        .keys()
+        .find(|k| ["role", "objects", "provider"].contains(&k.as_str()))
+    {
+        return Err(ConfigError::field(
+            path,
+            format!("secretdrop.dev/{k}"),
+            "a pod converted from the Vault Agent Injector takes its secrets from the injector's \
+             annotations only",
+        ));
+    }
+    let settings = super::pod_settings::parse(path, ours)?;
+    let pod = agent::parse(path, all, prefix, env, &|name| {
+        std::env::var(name).unwrap_or_default()
+    })?;
+    Ok(pod
+        .specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| Source {
+            volume: (i > 0).then(|| agent_volume(i - 1)),
+            spec: Spec {
+                source: path.to_path_buf(),
+                sidecar: super::SidecarSettings {
+                    poll_interval: settings.poll_interval.or(pod.render_interval),
+                    notify: settings.notify.clone(),
+                },
+                provider: ProviderSpec::Vault(spec),
+            },
+        })
+        .collect())
+}
+
+/// The volume of a converted pod's `n`th other secrets directory.
+pub fn agent_volume(n: usize) -> String {
+    format!("secretdrop-custom-{n}")
 }
 
 /// Groups the sources into units and gives each volume its directory.

@@ -40,6 +40,10 @@ pub const DIR: &str = "/mnt/secretdrop";
 pub const PODINFO_DIR: &str = "/etc/secretdrop";
 pub const TOKEN_DIR: &str = "/var/run/secrets/secretdrop";
 pub const DEFAULT_MOUNT_PATH: &str = "/mnt/secrets";
+/// Where a converted Vault Agent pod's other secrets directories are mounted in our container.
+pub const AGENT_CUSTOM_DIR: &str = "/mnt/secretdrop-custom";
+/// The volume of a converted Vault Agent pod's `tls-secret`.
+pub const AGENT_TLS_VOLUME: &str = "secretdrop-agent-tls";
 pub(super) const NONROOT: u32 = 65532;
 
 /// Settings of the webhook that shape every injection.
@@ -62,6 +66,9 @@ pub struct Defaults {
     /// `--aws-region`: the region of AWS volumes that name none (the cluster's region; the
     /// CSI provider would ask the node's), set as the injected container's `AWS_REGION`.
     pub aws_region: Option<String>,
+    /// The review came to `/convert-vault-agent`: convert Vault Agent Injector pods
+    /// ([`super::vault_agent`]) and nothing else.
+    pub vault_agent: bool,
 }
 
 impl Default for Defaults {
@@ -76,6 +83,7 @@ impl Default for Defaults {
             classes: Default::default(),
             service_accounts: Default::default(),
             aws_region: None,
+            vault_agent: false,
         }
     }
 }

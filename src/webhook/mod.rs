@@ -11,6 +11,7 @@ pub mod review;
 pub mod server;
 pub mod settings;
 pub mod shape;
+pub mod vault_agent;
 
 /// The entry called `name` of a JSON list (volumes, containers, mounts), for the unit tests.
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::config::pod_settings::{self, shorten, PodSettings};
 use crate::config::VaultEnv;
 
 use super::csi::{self, CsiVolume};
+use super::vault_agent::{self, AgentPlan};
 use crate::provider::pod::{webhook_message, Cluster, Grant, ServiceAccounts, Use};
 
 pub use super::defaults::*;
@@ -111,6 +112,80 @@ pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVo
         },
         Err(message) => Decision::Reject(message),
     }
+}
+
+/// A pod of a namespace labelled `secretdrop.dev/convert-vault-agent` (the webhook's
+/// `/convert-vault-agent`): its Vault Agent Injector annotations served by secretdrop
+/// (docs/migrate-from-vault-agent.md).
+pub fn convert_agent(pod: &Value, namespace: &str, defaults: &Defaults) -> Decision {
+    let all = vault_agent::annotations_of(pod);
+    let prefix = match vault_agent::asks(&all) {
+        Ok(Some(prefix)) => prefix,
+        Ok(None) => return Decision::Skip("not annotated for the Vault Agent Injector"),
+        Err(decision) => return decision,
+    };
+    if all.get(&format!("{PREFIX}status")).map(String::as_str) == Some("injected")
+        || has_container(pod, "/spec/initContainers", CONTAINER)
+        || has_container(pod, "/spec/initContainers", INIT_CONTAINER)
+    {
+        return Decision::Skip("already injected");
+    }
+    if let Err(message) = check_shape(pod) {
+        return Decision::Reject(message);
+    }
+    match agent_plan(pod, namespace, &all, prefix, defaults) {
+        Ok(p) => Decision::Inject {
+            pod: inject(pod, &p, defaults),
+            mode: p.mode,
+        },
+        Err(message) => Decision::Reject(message),
+    }
+}
+
+fn agent_plan(
+    pod: &Value,
+    namespace: &str,
+    all: &BTreeMap<String, String>,
+    prefix: &'static str,
+    defaults: &Defaults,
+) -> Result<Plan, String> {
+    let (parsed, extras) = vault_agent::plan(pod, namespace, all, prefix, defaults)?;
+    let file = Path::new("pod annotations");
+    let ours = annotations::ours(file, all).map_err(|e| strip_file(&e.to_string()))?;
+    if let Some(k) = ["role", "objects", "provider", "env", "env-file", "mount-path", "containers"]
+        .iter()
+        .find(|k| ours.contains_key(**k))
+    {
+        return Err(format!(
+            "{PREFIX}{k}: a pod converted from the Vault Agent Injector takes its secrets, \
+             paths and containers from the injector's annotations ({prefix}*)"
+        ));
+    }
+    let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
+    let mode = match (ours.get("mode"), parsed.init_only) {
+        (Some(m), _) => mode_of(Some(m))?,
+        (None, true) => Mode::Init,
+        (None, false) => Mode::Sidecar,
+    };
+    settings::check(pod, &pod_settings, mode)?;
+    let mut p = Plan {
+        mode,
+        mount_path: parsed.volume_path.clone(),
+        containers: parsed.containers.clone(),
+        address: parsed.address.clone(),
+        env: None,
+        settings: pod_settings,
+        objects: true,
+        csi: Vec::new(),
+        objects_use: None,
+        grants: Vec::new(),
+        admitted: String::new(),
+        agent: Some(extras),
+    };
+    let mut seen = all.clone();
+    seen.insert(format!("{PREFIX}vault-agent"), prefix.to_string());
+    p.admitted = admitted(&seen, &p, defaults)?;
+    Ok(p)
 }
 
 /// The pins of what this pod is admitted to talk to (`--admitted`, see
@@ -277,6 +352,8 @@ struct Plan {
     grants: Vec<Grant>,
     /// `--admitted` of the injected containers (see [`admitted`]).
     admitted: String,
+    /// A pod converted from the Vault Agent Injector ([`convert_agent`]).
+    agent: Option<AgentPlan>,
 }
 
 /// A pod injected only for its CSI volumes: no volume of our own, a native sidecar unless
@@ -310,6 +387,7 @@ fn csi_only_plan(
         objects_use: None,
         grants: Vec::new(),
         admitted: String::new(),
+        agent: None,
     })
 }
 
@@ -385,6 +463,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         objects_use: spec.provider.pod_use(),
         grants: Vec::new(),
         admitted: String::new(),
+        agent: None,
     })
 }
 
@@ -516,7 +595,13 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
     ]}}));
     let mut token = json!({"path": "token", "expirationSeconds": 3600});
-    if let Some(aud) = settings::token_audience(&plan.settings, defaults) {
+    // A converted agent pod logs in with the audience its role took from the pod's own token
+    // (the API server's), unless its annotations name one.
+    let audience = match plan.agent {
+        Some(_) => plan.settings.token_audience.as_deref(),
+        None => settings::token_audience(&plan.settings, defaults),
+    };
+    if let Some(aud) = audience {
         token["audience"] = json!(aud);
     }
     if has_vault(plan) {
@@ -539,6 +624,14 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
         volumes.push(
             json!({"name": BIN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}),
         );
+    }
+    if let Some(a) = &plan.agent {
+        for (name, _) in &a.custom {
+            volumes.push(json!({"name": name, "emptyDir": {"medium": "Memory", "sizeLimit": defaults.size_limit}}));
+        }
+        if let Some(secret) = &a.tls_secret {
+            volumes.push(json!({"name": AGENT_TLS_VOLUME, "secret": {"secretName": secret}}));
+        }
     }
     spec["volumes"] = Value::Array(volumes);
 
@@ -570,8 +663,17 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
             false,
         )),
     }
+    let custom_mounts: Vec<Value> = plan
+        .agent
+        .iter()
+        .flat_map(|a| &a.custom)
+        .map(|(name, path)| json!({"name": name, "mountPath": path, "readOnly": true}))
+        .collect();
     for c in inits.iter_mut().skip(at).filter(|_| plan.objects) {
         add_mount(c, &app_mount);
+        for m in &custom_mounts {
+            add_mount(c, m);
+        }
     }
     let tail = inits.split_off(at);
     inits.extend(ours);
@@ -590,6 +692,9 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
         };
         if selected && plan.objects {
             add_mount(c, &app_mount);
+            for m in &custom_mounts {
+                add_mount(c, m);
+            }
             if let Some(flags) = &plan.env {
                 wrap_command(c, &plan.mount_path, flags);
             }
@@ -605,6 +710,11 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     let annotations = &mut pod["metadata"]["annotations"];
     csi::annotate(annotations, &plan.csi);
     annotations[format!("{PREFIX}status")] = json!("injected");
+    if let Some(a) = &plan.agent {
+        annotations[format!("{PREFIX}vault-agent")] = json!(a.prefix);
+        // The injector, if it still runs after us, leaves the pod alone.
+        annotations[format!("{}agent-inject-status", a.prefix)] = json!("injected");
+    }
     pod
 }
 
@@ -703,6 +813,9 @@ fn sidecar_container(
         }
     });
     settings::dress(&mut c, command, &plan.settings, defaults);
+    if let Some(a) = &plan.agent {
+        dress_agent(&mut c, a);
+    }
     if native {
         c["restartPolicy"] = json!("Always");
         c["startupProbe"] = json!({
@@ -716,6 +829,44 @@ fn sidecar_container(
     }
     dress_grants(&mut c, plan);
     c
+}
+
+/// The injected container of a converted agent pod: the other secrets directories, the TLS
+/// Secret where the injector mounted it, the agent's uid and gid (so files have the owner
+/// they had), and the variables the agent's container had for templates' `env`.
+fn dress_agent(c: &mut Value, a: &AgentPlan) {
+    if let Some(args) = c["args"].as_array_mut() {
+        for (name, _) in &a.custom {
+            args.extend([
+                json!("--volume"),
+                json!(format!("{name}={AGENT_CUSTOM_DIR}/{name}")),
+            ]);
+        }
+        if a.revoke_on_shutdown {
+            args.push(json!("--revoke-on-exit"));
+        }
+    }
+    if let Some(mounts) = c["volumeMounts"].as_array_mut() {
+        for (name, _) in &a.custom {
+            mounts.push(json!({"name": name, "mountPath": format!("{AGENT_CUSTOM_DIR}/{name}")}));
+        }
+        if a.tls_secret.is_some() {
+            mounts.push(
+                json!({"name": AGENT_TLS_VOLUME, "mountPath": vault_agent::TLS_DIR, "readOnly": true}),
+            );
+        }
+    }
+    if let Some(env) = c["env"].as_array_mut() {
+        for (name, field) in [
+            ("NAMESPACE", "metadata.namespace"),
+            ("HOST_IP", "status.hostIP"),
+            ("POD_IP", "status.podIP"),
+        ] {
+            env.push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}}));
+        }
+    }
+    c["securityContext"]["runAsUser"] = json!(a.run_as.0);
+    c["securityContext"]["runAsGroup"] = json!(a.run_as.1);
 }
 
 /// The injected container with its providers' grants: each token mounted where the provider

@@ -204,9 +204,14 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
         .get("namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let decide = |p: &Value| match super::csi::classes(p, namespace, defaults) {
-        Ok(csi) => mutate::mutate_in(p, namespace, defaults, &csi),
-        Err(message) => Decision::Reject(message),
+    let decide = |p: &Value| {
+        if defaults.vault_agent {
+            return mutate::convert_agent(p, namespace, defaults);
+        }
+        match super::csi::classes(p, namespace, defaults) {
+            Ok(csi) => mutate::mutate_in(p, namespace, defaults, &csi),
+            Err(message) => Decision::Reject(message),
+        }
     };
     let (response, outcome) = match pod.map(decide) {
         None => (allowed(uid), Outcome::Skipped("not a pod create")),

@@ -412,19 +412,23 @@ async fn handle(
                 state.metrics.prometheus().into(),
             )
         }
-        ("POST", "/mutate") => mutate(req, state, conn).await,
+        ("POST", "/mutate") => mutate(req, state, conn, false).await,
+        ("POST", "/convert-vault-agent") => mutate(req, state, conn, true).await,
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: POST /mutate, GET /healthz, GET /metrics\n".into(),
+            "not found: POST /mutate, POST /convert-vault-agent, GET /healthz, GET /metrics\n"
+                .into(),
         ),
     }
 }
 
+/// `/mutate`, or with `vault_agent` `/convert-vault-agent` (see [`super::vault_agent`]).
 async fn mutate(
     req: Request<hyper::body::Incoming>,
     state: &Arc<State>,
     conn: &Conn,
+    vault_agent: bool,
 ) -> Response<Answer> {
     let started = Instant::now();
     let deadline = started + REVIEW_DEADLINE;
@@ -479,7 +483,7 @@ async fn mutate(
     // The first decision's uid and names: what a refusal at the deadline needs.
     let mut known: Option<review::Answered> = None;
     let (answered, slots) = loop {
-        let round = decide(state, conn, &review, large, reads.as_ref());
+        let round = decide(state, conn, &review, large, reads.as_ref(), vault_agent);
         let (answered, slots) = match timeout_at(deadline, round).await {
             Ok(Ok(decided)) => decided,
             Ok(Err(refused)) => return refused,
@@ -532,6 +536,7 @@ async fn decide(
     review: &Arc<Review>,
     large: bool,
     reads: Option<&Reads>,
+    vault_agent: bool,
 ) -> Result<(review::Answered, Slots), Response<Answer>> {
     // Large reviews queue for their own slot before taking a common one, so waiting for it
     // never holds a slot small reviews could use.
@@ -550,10 +555,11 @@ async fn decide(
     // The permits travel with the work: a review whose client left still counts until its
     // thread is done with it.
     let work = tokio::task::spawn_blocking(move || {
-        let defaults = match &reads {
+        let mut defaults = match &reads {
             Some(reads) => reads.defaults(&st.defaults),
             None => st.defaults.clone(),
         };
+        defaults.vault_agent = vault_agent;
         let answered =
             review::answer_text(review.text.bytes(), &review.shape, &defaults, MAX_ANSWER);
         drop((defaults, review));

@@ -306,6 +306,9 @@ pub struct Fetcher {
     quiet: bool,
     /// Redirects to another node, per request, across retries and steps.
     streaks: Arc<RedirectStreaks>,
+    /// API paths of templates' `secret "P"` calls, resolved once per process (see
+    /// [`super::kv_shim`]).
+    kv_paths: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Fetcher {
@@ -324,6 +327,7 @@ impl Fetcher {
             token_path: token_path.to_path_buf(),
             quiet: false,
             streaks: Arc::default(),
+            kv_paths: Arc::default(),
         })
     }
 
@@ -572,6 +576,7 @@ impl Fetcher {
             who: Arc::from(self.who()),
             quiet: self.quiet,
             streaks: self.streaks.clone(),
+            kv_paths: self.kv_paths.clone(),
         }
     }
 }
@@ -583,6 +588,7 @@ struct Api {
     who: Arc<str>,
     quiet: bool,
     streaks: Arc<RedirectStreaks>,
+    kv_paths: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Api {
@@ -593,8 +599,36 @@ impl Api {
         deadline: Instant,
     ) -> Result<Response, FetchError> {
         let body = read.body.as_deref();
-        self.request(&read.method, &read.path, token, body, deadline)
+        let path = match read.kv_shim {
+            true => self.kv_path(&read.path, token, deadline).await,
+            false => read.path.clone(),
+        };
+        self.request(&read.method, &path, token, body, deadline)
             .await
+    }
+
+    /// The API path of a template's `secret "P"`: Vault says which mount holds P. As in Vault
+    /// Agent, a refusal or an answer without a KV version 2 mount means P as written; only a
+    /// definite answer is kept, so an outage does not fix the path for the process's life.
+    async fn kv_path(&self, raw: &str, token: &SecretString, deadline: Instant) -> String {
+        if let Some(p) = self.kv_paths.lock().ok().and_then(|m| m.get(raw).cloned()) {
+            return p;
+        }
+        let question = format!("sys/internal/ui/mounts/{}", raw.split('?').next().unwrap_or(raw));
+        let (path, keep) = match self.request("GET", &question, token, None, deadline).await {
+            Ok(answer) => (super::kv_shim::api_path(raw, &answer.0), true),
+            Err(e) => {
+                tracing::debug!(path = raw, error = %e, "cannot tell which mount holds the path; reading it as written");
+                (raw.to_string(), e.status().is_some())
+            }
+        };
+        if keep {
+            if let Ok(mut m) = self.kv_paths.lock() {
+                // Bounded by the distinct paths of the config's templates.
+                m.insert(raw.to_string(), path.clone());
+            }
+        }
+        path
     }
 
     /// One authenticated request, retried until `deadline`, errors named by method and path.

@@ -2,9 +2,12 @@
 //! TLS ([`tls`]), login and deduplicated reads ([`fetch`]), and what the seam asks of a
 //! provider (plan, files, sessions shared between volumes).
 
+pub mod agent;
 pub mod auth;
 pub mod client;
 pub mod fetch;
+pub mod go_render;
+pub mod kv_shim;
 pub mod native;
 pub mod objects;
 pub mod params;
@@ -53,13 +56,21 @@ pub fn merge(mut specs: Vec<VaultSpec>) -> VaultSpec {
     };
     let mut index: HashMap<Read, usize> = HashMap::new();
     for (member, spec) in specs.into_iter().enumerate() {
+        // Every read of the member, not only those objects point at: a Go template reads
+        // several.
+        let moved: Vec<usize> = spec
+            .reads
+            .iter()
+            .map(|read| {
+                let next = merged.reads.len();
+                *index.entry(read.clone()).or_insert_with(|| {
+                    merged.reads.push(read.clone());
+                    next
+                })
+            })
+            .collect();
         for mut object in spec.objects {
-            let read = spec.reads[object.read].clone();
-            let next = merged.reads.len();
-            object.read = *index.entry(read.clone()).or_insert_with(|| {
-                merged.reads.push(read);
-                next
-            });
+            object.read = moved.get(object.read).copied().unwrap_or(0);
             object.name = super::member_prefix(member, &object.name);
             merged.objects.push(object);
         }
@@ -194,6 +205,11 @@ pub fn plan(source: &Path, spec: &VaultSpec) -> String {
                     .map_or("all keys".into(), |k| format!("keys [{}]", k.join(", ")))
             ),
             Output::Template(t) => format!("template ({} lines)", t.lines().count().max(1)),
+            Output::GoTemplate(t) => format!(
+                "Go template from {} ({} lines)",
+                t.what,
+                t.source.lines().count().max(1)
+            ),
         };
         let owner = match (o.owner, o.group) {
             (None, None) => String::new(),

@@ -284,7 +284,12 @@ fn read_of(entry: &ObjectEntry, err: &ErrFn<'_>) -> Result<Read, ConfigError> {
             ))
         }
     };
-    Ok(Read { path, method, body })
+    Ok(Read {
+        path,
+        method,
+        body,
+        kv_shim: false,
+    })
 }
 
 /// The CSI provider's `ensureV1Prefix`: `a/b`, `/a/b` and `v1/a/b` all mean `/v1/a/b`.

@@ -154,11 +154,13 @@ mod secret_text {
 /// Fingerprint of a read's request.
 pub fn read_key(read: &Read) -> String {
     let body = read.body.as_deref().unwrap_or("");
-    sha256(&[
-        read.method.as_bytes(),
-        read.path.as_bytes(),
-        body.as_bytes(),
-    ])
+    // A template's `secret "P"` and a class's read of P are different requests once P is
+    // resolved for KV version 2.
+    let method = match read.kv_shim {
+        true => "GET kv",
+        false => read.method.as_str(),
+    };
+    sha256(&[method.as_bytes(), read.path.as_bytes(), body.as_bytes()])
 }
 
 /// Fingerprint of an answer's values (`data`), not of its request id or lease: the same

@@ -16,19 +16,37 @@ use crate::render::{
 };
 use crate::secret::SecretBytes;
 
-use super::spec::{Encoding, Format, ObjectSpec, Output, VaultSpec};
+use super::go_render;
+use super::spec::{Encoding, Format, ObjectSpec, Output, Read, VaultSpec};
 
 /// Every object of `spec` from `responses`, one answer per read of the spec, in its order.
 pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderError> {
+    match render_or_needs(spec, responses)? {
+        Ok(payload) => Ok(payload),
+        Err(needs) => Err(RenderError {
+            object: String::new(),
+            path: needs.first().map(|r| r.path.clone()).unwrap_or_default(),
+            message: "a template reads a secret that was not fetched".into(),
+        }),
+    }
+}
+
+/// [`render`], or the reads that Go templates still need before they can render (see
+/// [`super::go_render`]).
+pub fn render_or_needs(
+    spec: &VaultSpec,
+    responses: &[&Value],
+) -> Result<Result<Payload, Vec<Read>>, RenderError> {
     render_bounded(spec, responses, PayloadBuilder::default())
 }
 
-/// [`render`] into `out`, whose budget bounds the payload.
+/// [`render_or_needs`] into `out`, whose budget bounds the payload.
 fn render_bounded(
     spec: &VaultSpec,
     responses: &[&Value],
     mut out: PayloadBuilder,
-) -> Result<Payload, RenderError> {
+) -> Result<Result<Payload, Vec<Read>>, RenderError> {
+    let mut needs: Vec<Read> = Vec::new();
     for object in &spec.objects {
         let read = &spec.reads[object.read];
         let response = responses.get(object.read).copied().unwrap_or(&Value::Null);
@@ -37,7 +55,18 @@ fn render_bounded(
             path: read.path.clone(),
             message,
         };
-        let data = render_object(object, response, &out).map_err(err)?;
+        let data = match &object.output {
+            Output::GoTemplate(t) => {
+                match go_render::draw(t, &spec.reads, responses, out.remaining()).map_err(err)? {
+                    go_render::Drawn::Bytes(b) => b,
+                    go_render::Drawn::Needs(reads) => {
+                        needs.extend(reads.into_iter().filter(|r| !spec.reads.contains(r)));
+                        continue;
+                    }
+                }
+            }
+            _ => render_object(object, response, &out).map_err(err)?,
+        };
         out.insert(
             object.name.clone(),
             FileContent {
@@ -49,7 +78,11 @@ fn render_bounded(
         )
         .map_err(err)?;
     }
-    Ok(out.finish())
+    if !needs.is_empty() {
+        needs.dedup();
+        return Ok(Err(needs));
+    }
+    Ok(Ok(out.finish()))
 }
 
 /// One object's bytes; a template stops at what is left of `out`'s budget (the caller checks
@@ -82,6 +115,7 @@ fn render_object(
             format_keys(*format, &selected)
         }
         Output::Template(source) => template(source, response, out),
+        Output::GoTemplate(_) => Err("internal: a Go template is rendered over every read".into()),
     }
 }
 
@@ -577,6 +611,7 @@ mod tests {
                 path: "secret/data/big".into(),
                 method: "GET".into(),
                 body: None,
+                kv_shim: false,
             }],
             objects: (0..40)
                 .map(|i| ObjectSpec {

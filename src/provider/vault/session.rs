@@ -47,6 +47,11 @@ const REVOKE_BUDGET: Duration = Duration::from_millis(700);
 /// A replaced lease whose revocation failed for a transient reason is tried again this much
 /// later.
 const REVOKE_RETRY: Duration = Duration::from_secs(60);
+/// Rounds of Go templates naming secrets from other secrets' answers (a chain this long is a
+/// loop in all but name).
+const MAX_DISCOVERY_ROUNDS: usize = 8;
+/// Most reads one session holds, templates' discoveries included.
+const MAX_READS: usize = 1024;
 
 pub struct Session {
     spec: VaultSpec,
@@ -648,7 +653,67 @@ impl Session {
         for (i, response) in snapshot.responses.into_iter().enumerate() {
             self.apply_fetch(i, Ok(response), &Metrics::default());
         }
-        Ok(())
+        // Go templates whose secret paths come from another secret's answer: fetch what they
+        // name, round by round, as Vault Agent does.
+        for _ in 0..MAX_DISCOVERY_ROUNDS {
+            let first_new = self.slots.len();
+            if !self.discover().map_err(Error::from)? {
+                return Ok(());
+            }
+            let reads: Vec<Read> = self.slots[first_new..]
+                .iter()
+                .map(|s| s.read.clone())
+                .collect();
+            let snapshot = self.fetcher.read_all(&reads, &token, deadline).await?;
+            for (i, response) in snapshot.responses.into_iter().enumerate() {
+                self.apply_fetch(first_new + i, Ok(response), &Metrics::default());
+            }
+        }
+        Err(Error::Runtime(format!(
+            "the templates still name new secrets after {MAX_DISCOVERY_ROUNDS} rounds of \
+             secrets read from other secrets' answers"
+        )))
+    }
+
+    /// Adds the reads that Go templates name and the session does not hold yet (each due
+    /// now); true when there were some.
+    fn discover(&mut self) -> Result<bool, crate::render::RenderError> {
+        let Some(responses) = self.held() else {
+            return Ok(false);
+        };
+        let needs = match render::render_or_needs(&self.spec, &responses)? {
+            Ok(_) => return Ok(false),
+            Err(needs) => needs,
+        };
+        self.add_reads(needs);
+        Ok(true)
+    }
+
+    fn add_reads(&mut self, needs: Vec<Read>) {
+        for read in needs {
+            if self.spec.reads.contains(&read) || self.spec.reads.len() >= MAX_READS {
+                continue;
+            }
+            tracing::debug!(path = %read.path, "a template names another secret");
+            self.spec.reads.push(read.clone());
+            self.slots.push(Slot {
+                read,
+                fetched: None,
+                step: Step::now(StepKind::Refetch),
+            });
+        }
+    }
+
+    /// Every read's answer, when the session holds them all.
+    fn held(&self) -> Option<Vec<&serde_json::Value>> {
+        self.slots
+            .iter()
+            .map(|s| {
+                s.fetched
+                    .as_ref()
+                    .and_then(|f| f.response.as_ref().map(|r| &r.0))
+            })
+            .collect()
     }
 
     /// Every file from the latest answers; see [`Render`].
@@ -673,19 +738,18 @@ impl Session {
             }
             return Ok(Render::NotYet);
         }
-        let responses: Option<Vec<&serde_json::Value>> = self
-            .slots
-            .iter()
-            .map(|s| {
-                s.fetched
-                    .as_ref()
-                    .and_then(|f| f.response.as_ref().map(|r| &r.0))
-            })
-            .collect();
-        let Some(responses) = responses else {
+        let Some(responses) = self.held() else {
             return Ok(Render::NotYet);
         };
-        Ok(Render::Payload(render::render(&self.spec, &responses)?))
+        match render::render_or_needs(&self.spec, &responses)? {
+            Ok(payload) => Ok(Render::Payload(payload)),
+            Err(needs) => {
+                // A template now names a secret it did not before (another secret's answer
+                // changed): fetch it, then render.
+                self.add_reads(needs);
+                Ok(Render::NotYet)
+            }
+        }
     }
 
     /// The files on disk are the render of the answers held; the grace of the leases they

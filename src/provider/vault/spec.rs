@@ -88,6 +88,10 @@ pub struct Read {
     pub method: String,
     /// JSON request body (`secretArgs`), canonical text so equal bodies compare equal.
     pub body: Option<String>,
+    /// A Go template's `secret "P"` (docs/migrate-from-vault-agent.md): `path` is as the
+    /// template wrote it, and the API path is found by asking Vault which mount holds it (a
+    /// KV version 2 mount inserts `data/`), as Vault Agent does.
+    pub kv_shim: bool,
 }
 
 /// One file of the output.
@@ -117,6 +121,28 @@ pub enum Output {
     },
     /// A minijinja template over `data` (the secret's keys) and `response`.
     Template(String),
+    /// A Go template as Vault Agent renders it, over any number of reads.
+    GoTemplate(GoTemplate),
+}
+
+/// A Go template of a converted Vault Agent pod (docs/migrate-from-vault-agent.md).
+#[derive(Debug, Clone)]
+pub struct GoTemplate {
+    pub source: String,
+    pub left: String,
+    pub right: String,
+    /// `error-on-missing-key`: a missing map key fails the render instead of `<no value>`.
+    pub missing_key_error: bool,
+    pub parsed: std::sync::Arc<crate::gotemplate::Template>,
+    /// The annotation that holds it, for messages.
+    pub what: String,
+}
+
+impl PartialEq for GoTemplate {
+    fn eq(&self, other: &GoTemplate) -> bool {
+        (&self.source, &self.left, &self.right, self.missing_key_error)
+            == (&other.source, &other.left, &other.right, other.missing_key_error)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
