@@ -21,7 +21,12 @@ use super::{spawn_tied_to_process, SaClaims, TokenReviewer};
 pub struct Kubelet {
     root: PathBuf,
     pod: Value,
+    namespace: String,
 }
+
+/// What `status.podIP` and `status.hostIP` resolve to in a container's env.
+pub const POD_IP: &str = "10.244.1.7";
+pub const HOST_IP: &str = "192.168.1.20";
 
 /// ConfigMaps as the cluster holds them: name → key → text.
 pub type ConfigMaps<'a> = BTreeMap<&'a str, BTreeMap<&'a str, &'a str>>;
@@ -49,6 +54,7 @@ impl Kubelet {
         let k = Kubelet {
             root: root.join("kubelet"),
             pod: pod.clone(),
+            namespace: namespace.to_string(),
         };
         let sa = pod["spec"]["serviceAccountName"]
             .as_str()
@@ -179,10 +185,16 @@ impl Kubelet {
             .into_iter()
             .flatten()
             .map(|e| {
-                let (k, v) = (
-                    e["name"].as_str().unwrap(),
-                    e["value"].as_str().unwrap_or(""),
-                );
+                let k = e["name"].as_str().unwrap();
+                // The downward API's fields a test can know.
+                let field = e.pointer("/valueFrom/fieldRef/fieldPath").and_then(Value::as_str);
+                let v = match field {
+                    Some("metadata.namespace") => self.namespace.as_str(),
+                    Some("status.podIP") => POD_IP,
+                    Some("status.hostIP") => HOST_IP,
+                    Some(other) => panic!("fieldRef {other} is not laid out by the stand-in"),
+                    None => e["value"].as_str().unwrap_or(""),
+                };
                 (k.to_string(), self.map_arg(container, v))
             })
             .collect()

@@ -13,6 +13,7 @@
 //!   dirs of dead processes are swept by the next run (statics are never dropped).
 #![allow(dead_code)]
 
+pub mod agent_oracle;
 pub mod azure;
 pub mod blog;
 pub mod cli;

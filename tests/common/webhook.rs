@@ -139,8 +139,13 @@ impl Webhook {
     /// Sends `pod` in an AdmissionReview for a CREATE; asserts 200 and the echoed uid, and
     /// returns the response part.
     pub fn review(&self, ca: &Path, pod: &Value) -> Value {
+        self.review_at(ca, "/mutate", pod)
+    }
+
+    /// [`Webhook::review`] posted to `path` (e.g. `/convert-vault-agent`).
+    pub fn review_at(&self, ca: &Path, path: &str, pod: &Value) -> Value {
         let review = review_of(pod);
-        let (status, body) = self.call(ca, "POST", "/mutate", Some(&review.to_string()));
+        let (status, body) = self.call(ca, "POST", path, Some(&review.to_string()));
         assert_eq!(status, 200, "{body}\n{}", read(&self.log));
         let answer: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
