@@ -15,6 +15,7 @@ pub mod exec;
 pub mod fingerprint;
 #[doc(hidden)]
 pub mod fuzz_entry;
+pub mod gotemplate;
 pub mod logging;
 pub mod net;
 pub mod observe;
