@@ -423,3 +423,89 @@ fn engine_matches_bao_agent_byte_for_byte() {
         failures.join("\n")
     );
 }
+
+/// Templates that make the agent exit non-zero must fail in the engine too (never render
+/// something the agent would not have written).
+#[test]
+fn fails_where_bao_agent_fails() {
+    let bao = Bao::shared();
+    let f = fixture(bao);
+    let (kv1, kv2) = (&f.kv1, &f.kv2);
+    let w1 = |body: &str| format!("{{{{ with secret \"{kv1}/app\" }}}}{body}{{{{ end }}}}");
+    let mut cases = vec![
+        case("emk-absent", &w1("{{ .Data.absent }}")),
+        case(
+            "emk-v2-absent",
+            &format!("{{{{ with secret \"{kv2}/app\" }}}}{{{{ .Data.data.absent }}}}{{{{ end }}}}"),
+        ),
+        case("null-field", &w1("{{ .Data.none.x }}")),
+        case("absent-field", &w1("{{ .Data.absent.x }}")),
+        case("join-iface", &w1("{{ .Data.strs | join \",\" }}")),
+        case("contains-nil", &w1("{{ .Data.list | containsNone \"q\" }}")),
+        case("base64-bad", &w1("{{ .Data.username | base64Decode }}")),
+        case("trim-number", &w1("{{ .Data.int | trimSpace }}")),
+        case("add-number", &w1("{{ add 1 .Data.int }}")),
+        case("index-range", &w1("{{ index .Data.strs 9 }}")),
+        case("divide-zero", "{{ divide 0 1 }}"),
+        case("eq-types", &w1("{{ eq .Data.int 5432 }}")),
+        case("unknown-func", "{{ nosuchfunc 1 }}"),
+        case("consul-key", "{{ key \"a/b\" }}"),
+        case("unclosed", "{{ if true }}x"),
+        case("bad-var", "{{ $x }}"),
+        case("range-string", &w1("{{ range .Data.username }}x{{ end }}")),
+        case("struct-field", &w1("{{ .Nope }}")),
+        case("not-kv", &w1("{{ secret \"x\" \"novalue\" }}")),
+        case("parse-json-bad", "{{ parseJSON \"{\" }}"),
+        case("parse-int-bad", "{{ parseInt \"12a\" }}"),
+        case("indent-neg", "{{ indent -1 \"x\" }}"),
+        case("len-nil", &w1("{{ len .Data.none }}")),
+    ];
+    cases[0].emk = true;
+    cases[1].emk = true;
+    let dir = scratch("gotemplates-fail");
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                let d = dir.join(&c.name);
+                s.spawn(move || {
+                    let (ok, files, log) = agent(bao, &d, std::slice::from_ref(c), &[]);
+                    (ok, files.into_iter().next().flatten(), log)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("agent thread"))
+            .collect()
+    });
+    let mut host = TestHost::new(bao.port());
+    let mut failures = Vec::new();
+    for (c, (ok, file, log)) in cases.iter().zip(results) {
+        if ok {
+            failures.push(format!(
+                "{}: the agent succeeded ({:?}); the case is wrong",
+                c.name,
+                file.map(|f| String::from_utf8_lossy(&f).into_owned())
+            ));
+            continue;
+        }
+        assert!(log.contains("error"), "{}: {log}", c.name);
+        match render(&mut host, &c.text, c.delims, c.emk) {
+            Ok(out) => failures.push(format!(
+                "{}: the agent failed, ours rendered {:?}",
+                c.name,
+                String::from_utf8_lossy(&out)
+            )),
+            Err(e) => {
+                // Errors name the line and never quote a secret value.
+                assert!(e.contains("line 1"), "{}: {e}", c.name);
+                for secret in ["p4ss", "admin", "5432", "novalue"] {
+                    assert!(!e.contains(secret), "{}: {e}", c.name);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -236,12 +236,7 @@ impl State<'_, '_, '_> {
             }
             Value::Invalid => None,
             other => {
-                let mut shown = Vec::new();
-                let _ = print::print_top(other, &mut shown);
-                return Err(self.err(format!(
-                    "range can't iterate over {}",
-                    String::from_utf8_lossy(&shown)
-                )));
+                return Err(self.err(format!("range can't iterate over a {}", other.type_name())));
             }
         };
         let mut one = |s: &mut Self, index: Value, elem: Value| -> R<Flow> {

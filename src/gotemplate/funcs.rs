@@ -310,7 +310,7 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             }
             go_int(&s)
                 .map(Value::Int)
-                .ok_or_else(|| format!("parseInt: parsing {s:?}: invalid syntax or out of range"))
+                .ok_or_else(|| "parseInt: invalid syntax or out of range".to_string())
         }),
         "parseUint" => def!(&[Str], None, |_, a| {
             let s = text(&a[0]);
@@ -321,7 +321,7 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             ok.then(|| s.parse::<u64>().ok())
                 .flatten()
                 .map(Value::Uint)
-                .ok_or_else(|| format!("parseUint: parsing {s:?}: invalid syntax or out of range"))
+                .ok_or_else(|| "parseUint: invalid syntax or out of range".to_string())
         }),
         "parseFloat" => def!(&[Str], None, |_, a| {
             let s = text(&a[0]);
@@ -330,7 +330,7 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             }
             go_float(&s)
                 .map(Value::Float)
-                .ok_or_else(|| format!("parseFloat: parsing {s:?}: invalid syntax"))
+                .ok_or_else(|| "parseFloat: invalid syntax or out of range".to_string())
         }),
         "parseJSON" => def!(&[Str], None, |_, a| {
             let s = bytes(&a[0]);
@@ -416,7 +416,7 @@ fn request(c: &mut Ctx<'_>, kind: Kind, a: Vec<Value>) -> Result<Value, String> 
             continue;
         }
         if !s.contains('=') {
-            return Err(format!("not k=v pair {s:?}"));
+            return Err("an argument is not a k=v pair".into());
         }
         args.push(s);
     }
@@ -578,7 +578,7 @@ fn loop_seq(a: &[Value]) -> Result<Value, String> {
                 if s.is_empty() {
                     return Ok(0);
                 }
-                go_int(&s).ok_or_else(|| format!("parseInt: parsing {s:?}: invalid syntax"))
+                go_int(&s).ok_or_else(|| "loop: parseInt: invalid syntax".to_string())
             }
             other => Err(format!("loop: bad argument type: {}", other.type_name())),
         }
@@ -611,18 +611,11 @@ fn arith(name: &str, a: &Value, b: &Value) -> Result<Value, String> {
         Value::Float(f) => Some(N::F(*f)),
         _ => None,
     };
-    let unknown = |v: &Value| {
-        let mut shown = Vec::new();
-        let _ = super::print::sprintf(b"%q", std::slice::from_ref(v), &mut shown);
-        format!(
-            "{name}: unknown type for {} ({})",
-            String::from_utf8_lossy(&shown),
-            v.type_name()
-        )
-    };
+    // Go quotes the operand here; its value may be a secret, so only its type is named.
+    let unknown = |v: &Value| format!("{name}: unknown type {}", v.type_name());
     let x = num(a).ok_or_else(|| unknown(a))?;
     let y = num(b).ok_or_else(|| unknown(b))?;
-    let zero = || format!("error calling {name}: runtime error: integer divide by zero");
+    let zero = || "runtime error: integer divide by zero".to_string();
     let f = |n: N| match n {
         N::I(i) => i as f64,
         N::U(u) => u as f64,

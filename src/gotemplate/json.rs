@@ -173,9 +173,7 @@ impl Parser<'_> {
             Numbers::Literal => Ok(Value::Number(Rc::from(text))),
             Numbers::Float => match text.parse::<f64>() {
                 Ok(f) if f.is_finite() => Ok(Value::Float(f)),
-                _ => Err(format!(
-                    "cannot unmarshal number {text} into Go value of type float64"
-                )),
+                _ => Err("cannot unmarshal a number into Go value of type float64".into()),
             },
         }
     }
@@ -318,7 +316,7 @@ impl Encoder<'_> {
                 {
                     self.out.extend_from_slice(n.as_bytes());
                 } else {
-                    return Err(format!("json: invalid number literal {n:?}"));
+                    return Err("json: invalid number literal".into());
                 }
             }
             Value::List(_, ListKind::NilStrings) => self.out.extend_from_slice(b"null"),
