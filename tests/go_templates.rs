@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bao_bin, http, unique, Bao};
+use common::{bao_bin, http, unique, Bao, Server};
 use secretdrop::gotemplate::{self, Host, Options, Outcome, Request, Template};
 
 /// Answers with HTTP from the test server, as the lead's host will: KV v2 paths rewritten
@@ -508,4 +508,98 @@ fn fails_where_bao_agent_fails() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// PEM bodies differ between two issuances; their layout (labels, line breaks, newlines around
+/// blocks) must not. Each block's base64 lines become one `<base64>` line.
+fn pem_shape(b: &[u8]) -> String {
+    let text = String::from_utf8_lossy(b);
+    let mut out = String::new();
+    let mut inside = false;
+    for piece in text.split_inclusive('\n') {
+        let line = piece.trim_end_matches('\n');
+        if line.starts_with("-----BEGIN ") || line.contains("-----BEGIN ") {
+            inside = true;
+            out.push_str(piece);
+            out.push_str("<base64>\n");
+        } else if line.starts_with("-----END ") {
+            inside = false;
+            out.push_str(piece);
+        } else if !inside {
+            // serial numbers and expirations differ too
+            let l: String = line
+                .chars()
+                .map(|c| if c.is_ascii_hexdigit() { 'h' } else { c })
+                .collect();
+            out.push_str(&l);
+            if piece.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pki_cert_and_secret_on_pki_issue_have_the_agents_layout() {
+    let bao = Bao::shared();
+    let pki = unique("gt-pki");
+    bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
+    bao.cli(&["secrets", "tune", "-max-lease-ttl=8760h", &pki]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/root/generate/internal"),
+        "common_name=example.com",
+        "ttl=8760h",
+    ]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/roles/web"),
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "max_ttl=72h",
+    ]);
+    let issue = format!("\"{pki}/issue/web\" \"common_name=app.example.com\" \"ttl=1h\"");
+    let cases = vec![
+        case("pki-all", &format!("{{{{ with pkiCert {issue} }}}}{{{{ .Cert }}}}{{{{ .Key }}}}{{{{ .CA }}}}{{{{ end }}}}")),
+        case("pki-data", &format!("{{{{- with pkiCert {issue} -}}}}\n{{{{ .Data.Cert }}}}\n{{{{ .Data.Key }}}}{{{{ end }}}}")),
+        case("pki-ca", &format!("{{{{ with pkiCert {issue} }}}}{{{{ .CA }}}}{{{{ end }}}}")),
+        case("secret-issue", &format!("{{{{ with secret {issue} }}}}{{{{ .Data.certificate }}}}\n{{{{ .Data.private_key }}}}\n{{{{ .Data.issuing_ca }}}}\n{{{{ range .Data.ca_chain }}}}{{{{ . }}}}\n{{{{ end }}}}{{{{ .Data.private_key_type }}}} {{{{ .LeaseDuration }}}} {{{{ .Renewable }}}}{{{{ end }}}}")),
+        case("secret-issue-ca", &format!("{{{{ with secret {issue} }}}}{{{{ .Data.issuing_ca }}}}{{{{ end }}}}")),
+    ];
+    let dir = scratch("gotemplates-pki");
+    let (ok, files, log) = agent(bao, &dir, &cases, &[]);
+    assert!(ok, "bao agent failed:\n{log}");
+    let mut host = TestHost::new(bao.port());
+    let mut outs = HashMap::new();
+    for (c, want) in cases.iter().zip(files) {
+        let want = want.unwrap_or_else(|| panic!("{}: nothing written", c.name));
+        let got = render(&mut host, &c.text, c.delims, c.emk)
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        assert!(
+            want.starts_with(b"-----BEGIN CERTIFICATE-----\n"),
+            "{}: {:?}",
+            c.name,
+            String::from_utf8_lossy(&want)
+        );
+        assert_eq!(pem_shape(&got), pem_shape(&want), "{}", c.name);
+        outs.insert(c.name.clone(), (got, want));
+    }
+    // The issuing CA is the mount's own: byte-identical, trailing newline from pkiCert's PEM
+    // encoding, none in the raw field.
+    let (got_ca, want_ca) = &outs["pki-ca"];
+    assert_eq!(got_ca, want_ca);
+    assert!(got_ca.ends_with(b"-----END CERTIFICATE-----\n"));
+    let (raw_ca, _) = &outs["secret-issue-ca"];
+    assert_eq!(&got_ca[..got_ca.len() - 1], &raw_ca[..]);
+    // Requests with the same path and arguments are one issuance: the certificate and key
+    // of pki-all and pki-data come from one answer.
+    let (all, _) = &outs["pki-all"];
+    let (data, _) = &outs["pki-data"];
+    let data = String::from_utf8_lossy(data).replacen("-----\n\n", "-----\n", 1);
+    assert!(
+        all.starts_with(data.as_bytes()),
+        "one issuance for equal pkiCert calls"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
