@@ -368,18 +368,21 @@ fn secret_answer() -> &'static Response {
     ANSWER.get_or_init(|| {
         let b64 = base64::engine::general_purpose::STANDARD.encode(MARKER);
         let hex: String = MARKER.bytes().map(|b| format!("{b:02x}")).collect();
-        Response(serde_json::json!({
-            "request_id": "r", "lease_id": "", "lease_duration": 0, "renewable": false,
-            "data": {
+        Response(
+            serde_json::json!({
+                "request_id": "r", "lease_id": "", "lease_duration": 0, "renewable": false,
                 "data": {
-                    "username": MARKER, "password": MARKER, "port": MARKER, "cert": b64,
-                    "key": hex, "nested": {"token": MARKER, "list": [MARKER, 1]},
-                    "certificate": MARKER, "private_key": MARKER,
+                    "data": {
+                        "username": MARKER, "password": MARKER, "port": MARKER, "cert": b64,
+                        "key": hex, "nested": {"token": MARKER, "list": [MARKER, 1]},
+                        "certificate": MARKER, "private_key": MARKER,
+                    },
+                    "metadata": {"version": 3, "custom_metadata": {"owner": MARKER}},
                 },
-                "metadata": {"version": 3, "custom_metadata": {"owner": MARKER}},
-            },
-            "warnings": null,
-        }))
+                "warnings": null,
+            }),
+            None,
+        )
     })
 }
 
@@ -646,7 +649,7 @@ pub fn vault_response(data: &[u8]) {
         }
     };
     let secret_check = marker_only_in_values(&value);
-    let response = Response(value);
+    let response = Response(value, None);
     assert_debug_redacted("Response", &response);
 
     for spec in response_specs() {

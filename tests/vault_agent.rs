@@ -74,7 +74,10 @@ fn setup() -> Setup {
         assert!((200..300).contains(&status), "{path}: {status} {body}");
     };
     put(&format!("{kv1}/app"), &typed);
-    put(&format!("secret/data/{kv2}/config"), &json!({ "data": typed }));
+    put(
+        &format!("secret/data/{kv2}/config"),
+        &json!({ "data": typed }),
+    );
     put(
         &format!("secret/data/{kv2}/default"),
         &json!({"data": {"db": "ns-db-password"}}),
@@ -116,7 +119,10 @@ fn pod(s: &Setup, secrets: &[Secret], more: &[(&str, &str)]) -> Value {
     a.insert(format!("{P}auth-path"), format!("auth/{}", s.mount));
     for sec in secrets {
         if !sec.path.is_empty() {
-            a.insert(format!("{P}agent-inject-secret-{}", sec.name), sec.path.to_string());
+            a.insert(
+                format!("{P}agent-inject-secret-{}", sec.name),
+                sec.path.to_string(),
+            );
         }
         if let Some(t) = &sec.template {
             a.insert(format!("{P}agent-inject-template-{}", sec.name), t.clone());
@@ -216,7 +222,11 @@ fn same_as_agent(kubelet: &Kubelet, dir: &str, agent: &agent_oracle::Rendered, s
         );
         assert_eq!(got, want, "{}", st.file);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode, want_mode, "{}: mode {mode:o}, bao agent {want_mode:o}", st.file);
+        assert_eq!(
+            mode, want_mode,
+            "{}: mode {mode:o}, bao agent {want_mode:o}",
+            st.file
+        );
     }
 }
 
@@ -237,7 +247,9 @@ fn default_map_and_json_templates_match_bao_agent_on_kv_v1_and_v2() {
         secret("kv2-map", &kv2, None),
         secret("kv2-short", &kv2_short, None),
     ];
-    secrets[0].extra.push(("agent-inject-perms-kv1-map".into(), "0400".into()));
+    secrets[0]
+        .extra
+        .push(("agent-inject-perms-kv1-map".into(), "0400".into()));
     let p = pod(&s, &secrets, &[]);
     let injected = patched(&p, &admit(&sc, &p));
     validates("converted", &injected);
@@ -255,7 +267,10 @@ fn default_map_and_json_templates_match_bao_agent_on_kv_v1_and_v2() {
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas);
 
     // The json default template, on a second pod.
-    let secrets = vec![secret("kv1-json", &kv1, None), secret("kv2-json", &kv2, None)];
+    let secrets = vec![
+        secret("kv1-json", &kv1, None),
+        secret("kv2-json", &kv2, None),
+    ];
     let p = pod(&s, &secrets, &[("agent-inject-default-template", "json")]);
     let sc2 = scene();
     let injected = patched(&p, &admit(&sc2, &p));
@@ -279,7 +294,13 @@ fn real_world_templates_match_bao_agent() {
     let sc = scene();
     let kv2 = format!("secret/data/{}/config", s.kv2);
     let kv1 = format!("{}/app", s.kv1);
-    let t = |body: &str| Some(body.replace("KV2", &kv2).replace("KV1", &kv1).replace("APP", &s.kv2));
+    let t = |body: &str| {
+        Some(
+            body.replace("KV2", &kv2)
+                .replace("KV1", &kv1)
+                .replace("APP", &s.kv2),
+        )
+    };
     let secrets = vec![
         secret("pg", "", t("{{- with secret \"KV2\" -}}\npostgresql://{{ .Data.data.username }}:{{ .Data.data.password | urlquery }}@db:5432/app?sslmode=require\n{{- end }}\n")),
         secret("dotenv", "", t("{{ with secret \"KV2\" }}{{ range $k, $v := .Data.data }}export {{ $k }}=\"{{ $v }}\"\n{{ end }}{{ end }}")),
@@ -288,7 +309,7 @@ fn real_world_templates_match_bao_agent() {
         secret("nested", "", t("{{ with secret \"KV2\" }}{{ if .Data.data.enabled }}on{{ else }}off{{ end }} {{ with .Data.metadata }}v{{ .version }}{{ end }}{{ end }}\n")),
         secret("printf", "", t("{{ with secret \"KV1\" }}{{ printf \"%-10s|%5d|%q|%v\" .Data.username 42 .Data.unicode .Data.enabled }}{{ end }}")),
         secret("dashed", "", t("{{ with secret \"KV1\" }}{{ index .Data \"api-key\" }}{{ end }}")),
-        secret("hosts", "", t("{{ with secret \"KV1\" }}{{ range $i, $h := .Data.hosts | split \",\" }}{{ $i }}={{ $h | trimSpace }};{{ end }} {{ .Data.allowed | join \"/\" }}{{ end }}")),
+        secret("hosts", "", t("{{ with secret \"KV1\" }}{{ range $i, $h := .Data.hosts | split \",\" }}{{ $i }}={{ $h | trimSpace }};{{ end }} {{ .Data.hosts | split \",\" | join \"/\" }}{{ end }}")),
         secret("decoded", "", t("{{ with secret \"KV1\" }}{{ .Data.cert_b64 | base64Decode }}{{ end }}")),
         secret("by-namespace", "", t("{{ with secret (printf \"secret/data/APP/%s\" (env \"NAMESPACE\")) }}{{ .Data.data.db }}{{ end }}")),
         secret("contains", "", t("{{ with secret \"KV1\" }}{{ if .Data.hosts | contains \"b.example\" }}yes{{ end }}{{ .Data.username | toUpper }}{{ end }}")),
@@ -316,14 +337,20 @@ fn files_paths_perms_and_a_job_that_finishes() {
     let sc = scene();
     let kv1 = format!("{}/app", s.kv1);
     let mut a = secret("Creds", &kv1, None);
-    a.extra.push(("agent-inject-file-Creds".into(), "conf/app/creds.txt".into()));
-    a.extra.push(("agent-inject-perms-Creds".into(), "0440".into()));
+    a.extra.push((
+        "agent-inject-file-Creds".into(),
+        "conf/app/creds.txt".into(),
+    ));
+    a.extra
+        .push(("agent-inject-perms-Creds".into(), "0440".into()));
     a.file = "conf/app/creds.txt".into();
     let mut b = secret("KeepCase", &kv1, None);
-    b.extra.push(("preserve-secret-case-KeepCase".into(), "true".into()));
+    b.extra
+        .push(("preserve-secret-case-KeepCase".into(), "true".into()));
     b.file = "KeepCase".into();
     let mut c = secret("other", &kv1, None);
-    c.extra.push(("secret-volume-path-other".into(), "/etc/other".into()));
+    c.extra
+        .push(("secret-volume-path-other".into(), "/etc/other".into()));
     let secrets = [a, b, c];
     let p = pod(&s, &secrets, &[("agent-pre-populate-only", "true")]);
     let injected = patched(&p, &admit(&sc, &p));
@@ -370,15 +397,42 @@ fn refusals_name_the_annotation_and_the_reason() {
     let sc = scene();
     let kv1 = format!("{}/app", s.kv1);
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-        (vec![("agent-inject-template-x", "{{ with secret \"a\" }}{{ nosuchfn . }}{{ end }}")], "agent-inject-template-x"),
-        (vec![("agent-inject-template-x", "{{ with secret \"a\" }}{{ .Data \"")], "does not parse"),
+        (
+            vec![(
+                "agent-inject-template-x",
+                "{{ with secret \"a\" }}{{ nosuchfn . }}{{ end }}",
+            )],
+            "agent-inject-template-x",
+        ),
+        (
+            vec![(
+                "agent-inject-template-x",
+                "{{ with secret \"a\" }}{{ .Data \"",
+            )],
+            "does not parse",
+        ),
         (vec![("agent-configmap", "my-config")], "agent-configmap"),
-        (vec![("agent-inject-command-x", "kill -HUP $(pidof app)")], "notify-signal"),
-        (vec![("agent-inject-file-x", "../../etc/passwd")], "leaves the secrets directory"),
+        (
+            vec![("agent-inject-command-x", "kill -HUP $(pidof app)")],
+            "notify-signal",
+        ),
+        (
+            vec![("agent-inject-file-x", "../../etc/passwd")],
+            "leaves the secrets directory",
+        ),
         (vec![("agent-inject-perms-x", "rwx")], "octal"),
-        (vec![("agent-inject-template-x", "{{ with secret \"a\" }}{{ timestamp }}{{ end }}")], "timestamp"),
+        (
+            vec![(
+                "agent-inject-template-x",
+                "{{ with secret \"a\" }}{{ timestamp }}{{ end }}",
+            )],
+            "timestamp",
+        ),
         (vec![("agent-run-as-user", "0")], "root"),
-        (vec![("agent-inject-containers", "nope")], "no container \"nope\""),
+        (
+            vec![("agent-inject-containers", "nope")],
+            "no container \"nope\"",
+        ),
     ];
     for (extra, says) in cases {
         let mut p = pod(&s, &[secret("x", &kv1, None)], &[]);
@@ -387,7 +441,10 @@ fn refusals_name_the_annotation_and_the_reason() {
         }
         let message = refusal(&admit(&sc, &p));
         assert!(message.contains(says), "{extra:?}: {message}");
-        assert!(message.contains(P), "{extra:?}: names the annotation: {message}");
+        assert!(
+            message.contains(P),
+            "{extra:?}: names the annotation: {message}"
+        );
     }
     // Pods that are not the injector's, or already injected, are left alone; so is an
     // injector pod sent to /mutate (another entry of the configuration).
@@ -398,5 +455,8 @@ fn refusals_name_the_annotation_and_the_reason() {
     done["metadata"]["annotations"][format!("{P}agent-inject-status")] = json!("injected");
     assert!(admit(&sc, &done).get("patch").is_none());
     let p = pod(&s, &[secret("x", &kv1, None)], &[]);
-    assert!(sc.review(&p).get("patch").is_none(), "converted through /mutate");
+    assert!(
+        sc.review(&p).get("patch").is_none(),
+        "converted through /mutate"
+    );
 }

@@ -82,7 +82,7 @@ pub(crate) fn run(t: &Template, host: &mut dyn Host, opts: &Options) -> (R<Vec<u
         depth: 0,
         line: 1,
     };
-    let main = Rc::clone(&t.main);
+    let main = std::sync::Arc::clone(&t.main);
     let r = s
         .walk_list(&Value::Invalid, &main)
         .map(|_| std::mem::take(&mut s.out));
@@ -379,7 +379,7 @@ impl State<'_, '_, '_> {
             }
             Arg::Str(s) => {
                 not_a_function(self, "a string", &fin)?;
-                Ok(Value::Str(s.clone()))
+                Ok(Value::str(s))
             }
         }
     }
@@ -515,7 +515,7 @@ impl State<'_, '_, '_> {
             }
             Arg::Str(s) => {
                 return match ty {
-                    Ty::Any | Ty::Reflect | Ty::Str => Ok(Value::Str(s.clone())),
+                    Ty::Any | Ty::Reflect | Ty::Str => Ok(Value::str(s)),
                     _ => Err(self.err(format!("expected {}; found a string", ty_name(ty)))),
                 }
             }

@@ -24,15 +24,15 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
-/// A parsed template: immutable and cheap to clone. Its Debug shows the source (templates are
+/// A parsed template: immutable, cheap to clone, shared between threads (a spec holds it). Its Debug shows the source (templates are
 /// annotations, not secrets).
 #[derive(Clone)]
 pub struct Template {
-    source: Rc<str>,
-    main: Rc<Vec<parse::Node>>,
-    defs: Rc<BTreeMap<String, Vec<parse::Node>>>,
+    source: Arc<str>,
+    main: Arc<Vec<parse::Node>>,
+    defs: Arc<BTreeMap<String, Vec<parse::Node>>>,
 }
 
 impl fmt::Debug for Template {
@@ -92,9 +92,9 @@ impl Template {
         let toks = lex::lex(text, left, right)?;
         let parsed = parse::parse(toks)?;
         Ok(Template {
-            source: Rc::from(text),
-            main: Rc::new(parsed.main),
-            defs: Rc::new(parsed.defs),
+            source: Arc::from(text),
+            main: Arc::new(parsed.main),
+            defs: Arc::new(parsed.defs),
         })
     }
 }

@@ -6,7 +6,7 @@
 //! recurses deeper than that whatever the template.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::funcs::{lookup, Lookup};
 use super::lex::{Tok, Token};
@@ -17,7 +17,7 @@ pub(crate) const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
-    Text(Rc<[u8]>),
+    Text(Arc<[u8]>),
     Action(Pipe),
     If(Block),
     With(Block),
@@ -71,7 +71,7 @@ pub(crate) enum Arg {
     Nil,
     Bool(bool),
     Number(Num),
-    Str(Rc<[u8]>),
+    Str(Arc<[u8]>),
     /// a function name
     Func(String),
     Pipe(Box<Pipe>),

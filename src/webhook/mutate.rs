@@ -152,9 +152,17 @@ fn agent_plan(
     let (parsed, extras) = vault_agent::plan(pod, namespace, all, prefix, defaults)?;
     let file = Path::new("pod annotations");
     let ours = annotations::ours(file, all).map_err(|e| strip_file(&e.to_string()))?;
-    if let Some(k) = ["role", "objects", "provider", "env", "env-file", "mount-path", "containers"]
-        .iter()
-        .find(|k| ours.contains_key(**k))
+    if let Some(k) = [
+        "role",
+        "objects",
+        "provider",
+        "env",
+        "env-file",
+        "mount-path",
+        "containers",
+    ]
+    .iter()
+    .find(|k| ours.contains_key(**k))
     {
         return Err(format!(
             "{PREFIX}{k}: a pod converted from the Vault Agent Injector takes its secrets, \

@@ -18,8 +18,8 @@ use serde_json::Value;
 use crate::config::env::VaultEnv;
 use crate::provider::vault::agent;
 
-use super::mutate::Decision;
 use super::defaults::Defaults;
+use super::mutate::Decision;
 
 /// The injector's uid and gid for the agent (its default security context).
 pub const AGENT_UID: u64 = 100;
@@ -90,12 +90,16 @@ pub fn plan(
         ..Default::default()
     };
     let ns = namespace.to_string();
-    let parsed = agent::parse(Path::new("pod annotations"), all, prefix, &env, &|name| {
-        match name {
+    let parsed = agent::parse(
+        Path::new("pod annotations"),
+        all,
+        prefix,
+        &env,
+        &|name| match name {
             "NAMESPACE" => ns.clone(),
             _ => String::new(),
-        }
-    })
+        },
+    )
     .map_err(|e| strip_file(&e.to_string()))?;
     if !defaults.allowed_vault_addresses.is_empty()
         && !crate::provider::vault::client::is_allowed(
@@ -150,11 +154,7 @@ pub fn plan(
 /// The uid and gid the agent ran as: `agent-run-as-user` / `-group`, or the first app
 /// container's with `agent-run-as-same-user`, else the injector's 100 and 1000. Root is
 /// refused: secretdrop never runs as root.
-fn run_as(
-    pod: &Value,
-    all: &BTreeMap<String, String>,
-    prefix: &str,
-) -> Result<(u64, u64), String> {
+fn run_as(pod: &Value, all: &BTreeMap<String, String>, prefix: &str) -> Result<(u64, u64), String> {
     let get = |k: &str| all.get(&format!("{prefix}{k}"));
     let number = |k: &str, default: u64| -> Result<u64, String> {
         match get(k) {
@@ -175,14 +175,9 @@ fn run_as(
     {
         let first = pod.pointer("/spec/containers/0/securityContext/runAsUser");
         let pod_wide = pod.pointer("/spec/securityContext/runAsUser");
-        uid = first
-            .or(pod_wide)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| {
-                format!(
-                    "{prefix}agent-run-as-same-user: the first container has no runAsUser to copy"
-                )
-            })?;
+        uid = first.or(pod_wide).and_then(Value::as_u64).ok_or_else(|| {
+            format!("{prefix}agent-run-as-same-user: the first container has no runAsUser to copy")
+        })?;
     }
     if uid == 0 {
         return Err(format!(

@@ -33,7 +33,8 @@ impl Rendered {
     /// The bytes and mode of `file`.
     pub fn file(&self, file: &str) -> (Vec<u8>, u32) {
         let p = self.dir.join(file);
-        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("bao agent wrote no {file}: {e}\n{}", self.log));
+        let bytes = std::fs::read(&p)
+            .unwrap_or_else(|e| panic!("bao agent wrote no {file}: {e}\n{}", self.log));
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
         (bytes, mode)
     }
@@ -72,8 +73,8 @@ pub fn render(
         })
         .collect();
     let config = json!({
-        "auto_auth": {"method": {"type": "kubernetes", "mount_path": format!("auth/{mount}"),
-                                 "config": {"role": role, "token_path": jwt}}},
+        "auto_auth": {"method": [{"type": "kubernetes", "mount_path": format!("auth/{mount}"),
+                                 "config": {"role": role, "token_path": jwt}}]},
         "exit_after_auth": true,
         "pid_file": work.join("agent.pid"),
         "vault": {"address": bao.addr()},
@@ -114,7 +115,13 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String) {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let o = child.wait_with_output().unwrap();
-            return (false, format!("bao agent did not finish in {limit:?}\n{}", String::from_utf8_lossy(&o.stderr)));
+            return (
+                false,
+                format!(
+                    "bao agent did not finish in {limit:?}\n{}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -187,7 +187,9 @@ impl Kubelet {
             .map(|e| {
                 let k = e["name"].as_str().unwrap();
                 // The downward API's fields a test can know.
-                let field = e.pointer("/valueFrom/fieldRef/fieldPath").and_then(Value::as_str);
+                let field = e
+                    .pointer("/valueFrom/fieldRef/fieldPath")
+                    .and_then(Value::as_str);
                 let v = match field {
                     Some("metadata.namespace") => self.namespace.as_str(),
                     Some("status.podIP") => POD_IP,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::config::env::VaultEnv;
 use crate::config::error::ConfigError;
-use crate::gotemplate::{self, Kind, Request, Template};
+use crate::gotemplate::{self, Request, Template};
 
 use super::spec::{
     check_address, Auth, GoTemplate, JwtLogin, ObjectSpec, Output, Read, TlsSettings,
@@ -27,7 +27,11 @@ use super::spec::{
 
 /// The prefixes, in the order they are looked for. OpenBao's injector used
 /// `openbao.openbao.org/` before it settled on `openbao.org/`.
-pub const PREFIXES: &[&str] = &["vault.hashicorp.com/", "openbao.org/", "openbao.openbao.org/"];
+pub const PREFIXES: &[&str] = &[
+    "vault.hashicorp.com/",
+    "openbao.org/",
+    "openbao.openbao.org/",
+];
 
 /// The injector's default secrets directory; `openbao.openbao.org/` releases used
 /// `/openbao/secrets`.
@@ -228,7 +232,9 @@ pub fn parse(
         }
         let known = SUPPORTED.contains(k)
             || IGNORED.contains(k)
-            || PER_SECRET.iter().any(|p| k.starts_with(p) && k.len() > p.len());
+            || PER_SECRET
+                .iter()
+                .any(|p| k.starts_with(p) && k.len() > p.len());
         if !known {
             return Err(err(
                 k,
@@ -238,7 +244,10 @@ pub fn parse(
             ));
         }
     }
-    if let Some(k) = a.keys().find(|k| k.starts_with("agent-inject-template-file-")) {
+    if let Some(k) = a
+        .keys()
+        .find(|k| k.starts_with("agent-inject-template-file-"))
+    {
         return Err(err(
             k,
             "not supported by secretdrop: the template is a file inside the agent container \
@@ -284,10 +293,17 @@ pub fn parse(
         .unwrap_or("auth/kubernetes")
         .trim_matches('/');
     let mount = mount.strip_prefix("auth/").unwrap_or(mount).to_string();
-    if mount.is_empty() || mount.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if mount.is_empty()
+        || mount
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return Err(err(
             "auth-path",
-            format!("{:?} is not an auth mount path, e.g. auth/kubernetes", short(&mount)),
+            format!(
+                "{:?} is not an auth mount path, e.g. auth/kubernetes",
+                short(&mount)
+            ),
         ));
     }
     let mut role = a.get("role").map(|s| s.to_string());
@@ -308,7 +324,10 @@ pub fn parse(
         }
     }
     let role = role.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-        err("role", "missing: the Vault role to log in as (the injector requires it too)".into())
+        err(
+            "role",
+            "missing: the Vault role to log in as (the injector requires it too)".into(),
+        )
     })?;
     let login = JwtLogin {
         mount,
@@ -404,7 +423,10 @@ pub fn parse(
             _ => {
                 return Err(err(
                     "agent-inject-default-template",
-                    format!("{:?} is not a default template: allowed are map and json", short(v)),
+                    format!(
+                        "{:?} is not a default template: allowed are map and json",
+                        short(v)
+                    ),
                 ))
             }
         },
@@ -415,7 +437,9 @@ pub fn parse(
         .unwrap_or(false);
     let volume_path = clean_dir(a.get("secret-volume-path").copied())
         .unwrap_or_else(|| default_volume_path(prefix).to_string());
-    if a.contains_key("secret-volume-path") && clean_dir(a.get("secret-volume-path").copied()).is_none() {
+    if a.contains_key("secret-volume-path")
+        && clean_dir(a.get("secret-volume-path").copied()).is_none()
+    {
         return Err(err(
             "secret-volume-path",
             "must be an absolute path without '..', e.g. /vault/secrets".into(),
@@ -451,7 +475,9 @@ pub fn parse(
         let per = |p: &str| a.get(format!("{p}{x}").as_str()).copied();
         let path = per("agent-inject-secret-").unwrap_or("");
         let (source, what) = match per("agent-inject-template-") {
-            Some(t) if !t.trim().is_empty() => (t.to_string(), format!("agent-inject-template-{x}")),
+            Some(t) if !t.trim().is_empty() => {
+                (t.to_string(), format!("agent-inject-template-{x}"))
+            }
             _ => (
                 default_template.replace("%s", path),
                 format!("agent-inject-secret-{x}"),
@@ -460,11 +486,18 @@ pub fn parse(
         if source.len() > MAX_TEMPLATE {
             return Err(err(
                 &what,
-                format!("the template is {} bytes; at most {MAX_TEMPLATE}", source.len()),
+                format!(
+                    "the template is {} bytes; at most {MAX_TEMPLATE}",
+                    source.len()
+                ),
             ));
         }
-        let left = per("agent-template-left-delim-").filter(|d| !d.is_empty()).unwrap_or("{{");
-        let right = per("agent-template-right-delim-").filter(|d| !d.is_empty()).unwrap_or("}}");
+        let left = per("agent-template-left-delim-")
+            .filter(|d| !d.is_empty())
+            .unwrap_or("{{");
+        let right = per("agent-template-right-delim-")
+            .filter(|d| !d.is_empty())
+            .unwrap_or("}}");
         let template = Template::parse(&source, left, right)
             .map_err(|e| err(&what, format!("the template does not parse: {e}")))?;
         let missing_key_error = match per("error-on-missing-key-") {
@@ -479,7 +512,11 @@ pub fn parse(
         let preserve = per("preserve-secret-case-")
             .and_then(agent_bool)
             .unwrap_or(preserve_all);
-        let base = if preserve { x.to_string() } else { x.to_lowercase() };
+        let base = if preserve {
+            x.to_string()
+        } else {
+            x.to_lowercase()
+        };
         let name = match per("agent-inject-file-") {
             Some(f) => join_clean(f).ok_or_else(|| {
                 err(
@@ -500,7 +537,10 @@ pub fn parse(
             Some(p) => parse_perms(p).ok_or_else(|| {
                 err(
                     &format!("agent-inject-perms-{x}"),
-                    format!("{:?} is not a file mode: octal, at most 0777, e.g. 0400", short(p)),
+                    format!(
+                        "{:?} is not a file mode: octal, at most 0777, e.g. 0400",
+                        short(p)
+                    ),
                 )
             })?,
         };
@@ -601,17 +641,14 @@ pub fn parse(
 fn reads_of(t: &Template, env: &dyn Fn(&str) -> String) -> Result<Vec<Read>, String> {
     struct Nothing<'a>(&'a dyn Fn(&str) -> String);
     impl gotemplate::Host for Nothing<'_> {
-        fn answer(&mut self, _: &Request) -> Option<Result<serde_json::Value, String>> {
+        fn answer(&mut self, _: &Request) -> Option<Result<Vec<u8>, String>> {
             None
         }
         fn env(&self, name: &str) -> String {
             (self.0)(name)
         }
     }
-    let opts = gotemplate::Options {
-        error_on_missing_key: false,
-        max_output: crate::render::MAX_PAYLOAD_BYTES,
-    };
+    let opts = gotemplate::Options::new(false);
     match gotemplate::execute(t, &mut Nothing(env), &opts) {
         Ok(gotemplate::Outcome::Missing(requests)) => Ok(requests.iter().map(read_of).collect()),
         Ok(gotemplate::Outcome::Rendered(_)) => Ok(Vec::new()),
@@ -624,24 +661,19 @@ fn reads_of(t: &Template, env: &dyn Fn(&str) -> String) -> Result<Vec<Read>, Str
 /// arguments as a JSON body of strings otherwise.
 pub fn read_of(r: &Request) -> Read {
     let path = r.path.trim_start_matches('/').to_string();
-    if r.args.is_empty() && r.kind == Kind::Secret {
-        return Read {
+    match r.is_write() {
+        false => Read {
             path,
             method: "GET".into(),
             body: None,
-            kv_shim: true,
-        };
-    }
-    let mut body = serde_json::Map::new();
-    for a in &r.args {
-        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
-        body.insert(k.to_string(), serde_json::Value::String(v.to_string()));
-    }
-    Read {
-        path,
-        method: "PUT".into(),
-        body: Some(serde_json::Value::Object(body).to_string()),
-        kv_shim: false,
+            template: true,
+        },
+        true => Read {
+            path,
+            method: "PUT".into(),
+            body: Some(serde_json::Value::Object(r.body()).to_string()),
+            template: true,
+        },
     }
 }
 
@@ -667,14 +699,18 @@ fn clean_dir(d: Option<&str>) -> Option<String> {
     if !d.starts_with('/') || d.split('/').any(|p| p == "..") {
         return None;
     }
-    let parts: Vec<&str> = d.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = d
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     (!parts.is_empty()).then(|| format!("/{}", parts.join("/")))
 }
 
 /// `agent-inject-perms`: octal, with or without a leading 0, at most 0777.
 fn parse_perms(p: &str) -> Option<u32> {
     let digits = p.trim();
-    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
         return None;
     }
     u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
@@ -693,7 +729,9 @@ fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
             .unwrap_or(rest.len());
         let value: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -263,8 +263,11 @@ mod tests {
 
     #[test]
     fn absurd_lease_durations_are_clamped() {
-        let r = Response(serde_json::json!({"auth": {"client_token": "t",
-            "lease_duration": u64::MAX, "renewable": true}}));
+        let r = Response(
+            serde_json::json!({"auth": {"client_token": "t",
+            "lease_duration": u64::MAX, "renewable": true}}),
+            None,
+        );
         assert_eq!(
             token_from_login(&r).unwrap().ttl,
             crate::provider::vault::client::MAX_NETWORK_DURATION

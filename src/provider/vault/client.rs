@@ -120,7 +120,12 @@ impl fmt::Debug for Client {
 
 /// A JSON answer from Vault. Its `Debug` is redacted: responses hold secret values.
 #[derive(Clone, PartialEq)]
-pub struct Response(pub serde_json::Value);
+pub struct Response(
+    pub serde_json::Value,
+    /// The answer as Vault sent it, kept when asked ([`Client::call_keeping`]): a Go template
+    /// prints numbers as their literal text.
+    pub Option<std::sync::Arc<crate::secret::SecretBytes>>,
+);
 
 impl Response {
     /// Whether two answers to the same read carry the same content: everything but
@@ -306,6 +311,20 @@ impl Client {
         body: Option<&str>,
         timeout: Duration,
     ) -> Result<Response, CallError> {
+        self.call_keeping(method, path, token, body, timeout, false)
+            .await
+    }
+
+    /// [`Client::call`], the answer's bytes kept in the [`Response`] when `keep`.
+    pub async fn call_keeping(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&SecretString>,
+        body: Option<&str>,
+        timeout: Duration,
+        keep: bool,
+    ) -> Result<Response, CallError> {
         let method =
             reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| CallError::Invalid {
                 cause: format!("bad HTTP method {method:?}"),
@@ -367,10 +386,12 @@ impl Client {
         let bytes = read_bounded(&mut resp, limit).await?;
         if (200..300).contains(&status) {
             if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Response(serde_json::Value::Null));
+                return Ok(Response(serde_json::Value::Null, None));
             }
+            let raw =
+                keep.then(|| std::sync::Arc::new(crate::secret::SecretBytes::new(bytes.to_vec())));
             return serde_json::from_slice(&bytes)
-                .map(Response)
+                .map(|v| Response(v, raw))
                 .map_err(|e| CallError::Invalid {
                     cause: format!("HTTP {status} with a body that is not JSON ({e})"),
                 });
@@ -482,10 +503,22 @@ mod tests {
 
     #[test]
     fn answers_differing_only_in_request_id_have_the_same_content() {
-        let a = Response(serde_json::json!({"request_id": "1", "data": {"data": {"k": "v"}}}));
-        let b = Response(serde_json::json!({"request_id": "2", "data": {"data": {"k": "v"}}}));
-        let c = Response(serde_json::json!({"request_id": "2", "data": {"data": {"k": "w"}}}));
-        let d = Response(serde_json::json!({"data": {"data": {"k": "v"}}, "lease_id": "x"}));
+        let a = Response(
+            serde_json::json!({"request_id": "1", "data": {"data": {"k": "v"}}}),
+            None,
+        );
+        let b = Response(
+            serde_json::json!({"request_id": "2", "data": {"data": {"k": "v"}}}),
+            None,
+        );
+        let c = Response(
+            serde_json::json!({"request_id": "2", "data": {"data": {"k": "w"}}}),
+            None,
+        );
+        let d = Response(
+            serde_json::json!({"data": {"data": {"k": "v"}}, "lease_id": "x"}),
+            None,
+        );
         assert!(a.same_content(&b));
         assert!(!a.same_content(&c));
         assert!(!a.same_content(&d));

@@ -307,7 +307,7 @@ pub struct Fetcher {
     /// Redirects to another node, per request, across retries and steps.
     streaks: Arc<RedirectStreaks>,
     /// API paths of templates' `secret "P"` calls, resolved once per process (see
-    /// [`super::kv_shim`]).
+    /// [`super::template`]).
     kv_paths: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -599,11 +599,11 @@ impl Api {
         deadline: Instant,
     ) -> Result<Response, FetchError> {
         let body = read.body.as_deref();
-        let path = match read.kv_shim {
+        let path = match read.template && read.method == "GET" {
             true => self.kv_path(&read.path, token, deadline).await,
             false => read.path.clone(),
         };
-        self.request(&read.method, &path, token, body, deadline)
+        self.request_keeping(&read.method, &path, token, body, deadline, read.template)
             .await
     }
 
@@ -614,7 +614,10 @@ impl Api {
         if let Some(p) = self.kv_paths.lock().ok().and_then(|m| m.get(raw).cloned()) {
             return p;
         }
-        let question = format!("sys/internal/ui/mounts/{}", raw.split('?').next().unwrap_or(raw));
+        let question = format!(
+            "sys/internal/ui/mounts/{}",
+            raw.split('?').next().unwrap_or(raw)
+        );
         let (path, keep) = match self.request("GET", &question, token, None, deadline).await {
             Ok(answer) => (super::kv_shim::api_path(raw, &answer.0), true),
             Err(e) => {
@@ -640,6 +643,20 @@ impl Api {
         body: Option<&str>,
         deadline: Instant,
     ) -> Result<Response, FetchError> {
+        self.request_keeping(method, path, token, body, deadline, false)
+            .await
+    }
+
+    /// [`Api::request`], the answer's bytes kept when `keep` (a Go template's read).
+    async fn request_keeping(
+        &self,
+        method: &str,
+        path: &str,
+        token: &SecretString,
+        body: Option<&str>,
+        deadline: Instant,
+        keep: bool,
+    ) -> Result<Response, FetchError> {
         let what = format!("{method} {path}");
         retrying(
             &self.client,
@@ -647,7 +664,10 @@ impl Api {
             &what,
             deadline,
             self.quiet,
-            |timeout| self.client.call(method, path, Some(token), body, timeout),
+            |timeout| {
+                self.client
+                    .call_keeping(method, path, Some(token), body, timeout, keep)
+            },
         )
         .await
         .map_err(|e| match e {

@@ -4,11 +4,11 @@
 //! not held yet (its path came from another secret's answer) makes the render ask for it: the
 //! session fetches it and renders again. No I/O.
 
-use serde_json::Value;
-
 use crate::gotemplate::{self, Host, Outcome, Request};
 
 use super::agent::read_of;
+use serde_json::Value;
+
 use super::spec::{GoTemplate, Read};
 
 /// A template's render: its bytes, or the reads it still needs.
@@ -24,12 +24,17 @@ pub fn draw(
     t: &GoTemplate,
     reads: &[Read],
     responses: &[&Value],
+    raw: &[Option<&[u8]>],
     budget: usize,
 ) -> Result<Drawn, String> {
-    let mut host = Answers { reads, responses };
+    let mut host = Answers {
+        reads,
+        responses,
+        raw,
+    };
     let opts = gotemplate::Options {
-        error_on_missing_key: t.missing_key_error,
         max_output: budget,
+        ..gotemplate::Options::new(t.missing_key_error)
     };
     match gotemplate::execute(&t.parsed, &mut host, &opts) {
         Ok(Outcome::Rendered(bytes)) => Ok(Drawn::Bytes(bytes)),
@@ -49,13 +54,20 @@ pub fn draw(
 struct Answers<'a> {
     reads: &'a [Read],
     responses: &'a [&'a Value],
+    /// The answers' bytes, where kept, in the same order.
+    raw: &'a [Option<&'a [u8]>],
 }
 
 impl Host for Answers<'_> {
-    fn answer(&mut self, request: &Request) -> Option<Result<Value, String>> {
+    /// The answer as Vault sent it; re-encoded only for one that was not kept (numbers then
+    /// print as serde_json reads them).
+    fn answer(&mut self, request: &Request) -> Option<Result<Vec<u8>, String>> {
         let read = read_of(request);
         let i = self.reads.iter().position(|r| *r == read)?;
-        self.responses.get(i).map(|v| Ok((*v).clone()))
+        Some(Ok(match self.raw.get(i).copied().flatten() {
+            Some(raw) => raw.to_vec(),
+            None => serde_json::to_vec(self.responses.get(i)?).unwrap_or_default(),
+        }))
     }
 
     fn env(&self, name: &str) -> String {

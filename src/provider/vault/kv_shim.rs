@@ -1,7 +1,8 @@
 //! Which API path a Go template's `secret "P"` reads (docs/migrate-from-vault-agent.md,
 //! "secret"): Vault Agent asks `sys/internal/ui/mounts/P` which mount holds P, and on a KV
 //! version 2 mount inserts `data/` after the mount, unless P already names `data/` or
-//! `metadata/`. Pure, so the rules are tested here; the request is the fetcher's.
+//! `metadata/`. Pure, so the rules are tested here; the request is the fetcher's, the rewrite
+//! the template engine's.
 
 use serde_json::Value;
 
@@ -20,44 +21,18 @@ pub fn api_path(raw: &str, mounts_answer: &Value) -> String {
     }
 }
 
-/// consul-template's rewrite: the mount itself becomes `mount/data`; `mount/rest` becomes
-/// `mount/data/rest` unless `rest` starts with `data/` or `metadata/`. A query (`?version=2`)
-/// stays at the end.
+/// The rewrite ([`crate::gotemplate::kv2_path`]) on the path without its query; a query
+/// (`?version=2`) stays at the end.
 fn shim(raw: &str, mount: &str) -> String {
     let (path, query) = match raw.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
     };
-    let trimmed = mount.trim_end_matches('/');
-    let rewritten = if path == mount || path == trimmed {
-        join(&[trimmed, "data"])
-    } else {
-        let rest = path.strip_prefix(mount).unwrap_or(path);
-        if rest.starts_with("data/") || rest.starts_with("metadata/") {
-            path.to_string()
-        } else {
-            join(&[trimmed, "data", rest])
-        }
-    };
+    let rewritten = crate::gotemplate::kv2_path(path, mount, true);
     match query {
         Some(q) => format!("{rewritten}?{q}"),
         None => rewritten,
     }
-}
-
-/// Go's `path.Join`: elements joined by `/`, empty and `.` elements dropped, `..` applied.
-fn join(parts: &[&str]) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for e in parts.iter().flat_map(|p| p.split('/')) {
-        match e {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            e => out.push(e),
-        }
-    }
-    out.join("/")
 }
 
 #[cfg(test)]
@@ -77,9 +52,15 @@ mod tests {
         assert_eq!(api_path("secret/metadata/app", &m), "secret/metadata/app");
         assert_eq!(api_path("secret", &m), "secret/data");
         assert_eq!(api_path("secret/", &m), "secret/data");
-        assert_eq!(api_path("secret/a/b?version=2", &m), "secret/data/a/b?version=2");
+        assert_eq!(
+            api_path("secret/a/b?version=2", &m),
+            "secret/data/a/b?version=2"
+        );
         let nested = kv("2", "team/kv/");
-        assert_eq!(api_path("team/kv/db/creds", &nested), "team/kv/data/db/creds");
+        assert_eq!(
+            api_path("team/kv/db/creds", &nested),
+            "team/kv/data/db/creds"
+        );
     }
 
     #[test]

@@ -288,7 +288,7 @@ fn read_of(entry: &ObjectEntry, err: &ErrFn<'_>) -> Result<Read, ConfigError> {
         path,
         method,
         body,
-        kv_shim: false,
+        template: false,
     })
 }
 

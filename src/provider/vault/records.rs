@@ -156,7 +156,7 @@ pub fn read_key(read: &Read) -> String {
     let body = read.body.as_deref().unwrap_or("");
     // A template's `secret "P"` and a class's read of P are different requests once P is
     // resolved for KV version 2.
-    let method = match read.kv_shim {
+    let method = match read.template {
         true => "GET kv",
         false => read.method.as_str(),
     };

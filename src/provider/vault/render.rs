@@ -21,7 +21,7 @@ use super::spec::{Encoding, Format, ObjectSpec, Output, Read, VaultSpec};
 
 /// Every object of `spec` from `responses`, one answer per read of the spec, in its order.
 pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderError> {
-    match render_or_needs(spec, responses)? {
+    match render_or_needs(spec, responses, &[])? {
         Ok(payload) => Ok(payload),
         Err(needs) => Err(RenderError {
             object: String::new(),
@@ -32,18 +32,20 @@ pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderE
 }
 
 /// [`render`], or the reads that Go templates still need before they can render (see
-/// [`super::go_render`]).
+/// [`super::go_render`]); `raw` holds the answers' bytes where they were kept.
 pub fn render_or_needs(
     spec: &VaultSpec,
     responses: &[&Value],
+    raw: &[Option<&[u8]>],
 ) -> Result<Result<Payload, Vec<Read>>, RenderError> {
-    render_bounded(spec, responses, PayloadBuilder::default())
+    render_bounded(spec, responses, raw, PayloadBuilder::default())
 }
 
 /// [`render_or_needs`] into `out`, whose budget bounds the payload.
 fn render_bounded(
     spec: &VaultSpec,
     responses: &[&Value],
+    raw: &[Option<&[u8]>],
     mut out: PayloadBuilder,
 ) -> Result<Result<Payload, Vec<Read>>, RenderError> {
     let mut needs: Vec<Read> = Vec::new();
@@ -57,7 +59,9 @@ fn render_bounded(
         };
         let data = match &object.output {
             Output::GoTemplate(t) => {
-                match go_render::draw(t, &spec.reads, responses, out.remaining()).map_err(err)? {
+                match go_render::draw(t, &spec.reads, responses, raw, out.remaining())
+                    .map_err(err)?
+                {
                     go_render::Drawn::Bytes(b) => b,
                     go_render::Drawn::Needs(reads) => {
                         needs.extend(reads.into_iter().filter(|r| !spec.reads.contains(r)));
@@ -611,7 +615,7 @@ mod tests {
                 path: "secret/data/big".into(),
                 method: "GET".into(),
                 body: None,
-                kv_shim: false,
+                template: false,
             }],
             objects: (0..40)
                 .map(|i| ObjectSpec {
@@ -620,7 +624,8 @@ mod tests {
                 })
                 .collect(),
         };
-        let e = render_bounded(&spec, &[&r], PayloadBuilder::with_limit(3_000_000)).unwrap_err();
+        let e =
+            render_bounded(&spec, &[&r], &[], PayloadBuilder::with_limit(3_000_000)).unwrap_err();
         assert_eq!(e.object, "f30", "the first object past the limit is named");
         assert!(e.message.contains("past 3000000 bytes"), "{}", e.message);
         assert!(!e.message.contains("zzz"), "no value in the error");

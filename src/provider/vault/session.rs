@@ -53,6 +53,9 @@ const MAX_DISCOVERY_ROUNDS: usize = 8;
 /// Most reads one session holds, templates' discoveries included.
 const MAX_READS: usize = 1024;
 
+/// Every read's answer, and its bytes where they were kept, in the order of the reads.
+type Held<'a> = (Vec<&'a serde_json::Value>, Vec<Option<&'a [u8]>>);
+
 pub struct Session {
     spec: VaultSpec,
     settings: Settings,
@@ -678,10 +681,10 @@ impl Session {
     /// Adds the reads that Go templates name and the session does not hold yet (each due
     /// now); true when there were some.
     fn discover(&mut self) -> Result<bool, crate::render::RenderError> {
-        let Some(responses) = self.held() else {
+        let Some((responses, raw)) = self.held() else {
             return Ok(false);
         };
-        let needs = match render::render_or_needs(&self.spec, &responses)? {
+        let needs = match render::render_or_needs(&self.spec, &responses, &raw)? {
             Ok(_) => return Ok(false),
             Err(needs) => needs,
         };
@@ -704,16 +707,19 @@ impl Session {
         }
     }
 
-    /// Every read's answer, when the session holds them all.
-    fn held(&self) -> Option<Vec<&serde_json::Value>> {
+    /// Every read's answer (and its bytes where kept), when the session holds them all.
+    fn held(&self) -> Option<Held<'_>> {
         self.slots
             .iter()
             .map(|s| {
-                s.fetched
-                    .as_ref()
-                    .and_then(|f| f.response.as_ref().map(|r| &r.0))
+                s.fetched.as_ref().and_then(|f| {
+                    f.response
+                        .as_ref()
+                        .map(|r| (&r.0, r.1.as_deref().map(|b| b.expose())))
+                })
             })
-            .collect()
+            .collect::<Option<Vec<_>>>()
+            .map(|pairs| pairs.into_iter().unzip())
     }
 
     /// Every file from the latest answers; see [`Render`].
@@ -738,10 +744,10 @@ impl Session {
             }
             return Ok(Render::NotYet);
         }
-        let Some(responses) = self.held() else {
+        let Some((responses, raw)) = self.held() else {
             return Ok(Render::NotYet);
         };
-        match render::render_or_needs(&self.spec, &responses)? {
+        match render::render_or_needs(&self.spec, &responses, &raw)? {
             Ok(payload) => Ok(Render::Payload(payload)),
             Err(needs) => {
                 // A template now names a secret it did not before (another secret's answer

@@ -88,10 +88,11 @@ pub struct Read {
     pub method: String,
     /// JSON request body (`secretArgs`), canonical text so equal bodies compare equal.
     pub body: Option<String>,
-    /// A Go template's `secret "P"` (docs/migrate-from-vault-agent.md): `path` is as the
-    /// template wrote it, and the API path is found by asking Vault which mount holds it (a
+    /// A Go template's call (docs/migrate-from-vault-agent.md): the answer's bytes are kept for
+    /// the template engine (numbers print as Vault wrote them), and for a read (GET) `path` is
+    /// as the template wrote it: the API path is found by asking Vault which mount holds it (a
     /// KV version 2 mount inserts `data/`), as Vault Agent does.
-    pub kv_shim: bool,
+    pub template: bool,
 }
 
 /// One file of the output.
@@ -140,8 +141,17 @@ pub struct GoTemplate {
 
 impl PartialEq for GoTemplate {
     fn eq(&self, other: &GoTemplate) -> bool {
-        (&self.source, &self.left, &self.right, self.missing_key_error)
-            == (&other.source, &other.left, &other.right, other.missing_key_error)
+        (
+            &self.source,
+            &self.left,
+            &self.right,
+            self.missing_key_error,
+        ) == (
+            &other.source,
+            &other.left,
+            &other.right,
+            other.missing_key_error,
+        )
     }
 }
 

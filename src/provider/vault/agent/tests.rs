@@ -61,14 +61,17 @@ fn default_templates_are_the_injectors() {
     let Output::GoTemplate(t) = &p.specs[0].objects[0].output else {
         panic!("not a Go template")
     };
-    assert_eq!(t.source, "{{ with secret \"secret/app\" }}{{ .Data | toJSON }}\n{{ end }}");
+    assert_eq!(
+        t.source,
+        "{{ with secret \"secret/app\" }}{{ .Data | toJSON }}\n{{ end }}"
+    );
     assert_eq!(
         p.specs[0].reads,
         vec![Read {
             path: "secret/app".into(),
             method: "GET".into(),
             body: None,
-            kv_shim: true
+            template: true
         }]
     );
 }
@@ -89,11 +92,19 @@ fn perms_and_paths_are_checked() {
     for (k, v, says) in [
         ("agent-inject-perms-a", "0999", "agent-inject-perms-a"),
         ("agent-inject-perms-a", "01777", "at most 0777"),
-        ("agent-inject-file-a", "../../etc/passwd", "leaves the secrets directory"),
+        (
+            "agent-inject-file-a",
+            "../../etc/passwd",
+            "leaves the secrets directory",
+        ),
         ("secret-volume-path-a", "relative", "absolute path"),
         ("agent-inject-command-a", "kill -HUP 1", "notify-signal"),
         ("agent-configmap", "cm", "ConfigMap"),
-        ("agent-inject-template-file-a", "/vault/configs/a", "agent-inject-template-<name>"),
+        (
+            "agent-inject-template-file-a",
+            "/vault/configs/a",
+            "agent-inject-template-<name>",
+        ),
         ("agent-inject-token", "true", "every container can read it"),
         ("agent-made-up", "1", "not an annotation"),
         ("auth-type", "aws", "kubernetes and jwt"),
@@ -101,16 +112,28 @@ fn perms_and_paths_are_checked() {
     ] {
         let e = parsed(&base(&[("agent-inject-secret-a", "secret/a"), (k, v)])).unwrap_err();
         assert!(e.contains(says), "{k}={v}: {e}");
-        assert!(e.contains(&format!("vault.hashicorp.com/{}", k.split('-').next().unwrap())), "{e}");
+        assert!(
+            e.contains(&format!(
+                "vault.hashicorp.com/{}",
+                k.split('-').next().unwrap()
+            )),
+            "{e}"
+        );
     }
 }
 
 #[test]
 fn role_and_address_are_required() {
     let all = ann(&[("agent-inject", "true"), ("agent-inject-secret-a", "s/a")]);
-    let e = parse(Path::new("pod"), &all, "vault.hashicorp.com/", &env(), &|_| String::new())
-        .unwrap_err()
-        .to_string();
+    let e = parse(
+        Path::new("pod"),
+        &all,
+        "vault.hashicorp.com/",
+        &env(),
+        &|_| String::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("vault.hashicorp.com/role"), "{e}");
     let p = parsed(&base(&[
         ("agent-inject-secret-a", "s/a"),
@@ -125,7 +148,10 @@ fn role_and_address_are_required() {
     let Auth::Kubernetes(login) = &p.specs[0].auth else {
         panic!("not kubernetes")
     };
-    assert_eq!((login.mount.as_str(), login.role.as_str()), ("k8s-west", "app"));
+    assert_eq!(
+        (login.mount.as_str(), login.role.as_str()),
+        ("k8s-west", "app")
+    );
 }
 
 #[test]
@@ -151,9 +177,18 @@ fn openbao_prefixes_and_mixtures() {
 
 #[test]
 fn go_durations() {
-    assert_eq!(parse_go_duration("1h30m"), Some(std::time::Duration::from_secs(5400)));
-    assert_eq!(parse_go_duration("30s"), Some(std::time::Duration::from_secs(30)));
-    assert_eq!(parse_go_duration("1.5m"), Some(std::time::Duration::from_secs(90)));
+    assert_eq!(
+        parse_go_duration("1h30m"),
+        Some(std::time::Duration::from_secs(5400))
+    );
+    assert_eq!(
+        parse_go_duration("30s"),
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(
+        parse_go_duration("1.5m"),
+        Some(std::time::Duration::from_secs(90))
+    );
     assert_eq!(parse_go_duration("5"), None);
     assert_eq!(parse_go_duration("5x"), None);
 }

@@ -147,7 +147,7 @@ fn retrying_goes_on_through_redirects_to_another_node_and_stops_at_others() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let got = rt.block_on(retrying(&client, &streaks, RENEW, deadline, true, |_| {
         let next = match answers.is_empty() {
-            true => Ok(Response(serde_json::json!({"auth": {}}))),
+            true => Ok(Response(serde_json::json!({"auth": {}}), None)),
             false => answers.remove(0),
         };
         std::future::ready(next)
