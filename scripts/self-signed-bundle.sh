@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TLS for the webhook without cert-manager: a throwaway CA and a serving certificate for the
 # Service's DNS names, written as a kustomize Component (a kubernetes.io/tls Secret, and the CA
-# as the caBundle of both webhook entries) that your overlay lists under `components:`. It never
+# as the caBundle of every webhook entry) that your overlay lists under `components:`. It never
 # replaces a kustomization: it refuses a DIR holding one it did not write. The CA key is
 # discarded; to rotate, run again and re-apply (the webhook re-reads its certificate without a
 # restart).
@@ -74,6 +74,9 @@ patches:
         value: $ca_b64
       - op: add
         path: /webhooks/1/clientConfig/caBundle
+        value: $ca_b64
+      - op: add
+        path: /webhooks/2/clientConfig/caBundle
         value: $ca_b64
 YAML
 echo "wrote the component $out for namespace $ns: list it under \`components:\` of your overlay" >&2

@@ -76,7 +76,11 @@ fn the_webhook_is_deployed_the_safe_way() {
     let names: Vec<&str> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["inject.secretdrop.dev", "convert-csi.secretdrop.dev"]
+        [
+            "inject.secretdrop.dev",
+            "convert-csi.secretdrop.dev",
+            "convert-vault-agent.secretdrop.dev"
+        ]
     );
     let deployment = find(&docs, "Deployment", "secretdrop-webhook");
     let own_labels = &deployment["spec"]["template"]["metadata"]["labels"];
@@ -87,7 +91,11 @@ fn the_webhook_is_deployed_the_safe_way() {
         assert!(hook["timeoutSeconds"].as_u64().unwrap() <= 10, "{name}");
         assert_eq!(hook["rules"][0]["operations"], json!(["CREATE"]), "{name}");
         assert_eq!(hook["rules"][0]["resources"], json!(["pods"]), "{name}");
-        assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate", "{name}");
+        let path = match name {
+            "convert-vault-agent.secretdrop.dev" => "/convert-vault-agent",
+            _ => "/mutate",
+        };
+        assert_eq!(hook["clientConfig"]["service"]["path"], path, "{name}");
         let namespaces = expressions(&hook["namespaceSelector"]);
         let excluded = namespaces
             .iter()
@@ -119,14 +127,14 @@ fn the_webhook_is_deployed_the_safe_way() {
     // for them). The selectors are evaluated as the API server does, for pods and namespaces
     // with and without the labels: (pod's inject label, namespace labelled for conversion) ->
     // which entry sends the pod.
-    let sent_by = |inject: Option<&str>, convert: bool| -> Vec<&str> {
+    let sent_by = |inject: Option<&str>, label: Option<&str>| -> Vec<&str> {
         let mut pod = json!({});
         if let Some(v) = inject {
             pod["secretdrop.dev/inject"] = json!(v);
         }
         let mut ns = json!({"kubernetes.io/metadata.name": "team"});
-        if convert {
-            ns["secretdrop.dev/convert-csi"] = json!("true");
+        if let Some(label) = label {
+            ns[label] = json!("true");
         }
         hooks
             .iter()
@@ -137,32 +145,37 @@ fn the_webhook_is_deployed_the_safe_way() {
             .collect()
     };
     let inject = ["inject.secretdrop.dev"];
-    let convert = ["convert-csi.secretdrop.dev"];
-    for convert_ns in [false, true] {
+    let (csi, agent) = (
+        "secretdrop.dev/convert-csi",
+        "secretdrop.dev/convert-vault-agent",
+    );
+    for label in [None, Some(csi), Some(agent)] {
         // True values and values that are not booleans (rejected by the webhook) go to the
         // first entry, once; false values opt out, even of conversion.
         for v in ["true", "1", "True", "yes", ""] {
-            assert_eq!(sent_by(Some(v), convert_ns), inject, "{v:?} {convert_ns}");
+            assert_eq!(sent_by(Some(v), label), inject, "{v:?} {label:?}");
         }
         for v in ["false", "0", "f", "F", "FALSE", "False"] {
-            assert!(
-                sent_by(Some(v), convert_ns).is_empty(),
-                "{v:?} {convert_ns}"
-            );
+            assert!(sent_by(Some(v), label).is_empty(), "{v:?} {label:?}");
         }
     }
-    // No label: sent only from a namespace labelled for conversion.
+    // No label: sent only from a namespace labelled for a conversion, by its entry alone.
     assert!(
-        sent_by(None, false).is_empty(),
+        sent_by(None, None).is_empty(),
         "a pod that did not opt in is sent"
     );
-    assert_eq!(sent_by(None, true), convert);
+    assert_eq!(sent_by(None, Some(csi)), ["convert-csi.secretdrop.dev"]);
+    assert_eq!(
+        sent_by(None, Some(agent)),
+        ["convert-vault-agent.secretdrop.dev"]
+    );
     // Never the webhook's own pods, nor system namespaces, whatever their labels.
     let mut own = own_labels.clone();
     own["secretdrop.dev/inject"] = json!("true");
     for h in hooks {
         assert!(!selects(&h["objectSelector"], &own), "{}", h["name"]);
-        let system = json!({"kubernetes.io/metadata.name": "kube-system", "secretdrop.dev/convert-csi": "true"});
+        let system = json!({"kubernetes.io/metadata.name": "kube-system",
+            "secretdrop.dev/convert-csi": "true", "secretdrop.dev/convert-vault-agent": "true"});
         assert!(!selects(&h["namespaceSelector"], &system), "{}", h["name"]);
     }
 
@@ -297,7 +310,7 @@ fn the_cert_manager_overlay_issues_a_ca_chain_and_injects_the_ca() {
         "{dns}"
     );
     // Each entry of the configuration gets the caBundle (the annotation covers them all).
-    assert_eq!(config["webhooks"].as_array().unwrap().len(), 2);
+    assert_eq!(config["webhooks"].as_array().unwrap().len(), 3);
     // The serving certificate renews far more often than the CA it hangs off.
     let hours = |c: &Value| {
         c["spec"]["duration"]
@@ -350,7 +363,7 @@ fn the_self_signed_bundle_verifies_and_lands_in_the_webhook_configuration() {
     let docs = documents(&yaml);
     let hook = find(&docs, "MutatingWebhookConfiguration", "secretdrop");
     let hooks = hook["webhooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks.len(), 3);
     for h in hooks {
         let ca = base64::engine::general_purpose::STANDARD
             .decode(h["clientConfig"]["caBundle"].as_str().unwrap())

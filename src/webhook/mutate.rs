@@ -128,7 +128,16 @@ pub fn convert_agent(pod: &Value, namespace: &str, defaults: &Defaults) -> Decis
         || has_container(pod, "/spec/initContainers", CONTAINER)
         || has_container(pod, "/spec/initContainers", INIT_CONTAINER)
     {
-        return Decision::Skip("already injected");
+        if all.contains_key(&format!("{PREFIX}vault-agent")) {
+            return Decision::Skip("already injected");
+        }
+        // Injected by another entry (its CSI volumes converted): its agent annotations
+        // would be lost without a word.
+        return Decision::Reject(format!(
+            "{prefix}agent-inject: secretdrop already serves this pod's Secrets Store CSI \
+             volumes (namespace labelled secretdrop.dev/convert-csi too); one pod cannot have \
+             both converted: move its secrets to one of them"
+        ));
     }
     if let Err(message) = check_shape(pod) {
         return Decision::Reject(message);
