@@ -352,7 +352,14 @@ fn files_paths_perms_and_a_job_that_finishes() {
     c.extra
         .push(("secret-volume-path-other".into(), "/etc/other".into()));
     let secrets = [a, b, c];
-    let p = pod(&s, &secrets, &[("agent-pre-populate-only", "true")]);
+    let p = pod(
+        &s,
+        &secrets,
+        &[
+            ("agent-pre-populate-only", "true"),
+            ("agent-inject-token", "true"),
+        ],
+    );
     let injected = patched(&p, &admit(&sc, &p));
     validates("converted job", &injected);
     // A Job's pod: one init container, no sidecar, so the pod completes.
@@ -384,6 +391,29 @@ fn files_paths_perms_and_a_job_that_finishes() {
         &[],
     );
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas[..2]);
+    // The token, as the injector's sink writes it: bare, mode 0640, and one Vault accepts.
+    let token = kubelet
+        .host_path(&kubelet.container("app"), "/vault/secrets/token")
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    let token = std::fs::read_to_string(&token).unwrap();
+    assert!(
+        !token.ends_with('\n') && token.len() > 20,
+        "{}",
+        token.len()
+    );
+    let (status, _) = common::http(
+        "GET",
+        Bao::shared().port(),
+        "/v1/auth/token/lookup-self",
+        &[("X-Vault-Token", &token)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "the token file holds a live token");
     // The third lives in its own directory.
     let other = kubelet
         .host_path(&kubelet.container("app"), "/etc/other/other")

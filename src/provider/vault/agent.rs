@@ -276,14 +276,7 @@ pub fn parse(
     let init_only = bool_of("agent-pre-populate-only", false)?;
     bool_of("agent-pre-populate", true)?;
     let revoke_on_shutdown = bool_of("agent-revoke-on-shutdown", false)?;
-    if bool_of("agent-inject-token", false)? {
-        return Err(err(
-            "agent-inject-token",
-            "not supported by secretdrop: it writes the pod's Vault token into the shared \
-             volume, where every container can read it"
-                .into(),
-        ));
-    }
+    let inject_token = bool_of("agent-inject-token", false)?;
 
     // Auth.
     let auth_type = a.get("auth-type").copied().unwrap_or("kubernetes");
@@ -593,6 +586,33 @@ pub fn parse(
                 group: None,
             },
             reads,
+        ));
+    }
+    if inject_token {
+        // The injector writes it into the global directory, mode 0640
+        // (docs/migrate-from-vault-agent.md).
+        if objects[0].iter().any(|(o, _)| o.name == "token") {
+            return Err(err(
+                "agent-inject-token",
+                format!("a secret already writes the file \"token\" in {volume_path}"),
+            ));
+        }
+        let Some(first) = objects[0].first().map(|(_, r)| r.clone()) else {
+            return Err(err(
+                "agent-inject-token",
+                format!("secretdrop writes the token beside a secret: no secret is written in {volume_path}"),
+            ));
+        };
+        objects[0].push((
+            ObjectSpec {
+                name: "token".into(),
+                read: 0,
+                output: Output::VaultToken,
+                mode: 0o640,
+                owner: None,
+                group: None,
+            },
+            first,
         ));
     }
     let mut specs = Vec::new();

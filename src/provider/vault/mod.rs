@@ -205,6 +205,7 @@ pub fn plan(source: &Path, spec: &VaultSpec) -> String {
                     .map_or("all keys".into(), |k| format!("keys [{}]", k.join(", ")))
             ),
             Output::Template(t) => format!("template ({} lines)", t.lines().count().max(1)),
+            Output::VaultToken => "the Vault token".to_string(),
             Output::GoTemplate(t) => format!(
                 "Go template from {} ({} lines)",
                 t.what,

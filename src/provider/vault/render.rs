@@ -21,7 +21,7 @@ use super::spec::{Encoding, Format, ObjectSpec, Output, Read, VaultSpec};
 
 /// Every object of `spec` from `responses`, one answer per read of the spec, in its order.
 pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderError> {
-    match render_or_needs(spec, responses, &[])? {
+    match render_or_needs(spec, responses, &[], None)? {
         Ok(payload) => Ok(payload),
         Err(needs) => Err(RenderError {
             object: String::new(),
@@ -32,13 +32,15 @@ pub fn render(spec: &VaultSpec, responses: &[&Value]) -> Result<Payload, RenderE
 }
 
 /// [`render`], or the reads that Go templates still need before they can render (see
-/// [`super::go_render`]); `raw` holds the answers' bytes where they were kept.
+/// [`super::go_render`]); `raw` holds the answers' bytes where they were kept, `token` the
+/// session's token for [`Output::VaultToken`].
 pub fn render_or_needs(
     spec: &VaultSpec,
     responses: &[&Value],
     raw: &[Option<&[u8]>],
+    token: Option<&[u8]>,
 ) -> Result<Result<Payload, Vec<Read>>, RenderError> {
-    render_bounded(spec, responses, raw, PayloadBuilder::default())
+    render_bounded(spec, responses, raw, token, PayloadBuilder::default())
 }
 
 /// [`render_or_needs`] into `out`, whose budget bounds the payload.
@@ -46,6 +48,7 @@ fn render_bounded(
     spec: &VaultSpec,
     responses: &[&Value],
     raw: &[Option<&[u8]>],
+    token: Option<&[u8]>,
     mut out: PayloadBuilder,
 ) -> Result<Result<Payload, Vec<Read>>, RenderError> {
     let mut needs: Vec<Read> = Vec::new();
@@ -69,6 +72,10 @@ fn render_bounded(
                     }
                 }
             }
+            Output::VaultToken => match token {
+                Some(t) => t.to_vec(),
+                None => return Err(err("no Vault token yet".into())),
+            },
             _ => render_object(object, response, &out).map_err(err)?,
         };
         out.insert(
@@ -119,7 +126,9 @@ fn render_object(
             format_keys(*format, &selected)
         }
         Output::Template(source) => template(source, response, out),
-        Output::GoTemplate(_) => Err("internal: a Go template is rendered over every read".into()),
+        Output::GoTemplate(_) | Output::VaultToken => {
+            Err("internal: rendered by render_bounded".into())
+        }
     }
 }
 
@@ -624,8 +633,14 @@ mod tests {
                 })
                 .collect(),
         };
-        let e =
-            render_bounded(&spec, &[&r], &[], PayloadBuilder::with_limit(3_000_000)).unwrap_err();
+        let e = render_bounded(
+            &spec,
+            &[&r],
+            &[],
+            None,
+            PayloadBuilder::with_limit(3_000_000),
+        )
+        .unwrap_err();
         assert_eq!(e.object, "f30", "the first object past the limit is named");
         assert!(e.message.contains("past 3000000 bytes"), "{}", e.message);
         assert!(!e.message.contains("zzz"), "no value in the error");

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::render;
-use super::spec::{Read, VaultSpec};
+use super::spec::{Output, Read, VaultSpec};
 use crate::error::Error;
 use crate::fingerprint::{self, Rendered};
 use crate::observe::Metrics;
@@ -336,7 +336,21 @@ impl Session {
     /// Applies what a step brought back; true when the files must be rendered again.
     pub fn apply(&mut self, outcome: Outcome, metrics: &Metrics) -> bool {
         match outcome {
-            Outcome::Login(r) => self.apply_login(r, metrics),
+            Outcome::Login(r) => {
+                let ok = r.is_ok();
+                self.apply_login(r, metrics);
+                // A converted agent pod's token file holds the new token (docs/migrate-from-vault-agent.md).
+                if ok
+                    && self
+                        .spec
+                        .objects
+                        .iter()
+                        .any(|o| o.output == Output::VaultToken)
+                {
+                    self.files_current = false;
+                    return self.slots.iter().all(|s| s.fetched.is_some());
+                }
+            }
             Outcome::RenewToken(r) => self.apply_token_renewal(r, metrics),
             Outcome::Revoked(done) => self.apply_revocations(done, metrics),
             Outcome::Reads { fetched, renewed } => {
@@ -684,7 +698,8 @@ impl Session {
         let Some((responses, raw)) = self.held() else {
             return Ok(false);
         };
-        let needs = match render::render_or_needs(&self.spec, &responses, &raw)? {
+        let needs = match render::render_or_needs(&self.spec, &responses, &raw, self.token_bytes())?
+        {
             Ok(_) => return Ok(false),
             Err(needs) => needs,
         };
@@ -705,6 +720,11 @@ impl Session {
                 step: Step::now(StepKind::Refetch),
             });
         }
+    }
+
+    /// The token, for a converted agent pod's token file.
+    fn token_bytes(&self) -> Option<&[u8]> {
+        self.token.as_ref().map(|t| t.secret.expose().as_bytes())
     }
 
     /// Every read's answer (and its bytes where kept), when the session holds them all.
@@ -747,7 +767,7 @@ impl Session {
         let Some((responses, raw)) = self.held() else {
             return Ok(Render::NotYet);
         };
-        match render::render_or_needs(&self.spec, &responses, &raw)? {
+        match render::render_or_needs(&self.spec, &responses, &raw, self.token_bytes())? {
             Ok(payload) => Ok(Render::Payload(payload)),
             Err(needs) => {
                 // A template now names a secret it did not before (another secret's answer

@@ -124,6 +124,8 @@ pub enum Output {
     Template(String),
     /// A Go template as Vault Agent renders it, over any number of reads.
     GoTemplate(GoTemplate),
+    /// The session's Vault token, bare (`agent-inject-token` of a converted agent pod).
+    VaultToken,
 }
 
 /// A Go template of a converted Vault Agent pod (docs/migrate-from-vault-agent.md).

@@ -105,7 +105,6 @@ fn perms_and_paths_are_checked() {
             "/vault/configs/a",
             "agent-inject-template-<name>",
         ),
-        ("agent-inject-token", "true", "every container can read it"),
         ("agent-made-up", "1", "not an annotation"),
         ("auth-type", "aws", "kubernetes and jwt"),
         ("agent-pre-populate-only", "yes", "not a boolean"),
@@ -173,6 +172,31 @@ fn openbao_prefixes_and_mixtures() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("one prefix"), "{e}");
+}
+
+#[test]
+fn the_token_file_sits_beside_the_secrets() {
+    let p = parsed(&base(&[
+        ("agent-inject-secret-a", "secret/a"),
+        ("agent-inject-token", "true"),
+    ]))
+    .unwrap();
+    let token = p.specs[0]
+        .objects
+        .iter()
+        .find(|o| o.name == "token")
+        .unwrap();
+    assert_eq!(
+        (token.output.clone(), token.mode),
+        (Output::VaultToken, 0o640)
+    );
+    let e = parsed(&base(&[
+        ("agent-inject-secret-a", "secret/a"),
+        ("secret-volume-path-a", "/elsewhere"),
+        ("agent-inject-token", "true"),
+    ]))
+    .unwrap_err();
+    assert!(e.contains("no secret is written in /vault/secrets"), "{e}");
 }
 
 #[test]
