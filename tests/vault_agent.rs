@@ -443,8 +443,19 @@ fn refusals_name_the_annotation_and_the_reason() {
         ),
         (vec![("agent-configmap", "my-config")], "agent-configmap"),
         (
-            vec![("agent-inject-command-x", "kill -HUP $(pidof app)")],
+            vec![("agent-inject-command-x", "/app/reload.sh")],
             "notify-signal",
+        ),
+        (
+            vec![("agent-inject-command-x", "kill -HUP $(pidof app)")],
+            "shareProcessNamespace",
+        ),
+        (
+            vec![
+                ("agent-inject-command-x", "pkill -HUP app"),
+                ("agent-inject-command-y", "pkill -USR1 app"),
+            ],
+            "one notification",
         ),
         (
             vec![("agent-inject-file-x", "../../etc/passwd")],
@@ -488,5 +499,49 @@ fn refusals_name_the_annotation_and_the_reason() {
     assert!(
         sc.review(&p).get("patch").is_none(),
         "converted through /mutate"
+    );
+}
+
+#[test]
+fn a_curl_command_becomes_a_post_to_the_app_after_each_new_version() {
+    let s = setup();
+    let sc = scene();
+    let (port, posts) = common::start_hook();
+    let kv1 = format!("{}/app", s.kv1);
+    let mut x = secret(
+        "x",
+        &kv1,
+        Some("{{ with secret \"KV1\" }}{{ .Data.username }}{{ end }}".replace("KV1", &kv1)),
+    );
+    x.extra.push((
+        "agent-inject-command-x".into(),
+        format!("sh -c 'curl -s -X POST http://127.0.0.1:{port}/-/reload'"),
+    ));
+    let p = pod(
+        &s,
+        &[x],
+        &[("template-static-secret-render-interval", "1s")],
+    );
+    let injected = patched(&p, &admit(&sc, &p));
+    let kubelet = run_pod(&sc, &injected);
+    let file = kubelet
+        .host_path(&kubelet.container("app"), "/vault/secrets/x")
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "admin");
+    let bao = Bao::shared();
+    bao.cli(&["kv", "put", &kv1, "username=root"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while posts.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no POST after the change"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "root");
+    assert!(
+        posts.lock().unwrap()[0].contains("version"),
+        "{:?}",
+        posts.lock().unwrap()
     );
 }

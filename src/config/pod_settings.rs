@@ -359,7 +359,7 @@ fn check_audience(v: &str) -> Result<String, String> {
 
 /// A process name as the kernel keeps it (`comm`, at most 15 bytes) or a longer argv[0]
 /// basename: no slash, no control character.
-fn check_process(v: &str) -> Result<String, String> {
+pub(crate) fn check_process(v: &str) -> Result<String, String> {
     let p = v.trim();
     if p.is_empty() || p.len() > 255 || p.contains('/') || p.chars().any(char::is_control) {
         return Err(format!(
@@ -372,7 +372,7 @@ fn check_process(v: &str) -> Result<String, String> {
 
 /// The notification goes to the app in the same pod (same network namespace): only loopback
 /// URLs are accepted, so an annotation cannot make the sidecar post to other hosts.
-fn check_notify_url(v: &str) -> Result<String, String> {
+pub(crate) fn check_notify_url(v: &str) -> Result<String, String> {
     let u = v.trim();
     let allowed = || {
         format!(

@@ -158,6 +158,7 @@ fn agent_sources(
     let pod = agent::parse(path, all, prefix, env, &|name| {
         std::env::var(name).unwrap_or_default()
     })?;
+    let notify = agent_notify(path, &settings.notify, pod.notify.as_ref())?;
     Ok(pod
         .specs
         .into_iter()
@@ -168,12 +169,31 @@ fn agent_sources(
                 source: path.to_path_buf(),
                 sidecar: super::SidecarSettings {
                     poll_interval: settings.poll_interval.or(pod.render_interval),
-                    notify: settings.notify.clone(),
+                    notify: notify.clone(),
                 },
                 provider: ProviderSpec::Vault(spec),
             },
         })
         .collect())
+}
+
+/// A converted pod's notification: its `secretdrop.dev/notify-*` annotations or what its
+/// `agent-inject-command-X` mapped to, not both.
+pub fn agent_notify(
+    path: &Path,
+    ours: &super::NotifySettings,
+    commands: Option<&super::NotifySettings>,
+) -> Result<super::NotifySettings, ConfigError> {
+    match commands {
+        Some(_) if *ours != super::NotifySettings::default() => Err(ConfigError::field(
+            path,
+            "secretdrop.dev/notify-*",
+            "the pod's agent-inject-command annotations already say how the app is told; \
+             keep one of the two",
+        )),
+        Some(c) => Ok(c.clone()),
+        None => Ok(ours.clone()),
+    }
 }
 
 /// The volume of a converted pod's `n`th other secrets directory.

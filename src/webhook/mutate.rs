@@ -142,6 +142,26 @@ pub fn convert_agent(pod: &Value, namespace: &str, defaults: &Defaults) -> Decis
     if let Err(message) = check_shape(pod) {
         return Decision::Reject(message);
     }
+    // The injector's `agent-share-process-namespace`: the pod shares one, so the app can be
+    // signalled (the injector's `agent-inject-command` relied on it, so does a mapped one).
+    let shared;
+    let pod = match all
+        .get(&format!("{prefix}agent-share-process-namespace"))
+        .map(|v| vault_agent::agent_bool(v))
+    {
+        None | Some(Some(false)) => pod,
+        Some(Some(true)) => {
+            let mut p = pod.clone();
+            p["spec"]["shareProcessNamespace"] = json!(true);
+            shared = p;
+            &shared
+        }
+        Some(None) => {
+            return Decision::Reject(format!(
+                "{prefix}agent-share-process-namespace: not a boolean: allowed are true, false, 1, 0, t, f"
+            ))
+        }
+    };
     match agent_plan(pod, namespace, &all, prefix, defaults) {
         Ok(p) => Decision::Inject {
             pod: inject(pod, &p, defaults),
@@ -178,13 +198,23 @@ fn agent_plan(
              paths and containers from the injector's annotations ({prefix}*)"
         ));
     }
-    let pod_settings = pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
+    let mut pod_settings =
+        pod_settings::parse(file, &ours).map_err(|e| strip_file(&e.to_string()))?;
+    pod_settings.notify =
+        crate::config::volumes::agent_notify(file, &pod_settings.notify, parsed.notify.as_ref())
+            .map_err(|e| strip_file(&e.to_string()))?;
     let mode = match (ours.get("mode"), parsed.init_only) {
         (Some(m), _) => mode_of(Some(m))?,
         (None, true) => Mode::Init,
         (None, false) => Mode::Sidecar,
     };
-    settings::check(pod, &pod_settings, mode)?;
+    settings::check(pod, &pod_settings, mode).map_err(|m| match parsed.notify {
+        Some(_) => format!(
+            "{prefix}agent-inject-command (secretdrop sends the notification it stands for): \
+             {m}; with the injector, {prefix}agent-share-process-namespace: \"true\" does that"
+        ),
+        None => m,
+    })?;
     let mut p = Plan {
         mode,
         mount_path: parsed.volume_path.clone(),

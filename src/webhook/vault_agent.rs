@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::config::env::VaultEnv;
 use crate::provider::vault::agent;
+pub use crate::provider::vault::agent::agent_bool;
 
 use super::defaults::Defaults;
 use super::mutate::Decision;

@@ -166,6 +166,8 @@ pub struct AgentPod {
     pub render_interval: Option<std::time::Duration>,
     /// The address, `service` or the default.
     pub address: String,
+    /// `agent-inject-command-X`, as secretdrop's notification.
+    pub notify: Option<crate::config::NotifySettings>,
     /// One spec per directory: the global one first, then `custom_paths` in order.
     pub specs: Vec<VaultSpec>,
 }
@@ -255,15 +257,29 @@ pub fn parse(
                 .into(),
         ));
     }
-    if let Some(k) = a.keys().find(|k| k.starts_with("agent-inject-command-")) {
-        return Err(err(
-            k,
-            "not supported by secretdrop: it runs a shell command inside the agent container. \
-             To tell the app, use secretdrop.dev/notify-signal with notify-process (a signal \
-             to the app's process) or secretdrop.dev/notify-url (an HTTP call)"
-                .into(),
-        ));
+    // Commands become the one notification secretdrop sends after each new version.
+    let mut notify: Option<(&str, super::agent_command::Mapped)> = None;
+    for (k, v) in a
+        .iter()
+        .filter(|(k, _)| k.starts_with("agent-inject-command-"))
+    {
+        let mapped = super::agent_command::map(v)
+            .map_err(|m| err(k, format!("not supported by secretdrop: {m}")))?;
+        match &notify {
+            Some((first, m)) if *m != mapped => {
+                return Err(err(
+                    k,
+                    format!(
+                        "secretdrop sends one notification after each new version, and this \
+                         command does something else than {prefix}{first}"
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None => notify = Some((k, mapped)),
+        }
     }
+    let notify = notify.map(|(_, m)| m.notify());
     if let Some(k) = a.keys().find(|k| k.starts_with("agent-telemetry-")) {
         return Err(err(
             k,
@@ -400,12 +416,22 @@ pub fn parse(
 
     let render_interval = match a.get("template-static-secret-render-interval") {
         None => None,
-        Some(v) => Some(parse_go_duration(v).ok_or_else(|| {
-            err(
-                "template-static-secret-render-interval",
-                format!("{:?} is not a duration, e.g. 5m or 30s", short(v)),
-            )
-        })?),
+        Some(v) => Some(
+            parse_go_duration(v)
+                .filter(|d| {
+                    *d >= std::time::Duration::from_secs(1)
+                        && *d <= std::time::Duration::from_secs(30 * 86400)
+                })
+                .ok_or_else(|| {
+                    err(
+                        "template-static-secret-render-interval",
+                        format!(
+                            "{:?} is not a duration from 1s to 30 days, e.g. 5m or 30s",
+                            short(v)
+                        ),
+                    )
+                })?,
+        ),
     };
 
     let default_template = match a.get("agent-inject-default-template") {
@@ -651,6 +677,7 @@ pub fn parse(
         revoke_on_shutdown,
         render_interval,
         address,
+        notify,
         specs,
     })
 }

@@ -3,6 +3,7 @@
 //! provider (plan, files, sessions shared between volumes).
 
 pub mod agent;
+pub mod agent_command;
 pub mod auth;
 pub mod client;
 pub mod fetch;
