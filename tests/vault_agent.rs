@@ -74,6 +74,11 @@ fn setup() -> Setup {
         assert!((200..300).contains(&status), "{path}: {status} {body}");
     };
     put(&format!("{kv1}/app"), &typed);
+    // A secret naming another: templates read the second from the first's answer.
+    put(
+        &format!("{kv1}/pointer"),
+        &json!({"target": format!("secret/data/{kv2}/config")}),
+    );
     put(
         &format!("secret/data/{kv2}/config"),
         &json!({ "data": typed }),
@@ -296,7 +301,8 @@ fn real_world_templates_match_bao_agent() {
     let kv1 = format!("{}/app", s.kv1);
     let t = |body: &str| {
         Some(
-            body.replace("KV2", &kv2)
+            body.replace("KV1ptr", &format!("{}/pointer", s.kv1))
+                .replace("KV2", &kv2)
                 .replace("KV1", &kv1)
                 .replace("APP", &s.kv2),
         )
@@ -312,6 +318,7 @@ fn real_world_templates_match_bao_agent() {
         secret("hosts", "", t("{{ with secret \"KV1\" }}{{ range $i, $h := .Data.hosts | split \",\" }}{{ $i }}={{ $h | trimSpace }};{{ end }} {{ .Data.hosts | split \",\" | join \"/\" }}{{ end }}")),
         secret("decoded", "", t("{{ with secret \"KV1\" }}{{ .Data.cert_b64 | base64Decode }}{{ end }}")),
         secret("by-namespace", "", t("{{ with secret (printf \"secret/data/APP/%s\" (env \"NAMESPACE\")) }}{{ .Data.data.db }}{{ end }}")),
+        secret("chained", "", t("{{ with secret \"KV1ptr\" }}{{ with secret .Data.target }}{{ .Data.data.username }}@{{ .Data.metadata.version }}{{ end }}{{ end }}")),
         secret("contains", "", t("{{ with secret \"KV1\" }}{{ if .Data.hosts | contains \"b.example\" }}yes{{ end }}{{ .Data.username | toUpper }}{{ end }}")),
     ];
     let p = pod(&s, &secrets, &[]);
@@ -544,4 +551,95 @@ fn a_curl_command_becomes_a_post_to_the_app_after_each_new_version() {
         "{:?}",
         posts.lock().unwrap()
     );
+}
+
+#[test]
+fn one_login_and_one_issuance_per_pod_across_templates() {
+    let s = setup();
+    let bao = Bao::shared();
+    let pki = unique("pki");
+    bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
+    bao.cli(&["secrets", "tune", "-max-lease-ttl=8760h", &pki]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/root/generate/internal"),
+        "common_name=example.com",
+        "ttl=8760h",
+    ]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/roles/web"),
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "max_ttl=72h",
+    ]);
+    let policy =
+        format!("path \"{pki}/issue/web\" {{ capabilities = [\"create\", \"update\"] }}\n");
+    bao.cli_stdin(
+        &["policy", "write", &format!("{}-pki", s.role), "-"],
+        &policy,
+    );
+    bao.cli(&[
+        "write",
+        &format!("auth/{}/role/{}", s.mount, s.role),
+        &format!("bound_service_account_names={}", s.sa),
+        "bound_service_account_namespaces=default",
+        &format!("policies={},{}-pki", s.role, s.role),
+        "ttl=20m",
+    ]);
+    let issue = format!("\"{pki}/issue/web\" \"common_name=app.example.com\" \"ttl=1h\"");
+    let secrets = [
+        secret(
+            "tls.crt",
+            "",
+            Some(format!(
+                "{{{{ with secret {issue} }}}}{{{{ .Data.certificate }}}}{{{{ end }}}}"
+            )),
+        ),
+        secret(
+            "tls.key",
+            "",
+            Some(format!(
+                "{{{{ with secret {issue} }}}}{{{{ .Data.private_key }}}}{{{{ end }}}}"
+            )),
+        ),
+        secret(
+            "bundle.pem",
+            "",
+            Some(format!(
+                "{{{{ with pkiCert {issue} }}}}{{{{ .Cert }}}}{{{{ .CA }}}}{{{{ end }}}}"
+            )),
+        ),
+    ];
+    let sc = scene();
+    let p = pod(&s, &secrets, &[]);
+    let injected = patched(&p, &admit(&sc, &p));
+    let kubelet = run_pod(&sc, &injected);
+    let app = kubelet.container("app");
+    let path = |f: &str| {
+        kubelet
+            .host_path(&app, &format!("/vault/secrets/{f}"))
+            .unwrap()
+    };
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let (crt, key, bundle) = (path("tls.crt"), path("tls.key"), path("bundle.pem"));
+    assert_eq!(
+        openssl(&["x509", "-noout", "-pubkey", "-in", crt.to_str().unwrap()]),
+        openssl(&["pkey", "-pubout", "-in", key.to_str().unwrap()]),
+        "certificate and key are from different issuances"
+    );
+    // pkiCert and secret with the same path and arguments are one request too.
+    assert_eq!(
+        openssl(&["x509", "-noout", "-serial", "-in", crt.to_str().unwrap()]),
+        openssl(&["x509", "-noout", "-serial", "-in", bundle.to_str().unwrap()]),
+    );
+    let log = std::fs::read_to_string(sc.dir.join("sidecar.log")).unwrap();
+    assert_eq!(log.matches("logged in to Vault").count(), 1, "{log}");
 }
