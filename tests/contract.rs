@@ -378,7 +378,18 @@ fn beside_another_provider_in_one_process<S: Store, P: Store>() {
         assert!(log().contains(&format!("provider=\"{p}\"")), "{}", log());
     }
 
-    // The volume `mine` switched to the other provider: refused, the files stay.
+    // The volume `mine` switched to the other provider: refused, the files stay. The commit
+    // that wrote m2 removes the previous version just after the swap that wait_file saw.
+    let versions = || {
+        std::fs::read_dir(&m)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("..2"))
+            })
+            .count()
+    };
+    assert!(eventually(WITHIN, || versions() == 1), "{:?}", tree(&m));
     let before = tree(&m);
     let switched = theirs.class(&objs(&["beta"]), Params::First);
     b.annotations(
