@@ -356,6 +356,9 @@ fn cases(f: &Fixture) -> Vec<Case> {
         c.push(v2(&format!("v2-{name}"), body));
     }
     c.push(case("define", &format!(r#"{{{{ define "row" }}}}<{{{{ . }}}}>{{{{ end }}}}{{{{ with secret "{kv1}/db" }}}}{{{{ template "row" .Data.username }}}}{{{{ template "row" }}}}{{{{ block "b" .Data.port }}}}[{{{{ . }}}}]{{{{ end }}}}{{{{ end }}}}"#)));
+    // What the unit tests of src/gotemplate expect beyond the cases above.
+    c.push(case("unit-extras", r#"{{ indent 2 "a\nb" }} {{ html "<&>" }} {{ urlquery "a b&" }}|{{ if 0 }}a{{ else if "" }}b{{ else if 1 }}c{{ else }}d{{ end }}{{ with $x := "v" }}{{ $x }}{{ . }}{{ end }}|{{ $u := "a" }}{{ $u = "b" }}{{ $u }}|{{ $.Foo }}|{{ and 1 0 2 }}|{{ or 0 "" }}|{{ not nil }}|{{ toJSON (parseJSON "[1e21, 1e-7, 0.000001, 123456789]") }}|{{ printf "%2000000d" 1 }}|{{ printf "%20000000d" 1 }}|{{ printf "%*d" 2000000 1 }}|{{ range $i, $e := split "," "x,y,z,w" }}{{ if eq $e "y" }}{{ continue }}{{ end }}{{ if eq $e "w" }}{{ break }}{{ end }}{{ $i }}{{ $e }}{{ end }}|{{ range split "," "" }}x{{ else }}none{{ end }}|{{ printf "%d|%05d|%-4s|%q" 5 42 "ab" "a\x01b" }}|{{ print "a" 1 2 "b" 3 }}"#));
+    c.push(case("unit-define", r#"{{ define "row" }}<{{ . }}>{{ end }}{{ template "row" "x" }}{{ template "row" }}{{ block "b" 5 }}[{{ . }}]{{ end }}"#));
     // Real-world templates.
     c.push(case("pg-url", &format!("{{{{- with secret \"{kv1}/db\" -}}}}\npostgresql://{{{{ .Data.username }}}}:{{{{ .Data.password }}}}@{{{{ .Data.host }}}}:{{{{ .Data.port }}}}/{{{{ .Data.dbname }}}}?sslmode=require\n{{{{- end }}}}\n")));
     c.push(case("dotenv", &format!("{{{{ with secret \"{kv2}/simple\" }}}}{{{{ range $k, $v := .Data.data }}}}export {{{{ $k | toUpper }}}}=\"{{{{ $v }}}}\"\n{{{{ end }}}}{{{{ end }}}}")));
@@ -441,7 +444,13 @@ fn fails_where_bao_agent_fails() {
         case("null-field", &w1("{{ .Data.none.x }}")),
         case("absent-field", &w1("{{ .Data.absent.x }}")),
         case("join-iface", &w1("{{ .Data.strs | join \",\" }}")),
-        case("contains-nil", &w1("{{ .Data.list | containsNone \"q\" }}")),
+        case(
+            "contains-type",
+            &w1("{{ .Data.list | containsNone \"q\" }}"),
+        ),
+        case("contains-nil", &w1("{{ containsNone .Data.list \"q\" }}")),
+        case("comment-space", "{{/* x */ }}"),
+        case("comment-late", "{{ /* x */ }}"),
         case("base64-bad", &w1("{{ .Data.username | base64Decode }}")),
         case("trim-number", &w1("{{ .Data.int | trimSpace }}")),
         case("add-number", &w1("{{ add 1 .Data.int }}")),

@@ -2,8 +2,8 @@
 //! (`map[k:v]` sorted, `<nil>` inside), and printf's verbs with flags, width and precision
 //! (docs/vault-agent-templates.md, "Printing").
 //!
-//! Invariants: widths and precisions above Go's own limit (10^6) print `%!(BADWIDTH)` as in
-//! Go, so a format string cannot ask for unbounded padding; nothing here panics on any value.
+//! Invariants: widths and precisions stay below ~10^7 as in Go (fmt's parsenum and tooLarge),
+//! so a format string cannot ask for unbounded padding; nothing here panics on any value.
 
 use super::value::Value;
 
@@ -83,11 +83,17 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
             }
             i += 1;
         }
+        // Go's parsenum: a number already above 10^6 before its next digit swallows the rest
+        // of the format (so widths stay below ~10^7).
         let num = |i: &mut usize| -> Option<usize> {
             let s = *i;
             let mut n: usize = 0;
             while let Some(d) = format.get(*i).filter(|c| c.is_ascii_digit()) {
-                n = n.saturating_mul(10).saturating_add((d - b'0') as usize);
+                if n > TOO_LARGE {
+                    *i = format.len();
+                    return None;
+                }
+                n = n * 10 + (d - b'0') as usize;
                 *i += 1;
             }
             (*i > s).then_some(n)
@@ -96,7 +102,7 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
         if format.get(i) == Some(&b'*') {
             i += 1;
             match args.get(argn) {
-                Some(Value::Int(n)) => {
+                Some(Value::Int(n)) if n.unsigned_abs() <= TOO_LARGE as u64 => {
                     spec.width = Some(n.unsigned_abs() as usize);
                     spec.minus |= *n < 0;
                 }
@@ -106,10 +112,6 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
         } else {
             spec.width = num(&mut i);
         }
-        if spec.width.is_some_and(|w| w > TOO_LARGE) {
-            bad_width = true;
-            spec.width = None;
-        }
         if bad_width {
             out.extend_from_slice(b"%!(BADWIDTH)");
         }
@@ -118,16 +120,14 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
             if format.get(i) == Some(&b'*') {
                 i += 1;
                 match args.get(argn) {
-                    Some(Value::Int(n)) if *n >= 0 => spec.prec = Some(*n as usize),
+                    Some(Value::Int(n)) if (0..=TOO_LARGE as i64).contains(n) => {
+                        spec.prec = Some(*n as usize)
+                    }
                     _ => out.extend_from_slice(b"%!(BADPREC)"),
                 }
                 argn += 1;
             } else {
                 spec.prec = Some(num(&mut i).unwrap_or(0));
-            }
-            if spec.prec.is_some_and(|p| p > TOO_LARGE) {
-                spec.prec = None;
-                out.extend_from_slice(b"%!(BADPREC)");
             }
         }
         if !spec.minus && spec.zero {
