@@ -269,9 +269,8 @@ impl State<'_, '_, '_> {
         if let Some((start, stop)) = lazy {
             let mut i = start;
             while i < stop {
-                match one(self, Value::Int(i), Value::Int(i))? {
-                    Flow::Break => break,
-                    _ => {}
+                if let Flow::Break = one(self, Value::Int(i), Value::Int(i))? {
+                    break;
                 }
                 i += 1;
             }
@@ -950,7 +949,7 @@ fn escape_js(s: &[u8]) -> Vec<u8> {
             c if (c as u32) < 0x20 => {
                 o.extend_from_slice(format!("\\u{:04X}", c as u32).as_bytes())
             }
-            c if !c.is_ascii() && !(c.is_alphanumeric() || c.is_whitespace()) && c.is_control() => {
+            c if !c.is_ascii() && !print::is_print(c) => {
                 o.extend_from_slice(format!("\\u{:04X}", c as u32).as_bytes())
             }
             c => {

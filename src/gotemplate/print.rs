@@ -523,7 +523,7 @@ fn decode_rune(s: &[u8]) -> (Option<char>, usize) {
 
 /// unicode.IsPrint, approximately: letters, marks, numbers, punctuation, symbols and the
 /// ASCII space; controls, other spaces, format characters and private use are not.
-fn is_print(c: char) -> bool {
+pub(crate) fn is_print(c: char) -> bool {
     let u = c as u32;
     if c == ' ' {
         return true;
@@ -575,7 +575,7 @@ pub(crate) fn format_shortest_g(f: f64) -> Vec<u8> {
     }
     let (digits, dp) = shortest(f);
     let exp = dp - 1;
-    let s = if exp < -4 || exp >= 6 {
+    let s = if !(-4..6).contains(&exp) {
         e_form(&digits, exp, digits.len().saturating_sub(1))
     } else {
         f_form(&digits, dp)
