@@ -24,9 +24,10 @@ pub(crate) fn print_top(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 /// fmt.Sprint's spacing: a space between operands when neither is a string.
-pub(crate) fn sprint(args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn sprint(args: &[Value], limit: usize, out: &mut Vec<u8>) -> Result<(), String> {
     let mut prev_string = false;
     for (i, a) in args.iter().enumerate() {
+        over(out, limit)?;
         let is_string = a.string_bytes().is_some();
         if i > 0 && !is_string && !prev_string {
             out.push(b' ');
@@ -37,14 +38,23 @@ pub(crate) fn sprint(args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn sprintln(args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn sprintln(args: &[Value], limit: usize, out: &mut Vec<u8>) -> Result<(), String> {
     for (i, a) in args.iter().enumerate() {
+        over(out, limit)?;
         if i > 0 {
             out.push(b' ');
         }
         fmt_value(a, 'v', &Spec::default(), 0, out)?;
     }
     out.push(b'\n');
+    Ok(())
+}
+
+/// The result so far past `limit`: stop (each verb adds at most Go's ~10^7 width).
+fn over(out: &[u8], limit: usize) -> Result<(), String> {
+    if out.len() > limit {
+        return Err(format!("the result exceeds {limit} bytes"));
+    }
     Ok(())
 }
 
@@ -60,10 +70,16 @@ struct Spec {
 }
 
 /// fmt.Sprintf.
-pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn sprintf(
+    format: &[u8],
+    args: &[Value],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let mut argn = 0;
     let mut i = 0;
     while i < format.len() {
+        over(out, limit)?;
         let c = format[i];
         if c != b'%' {
             out.push(c);
@@ -216,14 +232,16 @@ fn pad(body: &[u8], spec: &Spec, out: &mut Vec<u8>) {
     }
 }
 
-fn bad_verb(v: &Value, verb: char, out: &mut Vec<u8>) -> Result<(), String> {
+/// Go's badVerb: `%!VERB(TYPE=VALUE)`, the value printed with %v under the same flags,
+/// width and precision (`%.1f` of json.Number "1.50" gives `%!f(json.Number=1)`).
+fn bad_verb(v: &Value, verb: char, spec: &Spec, out: &mut Vec<u8>) -> Result<(), String> {
     out.extend_from_slice(format!("%!{verb}(").as_bytes());
     match v {
         Value::Invalid | Value::Nil => out.extend_from_slice(b"<nil>"),
         v => {
             out.extend_from_slice(v.type_name().as_bytes());
             out.push(b'=');
-            fmt_value(v, 'v', &Spec::default(), 0, out)?;
+            fmt_value(v, 'v', spec, 0, out)?;
         }
     }
     out.push(b')');
@@ -238,13 +256,15 @@ fn fmt_value(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     match v {
+        // Inside a map or list a nil prints `<nil>` whatever the verb.
         Value::Invalid | Value::Nil => match verb {
+            _ if depth > 0 => pad(b"<nil>", spec, out),
             'v' => pad(b"<nil>", spec, out),
-            _ => bad_verb(v, verb, out)?,
+            _ => bad_verb(v, verb, spec, out)?,
         },
         Value::Bool(b) => match verb {
             'v' | 't' => pad(if *b { b"true" } else { b"false" }, spec, out),
-            _ => bad_verb(v, verb, out)?,
+            _ => bad_verb(v, verb, spec, out)?,
         },
         Value::Int(i) => fmt_int(*i < 0, i.unsigned_abs(), v, verb, spec, out)?,
         Value::Uint(u) => fmt_int(false, *u, v, verb, spec, out)?,
@@ -270,7 +290,7 @@ fn fmt_value(
                 spec,
                 out,
             ),
-            _ => bad_verb(v, verb, out)?,
+            _ => bad_verb(v, verb, spec, out)?,
         },
         Value::Str(s) => fmt_string(s, v, verb, spec, out)?,
         // json.Number is a fmt.Stringer: v s x X q format its text; other verbs are bad.
@@ -379,7 +399,7 @@ fn fmt_int(
             pad(&q, spec, out);
             return Ok(());
         }
-        _ => return bad_verb(v, verb, out),
+        _ => return bad_verb(v, verb, spec, out),
     };
     let mut digits = digits;
     if let Some(p) = spec.prec {
@@ -463,7 +483,7 @@ fn fmt_string(
             }
             pad(h.as_bytes(), spec, out);
         }
-        _ => bad_verb(v, verb, out)?,
+        _ => bad_verb(v, verb, spec, out)?,
     }
     Ok(())
 }
