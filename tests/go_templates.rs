@@ -151,7 +151,8 @@ fn agent(
         })
         .collect();
     let config = serde_json::json!({
-        "vault": {"address": bao.addr()},
+        // One retry: a read that fails (a deleted KV v2 version) fails the agent in seconds.
+        "vault": {"address": bao.addr(), "retry": {"num_retries": 1}},
         "auto_auth": {"method": [{"type": "token_file", "config": {"token_file_path": token}}]},
         "exit_after_auth": true,
         "template_config": {"exit_on_retry_failure": true},
@@ -350,12 +351,20 @@ fn cases(f: &Fixture) -> Vec<Case> {
         ("nested-with", "{{ with .Data.nested }}{{ with .inner }}{{ .deep }}-{{ .n }}{{ end }}{{ with .missing }}no{{ else }}{{ .arr }}{{ end }}{{ end }}"),
         ("chain", "{{ (index .Data.list 5).x }}|{{ $n := .Data.nested }}{{ $n.inner.deep }}|{{ .Data.nested.inner }}"),
         ("raw-strings", "{{ `raw\\n` }}|{{ \"esc\\t\\u00e9\\x41\" }}|{{ 'a' }}|{{ 0x1F }}|{{ 1_000 }}|{{ 1e3 }}|{{ .5 }}|{{ 07 }}"),
+        ("more-range", "{{ range $v := .Data.nested }}({{ $v }}){{ end }}|{{ range $i, $e := .Data.strs }}{{ if $i }},{{ end }}\"{{ $e }}\"{{ end }}|{{ if and .Data.t (eq .Data.username \"admin\") }}both{{ end }}|{{ .Data.nested.inner.deep | printf \"%s-%s\" \"pre\" }}|{{ index .Data.list 1 | toUpper }}|{{ len (split \",\" .Data.hosts) }}"),
+        ("more-printf", r#"{{ printf "%s" .Data.list }}|{{ printf "%s" .Data.nested }}|{{ .Data.float | printf "%.1f" }}|{{ 3 | printf "%d" }}|{{ "a" | eq "a" }}|{{ printf "%v|%s|%d" .Data.t .Data.t .Data.t }}|{{ printf "%6.2f|%-8.3s|%08.3f|%+.1e" 3.14159 "abcdef" 3.14159 12345.678 }}|{{ printf "%x|%X|% x" .Data.username .Data.username .Data.username }}|{{ printf "%c%c" 72 105 }}|{{ printf "%5t|%-5t|" true false }}"#),
+        ("more-funcs", r#"{{ splitToMap "," "=" "a=1,b=2,c" }}|{{ envOrDefault "NOPE_X" "def" }}|{{ parseUint "18446744073709551615" }}|{{ parseInt "-9223372036854775808" }}|{{ maximum 1.5 2 }} {{ minimum 2 1.5 }} {{ maximum 3 3 }} {{ subtract 1.5 (parseInt "3") }} {{ divide 3 10 }} {{ modulo 3 -10 }} {{ multiply 1.5 (parseUint "2") }} {{ add (parseUint "1") (parseInt "2") }}|{{ toJSON (split "," .Data.hosts) }}|{{ toJSON (splitToMap "," "=" "a=1") }}|{{ .Data.multi | indent 4 }}|{{ trim " " .Data.spaces }}|{{ "a,b" | split "," | toJSONPretty }}"#),
+        ("more-else-with", "{{ with .Data.absent }}x{{ else with .Data.username }}{{ . }}{{ end }}|{{- if .Data.t }}\n  yes\n{{- end }}"),
         ("secret-struct", "{{ .Data.username }}{{ $s := . }}|{{ $s.Renewable }}"),
     ] {
         c.push(v1(&format!("v1-{name}"), body));
         c.push(v2(&format!("v2-{name}"), body));
     }
     c.push(case("define", &format!(r#"{{{{ define "row" }}}}<{{{{ . }}}}>{{{{ end }}}}{{{{ with secret "{kv1}/db" }}}}{{{{ template "row" .Data.username }}}}{{{{ template "row" }}}}{{{{ block "b" .Data.port }}}}[{{{{ . }}}}]{{{{ end }}}}{{{{ end }}}}"#)));
+    // What the unit tests of src/gotemplate expect beyond the cases above.
+    c.push(case("unit-extras", r#"{{ indent 2 "a\nb" }} {{ html "<&>" }} {{ urlquery "a b&" }}|{{ if 0 }}a{{ else if "" }}b{{ else if 1 }}c{{ else }}d{{ end }}{{ with $x := "v" }}{{ $x }}{{ . }}{{ end }}|{{ $u := "a" }}{{ $u = "b" }}{{ $u }}|{{ $.Foo }}|{{ and 1 0 2 }}|{{ or 0 "" }}|{{ not nil }}|{{ toJSON (parseJSON "[1e21, 1e-7, 0.000001, 123456789]") }}|{{ printf "%2000000d" 1 }}|{{ printf "%20000000d" 1 }}|{{ printf "%*d" 2000000 1 }}|{{ range $i, $e := split "," "x,y,z,w" }}{{ if eq $e "y" }}{{ continue }}{{ end }}{{ if eq $e "w" }}{{ break }}{{ end }}{{ $i }}{{ $e }}{{ end }}|{{ range split "," "" }}x{{ else }}none{{ end }}|{{ printf "%d|%05d|%-4s|%q" 5 42 "ab" "a\x01b" }}|{{ print "a" 1 2 "b" 3 }}"#));
+    c.push(case("define-dollar", &format!(r#"{{{{ define "t" }}}}{{{{ $.username }}}}/{{{{ .dbname }}}}{{{{ end }}}}{{{{ with secret "{kv1}/db" }}}}{{{{ template "t" .Data }}}}{{{{ end }}}}"#)));
+    c.push(case("unit-define", r#"{{ define "row" }}<{{ . }}>{{ end }}{{ template "row" "x" }}{{ template "row" }}{{ block "b" 5 }}[{{ . }}]{{ end }}"#));
     // Real-world templates.
     c.push(case("pg-url", &format!("{{{{- with secret \"{kv1}/db\" -}}}}\npostgresql://{{{{ .Data.username }}}}:{{{{ .Data.password }}}}@{{{{ .Data.host }}}}:{{{{ .Data.port }}}}/{{{{ .Data.dbname }}}}?sslmode=require\n{{{{- end }}}}\n")));
     c.push(case("dotenv", &format!("{{{{ with secret \"{kv2}/simple\" }}}}{{{{ range $k, $v := .Data.data }}}}export {{{{ $k | toUpper }}}}=\"{{{{ $v }}}}\"\n{{{{ end }}}}{{{{ end }}}}")));
@@ -441,7 +450,13 @@ fn fails_where_bao_agent_fails() {
         case("null-field", &w1("{{ .Data.none.x }}")),
         case("absent-field", &w1("{{ .Data.absent.x }}")),
         case("join-iface", &w1("{{ .Data.strs | join \",\" }}")),
-        case("contains-nil", &w1("{{ .Data.list | containsNone \"q\" }}")),
+        case(
+            "contains-type",
+            &w1("{{ .Data.list | containsNone \"q\" }}"),
+        ),
+        case("contains-nil", &w1("{{ containsNone .Data.list \"q\" }}")),
+        case("comment-space", "{{/* x */ }}"),
+        case("comment-late", "{{ /* x */ }}"),
         case("base64-bad", &w1("{{ .Data.username | base64Decode }}")),
         case("trim-number", &w1("{{ .Data.int | trimSpace }}")),
         case("add-number", &w1("{{ add 1 .Data.int }}")),
@@ -459,6 +474,10 @@ fn fails_where_bao_agent_fails() {
         case("parse-int-bad", "{{ parseInt \"12a\" }}"),
         case("indent-neg", "{{ indent -1 \"x\" }}"),
         case("len-nil", &w1("{{ len .Data.none }}")),
+        case(
+            "kv2-deleted",
+            &format!("{{{{ with secret \"{kv2}/gone\" }}}}{{{{ .Data.data.a }}}}{{{{ end }}}}"),
+        ),
     ];
     cases[0].emk = true;
     cases[1].emk = true;

@@ -23,6 +23,8 @@ pub(crate) const MAX_CALL_DEPTH: usize = 100;
 /// What functions see of the run: the host, and the requests it has not answered yet.
 pub(crate) struct Ctx<'a> {
     pub host: &'a mut dyn Host,
+    /// Options::max_output: no function builds a string longer than this.
+    pub max: usize,
     pub missing: Vec<Request>,
     answers: HashMap<Request, Option<Result<Value, String>>>,
 }
@@ -69,6 +71,7 @@ type R<T> = Result<T, ExecError>;
 pub(crate) fn run(t: &Template, host: &mut dyn Host, opts: &Options) -> (R<Vec<u8>>, Vec<Request>) {
     let mut ctx = Ctx {
         host,
+        max: opts.max_output,
         missing: Vec::new(),
         answers: HashMap::new(),
     };
@@ -269,9 +272,8 @@ impl State<'_, '_, '_> {
         if let Some((start, stop)) = lazy {
             let mut i = start;
             while i < stop {
-                match one(self, Value::Int(i), Value::Int(i))? {
-                    Flow::Break => break,
-                    _ => {}
+                if let Flow::Break = one(self, Value::Int(i), Value::Int(i))? {
+                    break;
                 }
                 i += 1;
             }
@@ -593,7 +595,7 @@ impl State<'_, '_, '_> {
         if let Some(b) = v.string_bytes() {
             if b.len() > self.opts.max_output {
                 return Err(self.err(format!(
-                    "{name} returned more than {} bytes",
+                    "{name}: the result exceeds {} bytes",
                     self.opts.max_output
                 )));
             }
@@ -689,8 +691,8 @@ impl State<'_, '_, '_> {
             Builtin::Print | Builtin::Println | Builtin::Printf => {
                 let mut o = Vec::new();
                 let r = match b {
-                    Builtin::Print => print::sprint(&argv, &mut o),
-                    Builtin::Println => print::sprintln(&argv, &mut o),
+                    Builtin::Print => print::sprint(&argv, self.opts.max_output, &mut o),
+                    Builtin::Println => print::sprintln(&argv, self.opts.max_output, &mut o),
                     _ => {
                         at_least(self, 1)?;
                         let Value::Str(f) = &argv[0] else {
@@ -699,13 +701,13 @@ impl State<'_, '_, '_> {
                                 argv[0].type_name()
                             )));
                         };
-                        print::sprintf(f, &argv[1..], &mut o)
+                        print::sprintf(f, &argv[1..], self.opts.max_output, &mut o)
                     }
                 };
                 r.map_err(|m| e(self, m))?;
                 if o.len() > self.opts.max_output {
                     return Err(self.err(format!(
-                        "{name} returned more than {} bytes",
+                        "{name}: the result exceeds {} bytes",
                         self.opts.max_output
                     )));
                 }
@@ -744,7 +746,7 @@ impl State<'_, '_, '_> {
                     s.to_vec()
                 } else {
                     let mut o = Vec::new();
-                    print::sprint(&argv, &mut o).map_err(|m| e(self, m))?;
+                    print::sprint(&argv, self.opts.max_output, &mut o).map_err(|m| e(self, m))?;
                     o
                 };
                 Value::str(match b {
@@ -950,7 +952,7 @@ fn escape_js(s: &[u8]) -> Vec<u8> {
             c if (c as u32) < 0x20 => {
                 o.extend_from_slice(format!("\\u{:04X}", c as u32).as_bytes())
             }
-            c if !c.is_ascii() && !(c.is_alphanumeric() || c.is_whitespace()) && c.is_control() => {
+            c if !c.is_ascii() && !print::is_print(c) => {
                 o.extend_from_slice(format!("\\u{:04X}", c as u32).as_bytes())
             }
             c => {

@@ -207,7 +207,7 @@ fn func(name: &str) -> Option<&'static FuncDef> {
         )),
         "containsNone" => def!(&[AnyList, Any], None, |_, a| contains_some(&a, true, false)),
         "containsNotAll" => def!(&[AnyList, Any], None, |_, a| contains_some(&a, false, true)),
-        "indent" => def!(&[Int, Str], None, |_, a| {
+        "indent" => def!(&[Int, Str], None, |c, a| {
             let Value::Int(n) = a[0] else {
                 return Err("indent: bad argument".into());
             };
@@ -216,9 +216,7 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             }
             let s = bytes(&a[1]);
             let lines = s.iter().filter(|&&c| c == b'\n').count() + 1;
-            if (n as u128) * (lines as u128) > 1 << 26 {
-                return Err("indent: result too large".into());
-            }
+            too_long((n as u128) * (lines as u128) + s.len() as u128, c.max)?;
             let mut out = Vec::new();
             let mut at_start = true;
             for &c in s {
@@ -231,11 +229,16 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             Ok(Value::str(out))
         }),
         "loop" => def!(&[], Some(Any), |_, a| loop_seq(&a)),
-        "join" => def!(&[Str, StrList], None, |_, a| {
+        "join" => def!(&[Str, StrList], None, |c, a| {
             let Value::List(items, _) = &a[1] else {
                 return Ok(Value::str(""));
             };
             let sep = bytes(&a[0]);
+            let total: u128 = items
+                .iter()
+                .map(|it| (bytes(it).len() + sep.len()) as u128)
+                .sum();
+            too_long(total, c.max)?;
             let mut out = Vec::new();
             for (k, it) in items.iter().enumerate() {
                 if k > 0 {
@@ -289,11 +292,12 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             bytes(&a[0]),
             true
         )))),
-        "replaceAll" => def!(&[Str, Str, Str], None, |_, a| {
+        "replaceAll" => def!(&[Str, Str, Str], None, |c, a| {
             Ok(Value::str(replace_all(
                 bytes(&a[2]),
                 bytes(&a[0]),
                 bytes(&a[1]),
+                c.max,
             )?))
         }),
         "parseBool" => def!(&[Str], None, |_, a| {
@@ -339,10 +343,15 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             }
             json::parse(s, Numbers::Float)
         }),
-        "toJSON" => def!(&[Any], None, |_, a| to_json(&a[0], true, None)),
-        "toJSONPretty" => def!(&[Any], None, |_, a| to_json(&a[0], true, Some("  "))),
-        "toUnescapedJSON" => def!(&[Any], None, |_, a| to_json(&a[0], false, None)),
-        "toUnescapedJSONPretty" => def!(&[Any], None, |_, a| to_json(&a[0], false, Some("  "))),
+        "toJSON" => def!(&[Any], None, |c, a| to_json(&a[0], true, None, c.max)),
+        "toJSONPretty" => def!(&[Any], None, |c, a| to_json(&a[0], true, Some("  "), c.max)),
+        "toUnescapedJSON" => def!(&[Any], None, |c, a| to_json(&a[0], false, None, c.max)),
+        "toUnescapedJSONPretty" => def!(&[Any], None, |c, a| to_json(
+            &a[0],
+            false,
+            Some("  "),
+            c.max
+        )),
         "sha256Hex" => def!(&[Str], None, |_, a| {
             let d = ring::digest::digest(&ring::digest::SHA256, bytes(&a[0]));
             Ok(Value::str(hex(d.as_ref())))
@@ -426,15 +435,36 @@ fn request(c: &mut Ctx<'_>, kind: Kind, a: Vec<Value>) -> Result<Value, String> 
         return Err("vault.read: invalid format: \"\"".into());
     }
     let req = Request { kind, path, args };
+    let read = !req.is_write();
     match c.answer(&req) {
         None => Ok(Value::Nil),
         Some(Err(e)) => Err(e),
         Some(Ok(answer)) => match kind {
+            Kind::Secret if read && deleted_kv2(&answer) => {
+                Err(format!("no secret exists at {}", req.path))
+            }
             Kind::Secret => Ok(Value::Secret(Rc::new(super::value::secret_from_answer(
                 &answer,
             )))),
             Kind::PkiCert => Ok(Value::Pem(Rc::new(pem_of(&answer)))),
         },
+    }
+}
+
+/// consul-template's `deletedKVv2`: a read whose `data.metadata` is a map counts as deleted
+/// unless its `deletion_time` is exactly the empty string.
+fn deleted_kv2(answer: &Value) -> bool {
+    let Value::Map(top, _) = answer else {
+        return false;
+    };
+    let Some(Value::Map(data, _)) = top.get("data") else {
+        return false;
+    };
+    match data.get("metadata") {
+        Some(Value::Map(md, _)) => {
+            !matches!(md.get("deletion_time"), Some(Value::Str(s)) if s.is_empty())
+        }
+        _ => false,
     }
 }
 
@@ -507,9 +537,14 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     s
 }
 
-fn to_json(v: &Value, escape_html: bool, indent: Option<&str>) -> Result<Value, String> {
+fn to_json(
+    v: &Value,
+    escape_html: bool,
+    indent: Option<&str>,
+    limit: usize,
+) -> Result<Value, String> {
     let mut out = Vec::new();
-    json::marshal(v, escape_html, indent, &mut out)?;
+    json::marshal_bounded(v, escape_html, indent, limit, &mut out)?;
     Ok(Value::str(trim_space(&out)))
 }
 
@@ -747,7 +782,27 @@ fn map_case(s: &[u8], upper: bool) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn replace_all(s: &[u8], old: &[u8], new: &[u8]) -> Result<Vec<u8>, String> {
+/// A result that would be longer than the output bound is refused before it is built.
+fn too_long(len: u128, max: usize) -> Result<(), String> {
+    if len > max as u128 {
+        return Err(format!("the result would exceed {max} bytes"));
+    }
+    Ok(())
+}
+
+fn replace_all(s: &[u8], old: &[u8], new: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let count = if old.is_empty() {
+        String::from_utf8_lossy(s).chars().count() + 1
+    } else {
+        let mut n = 0;
+        let mut rest = s;
+        while let Some(p) = find(rest, old) {
+            n += 1;
+            rest = &rest[p + old.len()..];
+        }
+        n
+    };
+    too_long(s.len() as u128 + count as u128 * new.len() as u128, max)?;
     if old.is_empty() {
         // Go inserts `new` before every rune and at the end.
         let t = String::from_utf8_lossy(s);

@@ -265,15 +265,17 @@ fn fix_utf8(b: Vec<u8>) -> Vec<u8> {
 }
 
 /// json.Marshal (indent None) or MarshalIndent(v, "", indent).
-pub(crate) fn marshal(
+pub(crate) fn marshal_bounded(
     v: &Value,
     escape_html: bool,
     indent: Option<&str>,
+    limit: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     let mut e = Encoder {
         escape_html,
         indent,
+        limit,
         out,
     };
     e.value(v, 0)
@@ -282,6 +284,7 @@ pub(crate) fn marshal(
 struct Encoder<'a> {
     escape_html: bool,
     indent: Option<&'a str>,
+    limit: usize,
     out: &'a mut Vec<u8>,
 }
 
@@ -298,6 +301,9 @@ impl Encoder<'_> {
     fn value(&mut self, v: &Value, level: usize) -> Result<(), String> {
         if level > MAX_DEPTH + 2 {
             return Err("json: value nested too deeply".into());
+        }
+        if self.out.len() > self.limit {
+            return Err(format!("json: the result exceeds {} bytes", self.limit));
         }
         match v {
             Value::Invalid | Value::Nil => self.out.extend_from_slice(b"null"),

@@ -93,7 +93,7 @@ struct Parser {
     defs: BTreeMap<String, Vec<Node>>,
 }
 
-enum End {
+enum Stop {
     End,
     Else(usize),
     Eof,
@@ -110,9 +110,9 @@ pub(crate) fn parse(toks: Vec<Token>) -> Result<Parsed, ParseError> {
     };
     let (main, end) = p.list(true)?;
     match end {
-        End::Eof => {}
-        End::End => return Err(p.err("unexpected {{end}}")),
-        End::Else(_) => return Err(p.err("unexpected {{else}}")),
+        Stop::Eof => {}
+        Stop::End => return Err(p.err("unexpected {{end}}")),
+        Stop::Else(_) => return Err(p.err("unexpected {{else}}")),
     }
     Ok(Parsed { main, defs: p.defs })
 }
@@ -176,11 +176,11 @@ impl Parser {
     }
 
     /// Nodes up to `{{end}}`, `{{else}}` or the end of input.
-    fn list(&mut self, top: bool) -> Result<(Vec<Node>, End), ParseError> {
+    fn list(&mut self, top: bool) -> Result<(Vec<Node>, Stop), ParseError> {
         let mut nodes = Vec::new();
         loop {
             let Some(tok) = self.next() else {
-                return Ok((nodes, End::Eof));
+                return Ok((nodes, Stop::Eof));
             };
             match tok {
                 Tok::Text(t) => nodes.push(Node::Text(t.into())),
@@ -190,11 +190,11 @@ impl Parser {
                         Some(Tok::Keyword("end")) => {
                             self.next();
                             self.expect_right("end")?;
-                            return Ok((nodes, End::End));
+                            return Ok((nodes, Stop::End));
                         }
                         Some(Tok::Keyword("else")) => {
                             self.next();
-                            return Ok((nodes, End::Else(line)));
+                            return Ok((nodes, Stop::Else(line)));
                         }
                         Some(Tok::Keyword("define")) => {
                             if !top {
@@ -254,7 +254,7 @@ impl Parser {
                 self.depth -= 1;
                 self.vars = saved;
                 self.range_depth = saved_range;
-                if !matches!(end, End::End) {
+                if !matches!(end, Stop::End) {
                     return Err(self.err("unexpected EOF or {{else}} in block"));
                 }
                 self.add_def(name.clone(), body)?;
@@ -288,7 +288,7 @@ impl Parser {
         let (body, end) = self.list(false)?;
         self.depth -= 1;
         self.vars = saved;
-        if !matches!(end, End::End) {
+        if !matches!(end, Stop::End) {
             return Err(self.err("unexpected EOF or {{else}} in define clause"));
         }
         self.add_def(name, body)
@@ -328,9 +328,9 @@ impl Parser {
             self.range_depth -= 1;
         }
         let else_list = match end {
-            End::Eof => return Err(self.err(format!("unexpected EOF in {context}"))),
-            End::End => None,
-            End::Else(else_line) => {
+            Stop::Eof => return Err(self.err(format!("unexpected EOF in {context}"))),
+            Stop::End => None,
+            Stop::Else(else_line) => {
                 // `{{else if ...}}` / `{{else with ...}}`: a nested block ending at the same {{end}}.
                 let chained = match self.peek_non_space() {
                     Some(Tok::Keyword(k)) if (*k == "if" || *k == "with") && *k == context => {
@@ -351,9 +351,9 @@ impl Parser {
                     self.expect_right("else")?;
                     let (else_list, end) = self.list(false)?;
                     match end {
-                        End::End => Some(else_list),
-                        End::Else(_) => return Err(self.err("expected end; found {{else}}")),
-                        End::Eof => return Err(self.err(format!("unexpected EOF in {context}"))),
+                        Stop::End => Some(else_list),
+                        Stop::Else(_) => return Err(self.err("expected end; found {{else}}")),
+                        Stop::Eof => return Err(self.err(format!("unexpected EOF in {context}"))),
                     }
                 }
             }

@@ -2,8 +2,8 @@
 //! (`map[k:v]` sorted, `<nil>` inside), and printf's verbs with flags, width and precision
 //! (docs/vault-agent-templates.md, "Printing").
 //!
-//! Invariants: widths and precisions above Go's own limit (10^6) print `%!(BADWIDTH)` as in
-//! Go, so a format string cannot ask for unbounded padding; nothing here panics on any value.
+//! Invariants: widths and precisions stay below ~10^7 as in Go (fmt's parsenum and tooLarge),
+//! so a format string cannot ask for unbounded padding; nothing here panics on any value.
 
 use super::value::Value;
 
@@ -24,9 +24,10 @@ pub(crate) fn print_top(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 /// fmt.Sprint's spacing: a space between operands when neither is a string.
-pub(crate) fn sprint(args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn sprint(args: &[Value], limit: usize, out: &mut Vec<u8>) -> Result<(), String> {
     let mut prev_string = false;
     for (i, a) in args.iter().enumerate() {
+        over(out, limit)?;
         let is_string = a.string_bytes().is_some();
         if i > 0 && !is_string && !prev_string {
             out.push(b' ');
@@ -37,14 +38,23 @@ pub(crate) fn sprint(args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn sprintln(args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn sprintln(args: &[Value], limit: usize, out: &mut Vec<u8>) -> Result<(), String> {
     for (i, a) in args.iter().enumerate() {
+        over(out, limit)?;
         if i > 0 {
             out.push(b' ');
         }
         fmt_value(a, 'v', &Spec::default(), 0, out)?;
     }
     out.push(b'\n');
+    Ok(())
+}
+
+/// The result so far past `limit`: stop (each verb adds at most Go's ~10^7 width).
+fn over(out: &[u8], limit: usize) -> Result<(), String> {
+    if out.len() > limit {
+        return Err(format!("the result exceeds {limit} bytes"));
+    }
     Ok(())
 }
 
@@ -60,10 +70,16 @@ struct Spec {
 }
 
 /// fmt.Sprintf.
-pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn sprintf(
+    format: &[u8],
+    args: &[Value],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let mut argn = 0;
     let mut i = 0;
     while i < format.len() {
+        over(out, limit)?;
         let c = format[i];
         if c != b'%' {
             out.push(c);
@@ -83,11 +99,17 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
             }
             i += 1;
         }
+        // Go's parsenum: a number already above 10^6 before its next digit swallows the rest
+        // of the format (so widths stay below ~10^7).
         let num = |i: &mut usize| -> Option<usize> {
             let s = *i;
             let mut n: usize = 0;
             while let Some(d) = format.get(*i).filter(|c| c.is_ascii_digit()) {
-                n = n.saturating_mul(10).saturating_add((d - b'0') as usize);
+                if n > TOO_LARGE {
+                    *i = format.len();
+                    return None;
+                }
+                n = n * 10 + (d - b'0') as usize;
                 *i += 1;
             }
             (*i > s).then_some(n)
@@ -96,7 +118,7 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
         if format.get(i) == Some(&b'*') {
             i += 1;
             match args.get(argn) {
-                Some(Value::Int(n)) => {
+                Some(Value::Int(n)) if n.unsigned_abs() <= TOO_LARGE as u64 => {
                     spec.width = Some(n.unsigned_abs() as usize);
                     spec.minus |= *n < 0;
                 }
@@ -106,10 +128,6 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
         } else {
             spec.width = num(&mut i);
         }
-        if spec.width.is_some_and(|w| w > TOO_LARGE) {
-            bad_width = true;
-            spec.width = None;
-        }
         if bad_width {
             out.extend_from_slice(b"%!(BADWIDTH)");
         }
@@ -118,16 +136,14 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value], out: &mut Vec<u8>) -> Resul
             if format.get(i) == Some(&b'*') {
                 i += 1;
                 match args.get(argn) {
-                    Some(Value::Int(n)) if *n >= 0 => spec.prec = Some(*n as usize),
+                    Some(Value::Int(n)) if (0..=TOO_LARGE as i64).contains(n) => {
+                        spec.prec = Some(*n as usize)
+                    }
                     _ => out.extend_from_slice(b"%!(BADPREC)"),
                 }
                 argn += 1;
             } else {
                 spec.prec = Some(num(&mut i).unwrap_or(0));
-            }
-            if spec.prec.is_some_and(|p| p > TOO_LARGE) {
-                spec.prec = None;
-                out.extend_from_slice(b"%!(BADPREC)");
             }
         }
         if !spec.minus && spec.zero {
@@ -216,14 +232,16 @@ fn pad(body: &[u8], spec: &Spec, out: &mut Vec<u8>) {
     }
 }
 
-fn bad_verb(v: &Value, verb: char, out: &mut Vec<u8>) -> Result<(), String> {
+/// Go's badVerb: `%!VERB(TYPE=VALUE)`, the value printed with %v under the same flags,
+/// width and precision (`%.1f` of json.Number "1.50" gives `%!f(json.Number=1)`).
+fn bad_verb(v: &Value, verb: char, spec: &Spec, out: &mut Vec<u8>) -> Result<(), String> {
     out.extend_from_slice(format!("%!{verb}(").as_bytes());
     match v {
         Value::Invalid | Value::Nil => out.extend_from_slice(b"<nil>"),
         v => {
             out.extend_from_slice(v.type_name().as_bytes());
             out.push(b'=');
-            fmt_value(v, 'v', &Spec::default(), 0, out)?;
+            fmt_value(v, 'v', spec, 0, out)?;
         }
     }
     out.push(b')');
@@ -238,13 +256,15 @@ fn fmt_value(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     match v {
+        // Inside a map or list a nil prints `<nil>` whatever the verb.
         Value::Invalid | Value::Nil => match verb {
+            _ if depth > 0 => pad(b"<nil>", spec, out),
             'v' => pad(b"<nil>", spec, out),
-            _ => bad_verb(v, verb, out)?,
+            _ => bad_verb(v, verb, spec, out)?,
         },
         Value::Bool(b) => match verb {
             'v' | 't' => pad(if *b { b"true" } else { b"false" }, spec, out),
-            _ => bad_verb(v, verb, out)?,
+            _ => bad_verb(v, verb, spec, out)?,
         },
         Value::Int(i) => fmt_int(*i < 0, i.unsigned_abs(), v, verb, spec, out)?,
         Value::Uint(u) => fmt_int(false, *u, v, verb, spec, out)?,
@@ -270,7 +290,7 @@ fn fmt_value(
                 spec,
                 out,
             ),
-            _ => bad_verb(v, verb, out)?,
+            _ => bad_verb(v, verb, spec, out)?,
         },
         Value::Str(s) => fmt_string(s, v, verb, spec, out)?,
         // json.Number is a fmt.Stringer: v s x X q format its text; other verbs are bad.
@@ -379,7 +399,7 @@ fn fmt_int(
             pad(&q, spec, out);
             return Ok(());
         }
-        _ => return bad_verb(v, verb, out),
+        _ => return bad_verb(v, verb, spec, out),
     };
     let mut digits = digits;
     if let Some(p) = spec.prec {
@@ -463,7 +483,7 @@ fn fmt_string(
             }
             pad(h.as_bytes(), spec, out);
         }
-        _ => bad_verb(v, verb, out)?,
+        _ => bad_verb(v, verb, spec, out)?,
     }
     Ok(())
 }
@@ -523,7 +543,7 @@ fn decode_rune(s: &[u8]) -> (Option<char>, usize) {
 
 /// unicode.IsPrint, approximately: letters, marks, numbers, punctuation, symbols and the
 /// ASCII space; controls, other spaces, format characters and private use are not.
-fn is_print(c: char) -> bool {
+pub(crate) fn is_print(c: char) -> bool {
     let u = c as u32;
     if c == ' ' {
         return true;
@@ -575,7 +595,7 @@ pub(crate) fn format_shortest_g(f: f64) -> Vec<u8> {
     }
     let (digits, dp) = shortest(f);
     let exp = dp - 1;
-    let s = if exp < -4 || exp >= 6 {
+    let s = if !(-4..6).contains(&exp) {
         e_form(&digits, exp, digits.len().saturating_sub(1))
     } else {
         f_form(&digits, dp)
