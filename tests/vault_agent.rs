@@ -643,3 +643,69 @@ fn one_login_and_one_issuance_per_pod_across_templates() {
     let log = std::fs::read_to_string(sc.dir.join("sidecar.log")).unwrap();
     assert_eq!(log.matches("logged in to Vault").count(), 1, "{log}");
 }
+
+#[test]
+fn a_missing_key_with_error_on_missing_key_fails_the_init_container_like_the_agent() {
+    let s = setup();
+    let sc = scene();
+    let kv1 = format!("{}/app", s.kv1);
+    let mut ok = secret("ok", &kv1, None);
+    ok.extra
+        .push(("agent-inject-perms-ok".into(), "0600".into()));
+    let mut bad = secret(
+        "bad",
+        "",
+        Some(format!(
+            "{{{{ with secret \"{kv1}\" }}}}{{{{ .Data.no_such_key }}}}{{{{ end }}}}"
+        )),
+    );
+    bad.extra
+        .push(("error-on-missing-key-bad".into(), "true".into()));
+    let secrets = [ok, bad];
+    let p = pod(&s, &secrets, &[("agent-pre-populate-only", "true")]);
+    let injected = patched(&p, &admit(&sc, &p));
+    let kubelet = Kubelet::new(sc.dir.path(), "default", &injected);
+    let run = kubelet.run("secretdrop-init");
+    assert_ne!(run.code, 0, "the init container succeeded");
+    assert!(run.stderr.contains("no_such_key"), "{}", run.stderr);
+    // Nothing partial: no version of the directory at all.
+    let dir = kubelet
+        .host_path(&kubelet.container("app"), "/vault/secrets")
+        .unwrap();
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "files were written"
+    );
+    let stanzas: Vec<Stanza> = secrets.iter().map(|x| stanza(x, false)).collect();
+    let agent = agent_oracle::render(
+        Bao::shared(),
+        sc.dir.path(),
+        &s.mount,
+        &s.role,
+        &jwt_for(&s, sc.dir.path()),
+        &stanzas,
+        &[],
+    );
+    assert!(
+        !agent.ok,
+        "bao agent rendered it: the test's premise is wrong"
+    );
+    // And without error-on-missing-key both print <no value>.
+    let mut lax = secrets;
+    lax[1].extra.clear();
+    let p = pod(&s, &lax, &[]);
+    let sc2 = scene();
+    let injected = patched(&p, &admit(&sc2, &p));
+    let kubelet = run_pod(&sc2, &injected);
+    let stanzas: Vec<Stanza> = lax.iter().map(|x| stanza(x, false)).collect();
+    let agent = agent_oracle::render(
+        Bao::shared(),
+        sc2.dir.path(),
+        &s.mount,
+        &s.role,
+        &jwt_for(&s, sc2.dir.path()),
+        &stanzas,
+        &[],
+    );
+    same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas);
+}
