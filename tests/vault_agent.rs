@@ -709,3 +709,45 @@ fn a_missing_key_with_error_on_missing_key_fails_the_init_container_like_the_age
     );
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas);
 }
+
+#[test]
+fn the_webhook_spends_little_on_templates_built_to_burn_it() {
+    let s = setup();
+    let sc = scene();
+    let kv1 = format!("{}/app", s.kv1);
+    // Nested loops of a hundred million each, before and after the secret, in the most secrets
+    // a pod may have.
+    let burn =
+        "{{ range $i := loop 0 100000000 }}{{ range $j := loop 0 100000000 }}x{{ end }}{{ end }}";
+    let secrets: Vec<Secret> = (0..256)
+        .map(|_| {
+            secret(
+                "",
+                "",
+                Some(format!(
+                    "{burn}{{{{ with secret \"{kv1}\" }}}}{burn}{{{{ end }}}}"
+                )),
+            )
+        })
+        .collect();
+    let names: Vec<String> = (0..256).map(|i| format!("t{i}")).collect();
+    let secrets: Vec<Secret> = secrets
+        .into_iter()
+        .zip(&names)
+        .map(|(mut x, n)| {
+            x.name = n;
+            x.file = n.clone();
+            x
+        })
+        .collect();
+    let p = pod(&s, &secrets, &[]);
+    let started = std::time::Instant::now();
+    let message = refusal(&admit(&sc, &p));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(message.contains("agent-inject-template-t"), "{message}");
+    assert!(message.contains("steps"), "{message}");
+}

@@ -50,6 +50,9 @@ const JSON_TEMPLATE: &str = "{{ with secret \"%s\" }}{{ .Data | toJSON }}\n{{ en
 /// Largest template, after the annotations' own 256 KiB limit: the engine's work is bounded
 /// separately.
 const MAX_TEMPLATE: usize = 64 * 1024;
+/// Steps a template may take before it reads its first secret: what the webhook spends on one
+/// at admission. Real templates do next to nothing outside their `with secret` blocks.
+const DISCOVERY_STEPS: u64 = 10_000;
 /// Most secrets one pod may define.
 pub const MAX_SECRETS: usize = 256;
 
@@ -695,7 +698,10 @@ fn reads_of(t: &Template, env: &dyn Fn(&str) -> String) -> Result<Vec<Read>, Str
             (self.0)(name)
         }
     }
-    let opts = gotemplate::Options::new(false);
+    let opts = gotemplate::Options {
+        max_steps: DISCOVERY_STEPS,
+        ..gotemplate::Options::new(false)
+    };
     match gotemplate::execute(t, &mut Nothing(env), &opts) {
         Ok(gotemplate::Outcome::Missing(requests)) => Ok(requests.iter().map(read_of).collect()),
         Ok(gotemplate::Outcome::Rendered(_)) => Ok(Vec::new()),
