@@ -122,6 +122,22 @@ struct Case {
     /// (objectName, path, key)
     objects: Vec<(String, String, String)>,
     runs: usize,
+    /// secretdrop reads a converted Vault Agent pod's annotations (the same templates as the
+    /// agent's) instead of a SecretProviderClass.
+    agent_pod: bool,
+}
+
+/// A converted injector pod's downward-API annotations file with the agent's templates.
+fn agent_annotations(addr: &str, role: &str, objects: &[(String, String, String)]) -> String {
+    let mut s = format!(
+        "secretdrop.dev/vault-agent=\"vault.hashicorp.com/\"\nvault.hashicorp.com/agent-inject=\"true\"\nvault.hashicorp.com/role=\"{role}\"\nvault.hashicorp.com/service=\"{addr}\"\nvault.hashicorp.com/preserve-secret-case=\"true\"\n"
+    );
+    for (name, path, key) in objects {
+        s.push_str(&format!(
+            "vault.hashicorp.com/agent-inject-template-{name}=\"{{{{ with secret \\\"{path}\\\" }}}}{{{{ .Data.data.{key} }}}}{{{{ end }}}}\"\n"
+        ));
+    }
+    s
 }
 
 struct Result {
@@ -209,13 +225,21 @@ fn main() {
     let cases = [
         Case {
             name: "blog post: 2 objects, 1 path",
-            objects: blog,
+            objects: blog.clone(),
             runs: 21,
+            agent_pod: false,
         },
         Case {
             name: "500 objects, 50 paths",
             objects: many,
             runs: 7,
+            agent_pod: false,
+        },
+        Case {
+            name: "converted agent pod: 2 Go templates",
+            objects: blog,
+            runs: 21,
+            agent_pod: true,
         },
     ];
 
@@ -243,11 +267,18 @@ fn main() {
 
     let mut results = Vec::new();
     for (ci, case) in cases.iter().enumerate() {
-        let cfg = write(
-            work.path(),
-            "spc.yaml",
-            &spc(&bao.addr(), &pod.role, &case.objects),
-        );
+        let cfg = match case.agent_pod {
+            false => write(
+                work.path(),
+                "spc.yaml",
+                &spc(&bao.addr(), &pod.role, &case.objects),
+            ),
+            true => write(
+                work.path(),
+                "annotations",
+                &agent_annotations(&bao.addr(), &pod.role, &case.objects),
+            ),
+        };
         let mut sd_samples = Vec::new();
         let mut agent_samples = Vec::new();
         for i in 0..case.runs {
@@ -363,8 +394,11 @@ fn main() {
 
 /// Two grouped horizontal bar charts (wall time, peak RSS), plain SVG.
 fn svg(results: &[Result]) -> String {
-    let mut s = String::from(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"330\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"760\" height=\"330\" fill=\"white\"/>\n<text x=\"380\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">secretdrop init vs bao agent (exit_after_auth), same OpenBao, same run</text>\n",
+    // Each panel has a row per result; the picture grows with the cases.
+    let panel = 30.0 + results.len() as f64 * 26.0;
+    let height = 60.0 + 2.0 * panel;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"760\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"760\" height=\"{height:.0}\" fill=\"white\"/>\n<text x=\"380\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">secretdrop init vs bao agent (exit_after_auth), same OpenBao, same run</text>\n",
     );
     type Panel = (&'static str, fn(&Result) -> f64, &'static str);
     let panels: [Panel; 2] = [
@@ -376,7 +410,7 @@ fn svg(results: &[Result]) -> String {
         ),
     ];
     for (pi, (title, value, unit)) in panels.iter().enumerate() {
-        let y0 = 50.0 + pi as f64 * 140.0;
+        let y0 = 50.0 + pi as f64 * panel;
         s.push_str(&format!(
             "<text x=\"10\" y=\"{y0}\" font-weight=\"bold\">{title}</text>\n"
         ));
