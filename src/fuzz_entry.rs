@@ -443,9 +443,19 @@ pub fn admission(data: &[u8]) {
             Err(_) => return,
         },
     };
-    let defaults = admission_defaults();
     let secret_check = marker_only_in_env_values(&review);
-    let (out, outcome) = match review::answer(&review, &defaults) {
+    // Both paths: /mutate, and /convert-vault-agent (Vault Agent Injector pods).
+    for vault_agent in [false, true] {
+        let defaults = Defaults {
+            vault_agent,
+            ..admission_defaults()
+        };
+        admission_at(&review, &defaults, secret_check);
+    }
+}
+
+fn admission_at(review: &Value, defaults: &Defaults, secret_check: bool) {
+    let (out, outcome) = match review::answer(review, defaults) {
         Ok(answer) => answer,
         Err(e) => {
             if secret_check {
@@ -473,7 +483,7 @@ pub fn admission(data: &[u8]) {
         Outcome::Injected(_) => {
             assert_eq!(allowed, Some(true));
             assert_eq!(response["patchType"], "JSONPatch");
-            check_injection(&review, response, &defaults);
+            check_injection(review, response, defaults);
         }
     }
 }
@@ -543,6 +553,7 @@ fn check_injection(review: &Value, response: &Value, defaults: &Defaults) {
     };
     let namespace = review["request"]["namespace"].as_str().unwrap_or("");
     let decided = match crate::webhook::csi::classes(pod, namespace, defaults) {
+        _ if defaults.vault_agent => mutate::convert_agent(pod, namespace, defaults),
         Ok(csi) => mutate::mutate_in(pod, namespace, defaults, &csi),
         Err(m) => Decision::Reject(m),
     };

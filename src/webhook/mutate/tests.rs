@@ -456,3 +456,70 @@ fn container_selection_is_linear_in_the_number_of_containers() {
     );
     assert!(m.len() < 300, "{m}");
 }
+
+#[test]
+fn a_vault_agent_pod_is_converted_only_through_its_own_path() {
+    let seed = include_str!("../../../fuzz/seeds/admission/vault-agent.json");
+    let review: Value = serde_json::from_str(seed).unwrap();
+    let pod = &review["request"]["object"];
+    // The webhook's default audience is for its own pods, not for converted ones.
+    let d = Defaults {
+        token_audience: Some("vault".into()),
+        ..defaults()
+    };
+    assert_eq!(mutate(pod, &d), Decision::Skip("not opted in"));
+    let Decision::Inject {
+        pod: injected,
+        mode,
+    } = convert_agent(pod, "team", &d)
+    else {
+        panic!("{:?}", convert_agent(pod, "team", &d))
+    };
+    assert_eq!(mode, Mode::Sidecar);
+    let spec = &injected["spec"];
+    assert_eq!(spec["shareProcessNamespace"], true);
+    let app_mounts: Vec<&str> = spec["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert_eq!(app_mounts, ["/vault/secrets", "/etc/db"]);
+    let ours = &spec["initContainers"][0];
+    assert_eq!(ours["securityContext"]["runAsUser"], 100);
+    let args: Vec<&str> = ours["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w
+            == [
+                "--volume",
+                "secretdrop-custom-0=/mnt/secretdrop-custom/secretdrop-custom-0"
+            ]),
+        "{args:?}"
+    );
+    let a = &injected["metadata"]["annotations"];
+    assert_eq!(a["secretdrop.dev/vault-agent"], "vault.hashicorp.com/");
+    assert_eq!(a["vault.hashicorp.com/agent-inject-status"], "injected");
+    // The token volume has no audience: the role expects the pod's own token's.
+    let token = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == TOKEN_VOLUME)
+        .unwrap();
+    assert!(
+        token["projected"]["sources"][0]["serviceAccountToken"]
+            .get("audience")
+            .is_none(),
+        "{token}"
+    );
+    // Once converted, it is left alone.
+    assert_eq!(
+        convert_agent(&injected, "team", &d),
+        Decision::Skip("already injected")
+    );
+}
