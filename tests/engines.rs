@@ -50,22 +50,7 @@ fn kv_v1_and_v2_with_pinned_versions() {
 #[test]
 fn pki_certificate_and_key_come_from_one_issuance() {
     let bao = Bao::shared();
-    let pki = unique("pki");
-    bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
-    bao.cli(&["secrets", "tune", "-max-lease-ttl=8760h", &pki]);
-    bao.cli(&[
-        "write",
-        &format!("{pki}/root/generate/internal"),
-        "common_name=example.com",
-        "ttl=8760h",
-    ]);
-    bao.cli(&[
-        "write",
-        &format!("{pki}/roles/web"),
-        "allowed_domains=example.com",
-        "allow_subdomains=true",
-        "max_ttl=72h",
-    ]);
+    let pki = common::vault_pki(bao, "pki");
     let pod = Pod::with_policy(
         bao,
         &format!("path \"{pki}/issue/web\" {{ capabilities = [\"create\", \"update\"] }}\n"),

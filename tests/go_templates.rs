@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bao_bin, http, unique, Bao, Server};
+use common::{bao_bin, http, unique, Bao};
 use secretdrop::gotemplate::{self, Host, Options, Outcome, Request, Template};
 
 /// Answers with HTTP from the test server, as the lead's host will: KV v2 paths rewritten
@@ -562,22 +562,7 @@ fn pem_shape(b: &[u8]) -> String {
 #[test]
 fn pki_cert_and_secret_on_pki_issue_have_the_agents_layout() {
     let bao = Bao::shared();
-    let pki = unique("gt-pki");
-    bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
-    bao.cli(&["secrets", "tune", "-max-lease-ttl=8760h", &pki]);
-    bao.cli(&[
-        "write",
-        &format!("{pki}/root/generate/internal"),
-        "common_name=example.com",
-        "ttl=8760h",
-    ]);
-    bao.cli(&[
-        "write",
-        &format!("{pki}/roles/web"),
-        "allowed_domains=example.com",
-        "allow_subdomains=true",
-        "max_ttl=72h",
-    ]);
+    let pki = common::vault_pki(bao, "gt-pki");
     let issue = format!("\"{pki}/issue/web\" \"common_name=app.example.com\" \"ttl=1h\"");
     let cases = vec![
         case("pki-all", &format!("{{{{ with pkiCert {issue} }}}}{{{{ .Cert }}}}{{{{ .Key }}}}{{{{ .CA }}}}{{{{ end }}}}")),

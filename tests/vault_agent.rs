@@ -240,6 +240,32 @@ fn jwt_for(s: &Setup, dir: &Path) -> std::path::PathBuf {
     write(dir, "agent-jwt", &token)
 }
 
+/// What `bao agent` writes for `stanzas`, logged in as the pod would be, with the `NAMESPACE`
+/// the injector gives its container.
+fn oracle(s: &Setup, sc: &ApiScene, stanzas: &[Stanza]) -> agent_oracle::Rendered {
+    agent_oracle::render(
+        Bao::shared(),
+        sc.dir.path(),
+        &s.mount,
+        &s.role,
+        &jwt_for(s, sc.dir.path()),
+        stanzas,
+        &[("NAMESPACE", "default")],
+    )
+}
+
+fn stanzas_of(secrets: &[Secret], default_json: bool) -> Vec<Stanza> {
+    secrets.iter().map(|x| stanza(x, default_json)).collect()
+}
+
+/// `pod` admitted through `/convert-vault-agent` (valid by the schema) and run.
+fn converted(sc: &ApiScene, pod: &Value) -> (Value, Kubelet) {
+    let injected = patched(pod, &admit(sc, pod));
+    validates("converted", &injected);
+    let kubelet = run_pod(sc, &injected);
+    (injected, kubelet)
+}
+
 #[test]
 fn default_map_and_json_templates_match_bao_agent_on_kv_v1_and_v2() {
     let s = setup();
@@ -256,19 +282,9 @@ fn default_map_and_json_templates_match_bao_agent_on_kv_v1_and_v2() {
         .extra
         .push(("agent-inject-perms-kv1-map".into(), "0400".into()));
     let p = pod(&s, &secrets, &[]);
-    let injected = patched(&p, &admit(&sc, &p));
-    validates("converted", &injected);
-    let kubelet = run_pod(&sc, &injected);
-    let stanzas: Vec<Stanza> = secrets.iter().map(|x| stanza(x, false)).collect();
-    let agent = agent_oracle::render(
-        Bao::shared(),
-        sc.dir.path(),
-        &s.mount,
-        &s.role,
-        &jwt_for(&s, sc.dir.path()),
-        &stanzas,
-        &[("NAMESPACE", "default")],
-    );
+    let (_, kubelet) = converted(&sc, &p);
+    let stanzas = stanzas_of(&secrets, false);
+    let agent = oracle(&s, &sc, &stanzas);
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas);
 
     // The json default template, on a second pod.
@@ -278,18 +294,9 @@ fn default_map_and_json_templates_match_bao_agent_on_kv_v1_and_v2() {
     ];
     let p = pod(&s, &secrets, &[("agent-inject-default-template", "json")]);
     let sc2 = scene();
-    let injected = patched(&p, &admit(&sc2, &p));
-    let kubelet = run_pod(&sc2, &injected);
-    let stanzas: Vec<Stanza> = secrets.iter().map(|x| stanza(x, true)).collect();
-    let agent = agent_oracle::render(
-        Bao::shared(),
-        sc2.dir.path(),
-        &s.mount,
-        &s.role,
-        &jwt_for(&s, sc2.dir.path()),
-        &stanzas,
-        &[],
-    );
+    let (_, kubelet) = converted(&sc2, &p);
+    let stanzas = stanzas_of(&secrets, true);
+    let agent = oracle(&s, &sc2, &stanzas);
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas);
 }
 
@@ -322,19 +329,9 @@ fn real_world_templates_match_bao_agent() {
         secret("contains", "", t("{{ with secret \"KV1\" }}{{ if .Data.hosts | contains \"b.example\" }}yes{{ end }}{{ .Data.username | toUpper }}{{ end }}")),
     ];
     let p = pod(&s, &secrets, &[]);
-    let injected = patched(&p, &admit(&sc, &p));
-    validates("converted", &injected);
-    let kubelet = run_pod(&sc, &injected);
-    let stanzas: Vec<Stanza> = secrets.iter().map(|x| stanza(x, false)).collect();
-    let agent = agent_oracle::render(
-        Bao::shared(),
-        sc.dir.path(),
-        &s.mount,
-        &s.role,
-        &jwt_for(&s, sc.dir.path()),
-        &stanzas,
-        &[("NAMESPACE", "default")],
-    );
+    let (_, kubelet) = converted(&sc, &p);
+    let stanzas = stanzas_of(&secrets, false);
+    let agent = oracle(&s, &sc, &stanzas);
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas);
 }
 
@@ -387,16 +384,8 @@ fn files_paths_perms_and_a_job_that_finishes() {
     assert_eq!(inits[0]["securityContext"]["runAsGroup"], 1000);
 
     let kubelet = run_pod(&sc, &injected);
-    let stanzas: Vec<Stanza> = secrets.iter().map(|x| stanza(x, false)).collect();
-    let agent = agent_oracle::render(
-        Bao::shared(),
-        sc.dir.path(),
-        &s.mount,
-        &s.role,
-        &jwt_for(&s, sc.dir.path()),
-        &stanzas,
-        &[],
-    );
+    let stanzas = stanzas_of(&secrets, false);
+    let agent = oracle(&s, &sc, &stanzas);
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas[..2]);
     // The token, as the injector's sink writes it: bare, mode 0640, and one Vault accepts.
     let token = kubelet
@@ -529,8 +518,7 @@ fn a_curl_command_becomes_a_post_to_the_app_after_each_new_version() {
         &[x],
         &[("template-static-secret-render-interval", "1s")],
     );
-    let injected = patched(&p, &admit(&sc, &p));
-    let kubelet = run_pod(&sc, &injected);
+    let (_, kubelet) = converted(&sc, &p);
     let file = kubelet
         .host_path(&kubelet.container("app"), "/vault/secrets/x")
         .unwrap();
@@ -557,22 +545,7 @@ fn a_curl_command_becomes_a_post_to_the_app_after_each_new_version() {
 fn one_login_and_one_issuance_per_pod_across_templates() {
     let s = setup();
     let bao = Bao::shared();
-    let pki = unique("pki");
-    bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
-    bao.cli(&["secrets", "tune", "-max-lease-ttl=8760h", &pki]);
-    bao.cli(&[
-        "write",
-        &format!("{pki}/root/generate/internal"),
-        "common_name=example.com",
-        "ttl=8760h",
-    ]);
-    bao.cli(&[
-        "write",
-        &format!("{pki}/roles/web"),
-        "allowed_domains=example.com",
-        "allow_subdomains=true",
-        "max_ttl=72h",
-    ]);
+    let pki = common::vault_pki(bao, "pki");
     let policy =
         format!("path \"{pki}/issue/web\" {{ capabilities = [\"create\", \"update\"] }}\n");
     bao.cli_stdin(
@@ -613,8 +586,7 @@ fn one_login_and_one_issuance_per_pod_across_templates() {
     ];
     let sc = scene();
     let p = pod(&s, &secrets, &[]);
-    let injected = patched(&p, &admit(&sc, &p));
-    let kubelet = run_pod(&sc, &injected);
+    let (_, kubelet) = converted(&sc, &p);
     let app = kubelet.container("app");
     let path = |f: &str| {
         kubelet
@@ -676,16 +648,8 @@ fn a_missing_key_with_error_on_missing_key_fails_the_init_container_like_the_age
         std::fs::read_dir(&dir).unwrap().next().is_none(),
         "files were written"
     );
-    let stanzas: Vec<Stanza> = secrets.iter().map(|x| stanza(x, false)).collect();
-    let agent = agent_oracle::render(
-        Bao::shared(),
-        sc.dir.path(),
-        &s.mount,
-        &s.role,
-        &jwt_for(&s, sc.dir.path()),
-        &stanzas,
-        &[],
-    );
+    let stanzas = stanzas_of(&secrets, false);
+    let agent = oracle(&s, &sc, &stanzas);
     assert!(
         !agent.ok,
         "bao agent rendered it: the test's premise is wrong"
@@ -695,18 +659,9 @@ fn a_missing_key_with_error_on_missing_key_fails_the_init_container_like_the_age
     lax[1].extra.clear();
     let p = pod(&s, &lax, &[]);
     let sc2 = scene();
-    let injected = patched(&p, &admit(&sc2, &p));
-    let kubelet = run_pod(&sc2, &injected);
-    let stanzas: Vec<Stanza> = lax.iter().map(|x| stanza(x, false)).collect();
-    let agent = agent_oracle::render(
-        Bao::shared(),
-        sc2.dir.path(),
-        &s.mount,
-        &s.role,
-        &jwt_for(&s, sc2.dir.path()),
-        &stanzas,
-        &[],
-    );
+    let (_, kubelet) = converted(&sc2, &p);
+    let stanzas = stanzas_of(&lax, false);
+    let agent = oracle(&s, &sc2, &stanzas);
     same_as_agent(&kubelet, "/vault/secrets", &agent, &stanzas);
 }
 

@@ -1078,3 +1078,25 @@ pub fn start_hook() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
     });
     (port, bodies)
 }
+
+/// A PKI mount of its own (named after `prefix`, unique) with a root CA for example.com and a
+/// role `web` that issues for its subdomains (72h at most): `<mount>/issue/web`.
+pub fn vault_pki(bao: &impl Server, prefix: &str) -> String {
+    let pki = unique(prefix);
+    bao.cli(&["secrets", "enable", &format!("-path={pki}"), "pki"]);
+    bao.cli(&["secrets", "tune", "-max-lease-ttl=8760h", &pki]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/root/generate/internal"),
+        "common_name=example.com",
+        "ttl=8760h",
+    ]);
+    bao.cli(&[
+        "write",
+        &format!("{pki}/roles/web"),
+        "allowed_domains=example.com",
+        "allow_subdomains=true",
+        "max_ttl=72h",
+    ]);
+    pki
+}
