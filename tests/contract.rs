@@ -97,7 +97,7 @@ fn renders_every_object_in_the_kubelet_layout<S: Store>() {
     assert_eq!(store.reads() - reads, 3, "one read per object");
 
     // The same values again: init finds the files current and touches nothing.
-    let before = tree(&out);
+    let before = settled_tree(&out);
     b.init(&config, &out, &[]).expect_code(0);
     assert_eq!(
         tree(&out),
@@ -124,7 +124,7 @@ fn rotation_by_the_sidecar<S: Store>() {
     let mut sidecar = b.sidecar(&config, &out, &[]);
     assert_file(&store, &out, "alpha", &a1);
     let first = current_version(&out);
-    let before = tree(&out);
+    let before = settled_tree(&out);
 
     // Polls that find the same values leave everything as it was, `..data` included.
     let reads = store.reads();
@@ -261,7 +261,7 @@ fn reload_applies_objects_and_parameters_live<S: Store>() {
     assert!(log().contains("config reloaded"), "{}", log());
 
     // A broken edit is refused, naming the field; the running config keeps its files.
-    let before = tree(&out);
+    let before = settled_tree(&out);
     let (bad, field) = store.bad_classes().remove(0);
     b.config("class.yaml", &bad);
     assert!(
@@ -378,19 +378,8 @@ fn beside_another_provider_in_one_process<S: Store, P: Store>() {
         assert!(log().contains(&format!("provider=\"{p}\"")), "{}", log());
     }
 
-    // The volume `mine` switched to the other provider: refused, the files stay. The commit
-    // that wrote m2 removes the previous version just after the swap that wait_file saw.
-    let versions = || {
-        std::fs::read_dir(&m)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("..2"))
-            })
-            .count()
-    };
-    assert!(eventually(WITHIN, || versions() == 1), "{:?}", tree(&m));
-    let before = tree(&m);
+    // The volume `mine` switched to the other provider: refused, the files stay.
+    let before = settled_tree(&m);
     let switched = theirs.class(&objs(&["beta"]), Params::First);
     b.annotations(
         "annotations",
@@ -418,7 +407,7 @@ fn beside_another_provider_in_one_process<S: Store, P: Store>() {
     let single = b.config("single.yaml", &mine_class);
     let alone = b.dir.join("alone");
     let sidecar = b.sidecar(&single, &alone, &[]);
-    let before = tree(&alone);
+    let before = settled_tree(&alone);
     b.config("single.yaml", &theirs_class);
     let said = format!(
         "switches these volumes from provider {} to provider {}",
@@ -452,7 +441,7 @@ fn bad_input_exits_2_naming_the_field_and_writes_nothing<S: Store>() {
     let kept = b.dir.join("kept");
     b.init(&b.config("good.yaml", &good), &kept, &[])
         .expect_code(0);
-    let before = tree(&kept);
+    let before = settled_tree(&kept);
     // What every provider refuses, whatever its parameters.
     let list = store.list_parameter();
     let (head, _) = good.split_once(&format!("    {list}:")).unwrap();
@@ -533,7 +522,7 @@ fn a_failing_object_writes_nothing_and_keeps_the_last_render<S: Store>() {
     store.put(&[("beta", &b1)]);
     let out = b.dir.join("out");
     let sidecar = b.sidecar(&config, &out, &[]);
-    let before = tree(&out);
+    let before = settled_tree(&out);
     store.fail("beta", Failure::Missing);
     let reads = store.reads();
     assert!(
@@ -547,7 +536,7 @@ fn a_failing_object_writes_nothing_and_keeps_the_last_render<S: Store>() {
     assert_file(&store, &out, "alpha", &a1);
 
     // Forbidden: init refuses to write, the sidecar keeps what it has.
-    let before = tree(&out);
+    let before = settled_tree(&out);
     store.fail("alpha", Failure::Forbidden);
     let alone = b.config("alpha.yaml", &store.class(&objs(&["alpha"]), Params::First));
     let r = b.init(&alone, &fresh, &["--timeout", "5s"]);
@@ -690,4 +679,22 @@ contract! {
     aws => AwsStore, beside VaultStore;
     azure => AzureStore, beside VaultStore;
     gcp => GcpStore, beside VaultStore;
+}
+
+/// The directory's entries once the last commit finished: a commit removes the previous
+/// version just after the `..data` swap that `wait_file` sees, so a snapshot taken right after
+/// it could still hold that version.
+fn settled_tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, common::cli::Entry> {
+    let versions = || {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("..2"))
+                })
+                .count()
+        })
+    };
+    assert!(eventually(WITHIN, || versions() <= 1), "{:?}", tree(dir));
+    tree(dir)
 }

@@ -185,6 +185,9 @@ pub fn plan(source: &Path, spec: &VaultSpec) -> String {
                     .unwrap_or_default();
             s.push_str(&format!(" with secretArgs keys [{}]", keys.join(", ")));
         }
+        if r.template && r.method == "GET" {
+            s.push_str(" (a template's secret: a KV version 2 path gets data/ at its mount)");
+        }
         s.push('\n');
     }
     s.push_str(&format!("files ({}):\n", spec.objects.len()));
@@ -207,11 +210,10 @@ pub fn plan(source: &Path, spec: &VaultSpec) -> String {
             ),
             Output::Template(t) => format!("template ({} lines)", t.lines().count().max(1)),
             Output::VaultToken => "the Vault token".to_string(),
-            Output::GoTemplate(t) => format!(
-                "Go template from {} ({} lines)",
-                t.what,
-                t.source.lines().count().max(1)
-            ),
+            Output::GoTemplate(t) => match t.source.lines().count() {
+                0 | 1 => format!("Go template from {} (1 line)", t.what),
+                n => format!("Go template from {} ({n} lines)", t.what),
+            },
         };
         let owner = match (o.owner, o.group) {
             (None, None) => String::new(),
