@@ -364,6 +364,7 @@ fn cases(f: &Fixture) -> Vec<Case> {
     // What the unit tests of src/gotemplate expect beyond the cases above.
     c.push(case("unit-extras", r#"{{ indent 2 "a\nb" }} {{ html "<&>" }} {{ urlquery "a b&" }}|{{ if 0 }}a{{ else if "" }}b{{ else if 1 }}c{{ else }}d{{ end }}{{ with $x := "v" }}{{ $x }}{{ . }}{{ end }}|{{ $u := "a" }}{{ $u = "b" }}{{ $u }}|{{ $.Foo }}|{{ and 1 0 2 }}|{{ or 0 "" }}|{{ not nil }}|{{ toJSON (parseJSON "[1e21, 1e-7, 0.000001, 123456789]") }}|{{ printf "%2000000d" 1 }}|{{ printf "%20000000d" 1 }}|{{ printf "%*d" 2000000 1 }}|{{ range $i, $e := split "," "x,y,z,w" }}{{ if eq $e "y" }}{{ continue }}{{ end }}{{ if eq $e "w" }}{{ break }}{{ end }}{{ $i }}{{ $e }}{{ end }}|{{ range split "," "" }}x{{ else }}none{{ end }}|{{ printf "%d|%05d|%-4s|%q" 5 42 "ab" "a\x01b" }}|{{ print "a" 1 2 "b" 3 }}"#));
     c.push(case("define-dollar", &format!(r#"{{{{ define "t" }}}}{{{{ $.username }}}}/{{{{ .dbname }}}}{{{{ end }}}}{{{{ with secret "{kv1}/db" }}}}{{{{ template "t" .Data }}}}{{{{ end }}}}"#)));
+    c.push(case("execute-template", &format!(r#"{{{{ define "greet" }}}}hi {{{{ . }}}}{{{{ end }}}}{{{{ define "row" }}}}{{{{ $.username }}}}@{{{{ .host }}}}{{{{ end }}}}{{{{ executeTemplate "greet" "bob" | toUpper }}}}|{{{{ executeTemplate "greet" }}}}|{{{{ with secret "{kv1}/db" }}}}{{{{ executeTemplate "row" .Data }}}}{{{{ end }}}}"#)));
     c.push(case("unit-define", r#"{{ define "row" }}<{{ . }}>{{ end }}{{ template "row" "x" }}{{ template "row" }}{{ block "b" 5 }}[{{ . }}]{{ end }}"#));
     // Real-world templates.
     c.push(case("pg-url", &format!("{{{{- with secret \"{kv1}/db\" -}}}}\npostgresql://{{{{ .Data.username }}}}:{{{{ .Data.password }}}}@{{{{ .Data.host }}}}:{{{{ .Data.port }}}}/{{{{ .Data.dbname }}}}?sslmode=require\n{{{{- end }}}}\n")));
@@ -474,6 +475,11 @@ fn fails_where_bao_agent_fails() {
         case("parse-int-bad", "{{ parseInt \"12a\" }}"),
         case("indent-neg", "{{ indent -1 \"x\" }}"),
         case("len-nil", &w1("{{ len .Data.none }}")),
+        case("execute-undefined", "{{ executeTemplate \"nope\" }}"),
+        case(
+            "execute-args",
+            "{{ define \"a\" }}x{{ end }}{{ executeTemplate \"a\" 1 2 }}",
+        ),
         case(
             "kv2-deleted",
             &format!("{{{{ with secret \"{kv2}/gone\" }}}}{{{{ .Data.data.a }}}}{{{{ end }}}}"),

@@ -631,6 +631,9 @@ impl State<'_, '_, '_> {
             }
             return Ok(last);
         }
+        if b == Builtin::ExecuteTemplate {
+            return self.execute_template(dot, args, fin);
+        }
         let mut argv = Vec::new();
         for a in args {
             argv.push(self.arg(dot, Ty::Reflect, a)?);
@@ -658,7 +661,7 @@ impl State<'_, '_, '_> {
         };
         let e = |s: &Self, m: String| s.err(format!("error calling {name}: {m}"));
         let out = match b {
-            Builtin::And | Builtin::Or => Value::Invalid,
+            Builtin::And | Builtin::Or | Builtin::ExecuteTemplate => Value::Invalid,
             Builtin::Not => {
                 want(self, 1)?;
                 Value::Bool(!argv[0].truth())
@@ -757,6 +760,68 @@ impl State<'_, '_, '_> {
             }
         };
         Ok(out)
+    }
+}
+
+impl State<'_, '_, '_> {
+    /// `executeTemplate NAME [DATA]`: a defined template run with DATA as its dot and `$`,
+    /// its output returned as a string (consul-template's executeTemplateFunc).
+    fn execute_template(&mut self, dot: &Value, args: &[Arg], fin: Option<Value>) -> R<Value> {
+        let mut argv = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            argv.push(self.arg(dot, if i == 0 { Ty::Str } else { Ty::Any }, a)?);
+        }
+        if let Some(f) = fin {
+            let ty = if argv.is_empty() { Ty::Str } else { Ty::Any };
+            argv.push(self.validate(f, ty)?);
+        }
+        let e = |s: &Self, m: String| s.err(format!("error calling executeTemplate: {m}"));
+        let d =
+            match argv.len() {
+                0 => {
+                    return Err(
+                        self.err("wrong number of args for executeTemplate: want at least 1 got 0")
+                    )
+                }
+                1 => Value::Invalid,
+                2 => argv[1].clone().unwrap_nil(),
+                n => return Err(e(
+                    self,
+                    format!(
+                        "executeTemplate: wrong number of arguments, expected 1 or 2, but got {n}"
+                    ),
+                )),
+            };
+        let name = String::from_utf8_lossy(argv[0].string_bytes().unwrap_or_default()).into_owned();
+        let Some(body) = self.t.defs.get(&name).cloned() else {
+            return Err(e(
+                self,
+                format!("template: no template {name:?} associated with template \"\""),
+            ));
+        };
+        if self.depth >= MAX_CALL_DEPTH {
+            return Err(self.err(format!(
+                "exceeded maximum template depth ({MAX_CALL_DEPTH})"
+            )));
+        }
+        self.depth += 1;
+        let saved_vars = std::mem::replace(&mut self.vars, vec![("$".to_string(), d.clone())]);
+        let saved_out = std::mem::take(&mut self.out);
+        let line = self.line;
+        let r = self.walk_list(&d, &body);
+        let produced = std::mem::replace(&mut self.out, saved_out);
+        self.vars = saved_vars;
+        self.depth -= 1;
+        self.line = line;
+        r?;
+        // The caller's output is bounded separately; the string itself shares the bound.
+        if produced.len() > self.opts.max_output {
+            return Err(e(
+                self,
+                format!("the result exceeds {} bytes", self.opts.max_output),
+            ));
+        }
+        Ok(Value::str(produced))
     }
 }
 

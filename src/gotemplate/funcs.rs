@@ -60,6 +60,8 @@ pub(crate) enum Builtin {
     Html,
     Js,
     Urlquery,
+    /// consul-template's executeTemplate: needs the template set, so it runs in exec.
+    ExecuteTemplate,
 }
 
 pub(crate) enum Lookup {
@@ -88,6 +90,7 @@ const BUILTINS: &[(&str, Builtin)] = &[
     ("html", Builtin::Html),
     ("js", Builtin::Js),
     ("urlquery", Builtin::Urlquery),
+    ("executeTemplate", Builtin::ExecuteTemplate),
 ];
 
 /// Functions the agent has that secretdrop does not reproduce, with the reason.
@@ -110,7 +113,6 @@ const REFUSED: &[(&str, &str)] = &[
         "timestamp",
         "its output is the time of each render, never the same file twice",
     ),
-    ("executeTemplate", "not implemented"),
     ("scratch", "not implemented"),
     ("secrets", "LIST requests are not implemented"),
     ("md5sum", "not implemented (no MD5 in the binary)"),

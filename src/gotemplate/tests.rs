@@ -213,6 +213,12 @@ fn control_structures_and_trimming() {
     );
     assert_eq!(
         render(
+            r#"{{ define "greet" }}hi {{ . }}{{ end }}{{ executeTemplate "greet" "bob" | toUpper }}|{{ executeTemplate "greet" }}"#
+        ),
+        "HI BOB|hi <no value>"
+    );
+    assert_eq!(
+        render(
             r#"{{ if 0 }}a{{ else if "" }}b{{ else if 1 }}c{{ else }}d{{ end }}{{ with $x := "v" }}{{ $x }}{{ . }}{{ end }}"#
         ),
         "cvv"
