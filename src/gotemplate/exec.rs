@@ -27,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     pub host: &'a mut dyn Host,
     /// Options::max_output: no function builds a string longer than this.
     pub max: usize,
+    /// The arguments of each path's first pkiCert call in this run.
+    pub pki_args: HashMap<String, Vec<String>>,
     pub missing: Vec<Request>,
     answers: HashMap<Request, Option<Result<Value, String>>>,
 }
@@ -74,6 +76,7 @@ pub(crate) fn run(t: &Template, host: &mut dyn Host, opts: &Options) -> (R<Vec<u
     let mut ctx = Ctx {
         host,
         max: opts.max_output,
+        pki_args: HashMap::new(),
         missing: Vec::new(),
         answers: HashMap::new(),
     };

@@ -356,7 +356,7 @@ fn unknown_and_unreproducible_functions_are_refused_at_parse() {
 #[test]
 fn requests_are_discovered_in_one_run_and_fetched_by_the_caller() {
     let t = Template::parse(
-        "{{ with secret \"a/1\" }}{{ with secret \"a/inner\" }}{{ end }}{{ end }}{{ (secret \"a/2\").Data.x }}{{ pkiCert \"pki/issue/r\" \"common_name=x\" \" ttl = 1h \" \"\" }}{{ secret \"a/1\" }}{{ secret \"db/creds/r\" \"k=v=w\" }}",
+        "{{ with secret \"a/1\" }}{{ with secret \"a/inner\" }}{{ end }}{{ end }}{{ (secret \"a/2\").Data.x }}{{ pkiCert \"pki/issue/r\" \" ttl = 1h \" \"common_name=x\" \"\" }}{{ secret \"a/1\" }}{{ secret \"db/creds/r\" \"k=v=w\" }}{{ pkiCert \"pki/issue/r\" \"common_name=other\" }}{{ secret \"db/creds/r\" \" k = v=w\" }}{{ secret \"db/creds/r\" \"k=v\" \"k=v=w\" }}",
         "",
         "",
     )
@@ -378,7 +378,7 @@ fn requests_are_discovered_in_one_run_and_fetched_by_the_caller() {
             (
                 Kind::PkiCert,
                 "pki/issue/r",
-                vec!["common_name=x".to_string(), " ttl = 1h ".to_string()]
+                vec!["common_name=x".to_string(), "ttl=1h".to_string()]
             ),
             (Kind::Secret, "db/creds/r", vec!["k=v=w".to_string()]),
         ]

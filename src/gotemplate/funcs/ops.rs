@@ -21,21 +21,29 @@ pub(super) fn request(c: &mut Ctx<'_>, kind: Kind, a: Vec<Value>) -> Result<Valu
     let Some((path, rest)) = a.split_first() else {
         return Ok(Value::Nil);
     };
-    let mut args = Vec::new();
+    // consul-template keeps the arguments as a map (keys and values trimmed, the last of a
+    // repeated key kept) and names a write by its path and that map: canonical `k=v` pairs
+    // sorted by key make equal requests equal here too.
+    let mut data = std::collections::BTreeMap::new();
     for r in rest {
         let s = text(r);
         if s.is_empty() {
             continue;
         }
-        if !s.contains('=') {
+        let Some((k, v)) = s.split_once('=') else {
             return Err("an argument is not a k=v pair".into());
-        }
-        args.push(s);
+        };
+        data.insert(k.trim().to_string(), v.trim().to_string());
     }
+    let mut args: Vec<String> = data.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let path = text(path);
     let path = path.trim().trim_matches('/').to_string();
     if path.is_empty() {
         return Err("vault.read: invalid format: \"\"".into());
+    }
+    // A pkiCert is named by its path (and its file) alone: the first call's arguments win.
+    if kind == Kind::PkiCert {
+        args = c.pki_args.entry(path.clone()).or_insert(args).clone();
     }
     let req = Request { kind, path, args };
     let read = !req.is_write();
