@@ -591,10 +591,31 @@ fn pki_cert_and_secret_on_pki_issue_have_the_agents_layout() {
         case("pki-ca", &format!("{{{{ with pkiCert {issue} }}}}{{{{ .CA }}}}{{{{ end }}}}")),
         case("secret-issue", &format!("{{{{ with secret {issue} }}}}{{{{ .Data.certificate }}}}\n{{{{ .Data.private_key }}}}\n{{{{ .Data.issuing_ca }}}}\n{{{{ range .Data.ca_chain }}}}{{{{ . }}}}\n{{{{ end }}}}{{{{ .Data.private_key_type }}}} {{{{ .LeaseDuration }}}} {{{{ .Renewable }}}}{{{{ end }}}}")),
         case("secret-issue-ca", &format!("{{{{ with secret {issue} }}}}{{{{ .Data.issuing_ca }}}}{{{{ end }}}}")),
+        case("secret-cert-a", &format!("{{{{ with secret {issue} }}}}{{{{ .Data.certificate }}}}{{{{ end }}}}")),
+        case("secret-cert-b", &format!("{{{{ with secret \"{pki}/issue/web\" \"ttl=1h\" \" common_name = app.example.com\" }}}}{{{{ .Data.certificate }}}}{{{{ end }}}}")),
+        case("pki-cert-a", &format!("{{{{ with pkiCert {issue} }}}}{{{{ .Cert }}}}{{{{ end }}}}")),
+        case("pki-cert-b", &format!("{{{{ with pkiCert {issue} }}}}{{{{ .Cert }}}}{{{{ end }}}}")),
     ];
     let dir = scratch("gotemplates-pki");
     let (ok, files, log) = agent(bao, &dir, &cases, &[]);
     assert!(ok, "bao agent failed:\n{log}");
+    // What the agent shares, which the caller of the engine must share the same way: a `secret`
+    // write is one request for every template (its arguments compared as a trimmed, sorted
+    // map); a pkiCert is one per destination file.
+    let file = |name: &str| {
+        let i = cases.iter().position(|c| c.name == name).unwrap();
+        files[i].clone().unwrap()
+    };
+    assert_eq!(
+        file("secret-cert-a"),
+        file("secret-cert-b"),
+        "one issuance for equal secret writes"
+    );
+    assert_ne!(
+        file("pki-cert-a"),
+        file("pki-cert-b"),
+        "a pkiCert per destination"
+    );
     let mut host = TestHost::new(bao.port());
     let mut outs = HashMap::new();
     for (c, want) in cases.iter().zip(files) {
