@@ -183,6 +183,29 @@ fn agent(
     (out.status.success(), files, log)
 }
 
+/// [`agent`] for cases that all render: every file, or a panic with the agent's log. A run that
+/// exits 0 with a file missing is retried (seen once on a loaded machine: the agent's
+/// exit_after_auth raced its last render).
+fn agent_all(bao: &Bao, dir: &Path, cases: &[Case], env: &[(&str, &str)]) -> Vec<Vec<u8>> {
+    let mut last = String::new();
+    for attempt in 0..3 {
+        let (ok, files, log) = agent(bao, &dir.join(format!("try{attempt}")), cases, env);
+        assert!(ok, "bao agent failed:\n{log}");
+        let missing: Vec<_> = cases
+            .iter()
+            .zip(&files)
+            .filter(|(_, f)| f.is_none())
+            .map(|(c, _)| c.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            return files.into_iter().flatten().collect();
+        }
+        last = format!("the agent exited 0 without writing {missing:?}:\n{log}");
+        eprintln!("{last}");
+    }
+    panic!("{last}");
+}
+
 fn wait_bounded(mut child: std::process::Child, limit: Duration) -> std::process::Output {
     let start = std::time::Instant::now();
     loop {
@@ -400,13 +423,11 @@ fn engine_matches_bao_agent_byte_for_byte() {
     let cases = cases(&f);
     let env = [("NAMESPACE", "ns-default")];
     let dir = scratch("gotemplates");
-    let (ok, files, log) = agent(bao, &dir, &cases, &env);
-    assert!(ok, "bao agent failed:\n{log}");
+    let files = agent_all(bao, &dir, &cases, &env);
     let mut host = TestHost::new(bao.port());
     host.env.insert("NAMESPACE".into(), "ns-default".into());
     let mut failures = Vec::new();
     for (c, want) in cases.iter().zip(files) {
-        let want = want.unwrap_or_else(|| panic!("{}: the agent wrote nothing\n{log}", c.name));
         match render(&mut host, &c.text, c.delims, c.emk) {
             Ok(got) if got == want => {}
             Ok(got) => failures.push(format!(
@@ -597,14 +618,13 @@ fn pki_cert_and_secret_on_pki_issue_have_the_agents_layout() {
         case("pki-cert-b", &format!("{{{{ with pkiCert {issue} }}}}{{{{ .Cert }}}}{{{{ end }}}}")),
     ];
     let dir = scratch("gotemplates-pki");
-    let (ok, files, log) = agent(bao, &dir, &cases, &[]);
-    assert!(ok, "bao agent failed:\n{log}");
+    let files = agent_all(bao, &dir, &cases, &[]);
     // What the agent shares, which the caller of the engine must share the same way: a `secret`
     // write is one request for every template (its arguments compared as a trimmed, sorted
     // map); a pkiCert is one per destination file.
     let file = |name: &str| {
         let i = cases.iter().position(|c| c.name == name).unwrap();
-        files[i].clone().unwrap()
+        files[i].clone()
     };
     assert_eq!(
         file("secret-cert-a"),
@@ -619,7 +639,6 @@ fn pki_cert_and_secret_on_pki_issue_have_the_agents_layout() {
     let mut host = TestHost::new(bao.port());
     let mut outs = HashMap::new();
     for (c, want) in cases.iter().zip(files) {
-        let want = want.unwrap_or_else(|| panic!("{}: nothing written", c.name));
         let got = render(&mut host, &c.text, c.delims, c.emk)
             .unwrap_or_else(|e| panic!("{}: {e}", c.name));
         assert!(
