@@ -259,13 +259,13 @@ fn func(name: &str) -> Option<&'static FuncDef> {
             if s.is_empty() {
                 return Ok(Value::strings(Vec::new()));
             }
-            Ok(Value::strings(go_split(s, bytes(&a[0]))))
+            Ok(Value::strings(go_split(s, bytes(&a[0]))?))
         }),
         "splitToMap" => def!(&[Str, Str, Str], None, |_, a| {
             let s = trim_space(bytes(&a[2]));
             let mut m = Map::new();
             if !s.is_empty() {
-                for part in go_split(s, bytes(&a[0])) {
+                for part in go_split(s, bytes(&a[0]))? {
                     let sep2 = bytes(&a[1]);
                     if let Some(p) = find(&part, sep2) {
                         let k = String::from_utf8_lossy(&part[..p]).into_owned();

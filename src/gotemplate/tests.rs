@@ -459,6 +459,16 @@ fn bounds_stop_hostile_templates() {
         let e = fails(&t, &o);
         assert!(e.contains("exceed"), "{e}");
     }
+    // parts of a split, each a value of its own
+    let e = fails(
+        "{{ split \",\" (printf \"%200000s\" \"\" | replaceAll \" \" \",\") }}",
+        &o,
+    );
+    assert!(e.contains("more than 100000 parts"), "{e}");
+    assert_eq!(
+        render("{{ len (split \",\" (printf \"%100000s\" \"x\" | replaceAll \" \" \",\")) }}"),
+        "100000"
+    );
     // Go's own width limit: a width past ~10^7 swallows the format; the rest is the output bound
     assert_eq!(render("{{ printf \"%2000000d\" 1 }}").len(), 2_000_000);
     assert_eq!(

@@ -330,21 +330,30 @@ pub(crate) fn trim_space(s: &[u8]) -> &[u8] {
 }
 
 /// strings.Split: an empty separator splits into UTF-8 sequences.
-pub(super) fn go_split(s: &[u8], sep: &[u8]) -> Vec<Vec<u8>> {
+/// Each part costs a value of its own (tens of bytes): a 4 MiB string split into single bytes
+/// would hold hundreds of MiB, so more parts than this are refused.
+pub(super) const MAX_PARTS: usize = 100_000;
+
+pub(super) fn go_split(s: &[u8], sep: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let too_many = || format!("split: more than {MAX_PARTS} parts");
     if sep.is_empty() {
-        return String::from_utf8_lossy(s)
-            .chars()
-            .map(|c| c.to_string().into_bytes())
-            .collect();
+        let text = String::from_utf8_lossy(s);
+        if text.chars().count() > MAX_PARTS {
+            return Err(too_many());
+        }
+        return Ok(text.chars().map(|c| c.to_string().into_bytes()).collect());
     }
     let mut out = Vec::new();
     let mut rest = s;
     while let Some(p) = find(rest, sep) {
+        if out.len() >= MAX_PARTS {
+            return Err(too_many());
+        }
         out.push(rest[..p].to_vec());
         rest = &rest[p + sep.len()..];
     }
     out.push(rest.to_vec());
-    out
+    Ok(out)
 }
 
 /// strings.Trim: drop leading and trailing runes that are in `cutset`.
