@@ -107,14 +107,18 @@ pub enum Kind {
     PkiCert,
 }
 
-/// One Vault request a template makes. Equal requests anywhere in a pod's templates are one
-/// request (one read, one lease, one issuance).
+/// One Vault request a template makes, equal when consul-template would make them one
+/// dependency: a read by its path (with any `?version=N`), a `secret` write by its path and
+/// arguments. The caller shares them across a pod's templates (one read, one lease, one
+/// issuance) except `pkiCert`, which consul-template names by its path and destination file:
+/// each file gets its own issuance, and within a template the first call's arguments win.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Request {
     pub kind: Kind,
     /// The path as written, trimmed of spaces and slashes (it may carry `?version=N`).
     pub path: String,
-    /// The `k=v` arguments, empty ones dropped, in order.
+    /// The `k=v` arguments, canonical: key and value trimmed, the last of a repeated key kept,
+    /// sorted by key, empty arguments dropped.
     pub args: Vec<String>,
 }
 
@@ -124,8 +128,8 @@ impl Request {
         self.kind == Kind::PkiCert || !self.args.is_empty()
     }
 
-    /// The JSON body of a write: each argument split at its first `=`, key and value trimmed,
-    /// values strings, the last of a repeated key kept (consul-template's map).
+    /// The JSON body of a write: each argument split at its first `=`, values strings
+    /// (consul-template's map).
     pub fn body(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         for a in &self.args {

@@ -213,6 +213,12 @@ fn control_structures_and_trimming() {
     );
     assert_eq!(
         render(
+            r#"{{ define "greet" }}hi {{ . }}{{ end }}{{ executeTemplate "greet" "bob" | toUpper }}|{{ executeTemplate "greet" }}"#
+        ),
+        "HI BOB|hi <no value>"
+    );
+    assert_eq!(
+        render(
             r#"{{ if 0 }}a{{ else if "" }}b{{ else if 1 }}c{{ else }}d{{ end }}{{ with $x := "v" }}{{ $x }}{{ . }}{{ end }}"#
         ),
         "cvv"
@@ -350,7 +356,7 @@ fn unknown_and_unreproducible_functions_are_refused_at_parse() {
 #[test]
 fn requests_are_discovered_in_one_run_and_fetched_by_the_caller() {
     let t = Template::parse(
-        "{{ with secret \"a/1\" }}{{ with secret \"a/inner\" }}{{ end }}{{ end }}{{ (secret \"a/2\").Data.x }}{{ pkiCert \"pki/issue/r\" \"common_name=x\" \" ttl = 1h \" \"\" }}{{ secret \"a/1\" }}{{ secret \"db/creds/r\" \"k=v=w\" }}",
+        "{{ with secret \"a/1\" }}{{ with secret \"a/inner\" }}{{ end }}{{ end }}{{ (secret \"a/2\").Data.x }}{{ pkiCert \"pki/issue/r\" \" ttl = 1h \" \"common_name=x\" \"\" }}{{ secret \"a/1\" }}{{ secret \"db/creds/r\" \"k=v=w\" }}{{ pkiCert \"pki/issue/r\" \"common_name=other\" }}{{ secret \"db/creds/r\" \" k = v=w\" }}{{ secret \"db/creds/r\" \"k=v\" \"k=v=w\" }}",
         "",
         "",
     )
@@ -372,7 +378,7 @@ fn requests_are_discovered_in_one_run_and_fetched_by_the_caller() {
             (
                 Kind::PkiCert,
                 "pki/issue/r",
-                vec!["common_name=x".to_string(), " ttl = 1h ".to_string()]
+                vec!["common_name=x".to_string(), "ttl=1h".to_string()]
             ),
             (Kind::Secret, "db/creds/r", vec!["k=v=w".to_string()]),
         ]
@@ -453,6 +459,16 @@ fn bounds_stop_hostile_templates() {
         let e = fails(&t, &o);
         assert!(e.contains("exceed"), "{e}");
     }
+    // parts of a split, each a value of its own
+    let e = fails(
+        "{{ split \",\" (printf \"%200000s\" \"\" | replaceAll \" \" \",\") }}",
+        &o,
+    );
+    assert!(e.contains("more than 100000 parts"), "{e}");
+    assert_eq!(
+        render("{{ len (split \",\" (printf \"%100000s\" \"x\" | replaceAll \" \" \",\")) }}"),
+        "100000"
+    );
     // Go's own width limit: a width past ~10^7 swallows the format; the rest is the output bound
     assert_eq!(render("{{ printf \"%2000000d\" 1 }}").len(), 2_000_000);
     assert_eq!(
@@ -514,4 +530,60 @@ fn template_is_clone_and_debug_shows_the_source() {
     let t = Template::parse("{{ 1 }}", "", "").unwrap();
     let u = t.clone();
     assert_eq!(format!("{u:?}"), "Template { source: \"{{ 1 }}\" }");
+}
+
+#[test]
+fn mutated_templates_never_panic() {
+    // Deterministic mutations (a linear congruential generator) of templates that use every
+    // construct: whatever parses must execute to output or an error, within the bounds.
+    let seeds = [
+        r#"{{ with secret "secret/app" }}{{ range $k, $v := .Data }}{{ $k }}: {{ $v }}
+{{ end }}{{ end }}"#,
+        r#"{{- define "a" }}{{ . | printf "%-5.2q|%x" 3 }}{{ end }}{{ template "a" (index (split "," "x,y") 1) }}"#,
+        r#"{{ if and (eq 1 1) (lt "a" "b") }}{{ toJSONPretty (parseJSON "{\"a\":[1,null,{\"b\":2.5e10}]}") }}{{ else }}{{ 'x' }}{{ end }}"#,
+        r#"{{ range $i, $e := loop 3 }}{{ if $i }}{{ continue }}{{ end }}{{ $e | add 1 | multiply 2 }}{{ break }}{{ end }}{{ with secret "kv/typed" }}{{ .Data.big }}{{ base64Decode .Data.b64 }}{{ end }}"#,
+    ];
+    let opts = Options {
+        max_output: 1 << 16,
+        max_steps: 10_000,
+        ..Options::new(false)
+    };
+    let alphabet: &[u8] =
+        b"{}()|$.\"'`-: ,=0123456789abcdefxyzDataif else end range with define template";
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let (mut parsed, mut rendered) = (0, 0);
+    for round in 0..20_000 {
+        let mut b = seeds[round % seeds.len()].as_bytes().to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = next() % (b.len() + 1);
+            match next() % 3 {
+                0 if at < b.len() => {
+                    b.remove(at);
+                }
+                1 => b.insert(at, alphabet[next() % alphabet.len()]),
+                _ if at < b.len() => b[at] = alphabet[next() % alphabet.len()],
+                _ => {}
+            }
+        }
+        let text = String::from_utf8_lossy(&b);
+        let Ok(t) = Template::parse(&text, "", "") else {
+            continue;
+        };
+        parsed += 1;
+        if let Ok(Outcome::Rendered(out)) = execute(&t, &mut host(), &opts) {
+            assert!(out.len() <= opts.max_output);
+            rendered += 1;
+        }
+    }
+    // The mutations must leave enough valid templates for the check to mean something.
+    assert!(
+        parsed > 400 && rendered > 100,
+        "parsed {parsed}, rendered {rendered}"
+    );
 }
