@@ -230,6 +230,16 @@ const ENV_FILE: Flag = repeated(
     "OBJECT",
     "add the assignments of an object rendered with format: dotenv (repeatable)",
 );
+const ENV_TEMPLATE: Flag = repeated(
+    "env-template",
+    "NAME=TEXT",
+    "set NAME to TEXT with $(VAR) expanded as kubelet does, after --env (repeatable)",
+);
+const EXPAND: Flag = flag(
+    "expand",
+    None,
+    "expand $(VAR) in COMMAND and its arguments as kubelet does, at each start",
+);
 const WAIT: Flag = flag(
     "wait",
     Some("DUR"),
@@ -359,6 +369,8 @@ const COMMANDS: &[CommandDef] = &[
             EXEC_DIR,
             ENV,
             ENV_FILE,
+            ENV_TEMPLATE,
+            EXPAND,
             WAIT,
             RESTART_ON_CHANGE,
             RESTART_SIGNAL,

@@ -256,12 +256,7 @@ impl TestRegistry {
     }
 
     /// An OCI index of `images` (platform → (manifest digest, size)), tagged `tag`.
-    pub fn push_index(
-        &self,
-        repo: &str,
-        tag: &str,
-        images: &[(Platform, Pushed)],
-    ) -> String {
+    pub fn push_index(&self, repo: &str, tag: &str, images: &[(Platform, Pushed)]) -> String {
         let manifests: Vec<Value> = images
             .iter()
             .map(|((os, arch), (d, size))| {
