@@ -47,6 +47,18 @@ pub fn mutate_with(pod: &Value, defaults: &Defaults, csi: &[CsiVolume]) -> Decis
 /// [`mutate_with`] for a pod of `namespace` (the AdmissionReview's; empty: the pod's own), the
 /// namespace whose ServiceAccount an IRSA pod's role is read from.
 pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVolume]) -> Decision {
+    mutate_synced(pod, namespace, defaults, csi, None)
+}
+
+/// [`mutate_in`] with the pod's references to synced Secrets served
+/// ([`super::synced::plan`]).
+pub fn mutate_synced(
+    pod: &Value,
+    namespace: &str,
+    defaults: &Defaults,
+    csi: &[CsiVolume],
+    synced: Option<super::synced::Plan>,
+) -> Decision {
     let annotations: BTreeMap<String, String> = pod
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
@@ -96,6 +108,7 @@ pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVo
     let planned = planned.and_then(|p| {
         let p = Plan {
             csi: csi.to_vec(),
+            synced,
             ..p
         };
         with_grants(pod, namespace, defaults, p)
@@ -277,6 +290,8 @@ struct Plan {
     grants: Vec<Grant>,
     /// `--admitted` of the injected containers (see [`admitted`]).
     admitted: String,
+    /// Containers that read synced Secrets, rewritten after injection ([`super::synced`]).
+    synced: Option<super::synced::Plan>,
 }
 
 /// A pod injected only for its CSI volumes: no volume of our own, a native sidecar unless
@@ -310,6 +325,7 @@ fn csi_only_plan(
         objects_use: None,
         grants: Vec::new(),
         admitted: String::new(),
+        synced: None,
     })
 }
 
@@ -385,6 +401,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         objects_use: spec.provider.pod_use(),
         grants: Vec::new(),
         admitted: String::new(),
+        synced: None,
     })
 }
 
@@ -535,7 +552,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     }
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
-    if plan.env.is_some() {
+    if plan.env.is_some() || plan.synced.is_some() {
         volumes.push(
             json!({"name": BIN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}),
         );
@@ -548,7 +565,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     // Vault is reachable when secretdrop starts; everything after starts after the first render.
     let at = inits.iter().take_while(|c| runs_before_us(c)).count();
     let mut ours = Vec::new();
-    if plan.env.is_some() {
+    if plan.env.is_some() || plan.synced.is_some() {
         ours.push(copy_container(plan, defaults));
     }
     match plan.mode {
@@ -602,6 +619,9 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     }
     spec["containers"] = Value::Array(containers);
 
+    if let Some(synced) = &plan.synced {
+        super::synced::apply(&mut pod, synced);
+    }
     let annotations = &mut pod["metadata"]["annotations"];
     csi::annotate(annotations, &plan.csi);
     annotations[format!("{PREFIX}status")] = json!("injected");

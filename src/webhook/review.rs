@@ -205,7 +205,10 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
         .and_then(Value::as_str)
         .unwrap_or("");
     let decide = |p: &Value| match super::csi::classes(p, namespace, defaults) {
-        Ok(csi) => mutate::mutate_in(p, namespace, defaults, &csi),
+        Ok(csi) => match super::synced::plan(p, namespace, defaults, &csi) {
+            Ok(synced) => mutate::mutate_synced(p, namespace, defaults, &csi, synced),
+            Err(message) => Decision::Reject(message),
+        },
         Err(message) => Decision::Reject(message),
     };
     let (response, outcome) = match pod.map(decide) {
@@ -217,16 +220,36 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
             mode,
         }) => {
             let ops = patch::diff_json(pod.unwrap_or(&Value::Null), &injected)?;
+            let warnings = warnings_of(&injected);
             drop(injected);
             let encoded = base64::engine::general_purpose::STANDARD.encode(&ops);
             drop(ops);
             let mut response = json!({"uid": uid, "allowed": true, "patchType": "JSONPatch"});
+            if !warnings.is_empty() {
+                response["warnings"] = json!(warnings);
+            }
             // Moved in, not copied: the patch of a big pod is big.
             response["patch"] = Value::String(encoded);
             (response, Outcome::Injected(mode.name()))
         }
     };
     Ok((envelope(response), outcome))
+}
+
+/// What the webhook rewrote that the pod's author should know (`kubectl` prints these):
+/// the synced Secrets it serves ([`super::synced::NOTES_ANNOTATION`]).
+fn warnings_of(injected: &Value) -> Vec<String> {
+    let notes = injected
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(super::synced::NOTES_ANNOTATION))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    notes
+        .lines()
+        .filter(|l| !l.is_empty())
+        .take(32)
+        .map(|l| format!("secretdrop: {l}"))
+        .collect()
 }
 
 fn is_pod_create(kind: Option<&str>, operation: Option<&str>) -> bool {

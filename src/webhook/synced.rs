@@ -1,0 +1,453 @@
+//! Synced Secrets without a Kubernetes Secret (docs/webhook.md, "Synced Secrets"): in a pod
+//! whose CSI volumes are converted, every reference to a Secret that one of its classes syncs
+//! (`secretObjects[].secretName`) is served by secretdrop from the converted volume instead.
+//!
+//! * `env` / `envFrom`, in init and app containers: the container's process is started by
+//!   `secretdrop exec` (the binary copied into a shared volume by `copy-self`), one `exec` per
+//!   class volume it reads, nested, the last one with the templates and `--expand` that keep
+//!   kubelet's `$(VAR)` meaning ([`super::env_refs`]); each restarts the app when its volume
+//!   changes what the app sees.
+//! * A container without `command` gets its image's entrypoint and cmd from the registry
+//!   ([`crate::net::registry`], read by the server outside the review slots like Kubernetes
+//!   objects, with the pod's and its ServiceAccount's pull Secrets); one that cannot be read
+//!   refuses the pod, naming the container and the fix.
+//! * A `secret` volume of a synced Secret is refused with the fix (not converted yet).
+//!
+//! Invariants: references to Secrets no class of the pod syncs are never touched; a pod
+//! either has every synced reference served or is refused; containers with a command and
+//! containers that read no synced Secret never wait on a registry; what was rewritten is
+//! recorded in the pod's `secretdrop.dev/synced` annotation, which the review turns into the
+//! response's warnings.
+
+use serde_json::{json, Value};
+
+use super::csi::CsiVolume;
+use super::defaults::{Defaults, ImageQuery, BIN_COPY_DIR, BIN_DIR, BIN_VOLUME};
+use super::env_refs::{self, Served, Split, SyncedSecret};
+use crate::config::pod_settings::shorten;
+use crate::exec::expand::literal;
+use crate::net::kube::KubeError;
+use crate::net::registry::{reference::parse_docker_config, Credential, Platform, Process};
+
+/// Where a wrapped container mounts each converted volume it reads, as `SYNCED_DIR/<volume>`.
+pub const SYNCED_DIR: &str = "/secretdrop-synced";
+/// The annotation that records what was rewritten, one line each.
+pub const NOTES_ANNOTATION: &str = "secretdrop.dev/synced";
+/// More pull Secrets than this (the pod's and its ServiceAccount's) are not read.
+const MAX_PULL_SECRETS: usize = 8;
+
+/// The containers to rewrite, decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// (field, container name, split, image process when it has no command).
+    containers: Vec<(&'static str, String, Split, Option<Process>)>,
+    pub notes: Vec<String>,
+}
+
+/// The Secrets the classes sync; two classes syncing one name are refused.
+pub fn secrets(csi: &[CsiVolume]) -> Result<Vec<SyncedSecret>, String> {
+    let mut out: Vec<SyncedSecret> = Vec::new();
+    for v in csi {
+        let class: Value = serde_json::from_str(&v.class).unwrap_or(Value::Null);
+        let class_name = class
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let objects = class
+            .pointer("/spec/secretObjects")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        for o in objects {
+            let Some(name) = o["secretName"].as_str().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            if let Some(other) = out.iter().find(|s| s.name == name && s.volume != v.name) {
+                if other.class != class_name {
+                    return Err(format!(
+                        "the SecretProviderClasses {:?} (volume {:?}) and {class_name:?} (volume \
+                         {:?}) both sync a Secret named {name:?}; with the CSI driver the last \
+                         writer would win. Give one of them another secretName",
+                        other.class, other.volume, v.name
+                    ));
+                }
+                continue;
+            }
+            let data = o["data"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter_map(|d| {
+                    Some((
+                        d["key"].as_str()?.to_string(),
+                        d["objectName"].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            out.push(SyncedSecret {
+                name: name.to_string(),
+                volume: v.name.clone(),
+                class: class_name.clone(),
+                kind: o["type"].as_str().unwrap_or("Opaque").to_string(),
+                data,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What the pod's synced references need; `Ok(None)` when it has none. `Err` is the refusal
+/// (or, while a pull Secret or an image is not read yet, a decision the server never sends).
+pub fn plan(
+    pod: &Value,
+    namespace: &str,
+    defaults: &Defaults,
+    csi: &[CsiVolume],
+) -> Result<Option<Plan>, String> {
+    let synced = secrets(csi)?;
+    if synced.is_empty() {
+        return Ok(None);
+    }
+    refuse_secret_volumes(pod, &synced)?;
+    let mut containers = Vec::new();
+    let mut notes = Vec::new();
+    for field in ["initContainers", "containers"] {
+        for c in pod["spec"][field].as_array().map_or(&[][..], Vec::as_slice) {
+            if let Some(split) = env_refs::split(c, &synced)? {
+                let name = c["name"].as_str().unwrap_or("").to_string();
+                notes.extend(split.notes.iter().map(|n| format!("container {name}: {n}")));
+                containers.push((field, name, split, None));
+            }
+        }
+    }
+    if containers.is_empty() {
+        return Ok(None);
+    }
+    // Images only for containers without a command, all asked for in one round.
+    let without: Vec<usize> = containers
+        .iter()
+        .enumerate()
+        .filter(|(_, (field, name, _, _))| !has_command(named(pod, field, name)))
+        .map(|(i, _)| i)
+        .collect();
+    if !without.is_empty() {
+        let Some(lookup) = defaults.images.lookup() else {
+            let (_, name, _, _) = &containers[without[0]];
+            return Err(no_command(name, "this webhook reads no image registry"));
+        };
+        let credentials = pull_credentials(pod, namespace, defaults)?;
+        let platform = platform(pod, &defaults.image_platform);
+        let mut deferred = false;
+        let mut failed: Option<String> = None;
+        for i in without {
+            let (field, name, _, _) = &containers[i];
+            let image = named(pod, field, name)["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let query = ImageQuery {
+                image: image.clone(),
+                platform: platform.clone(),
+                credentials: credentials.clone(),
+            };
+            match lookup(&query) {
+                Ok(p) => {
+                    if p.entrypoint.is_empty()
+                        && p.cmd.is_empty()
+                        && !has_args(named(pod, field, name))
+                    {
+                        failed.get_or_insert(no_command(
+                            name,
+                            &format!("image {image} has neither an entrypoint nor a cmd"),
+                        ));
+                    }
+                    notes.push(format!(
+                        "container {name}: no command; image {image} ({}) runs {}",
+                        platform.name(),
+                        shorten(&[p.entrypoint.clone(), p.cmd.clone()].concat().join(" "))
+                    ));
+                    containers[i].3 = Some(p);
+                }
+                Err(None) => deferred = true,
+                Err(Some(why)) => {
+                    failed.get_or_insert(no_command(name, &why));
+                }
+            }
+        }
+        if let Some(m) = failed {
+            return Err(m);
+        }
+        if deferred {
+            return Err("the pod's images are not read yet".into());
+        }
+    }
+    Ok(Some(Plan { containers, notes }))
+}
+
+fn no_command(container: &str, why: &str) -> String {
+    format!(
+        "container {:?} reads a synced Secret and has no command, so secretdrop must start its \
+         image's entrypoint under `secretdrop exec`, and cannot read it: {why}. Set command \
+         (and args) to what the image runs, e.g. command: [\"/app/server\"]",
+        shorten(container)
+    )
+}
+
+/// A `secret` volume of a synced Secret: not converted yet, refused with the fix.
+fn refuse_secret_volumes(pod: &Value, synced: &[SyncedSecret]) -> Result<(), String> {
+    for v in pod["spec"]["volumes"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+    {
+        let Some(name) = v.pointer("/secret/secretName").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(s) = synced.iter().find(|s| s.name == name) {
+            return Err(format!(
+                "volume {:?} mounts the synced Secret {name:?}, which secretdrop does not create; \
+                 a secret volume of a synced Secret is not converted yet. Mount the class's \
+                 volume {:?} instead (its files are named by objectName)",
+                shorten(v["name"].as_str().unwrap_or("")),
+                s.volume
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn named<'a>(pod: &'a Value, field: &str, name: &str) -> &'a Value {
+    pod["spec"][field]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+fn has_command(c: &Value) -> bool {
+    c["command"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+fn has_args(c: &Value) -> bool {
+    c["args"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+/// The platform an image index is resolved to: the pod's nodeSelector
+/// (`kubernetes.io/os`, `kubernetes.io/arch`) where it names them, else `default`.
+fn platform(pod: &Value, default: &Platform) -> Platform {
+    let sel = |k: &str| {
+        pod.pointer("/spec/nodeSelector")
+            .and_then(|s| s.get(k))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty() && v.len() <= 32)
+            .map(str::to_string)
+    };
+    match (sel("kubernetes.io/os"), sel("kubernetes.io/arch")) {
+        (None, None) => default.clone(),
+        (os, arch) => Platform {
+            os: os.unwrap_or_else(|| default.os.clone()),
+            architecture: arch.clone().unwrap_or_else(|| default.architecture.clone()),
+            variant: arch.map_or(default.variant.clone(), |_| None),
+        },
+    }
+}
+
+/// The credentials of the pod's and its ServiceAccount's image pull Secrets, as kubelet
+/// gathers them. A Secret or ServiceAccount that cannot be read is skipped (kubelet pulls
+/// without it too); the registry's refusal then says which credential is missing.
+fn pull_credentials(
+    pod: &Value,
+    namespace: &str,
+    defaults: &Defaults,
+) -> Result<Vec<Credential>, String> {
+    let namespace = Some(namespace)
+        .filter(|n| !n.is_empty())
+        .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
+        .unwrap_or("default");
+    let names_in = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut names = names_in(&pod["spec"]["imagePullSecrets"]);
+    let mut deferred = false;
+    let account = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    let time = crate::provider::pod::LOOKUP_TIME;
+    if let Some(sa) = defaults.service_accounts.lookup() {
+        match sa(namespace, account, time) {
+            Ok(found) => names.extend(names_in(&found["imagePullSecrets"])),
+            Err(KubeError::Deferred) => deferred = true,
+            Err(_) => {}
+        }
+    }
+    names.dedup();
+    let mut out = Vec::new();
+    if let Some(secrets) = defaults.secrets.lookup() {
+        for name in names.iter().take(MAX_PULL_SECRETS) {
+            match secrets(namespace, name, time) {
+                Ok(found) => out.extend(docker_credentials(&found)),
+                Err(KubeError::Deferred) => deferred = true,
+                Err(_) => {}
+            }
+        }
+    }
+    match deferred {
+        true => Err("the pod's pull Secrets are not read yet".into()),
+        false => Ok(out),
+    }
+}
+
+/// The credentials of one pull Secret; a Secret of another type, or malformed, gives none.
+fn docker_credentials(secret: &Value) -> Vec<Credential> {
+    use base64::Engine;
+    let (key, legacy) = match secret["type"].as_str() {
+        Some("kubernetes.io/dockerconfigjson") => (".dockerconfigjson", false),
+        Some("kubernetes.io/dockercfg") => (".dockercfg", true),
+        _ => return Vec::new(),
+    };
+    let Some(encoded) = secret["data"][key].as_str() else {
+        return Vec::new();
+    };
+    let Ok(json) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return Vec::new();
+    };
+    let json = zeroize::Zeroizing::new(json);
+    parse_docker_config(&json, legacy).unwrap_or_default()
+}
+
+/// Rewrites the planned containers of `pod` (injected already: the copy container and
+/// [`BIN_VOLUME`] exist) and records the notes.
+pub fn apply(pod: &mut Value, plan: &Plan) {
+    for (field, name, split, process) in &plan.containers {
+        let Some(list) = pod["spec"][*field].as_array_mut() else {
+            continue;
+        };
+        if let Some(c) = list.iter_mut().find(|c| c["name"] == name.as_str()) {
+            wrap(c, split, process.as_ref());
+        }
+    }
+    let annotations = &mut pod["metadata"]["annotations"];
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    annotations[NOTES_ANNOTATION] = json!(plan.notes.join("\n"));
+}
+
+/// The container started by `exec` (one per volume it reads, nested), its env without what
+/// exec serves, the volumes mounted read-only.
+fn wrap(c: &mut Value, split: &Split, process: Option<&Process>) {
+    let mut volumes: Vec<&str> = Vec::new();
+    for (_, s) in &split.served {
+        if let Served::Object { volume, .. } = s {
+            if !volumes.contains(&volume.as_str()) {
+                volumes.push(volume);
+            }
+        }
+    }
+    let templates: Vec<(&String, &String)> = split
+        .served
+        .iter()
+        .filter_map(|(n, s)| match s {
+            Served::Template(t) => Some((n, t)),
+            _ => None,
+        })
+        .collect();
+    let mut ours: Vec<String> = Vec::new();
+    for (i, volume) in volumes.iter().enumerate() {
+        ours.extend([
+            format!("{BIN_COPY_DIR}/{}", crate::exec::BINARY_NAME),
+            "exec".into(),
+            "--dir".into(),
+            format!("{SYNCED_DIR}/{volume}"),
+            "--restart-on-change".into(),
+        ]);
+        for (n, s) in &split.served {
+            if let Served::Object { volume: v, object } = s {
+                if v == volume {
+                    ours.extend(["--env".into(), format!("{n}={object}")]);
+                }
+            }
+        }
+        if i + 1 == volumes.len() {
+            for (n, t) in &templates {
+                ours.extend(["--env-template".into(), format!("{n}={t}")]);
+            }
+            if split.expand {
+                ours.push("--expand".into());
+            }
+        }
+        ours.push("--".into());
+    }
+    // What kubelet would expand stays kubelet's, unless exec expands it (then kubelet must
+    // pass it through); an image's entrypoint and cmd are never expanded by anyone.
+    let own = |s: &str| match split.expand {
+        true => literal(s),
+        false => s.to_string(),
+    };
+    let image = |s: &str| match split.expand {
+        true => literal(&literal(s)),
+        false => literal(s),
+    };
+    let texts = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let (mut command, args): (Vec<String>, Option<Vec<String>>) = match (has_command(c), process) {
+        (true, _) => (
+            texts(&c["command"]).iter().map(|s| own(s)).collect(),
+            has_args(c).then(|| texts(&c["args"]).iter().map(|s| own(s)).collect()),
+        ),
+        (false, p) => {
+            let p = p.cloned().unwrap_or(Process {
+                entrypoint: Vec::new(),
+                cmd: Vec::new(),
+                digest: String::new(),
+            });
+            let args = match has_args(c) {
+                true => texts(&c["args"]).iter().map(|s| own(s)).collect(),
+                false => p.cmd.iter().map(|s| image(s)).collect(),
+            };
+            (p.entrypoint.iter().map(|s| image(s)).collect(), Some(args))
+        }
+    };
+    let mut full: Vec<String> = ours.iter().map(|s| literal(s)).collect();
+    full.append(&mut command);
+    c["command"] = json!(full);
+    match args {
+        Some(a) if !a.is_empty() => c["args"] = json!(a),
+        _ => {
+            if let Some(o) = c.as_object_mut() {
+                o.remove("args");
+            }
+        }
+    }
+    let set = |c: &mut Value, key: &str, v: &[Value]| match v.is_empty() {
+        true => {
+            if let Some(o) = c.as_object_mut() {
+                o.remove(key);
+            }
+        }
+        false => c[key] = json!(v),
+    };
+    set(c, "env", &split.env);
+    set(c, "envFrom", &split.env_from);
+    let mut mounts: Vec<Value> = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+    for v in &volumes {
+        mounts.push(json!({"name": v, "mountPath": format!("{SYNCED_DIR}/{v}"), "readOnly": true}));
+    }
+    if !mounts.iter().any(|m| m["name"] == BIN_VOLUME) {
+        mounts.push(json!({"name": BIN_VOLUME, "mountPath": BIN_DIR, "readOnly": true}));
+    }
+    c["volumeMounts"] = json!(mounts);
+}
+
+#[cfg(test)]
+mod tests;
