@@ -16,7 +16,8 @@
 //! Invariants: references to Secrets no class of the pod syncs are never touched; a pod
 //! either has every synced reference served or is refused; containers with a command and
 //! containers that read no synced Secret never wait on a registry; what was rewritten is
-//! recorded in the pod's `secretdrop.dev/synced` annotation, which the review turns into the
+//! recorded in the pod's `synced.secretdrop.dev/rewritten` annotation (outside the
+//! `secretdrop.dev/` keys the sidecar reads), which the review turns into the
 //! response's warnings.
 
 use serde_json::{json, Value};
@@ -32,7 +33,7 @@ use crate::net::registry::{reference::parse_docker_config, Credential, Platform,
 /// Where a wrapped container mounts each converted volume it reads, as `SYNCED_DIR/<volume>`.
 pub const SYNCED_DIR: &str = "/secretdrop-synced";
 /// The annotation that records what was rewritten, one line each.
-pub const NOTES_ANNOTATION: &str = "secretdrop.dev/synced";
+pub const NOTES_ANNOTATION: &str = "synced.secretdrop.dev/rewritten";
 /// More pull Secrets than this (the pod's and its ServiceAccount's) are not read.
 const MAX_PULL_SECRETS: usize = 8;
 
