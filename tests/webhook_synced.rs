@@ -493,3 +493,99 @@ fn an_unreachable_or_silent_registry_refuses_the_pod_naming_the_container_and_th
     pod["spec"]["containers"][0]["command"] = json!(["/app"]);
     assert_eq!(s.review(&pod)["allowed"], true);
 }
+
+#[test]
+fn secret_volumes_of_synced_secrets_get_their_keys_and_modes_and_tls_is_cut_like_the_driver() {
+    let bao = Bao::shared();
+    let s = scene("volume");
+    for class in fixture("vault-kv-sync-secretproviderclass.yaml", &s, bao) {
+        s.api.put("default", class);
+    }
+    let bundle = "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n\
+                  -----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n\
+                  -----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n";
+    bao.cli(&[
+        "kv",
+        "put",
+        &format!("secret/{}/tls", s.prefix),
+        &format!("bundle={bundle}"),
+    ]);
+    s.api.put("default", serde_yaml::from_str(&format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: tls-sync\nspec:\n  provider: vault\n  secretObjects:\n  - secretName: ingress-tls\n    type: kubernetes.io/tls\n    data:\n    - {{objectName: bundle, key: tls.crt}}\n    - {{objectName: bundle, key: tls.key}}\n  parameters:\n    roleName: {}\n    vaultAddress: {}\n    objects: |\n      - {{objectName: bundle, secretPath: secret/data/{}/tls, secretKey: bundle}}\n",
+        s.identity.role, bao.addr(), s.prefix
+    )).unwrap());
+    let csi = |class: &str| json!({"driver": "secrets-store.csi.k8s.io", "readOnly": true, "volumeAttributes": {"secretProviderClass": class}});
+    let unrelated = json!({"name": "other", "secret": {"secretName": "unrelated"}});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "volumes"},
+        "spec": {"serviceAccountName": s.identity.service_account,
+            "containers": [{"name": "app", "image": "x", "command": ["/app"], "volumeMounts": [
+                {"name": "kv", "mountPath": "/etc/kv", "readOnly": true},
+                {"name": "tls", "mountPath": "/etc/tls", "readOnly": true},
+                {"name": "other", "mountPath": "/etc/other", "readOnly": true}]}],
+            "volumes": [
+                {"name": "store", "csi": csi("vault-kv-sync")},
+                {"name": "tls-store", "csi": csi("tls-sync")},
+                {"name": "kv", "secret": {"secretName": "kvsecret", "defaultMode": 0o440,
+                    "items": [{"key": "pwd", "path": "db/password", "mode": 0o400}, {"key": "username_b64", "path": "user"}]}},
+                {"name": "tls", "secret": {"secretName": "ingress-tls"}},
+                unrelated.clone()]}});
+    let response = s.review(&pod);
+    let injected = patched(&pod, &response);
+    validates("synced volumes", &injected);
+    assert_eq!(
+        common::kubelet::named(&injected["spec"]["volumes"], "other"),
+        &unrelated,
+        "untouched"
+    );
+    assert_eq!(
+        injected["spec"]["containers"][0], pod["spec"]["containers"][0],
+        "no env, no exec"
+    );
+    let warnings = response["warnings"].to_string();
+    assert!(
+        warnings.contains("volume kv: secret kvsecret served from volume store (2 files"),
+        "{warnings}"
+    );
+
+    let kubelet = Kubelet::new(s.identity.dir.path(), "default", &injected);
+    let sidecar = kubelet.start("secretdrop", &s.dir.join("sidecar.log"));
+    kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
+    let app = kubelet.container("app");
+    let path = |p: &str| kubelet.host_path(&app, p).unwrap();
+    assert_eq!(kubelet.read("app", "/etc/kv/db/password"), "hello-sync1");
+    assert_eq!(kubelet.read("app", "/etc/kv/user"), "hello-sync3");
+    assert_eq!(
+        common::cli::mode_of(&std::fs::canonicalize(path("/etc/kv/db/password")).unwrap()),
+        0o400
+    );
+    assert_eq!(
+        common::cli::mode_of(&std::fs::canonicalize(path("/etc/kv/user")).unwrap()),
+        0o440
+    );
+    let names: Vec<String> = std::fs::read_dir(kubelet.volume("kv"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".."))
+        .collect();
+    assert_eq!(names.len(), 2, "only the items: {names:?}");
+    assert_eq!(
+        kubelet.read("app", "/etc/tls/tls.key"),
+        "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n"
+    );
+    assert_eq!(
+        kubelet.read("app", "/etc/tls/tls.crt"),
+        "-----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"
+    );
+    assert_eq!(
+        common::cli::mode_of(&std::fs::canonicalize(path("/etc/tls/tls.key")).unwrap()),
+        0o644
+    );
+    assert!(
+        s.api
+            .seen()
+            .iter()
+            .all(|r| r.starts_with("GET ") && !r.contains("/secrets/")),
+        "{:?}",
+        s.api.seen()
+    );
+}

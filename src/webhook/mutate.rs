@@ -552,7 +552,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     }
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
-    if plan.env.is_some() || plan.synced.is_some() {
+    if plan.env.is_some() || plan.synced.as_ref().is_some_and(|s| s.wraps()) {
         volumes.push(
             json!({"name": BIN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}),
         );
@@ -565,7 +565,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     // Vault is reachable when secretdrop starts; everything after starts after the first render.
     let at = inits.iter().take_while(|c| runs_before_us(c)).count();
     let mut ours = Vec::new();
-    if plan.env.is_some() || plan.synced.is_some() {
+    if plan.env.is_some() || plan.synced.as_ref().is_some_and(|s| s.wraps()) {
         ours.push(copy_container(plan, defaults));
     }
     match plan.mode {

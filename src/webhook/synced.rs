@@ -11,7 +11,11 @@
 //!   ([`crate::net::registry`], read by the server outside the review slots like Kubernetes
 //!   objects, with the pod's and its ServiceAccount's pull Secrets); one that cannot be read
 //!   refuses the pod, naming the container and the fix.
-//! * A `secret` volume of a synced Secret is refused with the fix (not converted yet).
+//! * A `secret` volume of a synced Secret becomes a Memory `emptyDir` of the same name that
+//!   the sidecar fills with the Secret's keys (or `items`' paths) and modes (`defaultMode`,
+//!   `items[].mode`, 0644 without), from the class volume's files
+//!   ([`crate::config::views`]); `kubernetes.io/tls` keys hold the certificates and the key
+//!   cut from the object, as the CSI driver cuts them.
 //!
 //! Invariants: references to Secrets no class of the pod syncs are never touched; a pod
 //! either has every synced reference served or is refused; containers with a command and
@@ -29,6 +33,7 @@ use crate::config::pod_settings::shorten;
 use crate::exec::expand::literal;
 use crate::net::kube::KubeError;
 use crate::net::registry::{reference::parse_docker_config, Credential, Platform, Process};
+use crate::volume::view::{Part, ViewFile};
 
 /// Where a wrapped container mounts each converted volume it reads, as `SYNCED_DIR/<volume>`.
 pub const SYNCED_DIR: &str = "/secretdrop-synced";
@@ -42,7 +47,17 @@ const MAX_PULL_SECRETS: usize = 8;
 pub struct Plan {
     /// (field, container name, split, image process when it has no command).
     containers: Vec<(&'static str, String, Split, Option<Process>)>,
+    /// Secret volumes shown from class volumes: (volume, class volume, files).
+    views: Vec<(String, String, Vec<ViewFile>)>,
+    size_limit: String,
     pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// Whether some container is started by `exec` (the pod then needs the copied binary).
+    pub fn wraps(&self) -> bool {
+        !self.containers.is_empty()
+    }
 }
 
 /// The Secrets the classes sync; two classes syncing one name are refused.
@@ -109,9 +124,9 @@ pub fn plan(
     if synced.is_empty() {
         return Ok(None);
     }
-    refuse_secret_volumes(pod, &synced)?;
-    let mut containers = Vec::new();
     let mut notes = Vec::new();
+    let views = secret_volumes(pod, &synced, &mut notes)?;
+    let mut containers = Vec::new();
     for field in ["initContainers", "containers"] {
         for c in pod["spec"][field].as_array().map_or(&[][..], Vec::as_slice) {
             if let Some(split) = env_refs::split(c, &synced)? {
@@ -121,7 +136,7 @@ pub fn plan(
             }
         }
     }
-    if containers.is_empty() {
+    if containers.is_empty() && views.is_empty() {
         return Ok(None);
     }
     // Images only for containers without a command, all asked for in one round.
@@ -182,7 +197,12 @@ pub fn plan(
             return Err("the pod's images are not read yet".into());
         }
     }
-    Ok(Some(Plan { containers, notes }))
+    Ok(Some(Plan {
+        containers,
+        views,
+        size_limit: defaults.size_limit.clone(),
+        notes,
+    }))
 }
 
 fn no_command(container: &str, why: &str) -> String {
@@ -194,8 +214,14 @@ fn no_command(container: &str, why: &str) -> String {
     )
 }
 
-/// A `secret` volume of a synced Secret: not converted yet, refused with the fix.
-fn refuse_secret_volumes(pod: &Value, synced: &[SyncedSecret]) -> Result<(), String> {
+/// The `secret` volumes of synced Secrets, as views of their class volumes: the keys (or
+/// `items`) and modes a Secret volume would have had.
+fn secret_volumes(
+    pod: &Value,
+    synced: &[SyncedSecret],
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, String, Vec<ViewFile>)>, String> {
+    let mut out = Vec::new();
     for v in pod["spec"]["volumes"]
         .as_array()
         .map_or(&[][..], Vec::as_slice)
@@ -203,17 +229,76 @@ fn refuse_secret_volumes(pod: &Value, synced: &[SyncedSecret]) -> Result<(), Str
         let Some(name) = v.pointer("/secret/secretName").and_then(Value::as_str) else {
             continue;
         };
-        if let Some(s) = synced.iter().find(|s| s.name == name) {
-            return Err(format!(
-                "volume {:?} mounts the synced Secret {name:?}, which secretdrop does not create; \
-                 a secret volume of a synced Secret is not converted yet. Mount the class's \
-                 volume {:?} instead (its files are named by objectName)",
-                shorten(v["name"].as_str().unwrap_or("")),
-                s.volume
-            ));
+        let Some(s) = synced.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        let volume = v["name"].as_str().unwrap_or("");
+        let at = |m: String| format!("volume {:?} (secret {name:?}): {m}", shorten(volume));
+        let mode_of = |m: &Value| -> Result<Option<u32>, String> {
+            match m {
+                Value::Null => Ok(None),
+                m => m
+                    .as_u64()
+                    .filter(|m| *m <= 0o777)
+                    .map(|m| Some(m as u32))
+                    .ok_or_else(|| at("a mode must be between 0 and 0777 (511)".into())),
+            }
+        };
+        let default = mode_of(&v["secret"]["defaultMode"])?.unwrap_or(0o644);
+        let part = |key: &str| match (s.kind.as_str(), key) {
+            ("kubernetes.io/tls", "tls.crt") => Part::Certificates,
+            ("kubernetes.io/tls", "tls.key") => Part::PrivateKey,
+            _ => Part::All,
+        };
+        let mut files = Vec::new();
+        match v["secret"]["items"].as_array().filter(|i| !i.is_empty()) {
+            None => {
+                for (key, object) in &s.data {
+                    files.push(ViewFile {
+                        object: object.clone(),
+                        path: key.clone(),
+                        mode: default,
+                        part: part(key),
+                    });
+                }
+            }
+            Some(items) => {
+                for item in items {
+                    let key = item["key"].as_str().unwrap_or("");
+                    let path = item["path"].as_str().unwrap_or(key);
+                    crate::config::names::validate_name(path)
+                        .map_err(|m| at(format!("items path {m}")))?;
+                    let Some(object) = s.data.iter().find(|(k, _)| k == key).map(|(_, o)| o) else {
+                        if v["secret"]["optional"] == true {
+                            continue;
+                        }
+                        let keys: Vec<String> = s.data.iter().map(|(k, _)| k.clone()).collect();
+                        return Err(at(format!(
+                            "items names key {key:?}, which the class {:?} does not sync (its keys \
+                             are {}): kubelet would never mount it. Fix the key, or add it to the \
+                             class's secretObjects",
+                            s.class,
+                            crate::error::first_few(&keys, 10)
+                        )));
+                    };
+                    let mode = mode_of(&item["mode"])?.unwrap_or(default);
+                    files.push(ViewFile {
+                        object: object.clone(),
+                        path: path.to_string(),
+                        mode,
+                        part: part(key),
+                    });
+                }
+            }
         }
+        notes.push(format!(
+            "volume {volume}: secret {name} served from volume {} ({} files, keys and modes as the Secret volume)",
+            s.volume,
+            files.len()
+        ));
+        out.push((volume.to_string(), s.volume.clone(), files));
     }
-    Ok(())
+    Ok(out)
 }
 
 fn named<'a>(pod: &'a Value, field: &str, name: &str) -> &'a Value {
@@ -330,6 +415,41 @@ pub fn apply(pod: &mut Value, plan: &Plan) {
         if let Some(c) = list.iter_mut().find(|c| c["name"] == name.as_str()) {
             wrap(c, split, process.as_ref());
         }
+    }
+    for (volume, from, files) in &plan.views {
+        if let Some(list) = pod["spec"]["volumes"].as_array_mut() {
+            for v in list.iter_mut().filter(|v| v["name"] == volume.as_str()) {
+                *v = json!({"name": volume, "emptyDir": {"medium": "Memory", "sizeLimit": plan.size_limit}});
+            }
+        }
+        let dir = format!("{}/{volume}", super::csi::CSI_DIR);
+        for field in ["initContainers", "containers"] {
+            for c in pod["spec"][field].as_array_mut().into_iter().flatten() {
+                if c["name"] != super::defaults::CONTAINER
+                    && c["name"] != super::defaults::INIT_CONTAINER
+                {
+                    continue;
+                }
+                if let Some(mounts) = c["volumeMounts"].as_array_mut() {
+                    mounts.push(json!({"name": volume, "mountPath": dir}));
+                }
+                if let Some(args) = c["args"].as_array_mut() {
+                    args.extend([json!("--volume"), json!(format!("{volume}={dir}"))]);
+                }
+                if let Some(cmd) = c
+                    .pointer_mut("/startupProbe/exec/command")
+                    .and_then(Value::as_array_mut)
+                {
+                    cmd.extend([json!("--dir"), json!(dir)]);
+                }
+            }
+        }
+        let annotations = &mut pod["metadata"]["annotations"];
+        if !annotations.is_object() {
+            *annotations = json!({});
+        }
+        annotations[format!("{}{volume}", crate::config::views::VIEW_PREFIX)] =
+            json!(crate::config::views::annotation(from, files));
     }
     let annotations = &mut pod["metadata"]["annotations"];
     if !annotations.is_object() {

@@ -187,15 +187,66 @@ fn refusals_name_the_container_and_the_fix() {
 
     let (d, _) = defaults(Err(Some("x".into())));
     let mut p = pod(json!([app(json!({"command": ["/app"]}))]));
-    p["spec"]["volumes"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "kv", "secret": {"secretName": "kvsecret"}}));
+    p["spec"]["volumes"].as_array_mut().unwrap().push(
+        json!({"name": "kv", "secret": {"secretName": "kvsecret", "items": [{"key": "nope", "path": "x"}]}}),
+    );
     let (response, _) = review_of(&p, &d);
     let m = response["status"]["message"].as_str().unwrap();
     assert!(
-        m.contains("volume \"kv\"") && m.contains("secret-volume"),
+        m.contains("volume \"kv\"") && m.contains("\"nope\"") && m.contains("pwd, username"),
         "{m}"
+    );
+}
+
+#[test]
+fn a_secret_volume_of_a_synced_secret_becomes_a_view_with_its_keys_and_modes() {
+    let (d, asked) = defaults(Err(Some("must not be asked".into())));
+    let mut p = pod(
+        json!([{"name": "app", "image": "x", "volumeMounts": [{"name": "kv", "mountPath": "/etc/kv"}]}]),
+    );
+    p["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "kv", "secret": {
+        "secretName": "kvsecret", "defaultMode": 0o440,
+        "items": [{"key": "pwd", "path": "db/password", "mode": 0o400}, {"key": "username", "path": "user"}]}}));
+    let (response, injected) = review_of(&p, &d);
+    let out = injected.unwrap_or_else(|| panic!("{response}"));
+    assert!(asked.lock().unwrap().is_empty());
+    assert_eq!(
+        crate::webhook::named(&out["spec"]["volumes"], "kv"),
+        &json!({"name": "kv", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    );
+    let view = out["metadata"]["annotations"]["secret.secretdrop.dev/kv"]
+        .as_str()
+        .unwrap();
+    let view: Value = serde_json::from_str(view).unwrap();
+    assert_eq!(
+        view,
+        json!({"from": "secret-volume", "files": [
+        {"object": "secret-1", "path": "db/password", "mode": 0o400},
+        {"object": "secret-2", "path": "user", "mode": 0o440}]})
+    );
+    let ours = crate::webhook::named(&out["spec"]["initContainers"], "secretdrop");
+    let args: Vec<&str> = ours["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--volume", "kv=/mnt/secretdrop-csi/kv"]),
+        "{args:?}"
+    );
+    assert_eq!(
+        out["spec"]["containers"][0], p["spec"]["containers"][0],
+        "the app is untouched"
+    );
+    assert!(
+        !out["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "secretdrop-copy"),
+        "no exec, no copy"
     );
 }
 
