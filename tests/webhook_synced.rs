@@ -555,11 +555,11 @@ fn secret_volumes_of_synced_secrets_get_their_keys_and_modes_and_tls_is_cut_like
     assert_eq!(kubelet.read("app", "/etc/kv/db/password"), "hello-sync1");
     assert_eq!(kubelet.read("app", "/etc/kv/user"), "hello-sync3");
     assert_eq!(
-        common::cli::mode_of(&std::fs::canonicalize(path("/etc/kv/db/password")).unwrap()),
+        common::cli::mode_of(std::fs::canonicalize(path("/etc/kv/db/password")).unwrap()),
         0o400
     );
     assert_eq!(
-        common::cli::mode_of(&std::fs::canonicalize(path("/etc/kv/user")).unwrap()),
+        common::cli::mode_of(std::fs::canonicalize(path("/etc/kv/user")).unwrap()),
         0o440
     );
     let names: Vec<String> = std::fs::read_dir(kubelet.volume("kv"))
@@ -577,7 +577,7 @@ fn secret_volumes_of_synced_secrets_get_their_keys_and_modes_and_tls_is_cut_like
         "-----BEGIN CERTIFICATE-----\nleaf\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"
     );
     assert_eq!(
-        common::cli::mode_of(&std::fs::canonicalize(path("/etc/tls/tls.key")).unwrap()),
+        common::cli::mode_of(std::fs::canonicalize(path("/etc/tls/tls.key")).unwrap()),
         0o644
     );
     assert!(
