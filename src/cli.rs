@@ -209,6 +209,12 @@ const AWS_REGION: Flag = flag(
     "region of provider: aws volumes that name none (the cluster's), set as AWS_REGION in their \
      injected container",
 );
+const IMAGE_PLATFORM: Flag = flag(
+    "image-platform",
+    Some("OS/ARCH"),
+    "platform an image index is resolved to for entrypoints, when the pod's nodeSelector names \
+     none [default: linux/amd64]",
+);
 const SIZE_LIMIT: Flag = flag(
     "size-limit",
     Some("QTY"),
@@ -336,6 +342,7 @@ const COMMANDS: &[CommandDef] = &[
             CA_CONFIGMAP,
             SIZE_LIMIT,
             AWS_REGION,
+            IMAGE_PLATFORM,
             KUBECONFIG,
             LOG_LEVEL,
             LOG_FORMAT,

@@ -548,6 +548,20 @@ fn secret_volumes_of_synced_secrets_get_their_keys_and_modes_and_tls_is_cut_like
     );
 
     let kubelet = Kubelet::new(s.identity.dir.path(), "default", &injected);
+    // `check` on the annotations file the container reads says what each view holds.
+    let ours = kubelet.container("secretdrop");
+    let annotations = kubelet.host_path(&ours, "/etc/secretdrop/annotations").unwrap();
+    let plan = common::cli::secretdrop(&["check", "--config", annotations.to_str().unwrap()], &[]);
+    plan.expect_code(0);
+    for want in [
+        "volume kv (--volume kv=DIR): the synced Secret's files, from volume store",
+        "  db/password <- secret-1, mode 0400",
+        "  user <- secret-3, mode 0440",
+        "  tls.key <- bundle (its private key), mode 0644",
+        "rewritten by the webhook for synced Secrets:",
+    ] {
+        assert!(plan.stdout.contains(want), "{want}: {}", plan.stdout);
+    }
     let sidecar = kubelet.start("secretdrop", &s.dir.join("sidecar.log"));
     kubelet.wait_started("secretdrop", &sidecar, Duration::from_secs(20));
     let app = kubelet.container("app");
