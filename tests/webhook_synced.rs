@@ -384,8 +384,7 @@ fn envfrom_prefixes_order_and_expansion_are_kubelets() {
                             {"secretRef": {"name": "kvsecret"}, "prefix": "DB_"}],
                 "env": [{"name": "DB_pwd", "value": "plain wins"},
                         {"name": "URL", "value": "db://$(DB_username):$(DB_username_b64)@$(FROM_CM)/$$(DB_username)"},
-                        {"name": "OTHER", "valueFrom": {"secretKeyRef": {"name": "unrelated", "key": "k"}}}],
-                "volumeMounts": [{"name": "secrets-store", "mountPath": "/mnt/secrets-store", "readOnly": true}]}],
+                        {"name": "OTHER", "valueFrom": {"secretKeyRef": {"name": "unrelated", "key": "k"}}}]}],
             "volumes": [{"name": "secrets-store", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true,
                          "volumeAttributes": {"secretProviderClass": "vault-kv-sync"}}}]}});
     let response = s.review(&pod);
@@ -402,6 +401,15 @@ fn envfrom_prefixes_order_and_expansion_are_kubelets() {
 
     let kubelet = Kubelet::new(s.identity.dir.path(), "default", &injected);
     let _sidecar = run_ours(&kubelet, s.dir.path());
+    // The container mounted no volume of the class: it sees only the objects its variables
+    // read (not secret-1, whose variable DB_pwd a plain value overrides).
+    let mut seen: Vec<String> = std::fs::read_dir(kubelet.volume("secretdrop-env-0"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".."))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["secret-2", "secret-3"]);
     let out = out_file(s.dir.path());
     let log = s.dir.join("app.log");
     let vars = "DB_pwd DB_username DB_username_b64 URL OTHER FROM_CM";

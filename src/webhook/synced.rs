@@ -47,8 +47,13 @@ const MAX_PULL_SECRETS: usize = 8;
 pub struct Plan {
     /// (field, container name, split, image process when it has no command).
     containers: Vec<(&'static str, String, Split, Option<Process>)>,
-    /// Secret volumes shown from class volumes: (volume, class volume, files).
+    /// Secret volumes shown from class volumes: (volume, class volume, files); a volume the
+    /// pod does not have yet is added.
     views: Vec<(String, String, Vec<ViewFile>)>,
+    /// (container, class volume, the volume it reads that class's objects from): the class
+    /// volume itself when the container mounts it whole already, else a view holding only
+    /// the objects its variables need.
+    env_views: Vec<(String, String, String)>,
     size_limit: String,
     pub notes: Vec<String>,
 }
@@ -125,7 +130,7 @@ pub fn plan(
         return Ok(None);
     }
     let mut notes = Vec::new();
-    let views = secret_volumes(pod, &synced, &mut notes)?;
+    let mut views = secret_volumes(pod, &synced, &mut notes)?;
     let mut containers = Vec::new();
     for field in ["initContainers", "containers"] {
         for c in pod["spec"][field].as_array().map_or(&[][..], Vec::as_slice) {
@@ -197,12 +202,101 @@ pub fn plan(
             return Err("the pod's images are not read yet".into());
         }
     }
+    let env_views = env_views(pod, csi, &containers, &mut views, &mut notes)?;
     Ok(Some(Plan {
         containers,
         views,
+        env_views,
         size_limit: defaults.size_limit.clone(),
         notes,
     }))
+}
+
+/// Prefix of the views that give a wrapped container only the objects its variables need.
+const ENV_VIEW: &str = "secretdrop-env-";
+
+/// Where each wrapped container reads each class's objects: the class volume when the
+/// container mounts it whole already (it sees every object anyway), else a view of that
+/// volume with only the objects its variables read, in their modes. A container that read
+/// one variable from a synced Secret never sees the class's other objects.
+fn env_views(
+    pod: &Value,
+    csi: &[CsiVolume],
+    containers: &[(&'static str, String, Split, Option<Process>)],
+    views: &mut Vec<(String, String, Vec<ViewFile>)>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, String, String)>, String> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    let mut n = 0;
+    for (field, name, split, _) in containers {
+        let c = named(pod, field, name);
+        for volume in class_volumes(split) {
+            let whole = c["volumeMounts"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .any(|m| {
+                    m["name"] == volume
+                        && m.get("subPath").is_none()
+                        && m.get("subPathExpr").is_none()
+                });
+            if whole {
+                out.push((name.clone(), volume.to_string(), volume.to_string()));
+                continue;
+            }
+            let view = loop {
+                let v = format!("{ENV_VIEW}{n}");
+                n += 1;
+                let taken = pod["spec"]["volumes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["name"] == v.as_str()));
+                if !taken {
+                    break v;
+                }
+            };
+            let modes = csi
+                .iter()
+                .find(|c| c.name == volume)
+                .map_or(&[][..], |c| c.modes.as_slice());
+            let mut files: Vec<ViewFile> = Vec::new();
+            for (_, s) in &split.served {
+                if let Served::Object { volume: v, object } = s {
+                    if v == volume && !files.iter().any(|f| &f.object == object) {
+                        let mode = modes
+                            .iter()
+                            .find(|(o, _)| o == object)
+                            .map_or(0o644, |(_, m)| *m);
+                        files.push(ViewFile {
+                            object: object.clone(),
+                            path: object.clone(),
+                            mode,
+                            part: Part::All,
+                        });
+                    }
+                }
+            }
+            notes.push(format!(
+                "container {name}: reads {} of volume {volume} through volume {view} (only those objects)",
+                files.iter().map(|f| f.object.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+            views.push((view.clone(), volume.to_string(), files));
+            out.push((name.clone(), volume.to_string(), view));
+        }
+    }
+    Ok(out)
+}
+
+/// The class volumes a split reads objects from, in order of first use.
+fn class_volumes(split: &Split) -> Vec<&str> {
+    let mut volumes: Vec<&str> = Vec::new();
+    for (_, s) in &split.served {
+        if let Served::Object { volume, .. } = s {
+            if !volumes.contains(&volume.as_str()) {
+                volumes.push(volume);
+            }
+        }
+    }
+    volumes
 }
 
 fn no_command(container: &str, why: &str) -> String {
@@ -412,14 +506,23 @@ pub fn apply(pod: &mut Value, plan: &Plan) {
         let Some(list) = pod["spec"][*field].as_array_mut() else {
             continue;
         };
+        let source = |volume: &str| {
+            plan.env_views
+                .iter()
+                .find(|(c, v, _)| c == name && v == volume)
+                .map_or(volume.to_string(), |(_, _, view)| view.clone())
+        };
         if let Some(c) = list.iter_mut().find(|c| c["name"] == name.as_str()) {
-            wrap(c, split, process.as_ref());
+            wrap(c, split, process.as_ref(), &source);
         }
     }
     for (volume, from, files) in &plan.views {
+        let empty =
+            json!({"name": volume, "emptyDir": {"medium": "Memory", "sizeLimit": plan.size_limit}});
         if let Some(list) = pod["spec"]["volumes"].as_array_mut() {
-            for v in list.iter_mut().filter(|v| v["name"] == volume.as_str()) {
-                *v = json!({"name": volume, "emptyDir": {"medium": "Memory", "sizeLimit": plan.size_limit}});
+            match list.iter_mut().find(|v| v["name"] == volume.as_str()) {
+                Some(v) => *v = empty,
+                None => list.push(empty),
             }
         }
         let dir = format!("{}/{volume}", super::csi::CSI_DIR);
@@ -460,15 +563,8 @@ pub fn apply(pod: &mut Value, plan: &Plan) {
 
 /// The container started by `exec` (one per volume it reads, nested), its env without what
 /// exec serves, the volumes mounted read-only.
-fn wrap(c: &mut Value, split: &Split, process: Option<&Process>) {
-    let mut volumes: Vec<&str> = Vec::new();
-    for (_, s) in &split.served {
-        if let Served::Object { volume, .. } = s {
-            if !volumes.contains(&volume.as_str()) {
-                volumes.push(volume);
-            }
-        }
-    }
+fn wrap(c: &mut Value, split: &Split, process: Option<&Process>, source: &dyn Fn(&str) -> String) {
+    let volumes = class_volumes(split);
     let templates: Vec<(&String, &String)> = split
         .served
         .iter()
@@ -483,7 +579,7 @@ fn wrap(c: &mut Value, split: &Split, process: Option<&Process>) {
             format!("{BIN_COPY_DIR}/{}", crate::exec::BINARY_NAME),
             "exec".into(),
             "--dir".into(),
-            format!("{SYNCED_DIR}/{volume}"),
+            format!("{SYNCED_DIR}/{}", source(volume)),
             "--restart-on-change".into(),
         ]);
         for (n, s) in &split.served {
@@ -561,7 +657,7 @@ fn wrap(c: &mut Value, split: &Split, process: Option<&Process>) {
     set(c, "env", &split.env);
     set(c, "envFrom", &split.env_from);
     let mut mounts: Vec<Value> = c["volumeMounts"].as_array().cloned().unwrap_or_default();
-    for v in &volumes {
+    for v in volumes.iter().map(|v| source(v)) {
         mounts.push(json!({"name": v, "mountPath": format!("{SYNCED_DIR}/{v}"), "readOnly": true}));
     }
     if !mounts.iter().any(|m| m["name"] == BIN_VOLUME) {

@@ -98,7 +98,7 @@ fn a_container_with_a_command_is_wrapped_without_a_registry() {
             "/secretdrop-bin/bin/secretdrop",
             "exec",
             "--dir",
-            "/secretdrop-synced/secret-volume",
+            "/secretdrop-synced/secretdrop-env-0",
             "--restart-on-change",
             "--env",
             "SECRET_USERNAME=secret-2",
@@ -125,6 +125,26 @@ fn a_container_with_a_command_is_wrapped_without_a_registry() {
             .contains("env SECRET_USERNAME: secretKeyRef kvsecret/username")),
         "{warnings:?}"
     );
+    // It mounted no volume of the class: it reads a view holding only what its variable needs.
+    let view = out["metadata"]["annotations"]["secret.secretdrop.dev/secretdrop-env-0"]
+        .as_str()
+        .unwrap();
+    let view: Value = serde_json::from_str(view).unwrap();
+    assert_eq!(
+        view,
+        json!({"from": "secret-volume", "files": [{"object": "secret-2", "path": "secret-2", "mode": 0o644}]})
+    );
+    assert_eq!(
+        crate::webhook::named(&out["spec"]["volumes"], "secretdrop-env-0"),
+        &json!({"name": "secretdrop-env-0", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    );
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(mounts, ["secretdrop-env-0", "secretdrop-bin"]);
     let inits: Vec<&str> = out["spec"]["initContainers"]
         .as_array()
         .unwrap()
