@@ -6,7 +6,8 @@
 //!   `secretdrop exec` (the binary copied into a shared volume by `copy-self`), one `exec` per
 //!   class volume it reads, nested, the last one with the templates and `--expand` that keep
 //!   kubelet's `$(VAR)` meaning ([`super::env_refs`]); each restarts the app when its volume
-//!   changes what the app sees.
+//!   changes what the app sees. A container that does not mount a class's volume whole reads
+//!   a view of it holding only the objects its variables need (`secretdrop-env-N`).
 //! * A container without `command` gets its image's entrypoint and cmd from the registry
 //!   ([`crate::net::registry`], read by the server outside the review slots like Kubernetes
 //!   objects, with the pod's and its ServiceAccount's pull Secrets); one that cannot be read

@@ -1,6 +1,7 @@
 //! What a registry lookup starts from, parsed from text the pod's author wrote: an image
 //! reference (`[host[:port]/]repository[:tag][@sha256:digest]`, normalised as the container
-//! runtimes do) and the registry credentials of `kubernetes.io/dockerconfigjson` Secrets.
+//! runtimes do), the platform an index is resolved to, and the registry credentials of
+//! `kubernetes.io/dockerconfigjson` Secrets.
 //!
 //! Invariants: a parsed repository, tag and digest only hold characters that are safe in a URL
 //! path (no `..`, no `?`, no `%`), so they are placed into URLs as they are; a credential
@@ -156,6 +157,59 @@ fn check_host(host: &str) -> Result<(), String> {
             "registry {:?} is not a host name with an optional port",
             crate::net::http::network_text(host, 80)
         )),
+    }
+}
+
+/// The platform an index is resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl Platform {
+    /// `os/arch[/variant]`, e.g. `linux/arm64/v8`.
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let ok = |p: &&str| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
+            _ => Err(format!(
+                "{:?} is not a platform: os/architecture[/variant], e.g. linux/amd64",
+                crate::net::http::network_text(text, 80)
+            )),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
     }
 }
 
