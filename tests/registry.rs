@@ -294,4 +294,30 @@ fn bearer_tokens_stay_with_the_registry_when_a_blob_is_redirected() {
         store[0].authorization.is_none(),
         "a token went to another origin: {seen:?}"
     );
+
+    // The same image again: the token is reused (no 401, no token request), one HEAD.
+    let rt = runtime();
+    let again = rt
+        .block_on(client.process(&image, &Platform::default(), &creds, within(3)))
+        .unwrap();
+    assert_eq!(again, got);
+    let more: Vec<_> = standin.seen().into_iter().skip(seen.len()).collect();
+    assert_eq!(more.len(), 1, "{more:?}");
+    assert!(
+        more[0].path.contains("/manifests/")
+            && more[0]
+                .authorization
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("Bearer "),
+        "{more:?}"
+    );
+    // Without the credential, what it earned is not used: 401, and the token service refuses.
+    let m = rt
+        .block_on(client.process(&image, &Platform::default(), &[], within(3)))
+        .unwrap_err();
+    assert!(
+        m.contains("token service answered HTTP 401") && m.contains("no pull Secret"),
+        "{m}"
+    );
 }

@@ -14,7 +14,10 @@
 //! `WWW-Authenticate: Basic`, the pull Secret's credential for this registry host; with
 //! `Bearer realm=...,service=...,scope=...`, a token from the realm (https only), asked for
 //! with that credential when the realm is on the registry's own host (or is Docker Hub's
-//! `auth.docker.io` for Docker Hub), anonymously otherwise.
+//! `auth.docker.io` for Docker Hub), anonymously otherwise. An authorization the registry
+//! accepted (Basic, or a token for its `expires_in` less 10 s, at most 5 minutes) is reused by
+//! the next lookup of the same repository with the same credential (never another's), so a
+//! warm lookup is one request.
 //!
 //! Invariants: a credential or token is only ever sent to the host it belongs to: redirects
 //! are followed by hand (at most [`MAX_REDIRECTS`], https only), and a request that leaves the
@@ -95,8 +98,20 @@ struct Cache {
     /// The last digest seen for a (registry, repository, tag).
     tags: HashMap<(String, String, String), String>,
     tag_order: VecDeque<(String, String, String)>,
+    /// Authorizations earned, by (registry, repository, whose credential: a fingerprint of it,
+    /// or empty when anonymous), until they expire: a warm lookup skips the 401 and the token
+    /// request. Keyed by credential so that a pod never uses what another pod's pull Secret
+    /// earned.
+    auth: HashMap<(String, String, String), (SecretString, Instant)>,
     stats: Stats,
 }
+
+/// Authorizations kept at most (the map is emptied past it).
+const AUTH_ENTRIES: usize = 256;
+/// How long a Basic authorization, or a token without `expires_in`, is reused; tokens for at
+/// most [`MAX_TOKEN_REUSE`] and 10 s less than they say.
+const AUTH_REUSE: Duration = Duration::from_secs(60);
+const MAX_TOKEN_REUSE: Duration = Duration::from_secs(300);
 
 /// The client, its cache and its counters; clones share them.
 #[derive(Clone)]
@@ -118,6 +133,8 @@ struct Session<'a> {
     origin: String,
     credential: Option<&'a Credential>,
     authorization: Option<SecretString>,
+    /// An authorization earned in this lookup and how long it may be reused.
+    earned: Option<(SecretString, Duration)>,
     until: Instant,
 }
 
@@ -179,10 +196,25 @@ impl Registry {
                 return Ok(p);
             }
         }
+        let credential = credentials.iter().find(|c| c.registry == image.registry);
+        let auth_key = (
+            image.registry.clone(),
+            image.repository.clone(),
+            credential.map_or(String::new(), |c| {
+                sha256_digest(c.basic().expose().as_bytes())
+            }),
+        );
+        let reused = self
+            .cache()
+            .auth
+            .get(&auth_key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(a, _)| a.clone());
         let mut session = Session {
             origin: format!("https://{}", image.api_host()),
-            credential: credentials.iter().find(|c| c.registry == image.registry),
-            authorization: None,
+            credential,
+            authorization: reused,
+            earned: None,
             image: &image,
             until,
         };
@@ -209,6 +241,7 @@ impl Registry {
         if !digest.is_empty() {
             if let Some(p) = self.cached(&digest, platform) {
                 self.remember_tag(&image, &digest);
+                self.keep_auth(&mut session, auth_key);
                 self.cache().stats.hits += 1;
                 return Ok(p);
             }
@@ -275,6 +308,7 @@ impl Registry {
         };
         self.remember(&digest, platform, &process);
         self.remember_tag(&image, &digest);
+        self.keep_auth(&mut session, auth_key);
         Ok(process)
     }
 
@@ -294,6 +328,18 @@ impl Registry {
             }
         };
         self.cached(&digest, platform)
+    }
+
+    /// Keeps what this lookup's authorization earned, for the next lookup with the same
+    /// credential (only after the registry accepted it).
+    fn keep_auth(&self, session: &mut Session<'_>, key: (String, String, String)) {
+        if let Some((auth, reuse)) = session.earned.take() {
+            let mut cache = self.cache();
+            if cache.auth.len() >= AUTH_ENTRIES {
+                cache.auth.clear();
+            }
+            cache.auth.insert(key, (auth, Instant::now() + reuse));
+        }
     }
 
     fn cached(&self, digest: &str, platform: &Platform) -> Option<Process> {
@@ -413,7 +459,9 @@ impl Registry {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                session.authorization = Some(self.authorize(session, &challenge).await?);
+                let (auth, reuse) = self.authorize(session, &challenge).await?;
+                session.authorization = Some(auth.clone());
+                session.earned = Some((auth, reuse));
                 continue;
             }
             return Ok(resp);
@@ -470,11 +518,11 @@ impl Registry {
         &self,
         session: &mut Session<'_>,
         challenge: &str,
-    ) -> Result<SecretString, String> {
+    ) -> Result<(SecretString, Duration), String> {
         let (scheme, params) = parse_challenge(challenge);
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => match session.credential {
-                Some(c) => Ok(c.basic()),
+                Some(c) => Ok((c.basic(), AUTH_REUSE)),
                 None => Err(at(session, &no_credential(session))),
             },
             "bearer" => {
@@ -553,7 +601,12 @@ impl Registry {
                     .and_then(Value::as_str)
                     .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
                     .ok_or_else(|| at(session, "the token service's answer has no token"))?;
-                Ok(SecretString::new(format!("Bearer {token}")))
+                let reuse = doc
+                    .get("expires_in")
+                    .and_then(Value::as_u64)
+                    .map_or(AUTH_REUSE, |s| Duration::from_secs(s.saturating_sub(10)))
+                    .min(MAX_TOKEN_REUSE);
+                Ok((SecretString::new(format!("Bearer {token}")), reuse))
             }
             _ => Err(at(
                 session,
