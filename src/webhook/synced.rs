@@ -157,7 +157,7 @@ pub fn plan(
             let (_, name, _, _) = &containers[without[0]];
             return Err(no_command(name, "this webhook reads no image registry"));
         };
-        let credentials = pull_credentials(pod, namespace, defaults)?;
+        let (credentials, unread) = pull_credentials(pod, namespace, defaults)?;
         let platform = platform(pod, &defaults.image_platform);
         let mut deferred = false;
         let mut failed: Option<String> = None;
@@ -192,6 +192,11 @@ pub fn plan(
                 }
                 Err(None) => deferred = true,
                 Err(Some(why)) => {
+                    // What could not be read may be why the registry refused.
+                    let why = match unread.is_empty() {
+                        true => why,
+                        false => format!("{why} ({})", unread.join("; ")),
+                    };
                     failed.get_or_insert(no_command(name, &why));
                 }
             }
@@ -432,13 +437,13 @@ fn platform(pod: &Value, default: &Platform) -> Platform {
 }
 
 /// The credentials of the pod's and its ServiceAccount's image pull Secrets, as kubelet
-/// gathers them. A Secret or ServiceAccount that cannot be read is skipped (kubelet pulls
-/// without it too); the registry's refusal then says which credential is missing.
+/// gathers them, and what could not be read. A Secret or ServiceAccount that cannot be read
+/// is skipped (kubelet pulls without it too); a registry's refusal then names it.
 fn pull_credentials(
     pod: &Value,
     namespace: &str,
     defaults: &Defaults,
-) -> Result<Vec<Credential>, String> {
+) -> Result<(Vec<Credential>, Vec<String>), String> {
     let namespace = Some(namespace)
         .filter(|n| !n.is_empty())
         .or_else(|| pod.pointer("/metadata/namespace").and_then(Value::as_str))
@@ -458,11 +463,20 @@ fn pull_credentials(
         .filter(|n| !n.is_empty())
         .unwrap_or("default");
     let time = crate::provider::pod::LOOKUP_TIME;
+    let mut unread = Vec::new();
+    let why = |e: KubeError| match e {
+        KubeError::Denied { .. } => format!("{e}; the manifests allow it with their components"),
+        e => e.to_string(),
+    };
     if let Some(sa) = defaults.service_accounts.lookup() {
         match sa(namespace, account, time) {
             Ok(found) => names.extend(names_in(&found["imagePullSecrets"])),
             Err(KubeError::Deferred) => deferred = true,
-            Err(_) => {}
+            Err(e) => unread.push(format!(
+                "the webhook could not read ServiceAccount {namespace}/{account} for its \
+                 imagePullSecrets: {} (service-accounts)",
+                why(e)
+            )),
         }
     }
     names.dedup();
@@ -472,13 +486,18 @@ fn pull_credentials(
             match secrets(namespace, name, time) {
                 Ok(found) => out.extend(docker_credentials(&found)),
                 Err(KubeError::Deferred) => deferred = true,
-                Err(_) => {}
+                // Kubelet pulls without a pull Secret that does not exist, too.
+                Err(KubeError::NotFound) => {}
+                Err(e) => unread.push(format!(
+                    "the webhook could not read pull Secret {namespace}/{name}: {} (pull-secrets)",
+                    why(e)
+                )),
             }
         }
     }
     match deferred {
         true => Err("the pod's pull Secrets are not read yet".into()),
-        false => Ok(out),
+        false => Ok((out, unread)),
     }
 }
 

@@ -271,6 +271,27 @@ fn a_secret_volume_of_a_synced_secret_becomes_a_view_with_its_keys_and_modes() {
 }
 
 #[test]
+fn an_unreadable_pull_secret_is_named_when_the_registry_refuses() {
+    let (mut d, _) = defaults(Err(Some(
+        "registry reg.example: HTTP 401 for the manifest".into(),
+    )));
+    d.secrets = ClassSource::new(|_, _, _| {
+        Err(KubeError::Denied {
+            status: 403,
+            message: "secrets \"pull\" is forbidden".into(),
+        })
+    });
+    let (response, _) = review_of(&pod(json!([app(json!({}))])), &d);
+    let m = response["status"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("HTTP 401")
+            && m.contains("could not read pull Secret test/pull")
+            && m.contains("(pull-secrets)"),
+        "{m}"
+    );
+}
+
+#[test]
 fn a_pod_reading_only_unrelated_secrets_is_converted_as_before() {
     let (d, asked) = defaults(Err(Some("must not be asked".into())));
     let c = json!({"name": "app", "image": "x", "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "unrelated", "key": "k"}}}]});
