@@ -140,7 +140,8 @@ mod tests {
         String::from_utf8(expand(input, &with(vars))).unwrap()
     }
 
-    /// Kubelet's own cases (its expansion package's tests), with its mapping.
+    /// Kubelet's own cases (its expansion package's tests, `doExpansionTest`), with its
+    /// mapping, and a few more.
     #[test]
     fn expands_as_kubelet_does() {
         let vars = [
@@ -171,6 +172,23 @@ mod tests {
             ("$$$$$$(VAR_A)", "$$$(VAR_A)"),
             ("$$$$$$$(VAR_A)", "$$$A"),
             ("$$$$$$$GOOD_ODDS)", "$$$$GOOD_ODDS)"),
+            ("$$$$$$$(GOOD_ODDS)", "$$$$(GOOD_ODDS)"),
+            ("___$(VAR_C)", "___C"),
+            ("%%$(VAR_REF)--$(VAR_REF)%%", "%%$(VAR_A)--$(VAR_A)%%"),
+            ("foo$(VAR_Awhoops!", "foo$(VAR_Awhoops!"),
+            ("f00__(VAR_A)__", "f00__(VAR_A)__"),
+            ("$?_boo_$!", "$?_boo_$!"),
+            ("$VAR_A", "$VAR_A"),
+            ("$(VAR_DNE)", "$(VAR_DNE)"),
+            ("$(VAR_B)_______$(A", "B_______$(A"),
+            ("$(VAR_C)_______$(", "C_______$("),
+            ("$(VAR_A)foobarzab$", "Afoobarzab$"),
+            ("foo-\\$(VAR_A", "foo-\\$(VAR_A"),
+            ("--$($($($($--", "--$($($($($--"),
+            ("$($($($($--foo$(", "$($($($($--foo$("),
+            ("foo0--$($($($(", "foo0--$($($($("),
+            ("$(foo$$var)", "$(foo$$var)"),
+            ("\n", "\n"),
             ("$VAR_A)", "$VAR_A)"),
             ("${VAR_A}", "${VAR_A}"),
             ("$(VAR_A)$", "A$"),
