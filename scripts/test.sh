@@ -7,12 +7,15 @@
 # run as root, otherwise named and the script stops): a Rust toolchain (rustup), python3 with
 # pip and venv support (python3-pip), openssl, curl, util-linux (unshare, mount), binutils
 # (readelf), gcc, postgresql (initdb and postgres; PG_BIN_DIR may point at their directory), and
-# qemu-user (qemu-aarch64 runs the aarch64 static build in tests/static_binary.rs).
+# qemu-user (qemu-aarch64 runs the aarch64 static build in tests/static_binary.rs),
+# docker-registry (the image registry of tests/registry.rs and tests/webhook_synced.rs) and
+# apache2-utils (htpasswd, for that registry's Basic auth).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in cargo python3 openssl curl unshare mount readelf cc qemu-aarch64; do
+for tool in cargo python3 openssl curl unshare mount readelf cc qemu-aarch64 docker-registry \
+    htpasswd; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 python3 -m pip --version >/dev/null 2>&1 || missing+=(pip)
@@ -25,7 +28,7 @@ pg_found || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     declare -A package=([python3]=python3 [pip]=python3-pip [openssl]=openssl [curl]=curl
         [unshare]=util-linux [mount]=mount [readelf]=binutils [cc]=gcc [postgresql]=postgresql
-        [qemu-aarch64]=qemu-user)
+        [qemu-aarch64]=qemu-user [docker-registry]=docker-registry [htpasswd]=apache2-utils)
     packages=()
     for m in "${missing[@]}"; do
         if [ "$m" = cargo ]; then

@@ -209,6 +209,12 @@ const AWS_REGION: Flag = flag(
     "region of provider: aws volumes that name none (the cluster's), set as AWS_REGION in their \
      injected container",
 );
+const IMAGE_PLATFORM: Flag = flag(
+    "image-platform",
+    Some("OS/ARCH"),
+    "platform an image index is resolved to for entrypoints, when the pod's nodeSelector names \
+     none [default: linux/amd64]",
+);
 const SIZE_LIMIT: Flag = flag(
     "size-limit",
     Some("QTY"),
@@ -229,6 +235,16 @@ const ENV_FILE: Flag = repeated(
     "env-file",
     "OBJECT",
     "add the assignments of an object rendered with format: dotenv (repeatable)",
+);
+const ENV_TEMPLATE: Flag = repeated(
+    "env-template",
+    "NAME=TEXT",
+    "set NAME to TEXT with $(VAR) expanded as kubelet does, after --env (repeatable)",
+);
+const EXPAND: Flag = flag(
+    "expand",
+    None,
+    "expand $(VAR) in COMMAND and its arguments as kubelet does, at each start",
 );
 const WAIT: Flag = flag(
     "wait",
@@ -326,6 +342,7 @@ const COMMANDS: &[CommandDef] = &[
             CA_CONFIGMAP,
             SIZE_LIMIT,
             AWS_REGION,
+            IMAGE_PLATFORM,
             KUBECONFIG,
             LOG_LEVEL,
             LOG_FORMAT,
@@ -359,6 +376,8 @@ const COMMANDS: &[CommandDef] = &[
             EXEC_DIR,
             ENV,
             ENV_FILE,
+            ENV_TEMPLATE,
+            EXPAND,
             WAIT,
             RESTART_ON_CHANGE,
             RESTART_SIGNAL,

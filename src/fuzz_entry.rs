@@ -31,7 +31,7 @@ use crate::provider::vault::auth;
 use crate::provider::vault::client::Response;
 use crate::provider::vault::render;
 use crate::provider::vault::schedule::{self, Lifetime, Next};
-use crate::webhook::mutate::{self, Decision, Defaults};
+use crate::webhook::mutate::{Decision, Defaults};
 use crate::webhook::patch;
 use crate::webhook::review::{self, Outcome};
 
@@ -552,12 +552,7 @@ fn check_injection(review: &Value, response: &Value, defaults: &Defaults) {
         Err(e) => panic!("the patch does not apply to its pod: {e}"),
     };
     let namespace = review["request"]["namespace"].as_str().unwrap_or("");
-    let decided = match crate::webhook::csi::classes(pod, namespace, defaults) {
-        _ if defaults.vault_agent => mutate::convert_agent(pod, namespace, defaults),
-        Ok(csi) => mutate::mutate_in(pod, namespace, defaults, &csi),
-        Err(m) => Decision::Reject(m),
-    };
-    match decided {
+    match review::decide(pod, namespace, defaults) {
         Decision::Inject { pod: injected, .. } => {
             assert!(
                 patched == injected,

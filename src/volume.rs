@@ -31,6 +31,7 @@
 pub(crate) mod dir;
 mod read;
 pub mod set;
+pub mod view;
 
 use std::collections::BTreeSet;
 use std::fs;

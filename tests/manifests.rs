@@ -559,6 +559,42 @@ fn the_webhook_may_only_get_secret_provider_classes_and_service_accounts_are_opt
 }
 
 #[test]
+fn reading_pull_secrets_is_an_optional_component_beside_service_accounts() {
+    let base = documents(&kustomize(&root().join("manifests/base")));
+    assert!(
+        !base
+            .iter()
+            .any(|d| d["kind"] == "ClusterRole" && d["rules"].to_string().contains("\"secrets\"")),
+        "the base reads no Secret"
+    );
+    let dir = TestDir::new();
+    let overlay = overlay(
+        &dir,
+        "manifests/pull-secrets",
+        "resources: [../cert-manager]
+components: [../components/service-accounts, ../components/pull-secrets]
+",
+    );
+    let yaml = kustomize(&overlay);
+    let report = validate(&yaml);
+    assert!(report.contains("passed"), "{report}");
+    let docs = documents(&yaml);
+    let role = find(&docs, "ClusterRole", "secretdrop-webhook-pull-secrets");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
+    );
+    let binding = find(
+        &docs,
+        "ClusterRoleBinding",
+        "secretdrop-webhook-pull-secrets",
+    );
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "secretdrop-webhook");
+    find(&docs, "ClusterRole", "secretdrop-webhook-service-accounts");
+}
+
+#[test]
 fn the_secret_provider_class_crd_is_an_optional_component() {
     let base = documents(&kustomize(&root().join("manifests/base")));
     assert!(

@@ -22,7 +22,41 @@ pub fn run(args: &Args) -> Result<(), Error> {
         print!("{}", source.spec.provider.plan(&source.spec.source));
         print!("{}", sidecar_plan(args, &source.spec)?);
     }
+    if config::annotations::looks_like_annotations(&text) {
+        print!("{}", synced_plan(&path, &text)?);
+    }
     Ok(())
+}
+
+/// What the webhook rewrote for synced Secrets (docs/webhook.md, "Synced Secrets"): the
+/// secret volumes shown from class volumes, file by file, and its notes.
+fn synced_plan(path: &std::path::Path, text: &str) -> Result<String, Error> {
+    let all = config::annotations::parse_file(path, text)?;
+    let mut out = String::new();
+    for view in config::views::of_annotations(path, &all)? {
+        out.push_str(&format!(
+            "volume {} (--volume {}=DIR): the synced Secret's files, from volume {}\n",
+            view.volume, view.volume, view.from
+        ));
+        for f in &view.files {
+            let part = match f.part {
+                crate::volume::view::Part::All => "",
+                crate::volume::view::Part::Certificates => " (its certificates)",
+                crate::volume::view::Part::PrivateKey => " (its private key)",
+            };
+            out.push_str(&format!(
+                "  {} <- {}{part}, mode {:04o}\n",
+                f.path, f.object, f.mode
+            ));
+        }
+    }
+    if let Some(notes) = all.get(crate::webhook::synced::NOTES_ANNOTATION) {
+        out.push_str("rewritten by the webhook for synced Secrets:\n");
+        for line in notes.lines().filter(|l| !l.is_empty()) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    Ok(out)
 }
 
 /// What a sidecar does besides rendering, as `secretdrop sidecar` with the same flags (and

@@ -11,7 +11,8 @@ use crate::error::Error;
 /// `--config`, straight from the store.
 pub fn run(args: Args) -> Result<(), Error> {
     let usage = |m: String| Error::Usage(m);
-    let request = crate::exec::Request::parse(args.list("env"), args.list("env-file"))?;
+    let request = crate::exec::Request::parse(args.list("env"), args.list("env-file"))?
+        .with_templates(args.list("env-template"), args.switch("expand")?)?;
     let restart = if args.switch("restart-on-change")? {
         let signal = match args.get("restart-signal") {
             None => libc::SIGTERM,

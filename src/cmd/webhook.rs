@@ -35,6 +35,10 @@ pub fn run(args: &Args) -> Result<(), Error> {
         .map_err(|e| Error::Usage(e.to_string()))?;
         defaults.aws_region = Some(checked);
     }
+    if let Some(p) = args.get("image-platform") {
+        defaults.image_platform = crate::net::registry::Platform::parse(p)
+            .map_err(|m| Error::Usage(format!("--image-platform: {m}")))?;
+    }
     if let Some(cm) = args.get("ca-configmap") {
         defaults.ca_configmap = Some(
             config::pod_settings::ConfigMapKey::parse(cm)

@@ -15,6 +15,7 @@ pub mod native;
 pub mod param;
 pub mod pod_settings;
 pub mod spc;
+pub mod views;
 pub mod volumes;
 pub mod yaml;
 

@@ -41,7 +41,7 @@ pub fn parse(file: &Path, text: &str, env: &VaultEnv) -> Result<Spec, ConfigErro
     if spec.secret_objects.is_some() {
         tracing::warn!(
             file = %file.display(),
-            "spec.secretObjects is ignored: secretdrop writes files only and never syncs Kubernetes Secrets"
+            "spec.secretObjects: secretdrop writes files and creates no Kubernetes Secret; in a pod the webhook converted, references to these Secrets are served from the files (docs/webhook.md, Synced Secrets)"
         );
     }
     Ok(Spec {

@@ -47,6 +47,9 @@ pub struct Unit {
     pub dirs: Vec<PathBuf>,
     /// The members' volume names (None: `--dir`), for messages and reloads.
     pub volumes: Vec<Option<String>>,
+    /// Views of its members (`secret.secretdrop.dev/<volume>`): the view, its directory, the
+    /// member it shows.
+    pub views: Vec<(super::views::ViewSpec, PathBuf, usize)>,
 }
 
 /// Every volume `text` describes.
@@ -272,6 +275,7 @@ pub fn units(path: &Path, sources: Vec<Source>, layout: &Layout) -> Result<Vec<U
                 },
                 dirs: members.iter().map(|(_, d)| d.clone()).collect(),
                 volumes: members.into_iter().map(|(v, _)| v).collect(),
+                views: Vec::new(),
             }
         })
         .collect())
@@ -284,7 +288,74 @@ pub fn load_units(
     env: &VaultEnv,
     layout: &Layout,
 ) -> Result<Vec<Unit>, ConfigError> {
-    units(path, sources(path, text, env)?, layout)
+    let views = match annotations::looks_like_annotations(text) {
+        true => super::views::of_annotations(path, &annotations::parse_file(path, text)?)?,
+        false => Vec::new(),
+    };
+    let is_view = |name: &str| views.iter().any(|v| v.volume == name);
+    // A view's directory comes with `--volume` like a member's.
+    let members = Layout {
+        volumes: layout
+            .volumes
+            .iter()
+            .filter(|(n, _)| !is_view(n))
+            .cloned()
+            .collect(),
+        ..layout.clone()
+    };
+    let mut units = units(path, sources(path, text, env)?, &members)?;
+    for view in views {
+        let key = format!("{}{}", super::views::VIEW_PREFIX, view.volume);
+        let dir = layout
+            .volumes
+            .iter()
+            .find(|(n, _)| *n == view.volume)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| {
+                ConfigError::field(
+                    path,
+                    key.as_str(),
+                    format!(
+                        "no directory for volume {:?}: add --volume {}=DIR",
+                        view.volume, view.volume
+                    ),
+                )
+            })?;
+        let found = units.iter_mut().find_map(|u| {
+            let member = u
+                .volumes
+                .iter()
+                .position(|v| v.as_deref() == Some(view.from.as_str()))?;
+            Some((u, member))
+        });
+        let Some((unit, member)) = found else {
+            return Err(ConfigError::field(
+                path,
+                key.as_str(),
+                format!(
+                    "shows volume {:?}, which no csi.secretdrop.dev/ annotation describes",
+                    view.from
+                ),
+            ));
+        };
+        // Names in the member's share: prefixed in a unit of several members.
+        let known = unit.spec.provider.files();
+        let prefixed = |o: &str| match unit.dirs.len() {
+            1 => o.to_string(),
+            _ => crate::provider::member_prefix(member, o),
+        };
+        for f in &view.files {
+            if !known.iter().any(|k| k.name == prefixed(&f.object)) {
+                return Err(ConfigError::field(
+                    path,
+                    key.as_str(),
+                    format!("volume {:?} has no object {:?}", view.from, f.object),
+                ));
+            }
+        }
+        unit.views.push((view, dir, member));
+    }
+    Ok(units)
 }
 
 #[cfg(test)]

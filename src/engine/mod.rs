@@ -102,7 +102,16 @@ pub fn prepare(opts: &Options, keep_previous: bool) -> Result<(String, Vec<Unit>
             .iter()
             .map(|d| Volume::new(d, opts.allow_disk))
             .collect();
-        let volume = VolumeSet::new(volumes);
+        let views = unit
+            .views
+            .iter()
+            .map(|(view, dir, member)| crate::volume::view::View {
+                volume: Volume::new(dir, opts.allow_disk),
+                member: *member,
+                files: view.files.clone(),
+            })
+            .collect();
+        let volume = VolumeSet::new(volumes).with_views(views);
         let volume = if keep_previous {
             volume.keeping_previous()
         } else {

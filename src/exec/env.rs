@@ -30,6 +30,11 @@ pub struct Var {
 pub struct Request {
     pub vars: Vec<Var>,
     pub files: Vec<String>,
+    /// `--env-template NAME=TEXT`, in order: NAME is TEXT with `$(VAR)` expanded as kubelet
+    /// would ([`super::expand`]), after the variables and env-files.
+    pub templates: Vec<(String, String)>,
+    /// `--expand`: COMMAND and its arguments are expanded the same way at each start.
+    pub expand: bool,
 }
 
 impl Request {
@@ -70,7 +75,42 @@ impl Request {
         Ok(Request {
             vars,
             files: env_files.to_vec(),
+            templates: Vec::new(),
+            expand: false,
         })
+    }
+
+    /// This request with `--env-template NAME=TEXT` values (each name once, none set by
+    /// `--env`) and `--expand`.
+    pub fn with_templates(
+        mut self,
+        templates: &[String],
+        expand: bool,
+    ) -> Result<Request, ExecError> {
+        for arg in templates {
+            let (name, text) = arg.split_once('=').ok_or_else(|| {
+                ExecError::Usage(format!(
+                    "--env-template {:?}: expected NAME=TEXT, e.g. URL=postgres://$(USER)@db",
+                    arg.chars().take(64).collect::<String>()
+                ))
+            })?;
+            if !is_env_name(name) {
+                return Err(ExecError::Usage(format!(
+                    "--env-template: {name:?} is not a valid variable name (letters, digits \
+                     and _, not starting with a digit)"
+                )));
+            }
+            let twice = self.vars.iter().any(|v| v.name == name)
+                || self.templates.iter().any(|(n, _)| n == name);
+            if twice {
+                return Err(ExecError::Usage(format!(
+                    "--env-template: {name} is given twice; each variable may be set once"
+                )));
+            }
+            self.templates.push((name.to_string(), text.to_string()));
+        }
+        self.expand = expand;
+        Ok(self)
     }
 
     /// The objects to read, each once, in the order first asked for.
@@ -92,6 +132,16 @@ impl Request {
     /// The variables, from `values` (object name → bytes, every object of [`Request::objects`]).
     /// `--env` first, then each env-file's assignments in file order.
     pub fn build(&self, values: &BTreeMap<&str, &SecretBytes>) -> Result<Environment, ExecError> {
+        self.build_in(values, &process_env)
+    }
+
+    /// [`Request::build`] with `base` as the environment exec was started with (what
+    /// templates and `--expand` see besides the variables built here).
+    pub fn build_in(
+        &self,
+        values: &BTreeMap<&str, &SecretBytes>,
+        base: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> Result<Environment, ExecError> {
         let value_of = |object: &str| {
             values.get(object).copied().ok_or_else(|| {
                 ExecError::Usage(format!(
@@ -127,8 +177,26 @@ impl Request {
                 vars.push((a.name, a.value));
             }
         }
-        Ok(Environment { vars })
+        for (name, text) in &self.templates {
+            let lookup = |n: &str| match vars.iter().rev().find(|(v, _)| v == n) {
+                Some((_, value)) => Some(value.expose().to_vec()),
+                None => base(n),
+            };
+            let value = SecretBytes::new(super::expand::expand(text, &lookup));
+            check_value(name, value.expose(), &format!("--env-template {name}"))?;
+            vars.push((name.clone(), value));
+        }
+        Ok(Environment {
+            vars,
+            expand: self.expand,
+        })
     }
+}
+
+/// A variable of the environment exec was started with.
+fn process_env(name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    std::env::var_os(name).map(|v| v.as_bytes().to_vec())
 }
 
 /// An object name as the config allows it (a clean relative path).
@@ -163,6 +231,8 @@ fn check_value(name: &str, value: &[u8], object: &str) -> Result<(), ExecError> 
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Environment {
     vars: Vec<(String, SecretBytes)>,
+    /// `--expand`: the command is expanded with these variables over exec's own.
+    expand: bool,
 }
 
 impl Environment {
@@ -176,6 +246,24 @@ impl Environment {
 
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
+    }
+
+    /// `argv` as the app gets it: with `--expand`, each `$(VAR)` expanded with these
+    /// variables, then exec's own environment, as kubelet expands a container's command.
+    pub fn command(&self, argv: &[String]) -> Vec<std::ffi::OsString> {
+        use std::os::unix::ffi::OsStringExt;
+        argv.iter()
+            .map(|a| match self.expand {
+                false => a.into(),
+                true => {
+                    let lookup = |n: &str| match self.vars.iter().rev().find(|(v, _)| v == n) {
+                        Some((_, value)) => Some(value.expose().to_vec()),
+                        None => process_env(n),
+                    };
+                    std::ffi::OsString::from_vec(super::expand::expand(a, &lookup))
+                }
+            })
+            .collect()
     }
 }
 
@@ -294,5 +382,43 @@ mod tests {
             shown.contains("A=<redacted>") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn templates_expand_over_the_variables_then_the_base_and_the_command_too() {
+        let r = Request::parse(&strings(&["PW=pw"]), &[])
+            .unwrap()
+            .with_templates(
+                &strings(&["URL=db://$(USER):$(PW)@$(HOST)/$$(PW)", "BOTH=$(URL)!"]),
+                true,
+            )
+            .unwrap();
+        let pw = SecretBytes::new(b"s3cret".to_vec());
+        let base = |n: &str| (n == "USER").then(|| b"app".to_vec());
+        let env = r.build_in(&BTreeMap::from([("pw", &pw)]), &base).unwrap();
+        let got: Vec<(String, String)> = env
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8(v.expose().to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got[1],
+            ("URL".into(), "db://app:s3cret@$(HOST)/$(PW)".into())
+        );
+        assert_eq!(
+            got[2],
+            ("BOTH".into(), "db://app:s3cret@$(HOST)/$(PW)!".into())
+        );
+        assert!(!format!("{env:?}").contains("s3cret"));
+        let argv = env.command(&strings(&["/app", "--pw=$(PW)", "$$(PW)"]));
+        assert_eq!(argv, ["/app", "--pw=s3cret", "$(PW)"]);
+        let twice = Request::parse(&strings(&["PW=pw"]), &[])
+            .unwrap()
+            .with_templates(&strings(&["PW=x"]), false);
+        assert!(twice.is_err());
     }
 }

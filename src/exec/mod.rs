@@ -19,6 +19,7 @@
 mod copy_self;
 pub mod dotenv;
 pub mod env;
+pub mod expand;
 mod supervise;
 
 use std::collections::BTreeMap;
@@ -241,8 +242,12 @@ fn ignored_at_start(sig: i32) -> bool {
 /// standard library fork and exec rather than posix_spawn, whose glibc version starts the
 /// child with the C library's two reserved real-time signals ignored.
 fn command(program: &str, args: &[String], env: &Environment) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
+    let argv: Vec<String> = std::iter::once(program.to_string())
+        .chain(args.iter().cloned())
+        .collect();
+    let mut argv = env.command(&argv).into_iter();
+    let mut cmd = Command::new(argv.next().unwrap_or_else(|| program.into()));
+    cmd.args(argv);
     for (name, value) in env.iter() {
         cmd.env(name, OsStr::from_bytes(value.expose()));
     }

@@ -408,6 +408,10 @@ pub enum Object {
     /// `GET /api/v1/namespaces/NS/serviceaccounts/NAME`: an IRSA pod's ServiceAccount, for the
     /// role its `eks.amazonaws.com/role-arn` annotation names.
     ServiceAccount,
+    /// `GET /api/v1/namespaces/NS/secrets/NAME`: an image pull Secret of a pod whose image's
+    /// entrypoint the webhook reads (docs/webhook.md, "Image entrypoints"); only its
+    /// `.dockerconfigjson` is used.
+    Secret,
 }
 
 impl Object {
@@ -419,6 +423,7 @@ impl Object {
                 "secretproviderclasses",
             ),
             Object::ServiceAccount => ("/api/v1", "serviceaccounts"),
+            Object::Secret => ("/api/v1", "secrets"),
         }
     }
 }

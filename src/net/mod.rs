@@ -2,4 +2,5 @@
 pub mod cloud;
 pub mod http;
 pub mod kube;
+pub mod registry;
 pub mod serve;

@@ -10,18 +10,31 @@
 
 use std::path::Path;
 
+use super::view::View;
 use super::{Commit, Volume, VolumeError};
 use crate::render::Payload;
 
 #[derive(Debug, Clone)]
 pub struct VolumeSet {
     members: Vec<Volume>,
+    /// Volumes showing a member's files under other names ([`super::view`]), written after
+    /// the members in every commit; not part of the set's version.
+    views: Vec<View>,
 }
 
 impl VolumeSet {
     pub fn new(members: Vec<Volume>) -> VolumeSet {
         assert!(!members.is_empty(), "a volume set has at least one volume");
-        VolumeSet { members }
+        VolumeSet {
+            members,
+            views: Vec::new(),
+        }
+    }
+
+    /// This set with `views` of its members.
+    pub fn with_views(mut self, views: Vec<View>) -> VolumeSet {
+        self.views = views;
+        self
     }
 
     pub fn one(volume: Volume) -> VolumeSet {
@@ -35,6 +48,7 @@ impl VolumeSet {
                 .map(Volume::keeping_previous)
                 .collect(),
         )
+        .with_views(self.views)
     }
 
     /// The first member's directory (the only one, usually).
@@ -53,7 +67,10 @@ impl VolumeSet {
     }
 
     pub fn check_filesystem(&self) -> Result<(), VolumeError> {
-        self.members.iter().try_for_each(Volume::check_filesystem)
+        self.members.iter().try_for_each(Volume::check_filesystem)?;
+        self.views
+            .iter()
+            .try_for_each(|v| v.volume.check_filesystem())
     }
 
     /// The joined current versions; None while any member has none.
@@ -89,7 +106,9 @@ impl VolumeSet {
         retiring: &[&str],
     ) -> Result<Commit, VolumeError> {
         if self.members.len() == 1 {
-            return self.members[0].commit_keeping(payload, retiring);
+            let outcome = self.members[0].commit_keeping(payload, retiring)?;
+            self.commit_views(std::slice::from_ref(payload))?;
+            return Ok(outcome);
         }
         let mut shares: Vec<Payload> = vec![Payload::default(); self.members.len()];
         for (name, file) in &payload.files {
@@ -113,11 +132,25 @@ impl VolumeSet {
                 Commit::Unchanged { version } => versions.push(version),
             }
         }
+        self.commit_views(&shares)?;
         let version = versions.join(",");
         Ok(match written {
             true => Commit::Written { version },
             false => Commit::Unchanged { version },
         })
+    }
+
+    /// Each view from its member's share (an unchanged view changes nothing on disk).
+    fn commit_views(&self, shares: &[Payload]) -> Result<(), VolumeError> {
+        for view in &self.views {
+            let share = shares
+                .get(view.member)
+                .ok_or_else(|| VolumeError::Unprefixed {
+                    name: format!("a view of member {}", view.member),
+                })?;
+            view.volume.commit(&view.payload(share)?)?;
+        }
+        Ok(())
     }
 
     /// [`Volume::visit_current`] over every member, names prefixed as in payloads.

@@ -50,6 +50,9 @@ pub struct CsiVolume {
     /// What a cloud provider's volume needs in the injected container
     /// ([`crate::provider::pod`]); `None` for Vault.
     pub pod_use: Option<crate::provider::pod::Use>,
+    /// Each file the volume will hold and its mode ([`super::synced`] shows some of them
+    /// elsewhere with the same mode).
+    pub modes: Vec<(String, u32)>,
 }
 
 impl CsiVolume {
@@ -252,6 +255,12 @@ fn check(
         name: volume.to_string(),
         audience: parsed.provider.token_audience().map(str::to_string),
         pod_use: parsed.provider.pod_use(),
+        modes: parsed
+            .provider
+            .files()
+            .into_iter()
+            .map(|f| (f.name, f.mode))
+            .collect(),
         address,
         class: text,
     })

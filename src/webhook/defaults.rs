@@ -63,6 +63,13 @@ pub struct Defaults {
     pub classes: ClassSource,
     /// Reads a ServiceAccount, for its IRSA role (see [`super::aws`]).
     pub service_accounts: ClassSource,
+    /// Reads an image pull Secret (see [`super::synced`]).
+    pub secrets: ClassSource,
+    /// Reads an image's entrypoint and cmd from its registry (see [`super::synced`]).
+    pub images: ImageSource,
+    /// The platform an image index is resolved to when the pod's nodeSelector names none
+    /// (`--image-platform`, linux/amd64 by default).
+    pub image_platform: crate::net::registry::Platform,
     /// `--aws-region`: the region of AWS volumes that name none (the cluster's region; the
     /// CSI provider would ask the node's), set as the injected container's `AWS_REGION`.
     pub aws_region: Option<String>,
@@ -82,6 +89,9 @@ impl Default for Defaults {
             ca_configmap: None,
             classes: Default::default(),
             service_accounts: Default::default(),
+            secrets: Default::default(),
+            images: Default::default(),
+            image_platform: Default::default(),
             aws_region: None,
             vault_agent: false,
         }
@@ -150,6 +160,67 @@ impl std::fmt::Debug for ClassSource {
 }
 
 impl PartialEq for ClassSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// One image whose entrypoint and cmd a review needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageQuery {
+    pub image: String,
+    pub platform: crate::net::registry::Platform,
+    /// The pull Secrets' credentials (only the one for the image's registry host is sent).
+    pub credentials: Vec<crate::net::registry::Credential>,
+}
+
+impl PartialEq for crate::net::registry::Credential {
+    fn eq(&self, other: &Self) -> bool {
+        self.registry == other.registry
+            && self.username.expose() == other.username.expose()
+            && self.password.expose() == other.password.expose()
+    }
+}
+
+/// Reads an image's process from its registry; `Err(None)` when not read yet (the server
+/// reads it outside the review slots and decides again, as for Kubernetes objects),
+/// `Err(Some(why))` when it cannot be.
+pub type ImageLookup =
+    dyn Fn(&ImageQuery) -> Result<crate::net::registry::Process, Option<String>> + Send + Sync;
+
+/// The webhook's way to image registries; none in pure tests unless given.
+#[derive(Clone, Default)]
+pub struct ImageSource(Option<Arc<ImageLookup>>);
+
+impl ImageSource {
+    pub fn new(
+        f: impl Fn(&ImageQuery) -> Result<crate::net::registry::Process, Option<String>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        ImageSource(Some(Arc::new(f)))
+    }
+
+    pub fn lookup(&self) -> Option<&Arc<ImageLookup>> {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Debug for ImageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Some(_) => "ImageSource(registry)",
+            None => "ImageSource(none)",
+        })
+    }
+}
+
+impl PartialEq for ImageSource {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,

@@ -33,9 +33,10 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::defaults::{ClassSource, Defaults};
+use super::defaults::{ClassSource, Defaults, ImageQuery, ImageSource};
 use super::shape::Shape;
 use crate::net::kube::{self, Fetched, KubeError, Object};
+use crate::net::registry::{Process, Registry};
 
 /// Every review is answered within this of its request's arrival, whatever it waits for (room
 /// for its body, the body, a review slot, the Kubernetes API, room for its answer): the API
@@ -71,15 +72,37 @@ pub struct Api {
     client: kube::Client,
     in_flight: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
+    /// Image registries, for the entrypoints of containers wrapped for synced Secrets
+    /// ([`super::synced`]); none when the client could not be set up (a bad SSL_CERT_FILE).
+    registry: Option<Registry>,
 }
+
+/// All registry reads of one review end within this (and by the review's own deadline): the
+/// API server waits for the webhook for its timeoutSeconds (5 in manifests/), and the
+/// Kubernetes API reads of the same review come first.
+pub const REGISTRY_TIME: Duration = Duration::from_secs(2);
 
 impl Api {
     pub fn new(client: kube::Client) -> Api {
+        let extra = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+        let registry = match Registry::new(extra.as_deref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "no image registry client: containers without a command that read synced Secrets are refused");
+                None
+            }
+        };
         Api {
             client,
             in_flight: Arc::new(Semaphore::new(LOOKUPS_AT_ONCE)),
             bytes: Arc::new(Semaphore::new(LOOKUP_BYTES)),
+            registry,
         }
+    }
+
+    /// The registry client, for its counters.
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
     }
 }
 
@@ -97,7 +120,7 @@ impl Key {
     fn time(&self) -> Duration {
         match self.object {
             Object::SecretProviderClass => super::csi::LOOKUP_BUDGET,
-            Object::ServiceAccount => crate::provider::pod::LOOKUP_TIME,
+            Object::ServiceAccount | Object::Secret => crate::provider::pod::LOOKUP_TIME,
         }
     }
 }
@@ -106,6 +129,8 @@ impl Key {
 struct Table {
     read: Vec<(Key, Result<Fetched, KubeError>)>,
     missing: Vec<Key>,
+    images: Vec<(ImageQuery, Result<Process, String>)>,
+    missing_images: Vec<ImageQuery>,
 }
 
 /// What one review has read and still needs; clones share it.
@@ -124,10 +149,65 @@ impl Reads {
             let reads = self.clone();
             ClassSource::new(move |namespace, name, _within| reads.answer(object, namespace, name))
         };
+        let reads = self.clone();
         Defaults {
             classes: source(Object::SecretProviderClass),
             service_accounts: source(Object::ServiceAccount),
+            secrets: source(Object::Secret),
+            images: ImageSource::new(move |q| reads.image(q)),
             ..base.clone()
+        }
+    }
+
+    /// The image's process if it was read, why not if that failed; else it is recorded.
+    fn image(&self, query: &ImageQuery) -> Result<Process, Option<String>> {
+        let mut table = self.table();
+        match table.images.iter().find(|(q, _)| q == query) {
+            Some((_, answer)) => answer.clone().map_err(Some),
+            None => {
+                if !table.missing_images.contains(query) {
+                    table.missing_images.push(query.clone());
+                }
+                Err(None)
+            }
+        }
+    }
+
+    /// The images the last decision asked for and were not read, emptied.
+    pub fn take_missing_images(&self) -> Vec<ImageQuery> {
+        std::mem::take(&mut self.table().missing_images)
+    }
+
+    /// Reads `queries` from their registries at once, all by `until` and within
+    /// [`REGISTRY_TIME`]; every query gets an answer.
+    pub async fn read_images(&self, api: &Api, queries: Vec<ImageQuery>, until: Instant) {
+        let until = until.min(Instant::now() + REGISTRY_TIME);
+        let mut reading = tokio::task::JoinSet::new();
+        for q in queries.iter().cloned() {
+            let registry = api.registry.clone();
+            reading.spawn(async move {
+                let answer = match registry {
+                    Some(r) => {
+                        r.process(&q.image, &q.platform, &q.credentials, until)
+                            .await
+                    }
+                    None => Err("this webhook has no image registry client (see its log)".into()),
+                };
+                (q, answer)
+            });
+        }
+        while let Some(done) = reading.join_next().await {
+            if let Ok(done) = done {
+                self.table().images.push(done);
+            }
+        }
+        let mut table = self.table();
+        for q in queries {
+            if !table.images.iter().any(|(k, _)| *k == q) {
+                table
+                    .images
+                    .push((q, Err("the registry read failed without an answer".into())));
+            }
         }
     }
 

@@ -1,9 +1,10 @@
 //! The mutating admission webhook (docs/webhook.md): [`mutate`] is the pure injection, [`patch`]
 //! turns its result into a JSON Patch, [`review`] answers an AdmissionReview, [`csi`] converts
-//! Secrets Store CSI volumes; what a cloud provider's volumes need comes from [`crate::provider::pod`].
+//! Secrets Store CSI volumes and [`synced`] serves the Secrets their classes sync; what a cloud provider's volumes need comes from [`crate::provider::pod`].
 
 pub mod csi;
 pub mod defaults;
+pub mod env_refs;
 pub mod lookups;
 pub mod mutate;
 pub mod patch;
@@ -11,6 +12,7 @@ pub mod review;
 pub mod server;
 pub mod settings;
 pub mod shape;
+pub mod synced;
 pub mod vault_agent;
 
 /// The entry called `name` of a JSON list (volumes, containers, mounts), for the unit tests.

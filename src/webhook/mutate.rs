@@ -48,6 +48,18 @@ pub fn mutate_with(pod: &Value, defaults: &Defaults, csi: &[CsiVolume]) -> Decis
 /// [`mutate_with`] for a pod of `namespace` (the AdmissionReview's; empty: the pod's own), the
 /// namespace whose ServiceAccount an IRSA pod's role is read from.
 pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVolume]) -> Decision {
+    mutate_synced(pod, namespace, defaults, csi, None)
+}
+
+/// [`mutate_in`] with the pod's references to synced Secrets served
+/// ([`super::synced::plan`]).
+pub fn mutate_synced(
+    pod: &Value,
+    namespace: &str,
+    defaults: &Defaults,
+    csi: &[CsiVolume],
+    synced: Option<super::synced::Plan>,
+) -> Decision {
     let annotations: BTreeMap<String, String> = pod
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
@@ -97,6 +109,7 @@ pub fn mutate_in(pod: &Value, namespace: &str, defaults: &Defaults, csi: &[CsiVo
     let planned = planned.and_then(|p| {
         let p = Plan {
             csi: csi.to_vec(),
+            synced,
             ..p
         };
         with_grants(pod, namespace, defaults, p)
@@ -228,6 +241,7 @@ fn agent_plan(
         grants: Vec::new(),
         admitted: String::new(),
         agent: Some(extras),
+        synced: None,
     };
     let mut seen = all.clone();
     seen.insert(format!("{PREFIX}vault-agent"), prefix.to_string());
@@ -401,6 +415,8 @@ struct Plan {
     admitted: String,
     /// A pod converted from the Vault Agent Injector ([`convert_agent`]).
     agent: Option<AgentPlan>,
+    /// Containers that read synced Secrets, rewritten after injection ([`super::synced`]).
+    synced: Option<super::synced::Plan>,
 }
 
 /// A pod injected only for its CSI volumes: no volume of our own, a native sidecar unless
@@ -435,6 +451,7 @@ fn csi_only_plan(
         grants: Vec::new(),
         admitted: String::new(),
         agent: None,
+        synced: None,
     })
 }
 
@@ -511,6 +528,7 @@ fn plan(pod: &Value, all: &BTreeMap<String, String>, defaults: &Defaults) -> Res
         grants: Vec::new(),
         admitted: String::new(),
         agent: None,
+        synced: None,
     })
 }
 
@@ -667,7 +685,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     }
     volumes
         .push(json!({"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
-    if plan.env.is_some() {
+    if plan.env.is_some() || plan.synced.as_ref().is_some_and(|s| s.wraps()) {
         volumes.push(
             json!({"name": BIN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}),
         );
@@ -688,7 +706,7 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     // Vault is reachable when secretdrop starts; everything after starts after the first render.
     let at = inits.iter().take_while(|c| runs_before_us(c)).count();
     let mut ours = Vec::new();
-    if plan.env.is_some() {
+    if plan.env.is_some() || plan.synced.as_ref().is_some_and(|s| s.wraps()) {
         ours.push(copy_container(plan, defaults));
     }
     match plan.mode {
@@ -754,6 +772,9 @@ fn inject(pod: &Value, plan: &Plan, defaults: &Defaults) -> Value {
     }
     spec["containers"] = Value::Array(containers);
 
+    if let Some(synced) = &plan.synced {
+        super::synced::apply(&mut pod, synced);
+    }
     let annotations = &mut pod["metadata"]["annotations"];
     csi::annotate(annotations, &plan.csi);
     annotations[format!("{PREFIX}status")] = json!("injected");

@@ -204,16 +204,7 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
         .get("namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let decide = |p: &Value| {
-        if defaults.vault_agent {
-            return mutate::convert_agent(p, namespace, defaults);
-        }
-        match super::csi::classes(p, namespace, defaults) {
-            Ok(csi) => mutate::mutate_in(p, namespace, defaults, &csi),
-            Err(message) => Decision::Reject(message),
-        }
-    };
-    let (response, outcome) = match pod.map(decide) {
+    let (response, outcome) = match pod.map(|p| decide(p, namespace, defaults)) {
         None => (allowed(uid), Outcome::Skipped("not a pod create")),
         Some(Decision::Skip(why)) => (allowed(uid), Outcome::Skipped(why)),
         Some(Decision::Reject(message)) => (rejected(uid, &message), Outcome::Rejected),
@@ -222,16 +213,51 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
             mode,
         }) => {
             let ops = patch::diff_json(pod.unwrap_or(&Value::Null), &injected)?;
+            let warnings = warnings_of(&injected);
             drop(injected);
             let encoded = base64::engine::general_purpose::STANDARD.encode(&ops);
             drop(ops);
             let mut response = json!({"uid": uid, "allowed": true, "patchType": "JSONPatch"});
+            if !warnings.is_empty() {
+                response["warnings"] = json!(warnings);
+            }
             // Moved in, not copied: the patch of a big pod is big.
             response["patch"] = Value::String(encoded);
             (response, Outcome::Injected(mode.name()))
         }
     };
     Ok((envelope(response), outcome))
+}
+
+/// What the webhook rewrote that the pod's author should know (`kubectl` prints these):
+/// the synced Secrets it serves ([`super::synced::NOTES_ANNOTATION`]).
+fn warnings_of(injected: &Value) -> Vec<String> {
+    let notes = injected
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(super::synced::NOTES_ANNOTATION))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    notes
+        .lines()
+        .filter(|l| !l.is_empty())
+        .take(32)
+        .map(|l| format!("secretdrop: {l}"))
+        .collect()
+}
+
+/// What the webhook does with a pod created in `namespace`: on `/convert-vault-agent` the
+/// Vault Agent Injector's conversion, else injection with CSI volumes and synced Secrets.
+pub fn decide(pod: &Value, namespace: &str, defaults: &Defaults) -> Decision {
+    if defaults.vault_agent {
+        return mutate::convert_agent(pod, namespace, defaults);
+    }
+    match super::csi::classes(pod, namespace, defaults) {
+        Ok(csi) => match super::synced::plan(pod, namespace, defaults, &csi) {
+            Ok(synced) => mutate::mutate_synced(pod, namespace, defaults, &csi, synced),
+            Err(message) => Decision::Reject(message),
+        },
+        Err(message) => Decision::Reject(message),
+    }
 }
 
 fn is_pod_create(kind: Option<&str>, operation: Option<&str>) -> bool {

@@ -490,7 +490,12 @@ async fn mutate(
             Err(_) => return late(state, known.as_ref(), Waiting::Slot, started),
         };
         let missing = reads.as_ref().map(Reads::take_missing).unwrap_or_default();
-        let (Some(api), Some(reads), false) = (&state.api, &reads, missing.is_empty()) else {
+        let images = reads
+            .as_ref()
+            .map(Reads::take_missing_images)
+            .unwrap_or_default();
+        let nothing = missing.is_empty() && images.is_empty();
+        let (Some(api), Some(reads), false) = (&state.api, &reads, nothing) else {
             break (answered, slots);
         };
         // Not sent: it was made without some object. Read those, the slots given back.
@@ -499,6 +504,7 @@ async fn mutate(
         drop(slots);
         known.get_or_insert(answered);
         reads.read(api, missing, deadline - DECIDE_TIME).await;
+        reads.read_images(api, images, deadline - DECIDE_TIME).await;
     };
     // Decided: the body's budget is given back (by the thread, if it is still running), as
     // are the answers read for it.

@@ -1,6 +1,7 @@
 //! Stand-in for the kube-apiserver, serving the two calls the webhook makes:
 //! `GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/NS/secretproviderclasses/NAME` and
-//! `GET /api/v1/namespaces/NS/serviceaccounts/NAME` (IRSA's role annotation), over
+//! `GET /api/v1/namespaces/NS/serviceaccounts/NAME` (IRSA's role annotation, image pull
+//! Secrets) and `GET /api/v1/namespaces/NS/secrets/NAME` (image pull Secrets), over
 //! TLS with its own certificate. Like a real apiserver with static bearer tokens and RBAC: no
 //! or an unknown token is 401, a known token without a role allowing `get` is 403, a missing
 //! object is 404, each as a `Status` object with the apiserver's wording. A variant
@@ -53,6 +54,8 @@ struct Shared {
     hanging: AtomicUsize,
     /// Every Authorization header seen, for tests that check where a token went.
     authorizations: Mutex<Vec<String>>,
+    /// `METHOD path` of every request, for tests that check nothing was written.
+    seen: Mutex<Vec<String>>,
     /// DER of the client certificates of the webhook's user and of one without a role.
     client_certs: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -137,6 +140,7 @@ impl KubeApi {
                 requests: AtomicUsize::new(0),
                 hanging: AtomicUsize::new(0),
                 authorizations: Mutex::new(Vec::new()),
+                seen: Mutex::new(Vec::new()),
                 client_certs: client_certs.as_ref().map(|c| {
                     let der = |p: &Path| certs_of(p).remove(0).to_vec();
                     (der(&c.webhook.0), der(&c.unprivileged.0))
@@ -179,6 +183,21 @@ impl KubeApi {
             json!({"apiVersion": "v1", "kind": "ServiceAccount",
                    "metadata": {"name": name, "annotations": annotations}}),
         );
+    }
+
+    /// Stores a ServiceAccount as given (e.g. with imagePullSecrets).
+    pub fn put_service_account_object(&self, namespace: &str, object: Value) {
+        self.store(SA, namespace, object);
+    }
+
+    /// Stores a Secret (an image pull Secret).
+    pub fn put_secret(&self, namespace: &str, object: Value) {
+        self.store(SECRET, namespace, object);
+    }
+
+    /// `METHOD path` of every request received, in order.
+    pub fn seen(&self) -> Vec<String> {
+        self.shared.seen.lock().unwrap().clone()
     }
 
     fn store(&self, resource: &'static str, namespace: &str, object: Value) {
@@ -264,6 +283,7 @@ impl KubeApi {
 
 const SPC: &str = "secretproviderclasses";
 const SA: &str = "serviceaccounts";
+const SECRET: &str = "secrets";
 
 /// (API prefix up to the namespace, resource, what a 403 and 404 call it).
 const RESOURCES: &[(&str, &str, &str, &str)] = &[
@@ -274,6 +294,7 @@ const RESOURCES: &[(&str, &str, &str, &str)] = &[
         "secrets-store.csi.x-k8s.io",
     ),
     ("/api/v1/namespaces/", SA, "serviceaccounts", ""),
+    ("/api/v1/namespaces/", SECRET, "secrets", ""),
 ];
 
 fn serve(
@@ -310,6 +331,7 @@ fn serve(
         .into_iter()
         .flatten();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    shared.seen.lock().unwrap().push(format!("{method} {path}"));
     let auth = head.iter().skip(1).find_map(|h| {
         let (k, v) = h.split_once(':')?;
         k.eq_ignore_ascii_case("authorization")

@@ -29,6 +29,7 @@ pub mod moto;
 pub mod pki;
 pub mod postgres;
 pub mod process;
+pub mod registry;
 pub mod resident;
 pub mod scenario;
 pub mod server;

@@ -188,6 +188,7 @@ fn aws_volumes_that_get_credentials_differently_are_refused() {
         class: "{}".into(),
         audience: None,
         address: None,
+        modes: Vec::new(),
         pod_use: Some(Use::Aws(AwsUse {
             pod_identity: true,
             ipv6: false,
@@ -227,6 +228,7 @@ fn gcp_pod(app: Value, volumes: Value) -> Decision {
             .into(),
         audience: None,
         address: None,
+        modes: Vec::new(),
         pod_use: Some(Use::Gcp),
     };
     // Not opted in by annotation: injected for its CSI volume alone.
