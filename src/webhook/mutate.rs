@@ -594,8 +594,8 @@ fn check_commands(pod: &Value, selected: Option<&[String]>) -> Result<(), String
         if !ok {
             return Err(format!(
                 "{PREFIX}env: container {:?} has no command. secretdrop runs it as \
-                 `secretdrop exec ... -- <command> <args>`, and the webhook cannot know the \
-                 image's entrypoint (it never reads image registries): set command (and args) \
+                 `secretdrop exec ... -- <command> <args>`, and for {PREFIX}env the webhook \
+                 does not read the image's entrypoint from its registry: set command (and args) \
                  to what the image runs, e.g. command: [\"/app/server\"], or leave it out of \
                  {PREFIX}containers",
                 shorten(name)

@@ -365,7 +365,7 @@ fn env_rejects_containers_without_command_and_unknown_objects() {
     match mutate(&pod(a.clone()), &defaults()) {
         Decision::Reject(m) => assert!(
             m.contains("container \"app\" has no command")
-                && m.contains("never reads image registries")
+                && m.contains("does not read the image's entrypoint")
                 && m.contains("set command"),
             "{m}"
         ),
