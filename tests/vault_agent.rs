@@ -496,6 +496,18 @@ fn refusals_name_the_annotation_and_the_reason() {
         sc.review(&p).get("patch").is_none(),
         "converted through /mutate"
     );
+    // What secretdrop ignores is said where kubectl prints it.
+    let p = pod(
+        &s,
+        &[secret("x", &kv1, None)],
+        &[("agent-limits-cpu", "500m"), ("agent-cache-enable", "true")],
+    );
+    let warnings = admit(&sc, &p)["warnings"].to_string();
+    assert!(
+        warnings.contains("vault.hashicorp.com/agent-limits-cpu")
+            && warnings.contains("vault.hashicorp.com/agent-cache-enable"),
+        "{warnings}"
+    );
 }
 
 #[test]

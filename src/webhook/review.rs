@@ -230,19 +230,38 @@ pub fn answer(review: &Value, defaults: &Defaults) -> Result<(Value, Outcome), S
 }
 
 /// What the webhook rewrote that the pod's author should know (`kubectl` prints these):
-/// the synced Secrets it serves ([`super::synced::NOTES_ANNOTATION`]).
+/// the synced Secrets it serves ([`super::synced::NOTES_ANNOTATION`]), and the Vault Agent
+/// Injector annotations of a converted pod that secretdrop ignores.
 fn warnings_of(injected: &Value) -> Vec<String> {
-    let notes = injected
-        .pointer("/metadata/annotations")
+    let annotations = injected.pointer("/metadata/annotations");
+    let notes = annotations
         .and_then(|a| a.get(super::synced::NOTES_ANNOTATION))
         .and_then(Value::as_str)
         .unwrap_or("");
-    notes
+    let mut warnings: Vec<String> = notes
         .lines()
         .filter(|l| !l.is_empty())
         .take(32)
         .map(|l| format!("secretdrop: {l}"))
-        .collect()
+        .collect();
+    let converted = annotations
+        .and_then(|a| a.get(format!("{}vault-agent", crate::config::names::PREFIX)))
+        .and_then(Value::as_str);
+    if let (Some(prefix), Some(Value::Object(all))) = (converted, annotations) {
+        let ignored: Vec<String> =
+            crate::provider::vault::agent::ignored(all.keys().map(String::as_str), prefix)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+        if !ignored.is_empty() {
+            warnings.push(format!(
+                "secretdrop: ignored, they tune the Vault Agent's own container and the \
+                 injected secretdrop has its own settings (docs/migrate-from-vault-agent.md): {}",
+                crate::error::first_few(&ignored, 20)
+            ));
+        }
+    }
+    warnings
 }
 
 /// What the webhook does with a pod created in `namespace`: on `/convert-vault-agent` the

@@ -175,6 +175,16 @@ pub struct AgentPod {
     pub specs: Vec<VaultSpec>,
 }
 
+/// The annotations of `all` under `prefix` that secretdrop ignores (they tune the agent's own
+/// container or process), for the webhook to say so.
+pub fn ignored<'a>(all: impl Iterator<Item = &'a str>, prefix: &str) -> Vec<&'a str> {
+    all.filter(|k| {
+        k.strip_prefix(prefix)
+            .is_some_and(|rest| IGNORED.contains(&rest))
+    })
+    .collect()
+}
+
 /// The prefix a pod's annotations use, when it asks for the agent: the first of [`PREFIXES`]
 /// with an `agent-inject` annotation.
 pub fn prefix_of(all: &BTreeMap<String, String>) -> Option<&'static str> {
