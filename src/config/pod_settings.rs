@@ -15,8 +15,9 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use super::error::ConfigError;
 use super::names::PREFIX;
-use super::{ConfigError, NotifySettings};
+use super::notify::{parse_signal, NotifySettings};
 
 /// A CA bundle in an annotation larger than this is refused: a few dozen certificates fit.
 pub const MAX_CA_BYTES: usize = 64 * 1024;
@@ -217,7 +218,7 @@ pub fn parse(file: &Path, ours: &BTreeMap<String, String>) -> Result<PodSettings
         }
     }
     if let Some(v) = get("notify-signal") {
-        s.notify.signal = Some(super::parse_signal(v).map_err(|m| err("notify-signal", m))?);
+        s.notify.signal = Some(parse_signal(v).map_err(|m| err("notify-signal", m))?);
     }
     if let Some(v) = get("notify-process") {
         s.notify.process = Some(check_process(v).map_err(|m| err("notify-process", m))?);

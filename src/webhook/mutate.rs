@@ -133,9 +133,9 @@ pub fn mutate_synced(
 pub fn convert_agent(pod: &Value, namespace: &str, defaults: &Defaults) -> Decision {
     let all = vault_agent::annotations_of(pod);
     let prefix = match vault_agent::asks(&all) {
-        Ok(Some(prefix)) => prefix,
-        Ok(None) => return Decision::Skip("not annotated for the Vault Agent Injector"),
-        Err(decision) => return decision,
+        vault_agent::Asks::Agent(prefix) => prefix,
+        vault_agent::Asks::Nothing(why) => return Decision::Skip(why),
+        vault_agent::Asks::Invalid(message) => return Decision::Reject(message),
     };
     if all.get(&format!("{PREFIX}status")).map(String::as_str) == Some("injected")
         || has_container(pod, "/spec/initContainers", CONTAINER)

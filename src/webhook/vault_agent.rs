@@ -20,7 +20,6 @@ use crate::provider::vault::agent;
 pub use crate::provider::vault::agent::agent_bool;
 
 use super::defaults::Defaults;
-use super::mutate::Decision;
 
 /// The injector's uid and gid for the agent (its default security context).
 pub const AGENT_UID: u64 = 100;
@@ -54,24 +53,35 @@ pub fn annotations_of(pod: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Whether the pod asks the injector for an agent, and which prefix it uses; `Err` refuses it.
-pub fn asks(all: &BTreeMap<String, String>) -> Result<Option<&'static str>, Decision> {
+/// What the injector's annotations of a pod ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Asks {
+    /// An agent, with the annotations under this prefix.
+    Agent(&'static str),
+    /// Nothing: the pod is admitted unchanged, for this reason.
+    Nothing(&'static str),
+    /// `agent-inject` is not a boolean: the pod is refused with this message.
+    Invalid(String),
+}
+
+/// Whether the pod asks the injector for an agent, and which prefix it uses.
+pub fn asks(all: &BTreeMap<String, String>) -> Asks {
     let Some(prefix) = agent::prefix_of(all) else {
-        return Err(Decision::Skip("not annotated for the Vault Agent Injector"));
+        return Asks::Nothing("not annotated for the Vault Agent Injector");
     };
     let inject = &all[&format!("{prefix}agent-inject")];
     match agent::agent_bool(inject) {
-        None => Err(Decision::Reject(format!(
+        None => Asks::Invalid(format!(
             "{prefix}agent-inject: {:?} is not a boolean: allowed are true, false, 1, 0, t, f",
             inject.chars().take(64).collect::<String>()
-        ))),
-        Some(false) => Err(Decision::Skip("agent-inject is false")),
+        )),
+        Some(false) => Asks::Nothing("agent-inject is false"),
         Some(true) => {
             let status = all.get(&format!("{prefix}agent-inject-status"));
             if status.map(String::as_str) == Some("injected") {
-                return Err(Decision::Skip("already injected"));
+                return Asks::Nothing("already injected");
             }
-            Ok(Some(prefix))
+            Asks::Agent(prefix)
         }
     }
 }

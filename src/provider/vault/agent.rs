@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::env::VaultEnv;
+use crate::config::env::{parse_bool, VaultEnv};
 use crate::config::error::ConfigError;
+use crate::config::names::{is_volume_name, validate_name};
+use crate::config::notify::NotifySettings;
 use crate::gotemplate::{self, Request, Template};
 
 use super::spec::{
@@ -170,7 +172,7 @@ pub struct AgentPod {
     /// The address, `service` or the default.
     pub address: String,
     /// `agent-inject-command-X`, as secretdrop's notification.
-    pub notify: Option<crate::config::NotifySettings>,
+    pub notify: Option<NotifySettings>,
     /// One spec per directory: the global one first, then `custom_paths` in order.
     pub specs: Vec<VaultSpec>,
 }
@@ -198,7 +200,7 @@ pub fn prefix_of(all: &BTreeMap<String, String>) -> Option<&'static str> {
 pub fn agent_bool(s: &str) -> Option<bool> {
     match s {
         "" => Some(false),
-        s => crate::config::env::parse_bool(s),
+        s => parse_bool(s),
     }
 }
 
@@ -387,11 +389,7 @@ pub fn parse(
     let path_of = |k: &str| a.get(k).map(|p| std::path::PathBuf::from(*p));
     let tls_secret = a.get("tls-secret").map(|s| s.to_string());
     if let Some(s) = &tls_secret {
-        if !crate::config::names::is_volume_name(s)
-            && !s
-                .split('.')
-                .all(|p| !p.is_empty() && crate::config::names::is_volume_name(p))
-        {
+        if !is_volume_name(s) && !s.split('.').all(|p| !p.is_empty() && is_volume_name(p)) {
             return Err(err(
                 "tls-secret",
                 format!("{:?} is not a Secret name", short(s)),
@@ -562,8 +560,7 @@ pub fn parse(
             })?,
             None => base,
         };
-        crate::config::names::validate_name(&name)
-            .map_err(|m| err(&format!("agent-inject-file-{x}"), m))?;
+        validate_name(&name).map_err(|m| err(&format!("agent-inject-file-{x}"), m))?;
         let mode = match per("agent-inject-perms-") {
             None => 0o644,
             Some(p) => parse_perms(p).ok_or_else(|| {

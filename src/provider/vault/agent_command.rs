@@ -6,7 +6,8 @@
 //! POST to the app (`curl -X POST http://127.0.0.1:9090/-/reload`). Anything else is refused
 //! with the reason; nothing is guessed.
 
-use crate::config::NotifySettings;
+use crate::config::notify::{parse_signal, NotifySettings};
+use crate::config::pod_settings::{check_notify_url, check_process};
 
 /// What a command does, in secretdrop's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,12 +111,12 @@ fn signal_flag<'a, 'b>(rest: &'b [&'a str]) -> Result<(i32, &'b [&'a str]), Stri
         "28" => "WINCH",
         n => n,
     };
-    let signal = crate::config::parse_signal(name).map_err(|m| format!("{m}; {ALLOWED}"))?;
+    let signal = parse_signal(name).map_err(|m| format!("{m}; {ALLOWED}"))?;
     Ok((signal, rest))
 }
 
 fn process(name: &str) -> Result<String, String> {
-    crate::config::pod_settings::check_process(name)
+    check_process(name)
 }
 
 /// `curl [-s -S -f ...] -X POST [-d DATA] URL`: a POST to the app.
@@ -170,7 +171,7 @@ fn post_to(url: Option<&str>, post: bool) -> Result<Mapped, String> {
             "it sends a GET, and secretdrop notifies with a POST; {ALLOWED}"
         ));
     }
-    crate::config::pod_settings::check_notify_url(url).map(Mapped::Post)
+    check_notify_url(url).map(Mapped::Post)
 }
 
 /// Shell words: blanks separate, single and double quotes group, `$(...)` and backquotes stay
@@ -260,7 +261,7 @@ mod tests {
     use super::*;
 
     fn signal(name: &str) -> i32 {
-        crate::config::parse_signal(name).unwrap()
+        parse_signal(name).unwrap()
     }
 
     #[test]
